@@ -1,0 +1,174 @@
+/**
+ * Every error peftjs throws is a PeftError subclass with a stable snake_case `code` and the facts a
+ * caller can branch on. Messages follow one pattern: `<problem>: expected X, got Y → at <where>`.
+ */
+
+/** Facts attached to an error. `where` is a path a person can follow (file › tensor, or a module path). */
+export interface ErrorFacts {
+  file?: string;
+  tensor?: string;
+  key?: string;
+  module?: string;
+  where?: string;
+  expected?: unknown;
+  got?: unknown;
+  /** Extra human detail appended to the message. */
+  detail?: string;
+  cause?: unknown;
+}
+
+/** One problem found during validation; several are collected into an `issues` list. */
+export interface Issue extends ErrorFacts {
+  code: string;
+  message: string;
+}
+
+function show(v: unknown): string {
+  if (typeof v === 'string') return v;
+  if (typeof v === 'bigint') return `${v}n`;
+  try {
+    return JSON.stringify(v) ?? String(v);
+  } catch {
+    return String(v);
+  }
+}
+
+/** Where a problem is: `file › tensor`, or a module path, or a config key. */
+export function whereOf(f: ErrorFacts): string | undefined {
+  if (f.where) return f.where;
+  const parts = [f.file, f.tensor ?? f.key ?? f.module].filter((p): p is string => !!p);
+  return parts.length ? parts.join(' › ') : undefined;
+}
+
+/** Builds the one-line message: `<problem>: expected X, got Y → at <where>`. */
+export function formatMessage(problem: string, f: ErrorFacts): string {
+  let msg = problem;
+  if (f.expected !== undefined || f.got !== undefined) {
+    const bits: string[] = [];
+    if (f.expected !== undefined) bits.push(`expected ${show(f.expected)}`);
+    if (f.got !== undefined) bits.push(`got ${show(f.got)}`);
+    msg += `: ${bits.join(', ')}`;
+  }
+  if (f.detail) msg += ` (${f.detail})`;
+  const w = whereOf(f);
+  if (w) msg += ` → at ${w}`;
+  return msg;
+}
+
+/** Base class: `code` is stable, `facts` holds the data, `issues` lists every problem when several were found. */
+export class PeftError<C extends string = string> extends Error {
+  readonly code: C;
+  readonly file?: string;
+  readonly tensor?: string;
+  readonly key?: string;
+  readonly module?: string;
+  readonly expected?: unknown;
+  readonly got?: unknown;
+  readonly issues: Issue[];
+
+  constructor(code: C, problem: string, facts: ErrorFacts = {}, issues: Issue[] = []) {
+    super(formatMessage(problem, facts), facts.cause !== undefined ? { cause: facts.cause } : undefined);
+    this.name = new.target.name;
+    this.code = code;
+    this.file = facts.file;
+    this.tensor = facts.tensor;
+    this.key = facts.key;
+    this.module = facts.module;
+    this.expected = facts.expected;
+    this.got = facts.got;
+    this.issues = issues;
+  }
+}
+
+/** Collects issues, then throws one error listing them all (one "✖ … → at …" line each). */
+export function issuesMessage(title: string, issues: readonly Issue[]): string {
+  return [`${title} (${issues.length} issue${issues.length === 1 ? '' : 's'})`, ...issues.map((i) => `  ✖ ${i.message}`)].join('\n');
+}
+
+export type SafetensorsCode =
+  | 'file_too_short'
+  | 'header_too_large'
+  | 'header_out_of_range'
+  | 'header_not_utf8'
+  | 'header_not_json'
+  | 'header_not_object'
+  | 'duplicate_tensor'
+  | 'bad_entry'
+  | 'bad_dtype'
+  | 'unsupported_dtype'
+  | 'bad_shape'
+  | 'bad_offsets'
+  | 'size_mismatch'
+  | 'offsets_out_of_range'
+  | 'offsets_overlap'
+  | 'offsets_hole'
+  | 'bad_metadata'
+  | 'tensor_not_found'
+  | 'too_many_tensors';
+export class SafetensorsError extends PeftError<SafetensorsCode> {}
+
+export type PickleCode =
+  | 'not_a_zip'
+  | 'bad_zip'
+  | 'zip_unsupported'
+  | 'missing_record'
+  | 'forbidden_global'
+  | 'forbidden_opcode'
+  | 'bad_pickle'
+  | 'bad_storage'
+  | 'unsupported_dtype';
+export class PickleError extends PeftError<PickleCode> {}
+
+export type ConfigCode =
+  | 'config_missing'
+  | 'config_not_json'
+  | 'config_invalid'
+  | 'unsupported_peft_type'
+  | 'unsupported_init'
+  | 'unsupported_layer_replication'
+  | 'unsupported_merged_linear'
+  | 'bad_rank'
+  | 'unknown_format';
+export class ConfigError extends PeftError<ConfigCode> {}
+
+export type AdapterCode =
+  | 'weights_missing'
+  | 'unpaired_factor'
+  | 'unknown_tensor'
+  | 'rank_mismatch'
+  | 'shape_mismatch'
+  | 'bad_dtype'
+  | 'invalid_adapter';
+export class AdapterError extends PeftError<AdapterCode> {}
+
+export type ApplyCode =
+  | 'module_not_found'
+  | 'not_wrappable'
+  | 'in_mismatch'
+  | 'out_mismatch'
+  | 'rank_mismatch'
+  | 'dtype_mismatch'
+  | 'already_applied'
+  | 'not_applied'
+  | 'fused'
+  | 'not_fused'
+  | 'apply_failed'
+  | 'bad_option';
+export class ApplyError extends PeftError<ApplyCode> {}
+
+export type IoCode = 'not_found' | 'http_error' | 'truncated' | 'aborted' | 'unsupported_source' | 'read_failed' | 'too_large';
+export class IoError extends PeftError<IoCode> {}
+
+export type RuntimeCode = 'no_webassembly' | 'no_simd' | 'wasm_compile_failed' | 'out_of_memory' | 'disposed' | 'not_initialized';
+export class WasmRuntimeError extends PeftError<RuntimeCode> {}
+
+export type BackendCode =
+  | 'unknown_backend'
+  | 'no_webgpu'
+  | 'device_lost'
+  | 'gpu_out_of_memory'
+  | 'shape_mismatch'
+  | 'dtype_unsupported'
+  | 'wrong_device'
+  | 'shader_failed';
+export class BackendError extends PeftError<BackendCode> {}

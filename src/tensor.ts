@@ -1,0 +1,142 @@
+import { DTYPES, type ArrayOf, type DType, type TypedArray, viewAs } from './dtype.js';
+import { BackendError, WasmRuntimeError } from './errors.js';
+
+/**
+ * Where a tensor's bytes live. `cpu`: a JS ArrayBuffer. `wasm`: a malloc'd range of the wasm linear
+ * memory (views are rebuilt on every access, so they survive memory growth). `gpu`: a GPUBuffer,
+ * read back only by `await tensor.read()`.
+ */
+export interface Storage {
+  readonly device: 'cpu' | 'wasm' | 'gpu';
+  readonly byteLength: number;
+  /** The bytes as a live view (cpu/wasm). GPU storage throws: use `Tensor.read()`. */
+  bytes(): Uint8Array;
+  /** Reads the bytes back (needed for gpu; immediate for cpu/wasm). */
+  read(): Promise<Uint8Array>;
+  dispose(): void;
+  readonly disposed: boolean;
+}
+
+/** Storage over a JS ArrayBuffer; nothing to free. */
+export class CpuStorage implements Storage {
+  readonly device = 'cpu' as const;
+  disposed = false;
+  constructor(private readonly view: Uint8Array) {}
+  get byteLength(): number {
+    return this.view.byteLength;
+  }
+  bytes(): Uint8Array {
+    return this.view;
+  }
+  read(): Promise<Uint8Array> {
+    return Promise.resolve(this.view);
+  }
+  dispose(): void {
+    this.disposed = true;
+  }
+}
+
+/**
+ * A tensor: shape + dtype + storage. Small and explicit: no broadcasting, no autograd.
+ * Row-major, contiguous. Storage owned by wasm or the GPU is released by `dispose()`
+ * (or `using t = …` via Symbol.dispose); a FinalizationRegistry frees it if the tensor is dropped.
+ */
+export class Tensor<D extends DType = DType> {
+  readonly shape: readonly number[];
+  readonly dtype: D;
+  readonly storage: Storage;
+
+  constructor(shape: readonly number[], dtype: D, storage: Storage) {
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (n * DTYPES[dtype].bytes !== storage.byteLength) {
+      throw new BackendError('shape_mismatch', 'tensor storage size does not match its shape', {
+        expected: n * DTYPES[dtype].bytes,
+        got: storage.byteLength,
+        detail: `shape [${shape.join(',')}] ${dtype}`,
+      });
+    }
+    this.shape = Object.freeze([...shape]);
+    this.dtype = dtype;
+    this.storage = storage;
+    if (storage.device !== 'cpu') registry.register(this, storage, this);
+  }
+
+  /** Wraps a typed array (no copy). */
+  static from<D extends DType>(data: ArrayOf<D>, shape: readonly number[], dtype: D): Tensor<D> {
+    const u8 = new Uint8Array(data.buffer, data.byteOffset, data.byteLength);
+    return new Tensor(shape, dtype, new CpuStorage(u8));
+  }
+
+  /** A new zero-filled CPU tensor. */
+  static zeros<D extends DType>(shape: readonly number[], dtype: D): Tensor<D> {
+    const n = shape.reduce((a, b) => a * b, 1);
+    return new Tensor(shape, dtype, new CpuStorage(new Uint8Array(n * DTYPES[dtype].bytes)));
+  }
+
+  /** f32 CPU tensor from numbers. */
+  static f32(data: ArrayLike<number>, shape: readonly number[]): Tensor<'f32'> {
+    return Tensor.from(Float32Array.from(data), shape, 'f32');
+  }
+
+  get size(): number {
+    return this.shape.reduce((a, b) => a * b, 1);
+  }
+  get ndim(): number {
+    return this.shape.length;
+  }
+  get byteLength(): number {
+    return this.storage.byteLength;
+  }
+  get device(): Storage['device'] {
+    return this.storage.device;
+  }
+
+  /** A live typed view of the data (cpu or wasm). Do not keep it across calls that may grow wasm memory. */
+  get data(): ArrayOf<D> {
+    if (this.storage.disposed) throw new WasmRuntimeError('disposed', 'tensor was disposed', { detail: this.toString() });
+    const b = this.storage.bytes();
+    return viewAs(this.dtype, b.buffer, b.byteOffset, this.size);
+  }
+
+  /** Reads the data back into a fresh JS-owned typed array (works for every device). */
+  async read(): Promise<ArrayOf<D>> {
+    if (this.storage.disposed) throw new WasmRuntimeError('disposed', 'tensor was disposed', { detail: this.toString() });
+    const b = await this.storage.read();
+    const copy = new Uint8Array(b.byteLength);
+    copy.set(b);
+    return viewAs(this.dtype, copy.buffer, 0, this.size);
+  }
+
+  /** A JS-owned copy on the CPU (synchronous; not for gpu tensors). */
+  toCpu(): Tensor<D> {
+    const copy = new Uint8Array(this.byteLength);
+    copy.set(this.storage.bytes());
+    return new Tensor(this.shape, this.dtype, new CpuStorage(copy));
+  }
+
+  /** Same storage, new shape (same element count). */
+  reshape(shape: readonly number[]): Tensor<D> {
+    return new Tensor(shape, this.dtype, this.storage);
+  }
+
+  dispose(): void {
+    if (!this.storage.disposed) {
+      registry.unregister(this);
+      this.storage.dispose();
+    }
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  toString(): string {
+    return `Tensor([${this.shape.join(', ')}], ${this.dtype}, ${this.storage.device})`;
+  }
+}
+
+/** Backstop only: frees wasm/gpu storage of tensors dropped without dispose(). */
+const registry = new FinalizationRegistry<Storage>((s) => {
+  if (!s.disposed) s.dispose();
+});
+
+export type { DType, TypedArray };
