@@ -1,0 +1,62 @@
+// Runtime smoke check shared by the Deno, Bun and browser tests: the built package (dist/index.js) loads
+// its wasm and one LoRA linear result matches a float64 reference written here, independently of the library.
+// Plain JS (no TypeScript) so a browser page can import it as is.
+
+/** Deterministic values in [-1, 1): a 32-bit LCG, so every runtime sees the same inputs. */
+export function lcg(seed) {
+  let s = seed >>> 0;
+  return () => {
+    s = (Math.imul(s, 1664525) + 1013904223) >>> 0;
+    return s / 2 ** 31 - 1;
+  };
+}
+
+function fill(n, rnd) {
+  const a = new Float32Array(n);
+  for (let i = 0; i < n; i++) a[i] = rnd();
+  return a;
+}
+
+/**
+ * y = x·Wᵀ + b + s·(x·A)·B in float64.  x [m,k], W [n,k], b [n], A [k,r], B [r,n].
+ */
+export function referenceLoRALinear(x, W, b, A, B, s, m, k, n, r) {
+  const y = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) {
+    const t = new Float64Array(r);
+    for (let j = 0; j < r; j++) for (let p = 0; p < k; p++) t[j] += x[i * k + p] * A[p * r + j];
+    for (let o = 0; o < n; o++) {
+      let acc = b[o];
+      for (let p = 0; p < k; p++) acc += x[i * k + p] * W[o * k + p];
+      for (let j = 0; j < r; j++) acc += s * t[j] * B[j * n + o];
+      y[i * n + o] = acc;
+    }
+  }
+  return y;
+}
+
+/**
+ * Runs the check against a loaded peftjs module. Returns {backend, maxErr, tol, ok, offEqualsBase}.
+ * Tolerance: f32 accumulation over k terms of magnitude ≤ 1 → k·2⁻²³·(k + r·k) is a safe bound; we use 1e-4·k.
+ */
+export async function runSmoke(lib) {
+  const backend = await lib.init();
+  const m = 3, k = 37, n = 11, r = 4, s = 2;
+  const rnd = lcg(42);
+  const x = fill(m * k, rnd), W = fill(n * k, rnd), b = fill(n, rnd), A = fill(k * r, rnd), B = fill(r * n, rnd);
+  const T = lib.Tensor;
+  const w = backend.upload(T.from(W, [n, k], 'f32'));
+  const bias = backend.upload(T.from(b, [n], 'f32'));
+  const delta = { a: backend.upload(T.from(A, [k, r], 'f32')), b: backend.upload(T.from(B, [r, n], 'f32')), scale: s };
+  const xt = T.from(x, [m, k], 'f32');
+  const yOn = await backend.linear(xt, w, bias, [delta]).read();
+  const yOff = await backend.linear(xt, w, bias, []).read();
+  const yBase = await backend.linear(xt, w, bias, []).read();
+  const ref = referenceLoRALinear(x, W, b, A, B, s, m, k, n, r);
+  let maxErr = 0;
+  for (let i = 0; i < ref.length; i++) maxErr = Math.max(maxErr, Math.abs(yOn[i] - ref[i]));
+  let offEqualsBase = yOff.length === yBase.length;
+  for (let i = 0; i < yOff.length; i++) if (Object.is(yOff[i], yBase[i]) === false) offEqualsBase = false;
+  const tol = 1e-4 * k * 0.1;
+  return { backend: backend.name, maxErr, tol, ok: maxErr <= tol && offEqualsBase, offEqualsBase };
+}
