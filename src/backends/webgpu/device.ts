@@ -1,0 +1,116 @@
+/// <reference types="@webgpu/types" />
+/**
+ * Acquiring a GPUDevice: feature detection, the limits we ask for, and device-loss tracking.
+ * Every failure is a BackendError: `no_webgpu` (no navigator.gpu / no adapter / requestDevice failed).
+ */
+import { BackendError } from '../../errors.js';
+
+export interface WebGPUOptions {
+  /** A GPU entry point (`navigator.gpu`, or `create([])` from the `webgpu` npm package in Node). */
+  gpu?: GPU;
+  /** Use this adapter instead of requesting one. */
+  adapter?: GPUAdapter;
+  /** Use this device (its features decide f16); the backend then never destroys it. */
+  device?: GPUDevice;
+  /** Store f16 weights as f16 when the adapter has `shader-f16` (default true); false forces f32 storage. */
+  f16?: boolean;
+  /** Largest m routed to the GEMV kernels (default 4, decode); 0 forces the tiled GEMM for every m. */
+  gemvMaxM?: number;
+}
+
+/**
+ * Storage buffers the quantised kernel binds at once (x, w, scales, biases, bias, row_scale, t, B, y).
+ * The WebGPU default limit is 8; every desktop adapter offers at least 10 (Dawn SwiftShader 12, wgpu 10).
+ */
+export const WANTED_STORAGE_BUFFERS = 10;
+
+export interface GpuContext {
+  readonly adapter: GPUAdapter | undefined;
+  readonly device: GPUDevice;
+  /** The device has `shader-f16` and f16 storage is enabled. */
+  readonly f16: boolean;
+  /** A software rasteriser (SwiftShader, WARP, llvmpipe): correct but slower than the wasm backend. */
+  readonly software: boolean;
+  /** A one-line description of the adapter for logs and `backend.toString()`. */
+  readonly description: string;
+  /** Set once `device.lost` resolves. */
+  lost: GPUDeviceLostInfo | undefined;
+  readonly ownsDevice: boolean;
+}
+
+function gpuEntry(opts: WebGPUOptions): GPU | undefined {
+  if (opts.gpu) return opts.gpu;
+  const nav = (globalThis as { navigator?: { gpu?: GPU } }).navigator;
+  return nav?.gpu;
+}
+
+function describe(adapter: GPUAdapter | undefined): { description: string; software: boolean } {
+  const info = adapter?.info;
+  if (!info) return { description: 'unknown adapter', software: false };
+  const text = [info.vendor, info.architecture, info.description].filter(Boolean).join(' ');
+  const software =
+    (info as GPUAdapterInfo & { isFallbackAdapter?: boolean }).isFallbackAdapter === true ||
+    /swiftshader|llvmpipe|lavapipe|warp|software/i.test(text);
+  return { description: text || 'unnamed adapter', software };
+}
+
+/** Finds an adapter and creates a device; throws BackendError('no_webgpu') with the reason. */
+export async function requestGpu(opts: WebGPUOptions = {}): Promise<GpuContext> {
+  let adapter = opts.adapter;
+  let device = opts.device;
+  if (!device) {
+    if (!adapter) {
+      const gpu = gpuEntry(opts);
+      if (!gpu) {
+        throw new BackendError('no_webgpu', 'WebGPU is not available', {
+          expected: 'navigator.gpu',
+          got: 'undefined',
+          detail: 'in Node pass {gpu} from the `webgpu` package; in Chromium use a secure context (or --enable-unsafe-webgpu)',
+        });
+      }
+      adapter = (await gpu.requestAdapter({ powerPreference: 'high-performance' })) ?? undefined;
+      if (!adapter) throw new BackendError('no_webgpu', 'no WebGPU adapter', { expected: 'a GPUAdapter', got: 'null' });
+    }
+    const features: GPUFeatureName[] = [];
+    if (opts.f16 !== false && adapter.features.has('shader-f16')) features.push('shader-f16');
+    const limits = adapter.limits;
+    try {
+      device = await adapter.requestDevice({
+        label: 'peftjs',
+        requiredFeatures: features,
+        requiredLimits: {
+          maxStorageBuffersPerShaderStage: Math.min(limits.maxStorageBuffersPerShaderStage, WANTED_STORAGE_BUFFERS),
+          // Weights are single buffers: ask for everything the adapter allows.
+          maxStorageBufferBindingSize: limits.maxStorageBufferBindingSize,
+          maxBufferSize: limits.maxBufferSize,
+        },
+      });
+    } catch (cause) {
+      throw new BackendError('no_webgpu', 'requestDevice failed', { cause, detail: String(cause) });
+    }
+  }
+  const { description, software } = describe(adapter);
+  const ctx: GpuContext = {
+    adapter,
+    device,
+    f16: opts.f16 !== false && device.features.has('shader-f16'),
+    software,
+    description,
+    lost: undefined,
+    ownsDevice: !opts.device,
+  };
+  void device.lost.then((info) => {
+    ctx.lost = info;
+  });
+  return ctx;
+}
+
+/** Throws BackendError('device_lost') once the device is gone. */
+export function assertAlive(ctx: GpuContext): void {
+  if (ctx.lost) {
+    throw new BackendError('device_lost', 'the WebGPU device was lost', {
+      got: ctx.lost.reason,
+      detail: ctx.lost.message || undefined,
+    });
+  }
+}

@@ -1,0 +1,108 @@
+/**
+ * The kernel table: one factory per WGSL file, returning the shader as data for a set of storage types.
+ * Workgroup sizes and tiles are named here with their reasons; they reach the WGSL as `override` values.
+ */
+import { EMBEDDING_WGSL } from './shaders/embedding.wgsl.js';
+import { LINEAR_GEMM_WGSL } from './shaders/linear_gemm.wgsl.js';
+import { LINEAR_GEMV_WGSL } from './shaders/linear_gemv.wgsl.js';
+import { LORA_PACK_WGSL } from './shaders/lora_pack.wgsl.js';
+import { LORA_SHRINK_WGSL } from './shaders/lora_shrink.wgsl.js';
+import { QUANTIZED_LINEAR_WGSL } from './shaders/quantized_linear.wgsl.js';
+import { type Shader, type StorageType, specialize, spread, typesKey } from './pipelines.js';
+
+/**
+ * Invocations per workgroup for the one-output-per-invocation kernels: 64 is a multiple of every SIMD width
+ * (NVIDIA 32, AMD 64, Intel 8–32, Apple 32) and within WebGPU's default 256 (as onnxruntime-web's
+ * `WORKGROUP_SIZE` in js/web/lib/wasm/jsep/webgpu/ops/common.ts).
+ */
+export const WORKGROUP_SIZE = 64;
+
+/** GEMM tile: 16×16 outputs and 16 k per step → 256 invocations (WebGPU's default max) and 2 KiB of tiles. */
+export const GEMM_TILE = 16;
+
+/** x values staged in workgroup memory per step of the GEMV kernels (4 rows × 256 × 4 B = 4 KiB). */
+export const GEMV_CHUNK_K = 256;
+
+/** Rows per dispatch the GEMV kernel holds (its `MAX_M`); larger m goes to the tiled GEMM. */
+export const GEMV_MAX_M = 4;
+
+/** Largest rank (plus a lora-bias column) the fused GEMV keeps in workgroup memory (its `MAX_R`). */
+export const FUSED_MAX_R = 129;
+
+/** Rows per workgroup of the quantised kernel (its `ROWS`). */
+export const QUANT_ROWS = 4;
+
+const cache = new Map<string, Shader<never>>();
+function memo<S>(name: string, types: Record<string, StorageType>, make: (key: string) => Shader<S>): Shader<S> {
+  const key = typesKey(types);
+  const id = `${name}[${key}]`;
+  let s = cache.get(id) as Shader<S> | undefined;
+  if (!s) cache.set(id, (s = make(key)) as Shader<never>);
+  return s;
+}
+
+/** `y = rs ⊙ (x·Wᵀ + t·B) + bias`, tiled; shape {m, n}. */
+export function linearGemm(types: { w_t: StorageType; b_t: StorageType }): Shader<{ m: number; n: number }> {
+  return memo('linear_gemm', types, (key) => ({
+    name: 'linear_gemm',
+    key,
+    wgsl: specialize(LINEAR_GEMM_WGSL, types),
+    constants: { TILE_M: GEMM_TILE, TILE_N: GEMM_TILE, TILE_K: GEMM_TILE },
+    dispatch: ({ m, n }) => [Math.ceil(n / GEMM_TILE), Math.ceil(m / GEMM_TILE), 1],
+  }));
+}
+
+/** Decode GEMV (m ≤ 4) with the fused shrink+expand; shape {n}. */
+export function linearGemv(types: { w_t: StorageType; a_t: StorageType; b_t: StorageType }): Shader<{ n: number }> {
+  return memo('linear_gemv', types, (key) => ({
+    name: 'linear_gemv',
+    key,
+    wgsl: specialize(LINEAR_GEMV_WGSL, types),
+    constants: { WORKGROUP: WORKGROUP_SIZE, CHUNK_K: GEMV_CHUNK_K },
+    dispatch: ({ n }) => spread(Math.ceil(n / WORKGROUP_SIZE)),
+  }));
+}
+
+/** t[:, off..off+r(+1)] = s·x·A (+ s); shape {count} = m·(r + loraBias). */
+export function loraShrink(types: { a_t: StorageType }): Shader<{ count: number }> {
+  return memo('lora_shrink', types, (key) => ({
+    name: 'lora_shrink',
+    key,
+    wgsl: specialize(LORA_SHRINK_WGSL, types),
+    constants: { WORKGROUP: WORKGROUP_SIZE },
+    dispatch: ({ count }) => spread(Math.ceil(count / WORKGROUP_SIZE)),
+  }));
+}
+
+/** MLX affine quantised linear with the expand epilogue; shape {m, n}. */
+export function quantizedLinear(types: { sb_t: StorageType; b_t: StorageType }): Shader<{ m: number; n: number }> {
+  return memo('quantized_linear', types, (key) => ({
+    name: 'quantized_linear',
+    key,
+    wgsl: specialize(QUANTIZED_LINEAR_WGSL, types),
+    constants: { WORKGROUP: WORKGROUP_SIZE, CHUNK_K: GEMV_CHUNK_K },
+    dispatch: ({ m, n }) => [Math.ceil(n / WORKGROUP_SIZE), Math.ceil(m / QUANT_ROWS), 1],
+  }));
+}
+
+/** Embedding gather + one adapter's delta; shape {m, dim}. */
+export function embedding(types: { e_t: StorageType; a_t: StorageType; b_t: StorageType }): Shader<{ m: number; dim: number }> {
+  return memo('embedding', types, (key) => ({
+    name: 'embedding',
+    key,
+    wgsl: specialize(EMBEDDING_WGSL, types),
+    constants: { WORKGROUP: WORKGROUP_SIZE },
+    dispatch: ({ m, dim }) => [Math.ceil(dim / WORKGROUP_SIZE), m, 1],
+  }));
+}
+
+/** Packs a B part into the stacked f32 B; shape {count}. */
+export function loraPack(types: { src_t: StorageType }): Shader<{ count: number }> {
+  return memo('lora_pack', types, (key) => ({
+    name: 'lora_pack',
+    key,
+    wgsl: specialize(LORA_PACK_WGSL, types),
+    constants: { WORKGROUP: WORKGROUP_SIZE },
+    dispatch: ({ count }) => spread(Math.ceil(count / WORKGROUP_SIZE)),
+  }));
+}

@@ -1,0 +1,97 @@
+/// <reference types="@webgpu/types" />
+/**
+ * Shaders as data and the pipeline cache. A shader is `{name, key, wgsl, constants, dispatch(shape)}`;
+ * its pipeline is compiled once and cached under `name[key]`, where the key holds only what changes the
+ * source (storage types), never shapes: sizes, scales and the adapter toggle travel in uniforms.
+ */
+import { BackendError } from '../../errors.js';
+
+/** Storage element type of a bound buffer (f16 only with `shader-f16`). */
+export type StorageType = 'f32' | 'f16';
+
+export interface Shader<S> {
+  /** Kernel name, also the label of its module, pipeline, bind groups and uniform buffers. */
+  readonly name: string;
+  /** What changes the source, e.g. `w=f16,b=f32`. */
+  readonly key: string;
+  readonly wgsl: string;
+  /** Values for the shader's `override` constants (tile sizes). */
+  readonly constants: Record<string, number>;
+  /** Workgroup counts for a shape. */
+  dispatch(shape: S): [number, number, number];
+}
+
+/** Most workgroups per dispatch dimension (WebGPU's default maxComputeWorkgroupsPerDimension). */
+export const MAX_WORKGROUPS_PER_DIM = 65535;
+
+/** Spreads `groups` workgroups over x and y (kernels linearise `wg.y · 65535 + wg.x`). */
+export function spread(groups: number): [number, number, number] {
+  const g = Math.max(1, groups);
+  return [Math.min(g, MAX_WORKGROUPS_PER_DIM), Math.ceil(g / MAX_WORKGROUPS_PER_DIM), 1];
+}
+
+/**
+ * Specialises a WGSL source's storage types: each `alias <name> = f32;` named in `types` becomes f16, and
+ * `enable f16;` is prepended when any does. The WGSL files stay plain WGSL with f32 defaults.
+ */
+export function specialize(wgsl: string, types: Record<string, StorageType>): string {
+  let src = wgsl;
+  let f16 = false;
+  for (const [alias, type] of Object.entries(types)) {
+    const line = `alias ${alias} = f32;`;
+    if (!src.includes(line)) throw new Error(`shader has no "${line}"`);
+    if (type === 'f16') {
+      src = src.replace(line, `alias ${alias} = f16;`);
+      f16 = true;
+    }
+  }
+  return f16 ? `enable f16;\n${src}` : src;
+}
+
+/** The key for a set of storage types: `w=f32,b=f16`. */
+export function typesKey(types: Record<string, StorageType>): string {
+  return Object.entries(types)
+    .map(([k, v]) => `${k}=${v}`)
+    .join(',');
+}
+
+export class PipelineCache {
+  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  /** How many pipelines were compiled (a toggle or scale change must not move it). */
+  compiled = 0;
+
+  constructor(
+    private readonly device: GPUDevice,
+    private readonly onError: (e: BackendError) => void,
+  ) {}
+
+  get<S>(shader: Shader<S>): GPUComputePipeline {
+    const id = `${shader.name}[${shader.key}]`;
+    let pipeline = this.pipelines.get(id);
+    if (pipeline) return pipeline;
+    this.device.pushErrorScope('validation');
+    const module = this.device.createShaderModule({ label: id, code: shader.wgsl });
+    pipeline = this.device.createComputePipeline({
+      label: id,
+      layout: 'auto',
+      compute: { module, entryPoint: 'main', constants: shader.constants },
+    });
+    void this.device.popErrorScope().then(
+      (err) => {
+        if (err) this.onError(new BackendError('shader_failed', 'WGSL pipeline failed to compile', { where: id, detail: err.message }));
+      },
+      () => undefined,
+    );
+    this.compiled++;
+    this.pipelines.set(id, pipeline);
+    return pipeline;
+  }
+
+  get size(): number {
+    return this.pipelines.size;
+  }
+
+  clear(): void {
+    this.pipelines.clear();
+  }
+}

@@ -1,0 +1,46 @@
+// peftjs public API: re-exports only.
+
+export { VERSION } from './version.js';
+export * from './errors.js';
+export { DTYPES, byteSize, type DType, type TypedArray } from './dtype.js';
+export { Tensor, CpuStorage, type Storage } from './tensor.js';
+
+// Backends
+export type { Backend, BackendName, LoRADelta, QuantizedWeight } from './backends/backend.js';
+export { createBackend, defaultBackend, init, setDefaultBackend, type CreatableBackend } from './backends/index.js';
+export { JsBackend, refLinear, refMatmul, type RefDelta } from './backends/js.js';
+export { WasmBackend } from './backends/wasm.js';
+export { f16ToF32, bf16ToF32, f32ToF16, f32ToBf16 } from './backends/wasm/convert.js';
+export { checkWasmSupport, initWasm } from './runtime/wasm.js';
+
+// Files and formats
+export { bytesSource, blobSource, type ByteSource } from './io/source.js';
+export { toFileSet, memoryFileSet, type AdapterSource, type FileLike, type FileSet, type OpenOptions } from './io/fileset.js';
+export { SafetensorsReader, writeSafetensors, SAFE_DTYPES, type SafeDType, type TensorInfo } from './formats/safetensors.js';
+export { readTorchZip, type RawTensor } from './formats/torch-zip.js';
+
+// Adapters
+export { parsePeftConfig, type PeftConfig } from './peft/config.js';
+export { loadPEFT } from './peft/load.js';
+export { savePEFT } from './peft/save.js';
+export { loadAdapter } from './peft/detect.js';
+export { loadMLX } from './mlx/load.js';
+export { saveMLX } from './mlx/save.js';
+export type { AdapterModule, AdapterReplacement, AdapterSpec } from './lora/spec.js';
+export { buildReport } from './lora/report.js';
+
+// Layers and models
+export { Module } from './nn/module.js';
+export { Linear, type Projection, type LayerOptions } from './nn/linear.js';
+export { Conv1D } from './nn/conv1d.js';
+export { QuantizedLinear, type QuantizeOptions } from './nn/quantized-linear.js';
+export { Embedding } from './nn/embedding.js';
+export { modelFromWeights, loadModel, type ModelFromWeightsOptions } from './nn/model-from-weights.js';
+export { LoRAModule, LayerAdapter, isLoRALayer, type LoRALayer, type AdapterInit, type FuseOptions } from './lora/layer.js';
+export { LoRALinear } from './lora/lora-linear.js';
+export { QLoRALinear } from './lora/qlora-linear.js';
+export { DoRALinear } from './lora/dora-linear.js';
+export { QDoRALinear } from './lora/qdora-linear.js';
+export { LoRAEmbedding } from './lora/lora-embedding.js';
+export { LoRAContainer, type AppliedModule, type ContainerOptions } from './lora/container.js';
+export { setLoRAEnabled, type SetEnabledOptions } from './lora/set-enabled.js';

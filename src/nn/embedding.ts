@@ -1,0 +1,62 @@
+import type { Backend, LoRADelta } from '../backends/backend.js';
+import { defaultBackend } from '../backends/index.js';
+import type { Tensor } from '../tensor.js';
+import { fromF64, toF64 } from './float.js';
+import { NO_DELTAS, type LayerOptions } from './linear.js';
+import { Module } from './module.js';
+
+/**
+ * y = E[ids]
+ * ids [m] i32, E [vocab,dim] → y [m,dim] (f32)
+ */
+export class Embedding extends Module {
+  readonly weight: Tensor;
+  readonly backend: Backend;
+
+  constructor(weight: Tensor, opts: LayerOptions = {}) {
+    super();
+    if (weight.ndim !== 2) throw new TypeError(`Embedding: weight must be [vocab,dim], got [${weight.shape}]`);
+    this.backend = opts.backend ?? defaultBackend();
+    this.weight = this.backend.upload(weight);
+  }
+
+  get vocab(): number {
+    return this.weight.shape[0];
+  }
+  get dim(): number {
+    return this.weight.shape[1];
+  }
+
+  forward(ids: Tensor): Tensor {
+    return this.lookup(ids, NO_DELTAS);
+  }
+
+  /** `E[ids] + Σ s·A[ids]·B`, one backend call. */
+  lookup(ids: Tensor, deltas: readonly LoRADelta[]): Tensor {
+    return this.backend.embedding(ids, this.weight, deltas);
+  }
+
+  denseF64(): Float64Array {
+    return toF64(this.weight);
+  }
+
+  /** A new table `E + dE` (`dE [vocab,dim]` float64), rounded once. */
+  merged(dE: Float64Array): Embedding {
+    const e = this.denseF64();
+    for (let i = 0; i < e.length; i++) e[i] += dE[i];
+    return new Embedding(fromF64(e, this.weight.shape, this.weight.dtype), { backend: this.backend });
+  }
+
+  /** A new table with rows `indices` replaced by `rows [count,dim]` (PEFT trainable tokens). */
+  withRows(indices: ArrayLike<number>, rows: Tensor): Embedding {
+    const e = this.denseF64();
+    const r = toF64(rows);
+    const d = this.dim;
+    for (let t = 0; t < indices.length; t++) e.set(r.subarray(t * d, (t + 1) * d), indices[t] * d);
+    return new Embedding(fromF64(e, this.weight.shape, this.weight.dtype), { backend: this.backend });
+  }
+
+  override toString(): string {
+    return `Embedding(vocab=${this.vocab}, dim=${this.dim})`;
+  }
+}

@@ -1,0 +1,63 @@
+/**
+ * A module tree with HF paths: `model.layers.0.self_attn.q_proj` names the child `q_proj` of `self_attn` of
+ * the child `0` of `layers` of `model`. A Module is a node with named children, in insertion order; layers
+ * (Linear, Embedding, LoRALinear, …) are Modules whose `forward` calls one backend op.
+ */
+export class Module {
+  /** Named children, in insertion order. */
+  readonly children = new Map<string, Module>();
+
+  /** Adds or replaces the direct child `name`; returns `this` for chaining. */
+  set(name: string, child: Module): this {
+    this.children.set(name, child);
+    return this;
+  }
+
+  /** The module at a dotted path (`''` is this module), or undefined. */
+  get(path: string): Module | undefined {
+    if (path === '') return this;
+    let m: Module | undefined = this;
+    for (const part of path.split('.')) {
+      m = m.children.get(part);
+      if (!m) return undefined;
+    }
+    return m;
+  }
+
+  /** Replaces the module at `path` (which must exist) and returns the module that was there. */
+  replace(path: string, module: Module): Module {
+    const dot = path.lastIndexOf('.');
+    const parent = dot < 0 ? this : this.get(path.slice(0, dot));
+    const name = path.slice(dot + 1);
+    const old = parent?.children.get(name);
+    if (!parent || !old) throw new Error(`replace: no module at ${path}`);
+    parent.children.set(name, module);
+    return old;
+  }
+
+  /** Every descendant as `[path, module]`, depth first, parents before children (this module excluded). */
+  *namedModules(prefix = ''): Generator<[string, Module]> {
+    for (const [name, child] of this.children) {
+      const path = prefix ? `${prefix}.${name}` : name;
+      yield [path, child];
+      yield* child.namedModules(path);
+    }
+  }
+
+  /** `Module(3 children)`; layers override with their shapes. */
+  toString(): string {
+    return `Module(${this.children.size} children)`;
+  }
+}
+
+/** Builds nested plain Modules along `path` under `root` (creating missing ones) and sets `leaf` there. */
+export function setPath(root: Module, path: string, leaf: Module): void {
+  const parts = path.split('.');
+  let m = root;
+  for (const part of parts.slice(0, -1)) {
+    let next = m.children.get(part);
+    if (!next) m.set(part, (next = new Module()));
+    m = next;
+  }
+  m.set(parts[parts.length - 1], leaf);
+}
