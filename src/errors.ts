@@ -128,6 +128,8 @@ export type ConfigCode =
   | 'unsupported_layer_replication'
   | 'unsupported_merged_linear'
   | 'bad_rank'
+  | 'unsupported_feature'
+  | 'unsupported_fine_tune'
   | 'unknown_format';
 export class ConfigError extends PeftError<ConfigCode> {}
 
@@ -170,5 +172,7 @@ export type BackendCode =
   | 'shape_mismatch'
   | 'dtype_unsupported'
   | 'wrong_device'
-  | 'shader_failed';
+  | 'shader_failed'
+  | 'disposed'
+  | 'not_initialized';
 export class BackendError extends PeftError<BackendCode> {}

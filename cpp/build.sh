@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Builds wasm/peftjs.wasm from cpp/ (emscripten 3.1.6), then regenerates src/runtime/wasm-bytes.ts.
+# Deterministic: same sources + same emcc → same bytes (CI rebuilds and runs `git diff --exit-code wasm/`).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+EXPORTS='["_malloc","_free","_peft_abi_version","_peft_quant_strip_rows",
+"_peft_f32_linear","_peft_f32_linear__scalar","_peft_f32_linear_scratch_bytes",
+"_peft_f32_lora_shrink","_peft_f32_lora_shrink__scalar","_peft_f32_lora_expand","_peft_f32_lora_expand__scalar",
+"_peft_f32_dequantize","_peft_f32_dequantize__scalar","_peft_f32_qlinear","_peft_f32_qlinear__scalar",
+"_peft_f16_to_f32","_peft_f16_to_f32__scalar","_peft_bf16_to_f32","_peft_bf16_to_f32__scalar",
+"_peft_f32_to_f16","_peft_f32_to_f16__scalar","_peft_f32_to_bf16","_peft_f32_to_bf16__scalar"]'
+EXPORTS="$(echo "$EXPORTS" | tr -d '\n')"
+
+mkdir -p wasm
+FLAGS=(
+  -O3                               # full optimisation; the kernels rely on unrolled template loops
+  -msimd128                         # WebAssembly SIMD128 (relaxed SIMD is not usable with this clang)
+  -std=c++17                        # `if constexpr` in the tile templates
+  -DNDEBUG                          # drop the debug asserts at the top of each kernel
+  -fno-exceptions -fno-rtti         # no C++ runtime beyond malloc/free
+  --no-entry                        # a library: no main()
+  -sSTANDALONE_WASM                 # no JS glue; our own loader in src/runtime/wasm.ts instantiates it
+  -sEXPORTED_FUNCTIONS="$EXPORTS"   # the ABI of cpp/exports.cpp plus the allocator
+  -sALLOW_MEMORY_GROWTH             # tensors live in linear memory; grow on demand
+  -sMAXIMUM_MEMORY=4GB              # wasm32 limit (pointers are read as `ptr >>> 0` in JS)
+  -sINITIAL_MEMORY=16MB             # small start; growth is cheap and views are rebuilt on access
+  -sTOTAL_STACK=1MB                  # kernels use a few KiB of stack (tile accumulators)
+  -sMALLOC=dlmalloc                 # reuses freed blocks, so repeated forwards do not grow memory
+  -sFILESYSTEM=0                    # nothing touches files
+  -sERROR_ON_UNDEFINED_SYMBOLS=1    # the only import must be env.emscripten_notify_memory_growth
+  -g0                               # no names/debug info: smaller and byte-for-byte reproducible
+)
+emcc "${FLAGS[@]}" cpp/exports.cpp -o wasm/peftjs.wasm
+
+echo "wasm/peftjs.wasm  sha256 $(sha256sum wasm/peftjs.wasm | cut -d' ' -f1)  $(wc -c < wasm/peftjs.wasm) bytes"
+node scripts/gen-wasm-bytes.mjs

@@ -1,0 +1,212 @@
+import { BackendError } from '../errors.js';
+import { Tensor } from '../tensor.js';
+import type { Backend, LoRADelta, QuantizedWeight } from './backend.js';
+
+/**
+ * The float64 reference backend: every op is a plain triple loop that accumulates in float64 and rounds
+ * once to f32 at the end. It is slow on purpose and exists to be obviously right; the wasm and WebGPU
+ * kernels are tested against the pure `ref*` functions below.
+ *
+ * Layouts (row-major): x [m,k], W [n,k] (nn.Linear), bias [n], A [k,r], B [r,n], rowScale [n].
+ */
+
+/** One LoRA delta as plain arrays: `A [k,r]`, `B [r,n]`, optional lora bias `[n]`, scale `s`. */
+export interface RefDelta {
+  readonly a: ArrayLike<number>;
+  readonly b: ArrayLike<number>;
+  readonly r: number;
+  readonly scale: number;
+  readonly bias?: ArrayLike<number>;
+}
+
+/**
+ * `y = rowScale ⊙ (x·Wᵀ + Σ sᵢ·(x·Aᵢ)·Bᵢ + Σ sᵢ·biasᵢ) + bias`, all in float64.
+ * x [m,k], W [n,k], bias [n], Aᵢ [k,r], Bᵢ [r,n], rowScale [n] → y [m,n].
+ */
+export function refLinear(
+  x: ArrayLike<number>,
+  m: number,
+  k: number,
+  w: ArrayLike<number>,
+  n: number,
+  bias: ArrayLike<number> | undefined,
+  deltas: readonly RefDelta[] = [],
+  rowScale?: ArrayLike<number>,
+): Float64Array {
+  const y = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let acc = 0;
+      for (let p = 0; p < k; p++) acc += x[i * k + p] * w[j * k + p];
+      y[i * n + j] = acc;
+    }
+  }
+  for (const d of deltas) {
+    const t = refMatmul(x, m, k, d.a, d.r); // t = x·A  [m,r]
+    for (let i = 0; i < m; i++) {
+      for (let j = 0; j < n; j++) {
+        let acc = 0;
+        for (let q = 0; q < d.r; q++) acc += t[i * d.r + q] * d.b[q * n + j];
+        y[i * n + j] += d.scale * (acc + (d.bias ? d.bias[j] : 0));
+      }
+    }
+  }
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let v = y[i * n + j];
+      if (rowScale) v *= rowScale[j];
+      if (bias) v += bias[j];
+      y[i * n + j] = v;
+    }
+  }
+  return y;
+}
+
+/** `c = a·b`, a [m,k], b [k,n] → c [m,n] in float64. */
+export function refMatmul(a: ArrayLike<number>, m: number, k: number, b: ArrayLike<number>, n: number): Float64Array {
+  const c = new Float64Array(m * n);
+  for (let i = 0; i < m; i++) {
+    for (let j = 0; j < n; j++) {
+      let acc = 0;
+      for (let p = 0; p < k; p++) acc += a[i * k + p] * b[p * n + j];
+      c[i * n + j] = acc;
+    }
+  }
+  return c;
+}
+
+/**
+ * MLX affine dequantisation: `W[i,j] = scales[i,g]·q[i,j] + biases[i,g]`, g = ⌊j/groupSize⌋.
+ * `wq [n, k·bits/32] u32`: element j of a row sits in word ⌊j/(32/bits)⌋ at bit (j mod (32/bits))·bits.
+ * Returns W [n,k] in float64.
+ */
+export function refDequantize(
+  wq: ArrayLike<number>,
+  scales: ArrayLike<number>,
+  biases: ArrayLike<number>,
+  n: number,
+  k: number,
+  bits: number,
+  groupSize: number,
+): Float64Array {
+  const perWord = 32 / bits;
+  const wordsPerRow = k / perWord;
+  const groups = k / groupSize;
+  const mask = 2 ** bits - 1;
+  const w = new Float64Array(n * k);
+  for (let i = 0; i < n; i++) {
+    for (let j = 0; j < k; j++) {
+      const word = wq[i * wordsPerRow + Math.floor(j / perWord)] >>> 0;
+      const q = Math.floor(word / 2 ** ((j % perWord) * bits)) & mask;
+      const g = Math.floor(j / groupSize);
+      w[i * k + j] = scales[i * groups + g] * q + biases[i * groups + g];
+    }
+  }
+  return w;
+}
+
+/** `y = E[ids] + Σ sᵢ·A_e[ids]·B_e`; E [vocab,dim], A_e [vocab,r], B_e [r,dim] → y [m,dim] in float64. */
+export function refEmbedding(
+  ids: ArrayLike<number>,
+  table: ArrayLike<number>,
+  dim: number,
+  deltas: readonly RefDelta[] = [],
+): Float64Array {
+  const m = ids.length;
+  const y = new Float64Array(m * dim);
+  for (let i = 0; i < m; i++) {
+    const id = ids[i];
+    for (let j = 0; j < dim; j++) y[i * dim + j] = table[id * dim + j];
+    for (const d of deltas) {
+      for (let j = 0; j < dim; j++) {
+        let acc = 0;
+        for (let q = 0; q < d.r; q++) acc += d.a[id * d.r + q] * d.b[q * dim + j];
+        y[i * dim + j] += d.scale * acc;
+      }
+    }
+  }
+  return y;
+}
+
+/** IEEE binary16 bits → number (exact). */
+export function halfBitsToNumber(h: number): number {
+  const sign = h & 0x8000 ? -1 : 1;
+  const e = (h >> 10) & 0x1f;
+  const f = h & 0x3ff;
+  if (e === 0) return sign * f * 2 ** -24;
+  if (e === 31) return f ? NaN : sign * Infinity;
+  return sign * (1 + f / 1024) * 2 ** (e - 15);
+}
+
+/** bfloat16 bits → number (exact): the top 16 bits of an f32. */
+export function bf16BitsToNumber(h: number): number {
+  const u = new Uint32Array([(h & 0xffff) << 16]);
+  return new Float32Array(u.buffer)[0];
+}
+
+/** A tensor's values as float64 (f16/bf16 decoded from their bit patterns). */
+export function tensorToF64(t: Tensor): Float64Array {
+  const d = t.data;
+  if (t.dtype === 'f16') return Float64Array.from(d as Uint16Array, halfBitsToNumber);
+  if (t.dtype === 'bf16') return Float64Array.from(d as Uint16Array, bf16BitsToNumber);
+  return Float64Array.from(d as ArrayLike<number>);
+}
+
+function refDelta(d: LoRADelta): RefDelta {
+  return {
+    a: tensorToF64(d.a),
+    b: tensorToF64(d.b),
+    r: d.a.shape[d.a.shape.length - 1],
+    scale: d.scale,
+    bias: d.bias ? tensorToF64(d.bias) : undefined,
+  };
+}
+
+/** x [..., k] → m = size/k; the output keeps x's leading dims and ends in n. */
+function rowsOf(x: Tensor, k: number, where: string): number {
+  const xk = x.shape[x.shape.length - 1];
+  if (xk !== k) throw new BackendError('shape_mismatch', 'input features do not match the weight', { expected: k, got: xk, where });
+  return x.size / k;
+}
+
+function outShape(x: Tensor, n: number): number[] {
+  return [...x.shape.slice(0, -1), n];
+}
+
+/** The float64 reference Backend. Outputs are f32 CPU tensors; inputs may live on cpu or wasm. */
+export class JsBackend implements Backend {
+  readonly name = 'js' as const;
+
+  upload(t: Tensor): Tensor {
+    return t.device === 'cpu' ? t : t.toCpu();
+  }
+
+  linear(x: Tensor, w: Tensor, bias: Tensor | undefined, deltas: readonly LoRADelta[], rowScale?: Tensor): Tensor {
+    const [n, k] = w.shape;
+    const m = rowsOf(x, k, 'JsBackend.linear');
+    const y = refLinear(
+      tensorToF64(x),
+      m,
+      k,
+      tensorToF64(w),
+      n,
+      bias && tensorToF64(bias),
+      deltas.map(refDelta),
+      rowScale && tensorToF64(rowScale),
+    );
+    return Tensor.from(Float32Array.from(y), outShape(x, n), 'f32');
+  }
+
+  quantizedLinear(x: Tensor, q: QuantizedWeight, bias: Tensor | undefined, deltas: readonly LoRADelta[], rowScale?: Tensor): Tensor {
+    const m = rowsOf(x, q.k, 'JsBackend.quantizedLinear');
+    const w = refDequantize(q.w.data as Uint32Array, tensorToF64(q.scales), tensorToF64(q.biases), q.n, q.k, q.bits, q.groupSize);
+    const y = refLinear(tensorToF64(x), m, q.k, w, q.n, bias && tensorToF64(bias), deltas.map(refDelta), rowScale && tensorToF64(rowScale));
+    return Tensor.from(Float32Array.from(y), outShape(x, q.n), 'f32');
+  }
+
+  embedding(ids: Tensor, table: Tensor, deltas: readonly LoRADelta[]): Tensor {
+    const dim = table.shape[1];
+    const y = refEmbedding(ids.data as ArrayLike<number>, tensorToF64(table), dim, deltas.map(refDelta));
+    return Tensor.from(Float32Array.from(y), [...ids.shape, dim], 'f32');
+  }
+}

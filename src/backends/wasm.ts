@@ -1,0 +1,230 @@
+import { BackendError } from '../errors.js';
+import type { Tensor } from '../tensor.js';
+import { ScratchArena, ScratchLayout } from '../runtime/scratch.js';
+import { WasmStorage, allocWasmTensor, wasmPtrOf } from '../runtime/storage.js';
+import { type WasmRuntime, initWasm } from '../runtime/wasm.js';
+import type { Backend, LoRADelta, QuantizedWeight } from './backend.js';
+import { toF32Tensor } from './wasm/convert.js';
+import { type EpilogueTerm, type Kernels, epilogueBytes, f32Linear, linearScratchBytes, writeEpilogue } from './wasm/linear.js';
+import { f32LoraExpand, f32LoraShrink } from './wasm/lora.js';
+import { f32QLinear, quantScratchBytes } from './wasm/quant.js';
+
+/** Options for `WasmBackend.create`. */
+export interface WasmBackendOptions {
+  /** Run the SIMD128 kernels (default) or their `__scalar` twins (for testing). */
+  kernels?: Kernels;
+}
+
+/**
+ * The WebAssembly SIMD128 backend: f32 kernels from cpp/ over tensors in wasm linear memory.
+ *
+ * `upload(t)` makes a weight resident (copied into wasm memory; f16/bf16 widened to f32 once). Ops accept
+ * inputs on cpu or wasm (cpu inputs and non-f32 inputs are staged in scratch per call) and return f32
+ * tensors in wasm memory that the caller disposes. LoRA intermediates (t = s·x·A), the epilogue descriptor
+ * and staged inputs live in one grow-only scratch block, so steady-state forwards allocate only the output.
+ *
+ * With `deltas = []` and no rowScale the call is the plain linear kernel with a bias-only epilogue:
+ * the same code path a plain `linear` takes, so "adapter off" is bit-identical to the base layer.
+ */
+export class WasmBackend implements Backend {
+  readonly name = 'wasm' as const;
+  readonly kernels: Kernels;
+  private readonly scratch: ScratchArena;
+
+  constructor(readonly runtime: WasmRuntime, opts: WasmBackendOptions = {}) {
+    this.kernels = opts.kernels ?? 'simd128';
+    this.scratch = new ScratchArena(runtime);
+  }
+
+  /** Initialises the wasm runtime (once) and returns a backend over it. */
+  static async create(opts: WasmBackendOptions = {}): Promise<WasmBackend> {
+    return new WasmBackend(await initWasm(), opts);
+  }
+
+  /** Bytes held by the reusable scratch block (for leak tests). */
+  get scratchBytes(): number {
+    return this.scratch.byteLength;
+  }
+
+  upload(t: Tensor): Tensor {
+    if (wasmPtrOf(this.runtime, t) !== undefined && (t.dtype !== 'f16' && t.dtype !== 'bf16')) return t;
+    if (t.dtype === 'f16' || t.dtype === 'bf16' || t.dtype === 'f64') return toF32Tensor(t, this.runtime);
+    const out = allocWasmTensor(this.runtime, t.shape, t.dtype);
+    out.storage.bytes().set(t.storage.bytes());
+    return out;
+  }
+
+  linear(x: Tensor, w: Tensor, bias: Tensor | undefined, deltas: readonly LoRADelta[], rowScale?: Tensor): Tensor {
+    const [n, k] = w.shape;
+    const m = x.size / (x.shape[x.shape.length - 1] || 1);
+    return this.run('linear', x, k, n, [w], bias, deltas, rowScale, linearScratchBytes(this.runtime, m, k), (xp, yp, ep, mm, ptrs, sp) =>
+      f32Linear(this.runtime, mm, n, k, xp, ptrs[0], yp, ep, sp, this.kernels),
+    );
+  }
+
+  quantizedLinear(x: Tensor, q: QuantizedWeight, bias: Tensor | undefined, deltas: readonly LoRADelta[], rowScale?: Tensor): Tensor {
+    const { k, n, bits, groupSize } = q;
+    if (k % groupSize !== 0 || k % 32 !== 0 || ![32, 64, 128].includes(groupSize) || (bits !== 4 && bits !== 8)) {
+      throw new BackendError('shape_mismatch', 'unsupported quantised layout', {
+        expected: 'bits 4|8, groupSize 32|64|128, k % groupSize = 0',
+        got: { bits, groupSize, k },
+        where: 'WasmBackend.quantizedLinear',
+      });
+    }
+    const qs = quantScratchBytes(this.runtime, k);
+    return this.run('quantizedLinear', x, k, n, [q.w, q.scales, q.biases], bias, deltas, rowScale, qs, (xp, yp, ep, m, ptrs, qsp) =>
+      f32QLinear(this.runtime, m, n, k, bits, groupSize, xp, ptrs[0], ptrs[1], ptrs[2], qsp, yp, ep, this.kernels),
+    );
+  }
+
+  embedding(ids: Tensor, table: Tensor, deltas: readonly LoRADelta[]): Tensor {
+    const rt = this.runtime;
+    const [vocab, dim] = table.shape;
+    const idv = ids.data as Int32Array | Uint32Array;
+    const m = idv.length;
+    const idList = Array.from(idv);
+    for (let i = 0; i < m; i++) {
+      if (!(idList[i] >= 0 && idList[i] < vocab)) {
+        throw new BackendError('shape_mismatch', 'token id out of range', { expected: `0 ≤ id < ${vocab}`, got: idList[i], where: `WasmBackend.embedding ids[${i}]` });
+      }
+    }
+    const temps: Tensor[] = [];
+    try {
+      const y = allocWasmTensor(rt, [...ids.shape, dim], 'f32');
+      // y = E[ids]: row gather straight between wasm (or cpu) views.
+      const tab = this.f32Ptr(table, temps);
+      const f32 = rt.f32;
+      const yp = (y.storage as WasmStorage).ptr >>> 2;
+      for (let i = 0; i < m; i++) f32.copyWithin(yp + i * dim, (tab >>> 2) + idList[i] * dim, (tab >>> 2) + (idList[i] + 1) * dim);
+      // y += Σ sᵢ·A_e[ids]·B_e: gather the scaled rows of A_e into t [m,r], then one expand.
+      for (const d of deltas) {
+        const r = d.a.shape[1];
+        this.checkShape('embedding lora_A', d.a.shape, [vocab, r]);
+        this.checkShape('embedding lora_B', d.b.shape, [r, dim]);
+        const ap = this.f32Ptr(d.a, temps) >>> 2;
+        const bp = this.f32Ptr(d.b, temps);
+        const tp = this.scratch.ensure(m * r * 4);
+        const v = rt.f32;
+        for (let i = 0; i < m; i++) for (let q = 0; q < r; q++) v[(tp >>> 2) + i * r + q] = d.scale * v[ap + idList[i] * r + q];
+        f32LoraExpand(rt, m, dim, r, tp, bp, (y.storage as WasmStorage).ptr, this.kernels);
+      }
+      return y;
+    } finally {
+      for (const t of temps) t.dispose();
+    }
+  }
+
+  dispose(): void {
+    this.scratch.dispose();
+  }
+
+  // ---- internals --------------------------------------------------------------------------------------------
+
+  private checkShape(what: string, got: readonly number[], expected: readonly number[]): void {
+    if (got.length !== expected.length || got.some((v, i) => v !== expected[i])) {
+      throw new BackendError('shape_mismatch', `${what} has the wrong shape`, { expected, got, where: `WasmBackend` });
+    }
+  }
+
+  /** Byte offset of `t` as a wasm-resident f32 (or u32) tensor; stages a temporary copy when needed. */
+  private f32Ptr(t: Tensor, temps: Tensor[]): number {
+    const p = wasmPtrOf(this.runtime, t);
+    if (p !== undefined && (t.dtype === 'f32' || t.dtype === 'u32' || t.dtype === 'i32')) return p;
+    const c = this.upload(t);
+    temps.push(c);
+    return (c.storage as WasmStorage).ptr;
+  }
+
+  /**
+   * Shared driver for linear and quantizedLinear: stages inputs, computes t = sᵢ·x·Aᵢ for each delta into
+   * scratch, Σ sᵢ·biasᵢ, writes the epilogue, then calls `kernel` once. x [..., k] → y [..., n].
+   */
+  private run(
+    op: string,
+    x: Tensor,
+    k: number,
+    n: number,
+    weights: readonly Tensor[],
+    bias: Tensor | undefined,
+    deltas: readonly LoRADelta[],
+    rowScale: Tensor | undefined,
+    extraScratch: number,
+    kernel: (x: number, y: number, ep: number, m: number, weights: number[], extra: number) => void,
+  ): Tensor {
+    const rt = this.runtime;
+    const xk = x.shape[x.shape.length - 1];
+    if (xk !== k) throw new BackendError('shape_mismatch', 'input features do not match the weight', { expected: k, got: xk, where: `WasmBackend.${op}` });
+    const m = x.size / k;
+    const ranks = deltas.map((d) => d.a.shape[1]);
+    deltas.forEach((d, i) => {
+      this.checkShape(`lora_A of delta ${i}`, d.a.shape, [k, ranks[i]]);
+      this.checkShape(`lora_B of delta ${i}`, d.b.shape, [ranks[i], n]);
+    });
+    if (bias) this.checkShape('bias', bias.shape, [n]);
+    if (rowScale) this.checkShape('rowScale', rowScale.shape, [n]);
+
+    const temps: Tensor[] = [];
+    try {
+      // Long-lived operands: wasm-resident already (after upload), else staged as temporaries.
+      const wp = weights.map((w) => this.f32Ptr(w, temps));
+      const bp = bias ? this.f32Ptr(bias, temps) : 0;
+      const rp = rowScale ? this.f32Ptr(rowScale, temps) : 0;
+      const ap = deltas.map((d) => this.f32Ptr(d.a, temps));
+      const bbp = deltas.map((d) => this.f32Ptr(d.b, temps));
+      const lbp = deltas.map((d) => (d.bias ? this.f32Ptr(d.bias, temps) : 0));
+      const xWasm = x.dtype === 'f32' ? wasmPtrOf(rt, x) : undefined;
+
+      // One scratch block: [x staged?][epilogue][t₀ … t_d][Σ s·lora_bias][kernel scratch: x panels / quant strip].
+      const L = new ScratchLayout();
+      const xOff = xWasm === undefined ? L.take(m * k * 4) : -1;
+      const hasLoraBias = deltas.some((d) => d.bias);
+      const needEp = deltas.length > 0 || bias !== undefined || rowScale !== undefined;
+      const epOff = needEp ? L.take(epilogueBytes(deltas.length)) : -1;
+      const tOff = ranks.map((r) => L.take(m * r * 4));
+      const lbOff = hasLoraBias ? L.take(n * 4) : -1;
+      const qOff = L.take(extraScratch);
+      // Output first (it may grow memory), then the scratch block, then fill both through fresh views.
+      const y = allocWasmTensor(rt, [...x.shape.slice(0, -1), n], 'f32');
+      const base = this.scratch.ensure(L.total);
+
+      let xp: number;
+      if (xWasm !== undefined) xp = xWasm;
+      else {
+        xp = base + xOff;
+        if (x.dtype === 'f32') rt.u8.set(x.storage.bytes(), xp);
+        else {
+          const cx = this.upload(x);
+          temps.push(cx);
+          rt.u8.copyWithin(xp, (cx.storage as WasmStorage).ptr, (cx.storage as WasmStorage).ptr + m * k * 4);
+        }
+      }
+      const terms: EpilogueTerm[] = deltas.map((d, i) => {
+        const t = base + tOff[i];
+        f32LoraShrink(rt, m, k, ranks[i], xp, ap[i], t, d.scale, this.kernels);
+        return { t, b: bbp[i], r: ranks[i] };
+      });
+      let lb = 0;
+      if (hasLoraBias) {
+        lb = base + lbOff;
+        const f = rt.f32;
+        const o = lb >>> 2;
+        for (let j = 0; j < n; j++) {
+          let s = 0;
+          deltas.forEach((d, i) => {
+            if (d.bias) s += d.scale * f[(lbp[i] >>> 2) + j];
+          });
+          f[o + j] = s;
+        }
+      }
+      let ep = 0;
+      if (needEp) {
+        ep = base + epOff;
+        writeEpilogue(rt, ep, { bias: bp, rowScale: rp, loraBias: lb, terms });
+      }
+      kernel(xp, (y.storage as WasmStorage).ptr, ep, m, wp, base + qOff);
+      return y;
+    } finally {
+      for (const t of temps) t.dispose();
+    }
+  }
+}

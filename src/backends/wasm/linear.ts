@@ -1,0 +1,59 @@
+import type { WasmRuntime } from '../../runtime/wasm.js';
+
+/** Which twin of a kernel family to run: the SIMD128 kernels (default) or their scalar references. */
+export type Kernels = 'simd128' | 'scalar';
+
+/** One LoRA term of the epilogue: `t [m,r]` (already scaled by s) and `B [r,n]`, both byte offsets. */
+export interface EpilogueTerm {
+  t: number;
+  b: number;
+  r: number;
+}
+
+/** The epilogue of cpp/linear.h (`struct Epilogue`): every pointer optional (0 = absent). */
+export interface EpilogueSpec {
+  bias: number;
+  rowScale: number;
+  loraBias: number;
+  terms: readonly EpilogueTerm[];
+}
+
+/** Bytes `writeEpilogue` needs for `nterms` terms: 5 words of header + 4 words per term. */
+export function epilogueBytes(nterms: number): number {
+  return 20 + 16 * nterms;
+}
+
+/** Writes `struct Epilogue` (+ its LoraTerm array right after it) at `ptr` (4-byte aligned). */
+export function writeEpilogue(rt: WasmRuntime, ptr: number, e: EpilogueSpec): void {
+  const u32 = rt.u32;
+  const w = ptr >>> 2;
+  const terms = ptr + 20;
+  u32[w] = e.bias;
+  u32[w + 1] = e.rowScale;
+  u32[w + 2] = e.loraBias;
+  u32[w + 3] = e.terms.length;
+  u32[w + 4] = e.terms.length ? terms : 0;
+  for (let d = 0; d < e.terms.length; d++) {
+    const o = (terms >>> 2) + 4 * d;
+    u32[o] = e.terms[d].t;
+    u32[o + 1] = e.terms[d].b;
+    u32[o + 2] = e.terms[d].r;
+    u32[o + 3] = 0;
+  }
+}
+
+/** Scratch bytes `f32Linear` needs for m rows of k features (x packed into 8-row panels when m > 4). */
+export function linearScratchBytes(rt: WasmRuntime, m: number, k: number): number {
+  return rt.exports.peft_f32_linear_scratch_bytes(m, k) >>> 0;
+}
+
+/**
+ * `y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ)` (cpp/linear.h). `ep` = 0: plain `x·Wᵀ`; `scratch`: at least
+ * `linearScratchBytes(m, k)` bytes. All pointer arguments are byte offsets into wasm memory.
+ */
+export function f32Linear(
+  rt: WasmRuntime, m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number, kernels: Kernels = 'simd128',
+): void {
+  if (kernels === 'scalar') rt.exports.peft_f32_linear__scalar(m, n, k, x, w, y, ep, scratch);
+  else rt.exports.peft_f32_linear(m, n, k, x, w, y, ep, scratch);
+}

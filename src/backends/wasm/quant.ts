@@ -1,0 +1,25 @@
+import type { WasmRuntime } from '../../runtime/wasm.js';
+import type { Kernels } from './linear.js';
+
+/** Rows dequantised per strip by the quantised linear; its scratch is `quantScratchBytes(k)`. */
+export function quantScratchBytes(rt: WasmRuntime, k: number): number {
+  return rt.exports.peft_quant_strip_rows() * k * 4;
+}
+
+/** `out [n,k] = scales·q + biases` per group (cpp/quant.h, MLX affine layout). Arguments are byte offsets. */
+export function f32Dequantize(
+  rt: WasmRuntime, n: number, k: number, bits: number, group: number,
+  wq: number, scales: number, biases: number, out: number, kernels: Kernels = 'simd128',
+): void {
+  if (kernels === 'scalar') rt.exports.peft_f32_dequantize__scalar(n, k, bits, group, wq, scales, biases, out);
+  else rt.exports.peft_f32_dequantize(n, k, bits, group, wq, scales, biases, out);
+}
+
+/** `y [m,n] = epilogue(x [m,k] · dequantize(Wq)ᵀ)` (cpp/quant.h); `scratch`: `quantScratchBytes(k)` bytes. */
+export function f32QLinear(
+  rt: WasmRuntime, m: number, n: number, k: number, bits: number, group: number, x: number,
+  wq: number, scales: number, biases: number, scratch: number, y: number, ep: number, kernels: Kernels = 'simd128',
+): void {
+  if (kernels === 'scalar') rt.exports.peft_f32_qlinear__scalar(m, n, k, bits, group, x, wq, scales, biases, scratch, y, ep);
+  else rt.exports.peft_f32_qlinear(m, n, k, bits, group, x, wq, scales, biases, scratch, y, ep);
+}

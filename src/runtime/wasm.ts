@@ -1,0 +1,202 @@
+import { WasmRuntimeError } from '../errors.js';
+import { WASM_BASE64 } from './wasm-bytes.js';
+
+/**
+ * Loads wasm/peftjs.wasm (inlined as base64 in wasm-bytes.ts) with our own loader: emscripten's JS glue is
+ * not used (it breaks on Node 20), the module is STANDALONE_WASM whose only import is
+ * `env.emscripten_notify_memory_growth`. The module is compiled once; the *promise* is cached, so
+ * `initWasm()` is idempotent and safe to call concurrently.
+ */
+
+/** The raw C ABI of cpp/exports.cpp. Pointers and sizes are i32; read returned pointers as `p >>> 0`. */
+export interface PeftWasmExports {
+  readonly memory: WebAssembly.Memory;
+  _initialize(): void;
+  malloc(bytes: number): number;
+  free(ptr: number): void;
+  peft_abi_version(): number;
+  peft_quant_strip_rows(): number;
+  peft_f32_linear_scratch_bytes(m: number, k: number): number;
+  peft_f32_linear(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
+  peft_f32_linear__scalar(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
+  peft_f32_lora_shrink(m: number, k: number, r: number, x: number, a: number, t: number, s: number): void;
+  peft_f32_lora_shrink__scalar(m: number, k: number, r: number, x: number, a: number, t: number, s: number): void;
+  peft_f32_lora_expand(m: number, n: number, r: number, t: number, b: number, y: number): void;
+  peft_f32_lora_expand__scalar(m: number, n: number, r: number, t: number, b: number, y: number): void;
+  peft_f32_dequantize(n: number, k: number, bits: number, group: number, wq: number, scales: number, biases: number, out: number): void;
+  peft_f32_dequantize__scalar(n: number, k: number, bits: number, group: number, wq: number, scales: number, biases: number, out: number): void;
+  peft_f32_qlinear(m: number, n: number, k: number, bits: number, group: number, x: number, wq: number, scales: number, biases: number, scratch: number, y: number, ep: number): void;
+  peft_f32_qlinear__scalar(m: number, n: number, k: number, bits: number, group: number, x: number, wq: number, scales: number, biases: number, scratch: number, y: number, ep: number): void;
+  peft_f16_to_f32(n: number, src: number, dst: number): void;
+  peft_f16_to_f32__scalar(n: number, src: number, dst: number): void;
+  peft_bf16_to_f32(n: number, src: number, dst: number): void;
+  peft_bf16_to_f32__scalar(n: number, src: number, dst: number): void;
+  peft_f32_to_f16(n: number, src: number, dst: number): void;
+  peft_f32_to_f16__scalar(n: number, src: number, dst: number): void;
+  peft_f32_to_bf16(n: number, src: number, dst: number): void;
+  peft_f32_to_bf16__scalar(n: number, src: number, dst: number): void;
+}
+
+/** The ABI version cpp/exports.cpp reports; bumped with any signature or struct-layout change. */
+export const ABI_VERSION = 2;
+
+/**
+ * The smallest module that uses a SIMD128 instruction: `(func (result v128) i32.const 0 i32x4.splat)`.
+ * `WebAssembly.validate` on it tells whether the engine has SIMD without compiling our module.
+ */
+const SIMD_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+  0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type section: () -> v128
+  0x03, 0x02, 0x01, 0x00, // function section
+  0x0a, 0x08, 0x01, 0x06, 0x00, 0x41, 0x00, 0xfd, 0x11, 0x0b, // code section, one body: i32.const 0; i32x4.splat; end
+]);
+
+/**
+ * Throws `WasmRuntimeError('no_webassembly')` or `('no_simd')` when the engine cannot run peftjs.
+ * `wasm` defaults to `globalThis.WebAssembly` (tests pass a fake).
+ */
+export function checkWasmSupport(wasm: Pick<typeof WebAssembly, 'validate'> | undefined = (globalThis as { WebAssembly?: typeof WebAssembly }).WebAssembly): void {
+  if (!wasm || typeof wasm.validate !== 'function') {
+    throw new WasmRuntimeError('no_webassembly', 'WebAssembly is not available in this runtime', {
+      expected: 'a runtime with WebAssembly',
+      got: 'globalThis.WebAssembly undefined',
+      where: 'initWasm',
+    });
+  }
+  if (!wasm.validate(SIMD_PROBE)) {
+    throw new WasmRuntimeError('no_simd', 'WebAssembly SIMD128 is not supported by this runtime', {
+      expected: 'WebAssembly SIMD (Chrome 91+, Firefox 89+, Safari 16.4+, Node 16.4+, Deno, Bun)',
+      got: 'WebAssembly.validate(simd probe) = false',
+      where: 'initWasm',
+    });
+  }
+}
+
+function decodeBase64(b64: string): Uint8Array {
+  const B = (globalThis as { Buffer?: { from(s: string, enc: string): Uint8Array } }).Buffer;
+  if (B) {
+    const b = B.from(b64, 'base64');
+    return new Uint8Array(b.buffer, b.byteOffset, b.byteLength);
+  }
+  const s = atob(b64);
+  const out = new Uint8Array(s.length);
+  for (let i = 0; i < s.length; i++) out[i] = s.charCodeAt(i);
+  return out;
+}
+
+/**
+ * The instantiated module: raw exports plus memory views that are rebuilt whenever memory grows
+ * (a grown memory detaches the old ArrayBuffer). Never keep a view across a call that may allocate.
+ */
+export class WasmRuntime {
+  readonly exports: PeftWasmExports;
+  private buf: ArrayBuffer | undefined;
+  private u8v!: Uint8Array;
+  private f32v!: Float32Array;
+  private u32v!: Uint32Array;
+
+  constructor(exports: PeftWasmExports) {
+    this.exports = exports;
+  }
+
+  get memory(): WebAssembly.Memory {
+    return this.exports.memory;
+  }
+
+  private refresh(): void {
+    const b = this.exports.memory.buffer as ArrayBuffer;
+    if (b !== this.buf) {
+      this.buf = b;
+      this.u8v = new Uint8Array(b);
+      this.f32v = new Float32Array(b);
+      this.u32v = new Uint32Array(b);
+    }
+  }
+  /** Live byte view of the whole memory. */
+  get u8(): Uint8Array {
+    this.refresh();
+    return this.u8v;
+  }
+  get f32(): Float32Array {
+    this.refresh();
+    return this.f32v;
+  }
+  get u32(): Uint32Array {
+    this.refresh();
+    return this.u32v;
+  }
+
+  /** malloc; throws `out_of_memory` when the 4 GiB limit (or the host) refuses. Returned pointers are 8-byte aligned (dlmalloc). */
+  malloc(bytes: number): number {
+    const p = this.exports.malloc(Math.max(bytes, 1)) >>> 0;
+    if (p === 0) {
+      throw new WasmRuntimeError('out_of_memory', 'wasm malloc failed', {
+        expected: `${bytes} free bytes`,
+        got: `memory at ${this.exports.memory.buffer.byteLength} bytes`,
+        where: 'WasmRuntime.malloc',
+      });
+    }
+    return p;
+  }
+  free(ptr: number): void {
+    if (ptr) this.exports.free(ptr);
+  }
+}
+
+let pending: Promise<WasmRuntime> | undefined;
+let ready: WasmRuntime | undefined;
+
+/** Compiles and instantiates the module once; every caller gets the same promise. */
+export function initWasm(): Promise<WasmRuntime> {
+  if (!pending) {
+    pending = load().then(
+      (rt) => (ready = rt),
+      (e) => {
+        pending = undefined; // a failed load may be retried
+        throw e;
+      },
+    );
+  }
+  return pending;
+}
+
+/** The runtime if `initWasm()` has finished, else throws `not_initialized`. */
+export function wasmRuntime(): WasmRuntime {
+  if (!ready) {
+    throw new WasmRuntimeError('not_initialized', 'the wasm runtime is not initialised', {
+      detail: 'call `await init()` (or `await initWasm()`) first',
+      where: 'wasmRuntime',
+    });
+  }
+  return ready;
+}
+
+/** True once `initWasm()` has resolved. */
+export function wasmReady(): boolean {
+  return ready !== undefined;
+}
+
+async function load(): Promise<WasmRuntime> {
+  checkWasmSupport();
+  let instance: WebAssembly.Instance;
+  try {
+    const module = await WebAssembly.compile(decodeBase64(WASM_BASE64) as Uint8Array<ArrayBuffer>);
+    instance = await WebAssembly.instantiate(module, {
+      // Memory growth detaches the old buffer; WasmRuntime notices by buffer identity, nothing to do here.
+      env: { emscripten_notify_memory_growth: () => {} },
+    });
+  } catch (e) {
+    throw new WasmRuntimeError('wasm_compile_failed', 'could not compile wasm/peftjs.wasm', {
+      cause: e,
+      detail: String(e),
+      where: 'initWasm',
+    });
+  }
+  const ex = instance.exports as unknown as PeftWasmExports;
+  ex._initialize();
+  const abi = ex.peft_abi_version();
+  if (abi !== ABI_VERSION) {
+    throw new WasmRuntimeError('wasm_compile_failed', 'wasm ABI version mismatch', { expected: ABI_VERSION, got: abi, where: 'initWasm' });
+  }
+  return new WasmRuntime(ex);
+}
