@@ -15,7 +15,9 @@ export default defineConfig([
     clean: true,
     platform: 'neutral',
     target: 'es2022',
-    mainFields: ['module', 'main'],
+    esbuildOptions(o) {
+      o.mainFields = ['module', 'main'];
+    },
     noExternal: ['zod'],
     external: [/^node:/, 'webgpu'],
     define: { __PEFTJS_VERSION__: JSON.stringify(pkg.version) },

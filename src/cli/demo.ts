@@ -9,7 +9,7 @@ export const DEMO_DEFAULTS = { m: 8, k: 1024, n: 1024, r: 16, alpha: 32, seed: 1
 export type DemoOptions = { -readonly [K in keyof typeof DEMO_DEFAULTS]: number };
 
 /** Deterministic values in [-a, a): a 32-bit LCG, so every run prints the same numbers. */
-function values(count: number, seed: number, amplitude: number): Float32Array {
+function values(count: number, seed: number, amplitude: number): Float32Array<ArrayBuffer> {
   const out = new Float32Array(count);
   let s = seed >>> 0;
   for (let i = 0; i < count; i++) {
@@ -19,18 +19,22 @@ function values(count: number, seed: number, amplitude: number): Float32Array {
   return out;
 }
 
-/** Times `fn` for at least `ms` milliseconds; returns ms per call. */
-function timePerCall(fn: () => void, ms = 300): number {
+/** Times `fn`: the best of 5 rounds of ~`ms` milliseconds each, so a busy machine does not skew one column. */
+function timePerCall(fn: () => void, ms = 80): number {
   fn();
-  let calls = 0;
-  const t0 = performance.now();
-  let t = t0;
-  while (t - t0 < ms) {
-    fn();
-    calls++;
-    t = performance.now();
+  let best = Infinity;
+  for (let round = 0; round < 5; round++) {
+    let calls = 0;
+    const t0 = performance.now();
+    let t = t0;
+    while (t - t0 < ms) {
+      fn();
+      calls++;
+      t = performance.now();
+    }
+    best = Math.min(best, (t - t0) / calls);
   }
-  return (t - t0) / calls;
+  return best;
 }
 
 interface Row {

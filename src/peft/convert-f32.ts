@@ -1,0 +1,91 @@
+import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../backends/wasm/convert.js';
+import { AdapterError } from '../errors.js';
+import { SAFE_DTYPES, toTyped, type SafeDType } from '../formats/safetensors.js';
+import { initWasm } from '../runtime/wasm.js';
+
+/**
+ * Checkpoint tensors → f32 and back. f16/bf16 use the wasm kernels (cpp/convert.h): widening is exact
+ * (bf16→f32 is a 16-bit shift), narrowing rounds to nearest even, so f32 values that came from a 16-bit
+ * tensor narrow back to the very same bits. Call `await convertReady()` once before `toF32`/`fromF32`.
+ */
+
+/** Float dtypes a LoRA factor may be stored in (and saved back to). */
+export const FLOAT_SAFE_DTYPES: readonly SafeDType[] = ['F64', 'F32', 'F16', 'BF16'];
+
+export function isFloatDType(d: string): d is 'F64' | 'F32' | 'F16' | 'BF16' {
+  return (FLOAT_SAFE_DTYPES as readonly string[]).includes(d);
+}
+
+/** Compiles the wasm module (idempotent). */
+export async function convertReady(): Promise<void> {
+  await initWasm();
+}
+
+/** Little-endian checkpoint bytes of `dtype` → a fresh Float32Array (never a view of `bytes`). */
+export function toF32(dtype: SafeDType, bytes: Uint8Array, where = 'tensor'): Float32Array<ArrayBuffer> {
+  switch (dtype) {
+    case 'F32': {
+      const out = new Float32Array(bytes.byteLength / 4);
+      new Uint8Array(out.buffer).set(bytes);
+      return out;
+    }
+    case 'F16':
+      return f16ToF32(toTyped('F16', bytes) as Uint16Array) as Float32Array<ArrayBuffer>;
+    case 'BF16':
+      return bf16ToF32(toTyped('BF16', bytes) as Uint16Array) as Float32Array<ArrayBuffer>;
+    case 'F64':
+      return Float32Array.from(toTyped('F64', bytes) as Float64Array);
+    default:
+      throw new AdapterError('bad_dtype', 'a float tensor was expected', { where, expected: FLOAT_SAFE_DTYPES.join(', '), got: dtype });
+  }
+}
+
+/** Integer checkpoint bytes (I64, I32, …, BOOL) → Int32Array (values outside i32 are an error). */
+export function toI32(dtype: SafeDType, bytes: Uint8Array, where = 'tensor'): Int32Array<ArrayBuffer> {
+  const src = toTyped(dtype, bytes);
+  const out = new Int32Array(src.length);
+  for (let i = 0; i < src.length; i++) {
+    const v = Number(src[i]);
+    if (!Number.isInteger(v) || v < -(2 ** 31) || v >= 2 ** 31) {
+      throw new AdapterError('bad_dtype', 'integer value does not fit in i32', { where, expected: '−2³¹ … 2³¹−1', got: v });
+    }
+    out[i] = v;
+  }
+  return out;
+}
+
+/** f32 values → little-endian bytes of `dtype` (F32, F16, BF16, F64). */
+export function fromF32(dtype: SafeDType, data: Float32Array, where = 'tensor'): Uint8Array {
+  let out: ArrayBufferView;
+  switch (dtype) {
+    case 'F32':
+      out = Float32Array.from(data);
+      break;
+    case 'F16':
+      out = f32ToF16(data);
+      break;
+    case 'BF16':
+      out = f32ToBf16(data);
+      break;
+    case 'F64':
+      out = Float64Array.from(data);
+      break;
+    default:
+      throw new AdapterError('bad_dtype', 'cannot save float data as this dtype', { where, expected: FLOAT_SAFE_DTYPES.join(', '), got: dtype });
+  }
+  return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
+}
+
+/** Row-major `[rows, cols]` → `[cols, rows]`. */
+export function transpose(src: Float32Array, rows: number, cols: number): Float32Array<ArrayBuffer> {
+  const out = new Float32Array(src.length);
+  for (let i = 0; i < rows; i++) {
+    const row = i * cols;
+    for (let j = 0; j < cols; j++) out[j * rows + i] = src[row + j]!;
+  }
+  return out;
+}
+
+export function bytesPer(dtype: string): number {
+  return (SAFE_DTYPES as Record<string, { bytes: number }>)[dtype]?.bytes ?? 4;
+}

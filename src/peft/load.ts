@@ -1,0 +1,310 @@
+import { AdapterError, ConfigError } from '../errors.js';
+import { SafetensorsReader, type SafeDType } from '../formats/safetensors.js';
+import { readTorchZip } from '../formats/torch-zip.js';
+import { toFileSet, type AdapterSource, type FileSet, type OpenOptions } from '../io/fileset.js';
+import type { AdapterModule, AdapterReplacement, AdapterSpec } from '../lora/spec.js';
+import { Tensor } from '../tensor.js';
+import { parsePeftConfig, type PeftConfig } from './config.js';
+import { bytesPer, convertReady, isFloatDType, toF32, toI32, transpose } from './convert-f32.js';
+import { IssueList } from './issues.js';
+import { groupPeftKeys, parsePeftKey, stripPrefix, type FactorKeys, type ReplacementKeys } from './keys.js';
+import { alphaFor, badPatternKeys, isTargeted, patternKey, rankFor, scaleOf } from './scaling.js';
+
+/**
+ * Loads a PEFT LoRA adapter folder: `adapter_config.json` + `adapter_model.safetensors` (or the older
+ * `adapter_model.bin`, a torch zip). Everything is validated first and every problem reported at once; then
+ * the factors are converted once to f32 in the internal layout `a [in,r]` = lora_Aᵀ, `b [r,out]` = lora_Bᵀ.
+ */
+
+export interface LoadOptions {
+  signal?: AbortSignal;
+  onProgress?: OpenOptions['onProgress'];
+  /** Which adapter to take when the keys carry names (`lora_A.<name>.weight`); also the spec's name. */
+  adapterName?: string;
+  /** fetch used for http(s) sources. */
+  fetch?: typeof fetch;
+}
+
+/** File names peft writes (`peft.utils.constants`). */
+export const PEFT_FILES = {
+  config: 'adapter_config.json',
+  safetensors: 'adapter_model.safetensors',
+  bin: 'adapter_model.bin',
+} as const;
+
+/** A checkpoint tensor before conversion: dtype, shape and little-endian bytes. */
+export interface RawTensor {
+  readonly dtype: SafeDType;
+  readonly shape: readonly number[];
+  readonly data: Uint8Array;
+}
+
+export async function loadPEFT(source: AdapterSource, opts: LoadOptions = {}): Promise<AdapterSpec> {
+  const files = await toFileSet(source, { fetch: opts.fetch });
+  return loadPEFTFrom(files, await readConfigJson(files, PEFT_FILES.config, opts), opts);
+}
+
+/** `loadPEFT` for a FileSet whose config JSON was already read (used by format detection). */
+export async function loadPEFTFrom(files: FileSet, rawConfig: unknown, opts: LoadOptions = {}): Promise<AdapterSpec> {
+  const { config, warnings } = parsePeftConfig(rawConfig, PEFT_FILES.config);
+  const { file, tensors } = await readPeftWeights(files, opts);
+  await convertReady();
+  return specFromPeft(config, tensors, { file, warnings, adapterName: opts.adapterName });
+}
+
+/** Reads and parses a JSON config file (ConfigError 'config_missing' / 'config_not_json'). */
+export async function readConfigJson(files: FileSet, name: string, opts: LoadOptions = {}): Promise<unknown> {
+  const bytes = await files.readAll(name, { signal: opts.signal });
+  if (!bytes) throw new ConfigError('config_missing', 'adapter config not found', { file: `${files.name} › ${name}`, expected: name, got: 'no such file' });
+  try {
+    return JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    throw new ConfigError('config_not_json', 'adapter config is not valid JSON', { file: name, detail: (e as Error).message, cause: e });
+  }
+}
+
+/** The adapter's tensors: `adapter_model.safetensors`, else `adapter_model.bin` (AdapterError 'weights_missing'). */
+export async function readPeftWeights(files: FileSet, opts: LoadOptions = {}): Promise<{ file: string; tensors: Map<string, RawTensor> }> {
+  const io = { signal: opts.signal, onProgress: opts.onProgress };
+  const st = await files.readAll(PEFT_FILES.safetensors, io);
+  if (st) return { file: PEFT_FILES.safetensors, tensors: safetensorsTensors(st, PEFT_FILES.safetensors) };
+  const bin = await files.readAll(PEFT_FILES.bin, io);
+  if (bin) return { file: PEFT_FILES.bin, tensors: await readTorchZip(bin, { file: PEFT_FILES.bin }) };
+  throw new AdapterError('weights_missing', 'adapter weights not found', { file: files.name, expected: `${PEFT_FILES.safetensors} or ${PEFT_FILES.bin}`, got: 'neither' });
+}
+
+/** All tensors of a safetensors file as RawTensors (zero-copy views). */
+export function safetensorsTensors(bytes: Uint8Array, file: string): Map<string, RawTensor> {
+  const r = SafetensorsReader.fromBytes(bytes, { file });
+  const out = new Map<string, RawTensor>();
+  for (const [name, t] of r.tensors) out.set(name, { dtype: t.dtype, shape: t.shape, data: r.bytesSync(name) });
+  return out;
+}
+
+interface Planned {
+  path: string;
+  kind: AdapterModule['kind'];
+  rank: number;
+  alpha: number;
+  scale: number;
+  in: number;
+  out: number;
+  dtype: string;
+  keys: FactorKeys;
+}
+
+/**
+ * Builds the spec from a parsed config and the checkpoint's tensors (needs `await convertReady()` first).
+ * Throws one AdapterError listing every problem; nothing is converted unless all is well.
+ */
+export function specFromPeft(
+  config: PeftConfig,
+  tensors: ReadonlyMap<string, RawTensor>,
+  opts: { file?: string; warnings?: string[]; adapterName?: string } = {},
+): AdapterSpec {
+  const file = opts.file ?? PEFT_FILES.safetensors;
+  const warnings = [...(opts.warnings ?? [])];
+  rejectMergedLinear(tensors, file);
+
+  const issues = new IssueList(`invalid LoRA adapter ${file}`);
+  for (const k of badPatternKeys(config)) issues.add('invalid_adapter', 'rank_pattern/alpha_pattern key is not a valid regex', { file: 'adapter_config.json', key: k, got: k });
+  const grouped = groupPeftKeys([...tensors.keys()], config, issues, warnings, { file, adapterName: opts.adapterName });
+
+  const plans: Planned[] = [];
+  for (const g of grouped.modules.values()) {
+    const p = planModule(g, tensors, config, issues, warnings, file);
+    if (p) plans.push(p);
+  }
+  const reps = [...grouped.replacements.values()];
+  for (const r of reps) checkReplacement(r, tensors, config, issues, file);
+  issues.throwIfAny('adapter');
+  if (!plans.length && !reps.length) throw new AdapterError('invalid_adapter', 'the adapter holds no LoRA tensors', { file, expected: 'lora_A/lora_B pairs', got: 'none' });
+
+  const modules: AdapterModule[] = plans.map((p) => buildModule(p, tensors, config.fan_in_fan_out));
+  const replacements: AdapterReplacement[] = reps.map((r) => buildReplacement(r, tensors, config));
+  return {
+    format: 'peft',
+    name: opts.adapterName ?? grouped.adapterName ?? 'default',
+    config,
+    modules,
+    replacements,
+    warnings,
+  };
+}
+
+/** PEFT 0.2's MergedLinear stored lora_B as a grouped Conv1d weight [out, r, 1]: a 3-D lora_B. */
+function rejectMergedLinear(tensors: ReadonlyMap<string, RawTensor>, file: string): void {
+  for (const [key, t] of tensors) {
+    const p = parsePeftKey(stripPrefix(key).rest);
+    if (p.kind === 'factor' && p.factor === 'lora_B' && p.param === 'weight' && t.shape.length === 3) {
+      throw new ConfigError('unsupported_merged_linear', 'a 3-D lora_B (PEFT 0.2-era MergedLinear or Conv1d LoRA) is not supported', {
+        file,
+        tensor: key,
+        expected: 'lora_B [out, r]',
+        got: `[${t.shape.join(', ')}]`,
+      });
+    }
+  }
+}
+
+const shapeStr = (s: readonly number[]) => `[${s.join(', ')}]`;
+
+function planModule(g: FactorKeys, tensors: ReadonlyMap<string, RawTensor>, config: PeftConfig, issues: IssueList, warnings: string[], file: string): Planned | undefined {
+  const path = g.path;
+  const embedding = g.lora_embedding_A !== undefined || g.lora_embedding_B !== undefined;
+  if (embedding && (g.lora_A !== undefined || g.lora_B !== undefined)) {
+    issues.add('invalid_adapter', 'module has both Linear (lora_A/lora_B) and Embedding (lora_embedding_A/B) factors', { file, module: path });
+    return;
+  }
+  const [aName, bName] = embedding ? ['lora_embedding_A', 'lora_embedding_B'] : ['lora_A', 'lora_B'];
+  const aKey = embedding ? g.lora_embedding_A : g.lora_A;
+  const bKey = embedding ? g.lora_embedding_B : g.lora_B;
+  if (!aKey || !bKey) {
+    const present = aKey ?? bKey ?? g.lora_B_bias ?? g.lora_magnitude_vector!;
+    const missing = [!aKey && aName, !bKey && bName].filter(Boolean).join(' and ');
+    issues.add('unpaired_factor', `${missing} missing for this module`, { file, tensor: present, module: path, expected: `${aName} and ${bName}`, got: present });
+    return;
+  }
+  const A = tensors.get(aKey)!;
+  const B = tensors.get(bKey)!;
+  const bias = g.lora_B_bias ? tensors.get(g.lora_B_bias)! : undefined;
+  const mag = g.lora_magnitude_vector ? tensors.get(g.lora_magnitude_vector)! : undefined;
+  let ok = true;
+  for (const [k, t] of [[aKey, A], [bKey, B], [g.lora_B_bias, bias], [g.lora_magnitude_vector, mag]] as const) {
+    if (t && !isFloatDType(t.dtype)) {
+      issues.add('bad_dtype', 'LoRA tensors must be floating point', { file, tensor: k, expected: 'F32, F16, BF16 or F64', got: t.dtype });
+      ok = false;
+    }
+  }
+  if (A.shape.length !== 2) {
+    const detail = A.shape.length === 4 ? 'Conv2d LoRA is not supported' : undefined;
+    issues.add('shape_mismatch', `${aName} must be 2-D [r, in]`, { file, tensor: aKey, expected: '[r, in]', got: shapeStr(A.shape), detail });
+    ok = false;
+  }
+  if (B.shape.length !== 2) {
+    issues.add('shape_mismatch', `${bName} must be 2-D [out, r]`, { file, tensor: bKey, expected: '[out, r]', got: shapeStr(B.shape) });
+    ok = false;
+  }
+  if (!ok) return;
+  const [rank, inF] = A.shape as [number, number];
+  const [outF, rankB] = B.shape as [number, number];
+  if (rank !== rankB) {
+    issues.add('rank_mismatch', `${aName} and ${bName} disagree on the rank`, { file, module: path, expected: `${bName} [${outF}, ${rank}]`, got: `${bName} ${shapeStr(B.shape)}` });
+    return;
+  }
+  const want = rankFor(config, path);
+  if (rank !== want) {
+    const key = patternKey(config.rank_pattern, path);
+    const from = key === undefined ? `r = ${config.r}` : `rank_pattern["${key}"] = ${want}`;
+    issues.add('rank_mismatch', 'tensor rank does not match the config', { file, tensor: aKey, module: path, expected: want, got: rank, detail: `config says ${from}` });
+    return;
+  }
+  if (bias && (bias.shape.length !== 1 || bias.shape[0] !== outF)) {
+    issues.add('shape_mismatch', 'lora_B.bias must be [out]', { file, tensor: g.lora_B_bias, expected: `[${outF}]`, got: shapeStr(bias.shape) });
+    return;
+  }
+  if (mag) {
+    if (embedding) {
+      issues.add('invalid_adapter', 'DoRA on embeddings is not supported', { file, tensor: g.lora_magnitude_vector, module: path });
+      return;
+    }
+    if (mag.shape.length !== 1 || mag.shape[0] !== outF) {
+      issues.add('shape_mismatch', 'lora_magnitude_vector must be [out]', { file, tensor: g.lora_magnitude_vector, expected: `[${outF}]`, got: shapeStr(mag.shape) });
+      return;
+    }
+    if (!config.use_dora) warnings.push(`${path}: lora_magnitude_vector present although use_dora is false: loaded as DoRA`);
+  } else if (config.use_dora && !embedding) {
+    issues.add('unpaired_factor', 'use_dora is set but the DoRA magnitude is missing', { file, module: path, expected: `${path}.lora_magnitude_vector`, got: 'absent' });
+    return;
+  }
+  if (isTargeted(config, path) === false) warnings.push(`${path}: has LoRA tensors but does not match target_modules/layers_to_transform`);
+  const alpha = alphaFor(config, path);
+  const dtype = [A, B, bias, mag].filter((t): t is RawTensor => !!t).map((t) => t.dtype).reduce((w, d) => (bytesPer(d) > bytesPer(w) ? d : w));
+  return {
+    path,
+    kind: embedding ? 'embedding' : mag ? 'dora' : 'linear',
+    rank,
+    alpha,
+    scale: scaleOf(alpha, rank, config.use_rslora),
+    in: inF,
+    out: outF,
+    dtype,
+    keys: g,
+  };
+}
+
+function buildModule(p: Planned, tensors: ReadonlyMap<string, RawTensor>, fanInFanOut: boolean): AdapterModule {
+  const k = p.keys;
+  const f32 = (key: string) => {
+    const t = tensors.get(key)!;
+    return toF32(t.dtype, t.data, key);
+  };
+  const aKey = (p.kind === 'embedding' ? k.lora_embedding_A : k.lora_A)!;
+  const bKey = (p.kind === 'embedding' ? k.lora_embedding_B : k.lora_B)!;
+  // lora_A [r,in] → a [in,r]; lora_B [out,r] → b [r,out] (embedding: A [r,vocab] → a [vocab,r], B [dim,r] → b [r,dim]).
+  const a = Tensor.from(transpose(f32(aKey), p.rank, p.in), [p.in, p.rank], 'f32');
+  const b = Tensor.from(transpose(f32(bKey), p.out, p.rank), [p.rank, p.out], 'f32');
+  const m: AdapterModule = {
+    path: p.path,
+    kind: p.kind,
+    rank: p.rank,
+    alpha: p.alpha,
+    scale: p.scale,
+    in: p.in,
+    out: p.out,
+    dtype: p.dtype,
+    a,
+    b,
+    fanInFanOut,
+    ...(k.lora_B_bias ? { bias: Tensor.from(f32(k.lora_B_bias), [p.out], 'f32') } : {}),
+    ...(k.lora_magnitude_vector ? { magnitude: Tensor.from(f32(k.lora_magnitude_vector), [p.out], 'f32') } : {}),
+  };
+  return m;
+}
+
+/** Indices of trainable tokens for the embedding at `path` (`trainable_token_indices`: a list, or module name → list). */
+export function tokenIndicesFor(config: Pick<PeftConfig, 'trainable_token_indices'>, path: string): number[] | undefined {
+  const t = config.trainable_token_indices;
+  if (t === null) return undefined;
+  if (Array.isArray(t)) return t;
+  for (const [k, v] of Object.entries(t)) if (path === k || path.endsWith(`.${k}`)) return v;
+  return undefined;
+}
+
+function checkReplacement(r: ReplacementKeys, tensors: ReadonlyMap<string, RawTensor>, config: PeftConfig, issues: IssueList, file: string): void {
+  if (r.kind !== 'trainable_tokens') {
+    for (const [param, key] of Object.entries(r.params)) {
+      const t = tensors.get(key)!;
+      if ((param === 'weight' || param === 'bias') && !isFloatDType(t.dtype)) {
+        issues.add('bad_dtype', 'a saved weight must be floating point', { file, tensor: key, expected: 'F32, F16, BF16 or F64', got: t.dtype });
+      }
+    }
+    return;
+  }
+  const key = r.params.delta!;
+  const t = tensors.get(key)!;
+  const idx = tokenIndicesFor(config, r.path);
+  if (!idx) {
+    issues.add('invalid_adapter', 'trainable_tokens_delta has no indices in the config', { file, tensor: key, module: r.path, expected: 'trainable_token_indices naming this module', got: config.trainable_token_indices });
+  } else if (t.shape.length !== 2 || t.shape[0] !== idx.length) {
+    issues.add('shape_mismatch', 'trainable_tokens_delta must have one row per token index', { file, tensor: key, expected: `[${idx.length}, dim]`, got: shapeStr(t.shape) });
+  } else if (!isFloatDType(t.dtype)) {
+    issues.add('bad_dtype', 'trainable_tokens_delta must be floating point', { file, tensor: key, expected: 'F32, F16, BF16 or F64', got: t.dtype });
+  }
+}
+
+function buildReplacement(r: ReplacementKeys, tensors: ReadonlyMap<string, RawTensor>, config: PeftConfig): AdapterReplacement {
+  const out: Record<string, Tensor> = {};
+  let dtype = '';
+  for (const [param, key] of Object.entries(r.params)) {
+    const t = tensors.get(key)!;
+    dtype ||= t.dtype;
+    const name = r.kind === 'trainable_tokens' ? 'delta' : param;
+    out[name] = isFloatDType(t.dtype) ? Tensor.from(toF32(t.dtype, t.data, key), t.shape, 'f32') : Tensor.from(toI32(t.dtype, t.data, key), t.shape, 'i32');
+  }
+  if (r.kind === 'trainable_tokens') {
+    const idx = tokenIndicesFor(config, r.path)!;
+    out.indices = Tensor.from(Int32Array.from(idx), [idx.length], 'i32');
+  }
+  return { path: r.path, kind: r.kind, tensors: out, dtype };
+}
