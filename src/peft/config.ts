@@ -68,6 +68,9 @@ const KNOWN_EXTRA_KEYS = new Set([
   'lora_ga_config',
 ]);
 
+/** Schema keys not filled in with their default when the file lacks them. */
+const ONLY_IF_PRESENT = new Set(['enable_lora', 'merge_weights', 'use_qalora', 'alora_invocation_tokens', 'arrow_config', 'target_parameters', 'trainable_token_indices', 'layer_replication', 'auto_mapping']);
+
 export interface ParsedPeftConfig {
   config: PeftConfig;
   warnings: string[];
@@ -136,7 +139,9 @@ export function parsePeftConfig(raw: unknown, file = 'adapter_config.json'): Par
     config[k] = k in c ? (c as Record<string, unknown>)[k] : obj[k];
     if (!known.has(k) && !KNOWN_EXTRA_KEYS.has(k)) warnings.push(`unknown key in ${file} kept as is: ${k}`);
   }
-  for (const [k, v] of Object.entries(c)) if (!(k in config) && v !== undefined) config[k] = v;
+  // Defaults fill in the rest, except switches of old or rare features: a saved config should not grow keys
+  // that older peft versions would refuse.
+  for (const [k, v] of Object.entries(c)) if (!(k in config) && v !== undefined && !ONLY_IF_PRESENT.has(k)) config[k] = v;
   return { config: config as PeftConfig, warnings };
 }
 

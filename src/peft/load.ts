@@ -265,7 +265,7 @@ function buildModule(p: Planned, tensors: ReadonlyMap<string, RawTensor>, fanInF
 /** Indices of trainable tokens for the embedding at `path` (`trainable_token_indices`: a list, or module name → list). */
 export function tokenIndicesFor(config: Pick<PeftConfig, 'trainable_token_indices'>, path: string): number[] | undefined {
   const t = config.trainable_token_indices;
-  if (t === null) return undefined;
+  if (t == null) return undefined; // absent from the file, or null
   if (Array.isArray(t)) return t;
   for (const [k, v] of Object.entries(t)) if (path === k || path.endsWith(`.${k}`)) return v;
   return undefined;
