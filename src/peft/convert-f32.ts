@@ -76,6 +76,15 @@ export function fromF32(dtype: SafeDType, data: Float32Array, where = 'tensor'):
   return new Uint8Array(out.buffer, out.byteOffset, out.byteLength);
 }
 
+/**
+ * Checkpoint bytes of a `[rows, cols]` float tensor → its transpose `[cols, rows]` as f32, in one fresh array.
+ * F32 is transposed straight out of the file bytes (a view when aligned), so loading writes each factor once.
+ */
+export function toF32Transposed(dtype: SafeDType, bytes: Uint8Array, rows: number, cols: number, where = 'tensor'): Float32Array<ArrayBuffer> {
+  const src = dtype === 'F32' ? (toTyped('F32', bytes) as Float32Array) : toF32(dtype, bytes, where);
+  return transpose(src, rows, cols);
+}
+
 /** Row-major `[rows, cols]` → `[cols, rows]`. */
 export function transpose(src: Float32Array, rows: number, cols: number): Float32Array<ArrayBuffer> {
   const out = new Float32Array(src.length);

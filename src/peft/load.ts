@@ -5,7 +5,7 @@ import { toFileSet, type AdapterSource, type FileSet, type OpenOptions } from '.
 import type { AdapterModule, AdapterReplacement, AdapterSpec } from '../lora/spec.js';
 import { Tensor } from '../tensor.js';
 import { parsePeftConfig, type PeftConfig } from './config.js';
-import { bytesPer, convertReady, isFloatDType, toF32, toI32, transpose } from './convert-f32.js';
+import { bytesPer, convertReady, isFloatDType, toF32, toF32Transposed, toI32 } from './convert-f32.js';
 import { IssueList } from './issues.js';
 import { groupPeftKeys, parsePeftKey, stripPrefix, type FactorKeys, type ReplacementKeys } from './keys.js';
 import { alphaFor, badPatternKeys, isTargeted, patternKey, rankFor, scaleOf } from './scaling.js';
@@ -242,8 +242,12 @@ function buildModule(p: Planned, tensors: ReadonlyMap<string, RawTensor>, fanInF
   const aKey = (p.kind === 'embedding' ? k.lora_embedding_A : k.lora_A)!;
   const bKey = (p.kind === 'embedding' ? k.lora_embedding_B : k.lora_B)!;
   // lora_A [r,in] → a [in,r]; lora_B [out,r] → b [r,out] (embedding: A [r,vocab] → a [vocab,r], B [dim,r] → b [r,dim]).
-  const a = Tensor.from(transpose(f32(aKey), p.rank, p.in), [p.in, p.rank], 'f32');
-  const b = Tensor.from(transpose(f32(bKey), p.out, p.rank), [p.rank, p.out], 'f32');
+  const f32T = (key: string, rows: number, cols: number) => {
+    const t = tensors.get(key)!;
+    return toF32Transposed(t.dtype, t.data, rows, cols, key);
+  };
+  const a = Tensor.from(f32T(aKey, p.rank, p.in), [p.in, p.rank], 'f32');
+  const b = Tensor.from(f32T(bKey, p.out, p.rank), [p.rank, p.out], 'f32');
   const m: AdapterModule = {
     path: p.path,
     kind: p.kind,
