@@ -1,5 +1,6 @@
 import { BackendError } from '../errors.js';
 import { Tensor } from '../tensor.js';
+import { toF64 as tensorToF64 } from '../float16.js';
 import type { Backend, LoRADelta, QuantizedWeight } from './backend.js';
 
 /**
@@ -126,30 +127,6 @@ export function refEmbedding(
     }
   }
   return y;
-}
-
-/** IEEE binary16 bits → number (exact). */
-export function halfBitsToNumber(h: number): number {
-  const sign = h & 0x8000 ? -1 : 1;
-  const e = (h >> 10) & 0x1f;
-  const f = h & 0x3ff;
-  if (e === 0) return sign * f * 2 ** -24;
-  if (e === 31) return f ? NaN : sign * Infinity;
-  return sign * (1 + f / 1024) * 2 ** (e - 15);
-}
-
-/** bfloat16 bits → number (exact): the top 16 bits of an f32. */
-export function bf16BitsToNumber(h: number): number {
-  const u = new Uint32Array([(h & 0xffff) << 16]);
-  return new Float32Array(u.buffer)[0];
-}
-
-/** A tensor's values as float64 (f16/bf16 decoded from their bit patterns). */
-export function tensorToF64(t: Tensor): Float64Array {
-  const d = t.data;
-  if (t.dtype === 'f16') return Float64Array.from(d as Uint16Array, halfBitsToNumber);
-  if (t.dtype === 'bf16') return Float64Array.from(d as Uint16Array, bf16BitsToNumber);
-  return Float64Array.from(d as ArrayLike<number>);
 }
 
 function refDelta(d: LoRADelta): RefDelta {
