@@ -3,16 +3,30 @@ import { defineConfig, type Options } from 'tsup';
 
 const pkg = JSON.parse(readFileSync('./package.json', 'utf8')) as { version: string };
 
-// One neutral build serves Node, Deno, Bun and browsers: the wasm bytes are inlined (src/runtime/wasm-bytes.ts),
-// zod is bundled so a browser can import dist/index.js with no bundler or import map, and `node:*` modules stay
-// external, reached only through dynamic import() on the runtimes that have them.
+const define = { __PEFTJS_VERSION__: JSON.stringify(pkg.version) };
+
+// One neutral build serves Node, Deno, Bun and bundlers: the wasm bytes are inlined (src/runtime/wasm-bytes.ts),
+// zod stays a normal dependency, and `node:*` modules stay external, reached only through dynamic import() on the
+// runtimes that have them. `peftjs/standalone` is the same code with zod bundled and minified, for a plain
+// `<script type="module">` in a browser with no bundler and no import map.
 export default defineConfig([
   {
     entry: { index: 'src/index.ts' },
     format: ['esm', 'cjs'],
     dts: true,
     shims: true,
-    clean: true,
+    platform: 'neutral',
+    target: 'es2022',
+    esbuildOptions(o) {
+      o.mainFields = ['module', 'main'];
+    },
+    external: [/^node:/, 'webgpu', 'zod'],
+    define,
+    splitting: false,
+  },
+  {
+    entry: { 'peftjs.standalone': 'src/index.ts' },
+    format: ['esm'],
     platform: 'neutral',
     target: 'es2022',
     esbuildOptions(o) {
@@ -20,8 +34,8 @@ export default defineConfig([
     },
     noExternal: ['zod'],
     external: [/^node:/, 'webgpu'],
-    define: { __PEFTJS_VERSION__: JSON.stringify(pkg.version) },
-    sourcemap: false,
+    minify: true,
+    define,
     splitting: false,
   },
   {
@@ -29,9 +43,8 @@ export default defineConfig([
     format: ['esm'],
     platform: 'node',
     target: 'node20',
-    noExternal: ['zod'],
-    external: ['webgpu'],
-    define: { __PEFTJS_VERSION__: JSON.stringify(pkg.version) },
+    external: ['webgpu', 'zod'],
+    define,
     banner: { js: '#!/usr/bin/env node' },
     splitting: false,
   },

@@ -9,7 +9,7 @@ afterAll(async () => {
   await h?.close();
 });
 
-test('chromium: dist/index.js loads its wasm and one lora_linear matches the float64 reference', async () => {
+test('chromium: dist/peftjs.standalone.js loads its wasm and one lora_linear matches the float64 reference', async () => {
   const page = await h.context.newPage();
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(String(e)));
