@@ -46,7 +46,10 @@ export class Tensor<D extends DType = DType> {
   readonly dtype: D;
   readonly storage: Storage;
 
-  constructor(shape: readonly number[], dtype: D, storage: Storage) {
+  /** For a view (`reshape`): the tensor that owns the storage, kept alive as long as the view is. */
+  readonly #owner?: Tensor;
+
+  constructor(shape: readonly number[], dtype: D, storage: Storage, owner?: Tensor) {
     const n = shape.reduce((a, b) => a * b, 1);
     if (n * DTYPES[dtype].bytes !== storage.byteLength) {
       throw new BackendError('shape_mismatch', 'tensor storage size does not match its shape', {
@@ -58,7 +61,9 @@ export class Tensor<D extends DType = DType> {
     this.shape = Object.freeze([...shape]);
     this.dtype = dtype;
     this.storage = storage;
-    if (storage.device !== 'cpu') registry.register(this, storage, this);
+    this.#owner = owner;
+    // Only the owner registers: a dropped view must never free storage its owner still uses.
+    if (storage.device !== 'cpu' && !owner) registry.register(this, storage, this);
   }
 
   /** Wraps a typed array (no copy). */
@@ -114,9 +119,9 @@ export class Tensor<D extends DType = DType> {
     return new Tensor(this.shape, this.dtype, new CpuStorage(copy));
   }
 
-  /** Same storage, new shape (same element count). */
+  /** A view: same storage, new shape (same element count). Disposing the owner frees it; the view keeps the owner alive. */
   reshape(shape: readonly number[]): Tensor<D> {
-    return new Tensor(shape, this.dtype, this.storage);
+    return new Tensor(shape, this.dtype, this.storage, this.#owner ?? this);
   }
 
   dispose(): void {
