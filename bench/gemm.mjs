@@ -1,0 +1,193 @@
+// Question: how fast are `linear` and `lora_linear` on one CPU thread, next to tfjs-backend-wasm (XNNPACK),
+// onnxruntime-web (MLAS) and plain JS?  y = x·Wᵀ + b + s·(x·A)·B,  x [m,k], W [n,k], A [k,r], B [r,n].
+// Every library gets a fresh x [m,k] Float32Array per call and hands back y [m,n] readable from JS.
+// Usage: node gemm.mjs [--quick]   (prints markdown; run.mjs also writes it to results.md)
+import { args, fmt, machine, randomF32, table, timeInterleaved } from './lib/common.mjs';
+import { ortPeer, plainJsPeer, tfjsPeer } from './lib/peers.mjs';
+import { loadLib, oursPeer } from './lib/ours.mjs';
+
+const LORA_SCALE = 2; // lora_alpha / r for the common alpha = 2r
+/** Plain JS (and peftjs's js backend) only where one call stays under ~0.3 s: 2·m·k·n ≤ this. */
+const SLOW_PEER_MAX_FLOP = 6e8;
+
+export async function runGemm({ quick = false, log = console.error } = {}) {
+  const sizes = quick ? [2048] : [2048, 4096];
+  const ms = quick ? [1, 64] : [1, 8, 64, 256];
+  const ranks = quick ? [0, 16] : [0, 8, 16, 64]; // 0 = plain linear
+
+  const peers = [];
+  const notes = [];
+  const { lib, error } = await loadLib();
+  if (lib) {
+    // peftjs's js backend is the float64 reference the tests check against, not a contender: not timed.
+    peers.push(await oursPeer(lib, 'wasm'));
+  } else notes.push(`peftjs not measured: ${error}`);
+  peers.push(await tfjsPeer(), await ortPeer(), await plainJsPeer());
+  for (const p of peers) log(`# ${p.label}: ${p.detail}`);
+
+  // res[size][r][m][peerId] = { ms, gflops, err }
+  const res = {};
+  for (const size of sizes) {
+    const k = size;
+    const n = size;
+    const w = randomF32(n * k, 1, 1 / Math.sqrt(k));
+    const bias = randomF32(n, 2, 0.1);
+    res[size] = {};
+    for (const r of ranks) {
+      const lora = r ? { r, a: randomF32(k * r, 3 + r, 1 / Math.sqrt(k)), b: randomF32(r * n, 4 + r, 1 / Math.sqrt(r)), scale: LORA_SCALE } : undefined;
+      const flopsPerRow = 2 * k * n + (r ? 2 * k * r + 2 * r * n : 0);
+      res[size][r] = {};
+      const preps = {};
+      for (const p of peers) preps[p.id] = await p.prepare({ k, n, w, bias, lora });
+      for (const m of ms) {
+        const x = randomF32(m * k, 100 + m, 1);
+        const here = peers.filter((p) => p.id !== 'js' || 2 * m * k * n <= SLOW_PEER_MAX_FLOP);
+        // Check every output against a float64 reference on its first rows before timing it.
+        const errs = {};
+        for (const p of here) errs[p.id] = maxRelErr(await preps[p.id].run(x, m, true), x, m, { k, n, w, bias, lora }, Math.min(m, 2));
+        const big = flopsPerRow * m > 2e9;
+        const fns = Object.fromEntries(here.map((p) => [p.id, () => preps[p.id].run(x, m)]));
+        // Call by call, the libraries in turn: each call finds W out of cache, as a layer in a real model does,
+        // and a burst of other work on the machine hits every library alike.
+        const t = await timeInterleaved(fns, big ? { warmup: 1, minIters: 3, budgetMs: 0 } : { budgetMs: quick ? 300 : 2500, minIters: 7 });
+        for (const p of here) {
+          const gflops = (flopsPerRow * m) / t[p.id] / 1e6;
+          ((res[size][r][m] ??= {})[p.id] = { ms: t[p.id], gflops, err: errs[p.id] });
+          log(`k=n=${size} ${r ? `lora r=${r}` : 'linear'} m=${m} ${p.id}: ${fmt.ms(t[p.id])} ms, ${fmt.gflops(gflops)} GFLOP/s, max rel err ${errs[p.id].toExponential(1)}`);
+          if (errs[p.id] > 1e-3) notes.push(`${p.label} k=n=${size} r=${r} m=${m}: max rel err ${errs[p.id].toExponential(1)} vs float64 reference`);
+        }
+      }
+      for (const p of peers) await preps[p.id].dispose();
+    }
+  }
+
+  // LoRA overhead and the disabled adapter, timed as interleaved pairs (few-percent effects).
+  const cost = {};
+  const size = sizes.at(-1);
+  {
+    const k = size;
+    const n = size;
+    const r = 16;
+    const w = randomF32(n * k, 1, 1 / Math.sqrt(k));
+    const bias = randomF32(n, 2, 0.1);
+    const lora = { r, a: randomF32(k * r, 3 + r, 1 / Math.sqrt(k)), b: randomF32(r * n, 4 + r, 1 / Math.sqrt(r)), scale: LORA_SCALE };
+    for (const p of peers.filter((p) => p.id !== 'js')) {
+      const base = await p.prepare({ k, n, w, bias });
+      const withLora = await p.prepare({ k, n, w, bias, lora });
+      // peftjs: its layers, sharing one resident W, so only the adapter differs (two uploads of W can differ by
+      // 10 % at m=1 just by where they sit in memory). Without the layer API: one upload, with and without deltas.
+      const layers = p.id === 'ours' ? p.layers({ k, n, w, bias, lora }) : undefined;
+      if (layers) log(`cost ours via layers: ${layers.describe}`);
+      for (const m of [1, 64]) {
+        const x = randomF32(m * k, 100 + m, 1);
+        const fns = layers
+          ? { base: () => layers.base(x, m), lora: () => layers.on(x, m), off: () => layers.off(x, m) }
+          : p.id === 'ours'
+            ? { base: () => withLora.run(x, m, false, []), lora: () => withLora.run(x, m) }
+            : { base: () => base.run(x, m), lora: () => withLora.run(x, m) };
+        const t = await timeInterleaved(fns, { budgetMs: quick ? 1000 : 4000 });
+        const c = ((cost[p.id] ??= {})[m] = { lora: (t.lora / t.base - 1) * 100 });
+        if (t.off !== undefined) c.off = (t.off / t.base - 1) * 100;
+        log(`cost ${p.id} m=${m}: base ${fmt.ms(t.base)} ms, lora r=16 ${fmt.pct(c.lora)}${c.off === undefined ? '' : `, off ${fmt.pct(c.off)}`}`);
+      }
+      if (p.id === 'ours' && !layers) notes.push('peftjs does not export Linear/LoRALinear yet: "off" (loraEnabled = false) not measured');
+      await base.dispose();
+      await withLora.dispose();
+    }
+    cost.ideal = (2 * k * r + 2 * r * n) / (2 * k * n) * 100;
+  }
+  return { peers, res, cost, sizes, ms, ranks, notes, costSize: size };
+}
+
+/** Max |y − ref| / (|ref|max) over the first `rows` rows, with the reference computed in float64. */
+function maxRelErr(y, x, m, { k, n, w, bias, lora }, rows) {
+  let maxErr = 0;
+  let maxRef = 0;
+  for (let i = 0; i < rows; i++) {
+    const t = new Float64Array(lora?.r ?? 0);
+    if (lora) for (let q = 0; q < lora.r; q++) for (let p = 0; p < k; p++) t[q] += x[i * k + p] * lora.a[p * lora.r + q];
+    for (let j = 0; j < n; j++) {
+      let s = bias[j];
+      for (let p = 0; p < k; p++) s += x[i * k + p] * w[j * k + p];
+      if (lora) for (let q = 0; q < lora.r; q++) s += lora.scale * t[q] * lora.b[q * n + j];
+      maxErr = Math.max(maxErr, Math.abs(s - y[i * n + j]));
+      maxRef = Math.max(maxRef, Math.abs(s));
+    }
+  }
+  return maxErr / maxRef;
+}
+
+/** The markdown: one table per question. */
+export function gemmTables({ peers, res, cost, sizes, ms, ranks, notes, costSize }) {
+  const out = [];
+  const ours = peers.find((p) => p.id === 'ours');
+  const label = (p) => (p.id === 'ours' ? `**${p.label}**` : p.label);
+  const cell = (size, r, m, p) => {
+    const v = res[size]?.[r]?.[m]?.[p.id];
+    if (!v) return '—';
+    const g = fmt.gflops(v.gflops);
+    if (p.id === 'ours') return `**${g}**`;
+    const o = ours && res[size][r][m]?.ours;
+    return o ? `${g} (${fmt.ratio(o.gflops / v.gflops)})` : g;
+  };
+  const legend =
+    'GFLOP/s (higher is better), one thread, x from and y back to JS memory on every call; the median call, ' +
+    'the libraries called in turn (so W is never cache-warm, as in a real model). ' +
+    (ours ? '(N×) = peftjs is N times as fast as that row.' : 'peftjs was not built, so it has no row.');
+
+  // The one-glance table: the largest size, adapter off and r = 16, decode (m=1) and a prompt chunk (m=64).
+  {
+    const size = sizes.at(-1);
+    const cols = [[0, 1], [0, 64], [16, 1], [16, 64]].filter(([r, m]) => ranks.includes(r) && ms.includes(m));
+    const rows = peers
+      .filter((p) => cols.some(([r, m]) => res[size]?.[r]?.[m]?.[p.id]))
+      .map((p) => [label(p), ...cols.map(([r, m]) => cell(size, r, m, p))]);
+    out.push(
+      `#### Summary: one linear layer, k = n = ${size}, one thread\n\n${legend}\n\n` +
+        table(['library', ...cols.map(([r, m]) => `${r ? `LoRA r=${r}` : 'linear'}, m=${m}`)], rows),
+    );
+  }
+
+  for (const r of ranks) {
+    const title = r ? `lora_linear, r = ${r}: y = x·Wᵀ + b + s·(x·A)·B` : 'linear (adapter off): y = x·Wᵀ + b';
+    const rows = [];
+    for (const size of sizes) for (const p of peers) {
+      if (!ms.some((m) => res[size]?.[r]?.[m]?.[p.id])) continue;
+      rows.push([label(p), `${size}`, ...ms.map((m) => cell(size, r, m, p))]);
+    }
+    out.push(`#### ${title}\n\n${legend}\n\n${table(['library', 'k = n', ...ms.map((m) => `m=${m}`)], rows)}`);
+  }
+
+  const costRows = peers
+    .filter((p) => cost[p.id])
+    .map((p) => [
+      label(p),
+      fmt.pct(cost[p.id][1]?.lora),
+      fmt.pct(cost[p.id][64]?.lora),
+      p.id === 'ours' ? fmt.pct(cost[p.id][1]?.off) : 'no toggle',
+      p.id === 'ours' ? fmt.pct(cost[p.id][64]?.off) : 'no toggle',
+    ]);
+  costRows.push(['FLOP count (ideal)', fmt.pct(cost.ideal), fmt.pct(cost.ideal), '+0.0 %', '+0.0 %']);
+  out.push(
+    `#### What the adapter costs (k = n = ${costSize}, r = 16)\n\n` +
+      'Time over the same library\'s plain linear: the calls interleaved one by one for 4 s, medians. For peftjs these are its layers over one ' +
+      'resident W: `LoRALinear.forward` against `Linear.forward`, and "off" is a `LoRALinear` with `loraEnabled = false`. ' +
+      'Peers have no toggle: an adapter off there is another graph. Within ±2 % is this machine\'s noise.\n\n' +
+      table(['library', 'LoRA on, m=1', 'LoRA on, m=64', 'off, m=1', 'off, m=64'], costRows),
+  );
+  out.push(
+    'Setup, done once outside the timing, each peer on its fastest path: tfjs-backend-wasm gets W transposed to [k,n] and ' +
+      '`tf.fused.matMul` with the bias (its `transposeB: true` path re-packs W on every call, ≈10× slower at k = n = 4096); ' +
+      'onnxruntime-web gets a graph built in memory, `Gemm(transB=1)` plus a `MatMul → MatMul → Add` chain for LoRA; ' +
+      'both get the LoRA scale folded into B. peftjs gets `backend.upload(W)` and the scale at call time. ' +
+      'Every output is checked against a float64 reference first.',
+  );
+  if (notes.length) out.push(notes.map((n) => `- ${n}`).join('\n'));
+  return out.join('\n\n');
+}
+
+if (import.meta.url === `file://${process.argv[1]}`) {
+  const a = args();
+  const r = await runGemm({ quick: a.quick });
+  console.log(`Machine: ${machine()}\n\n${gemmTables(r)}`);
+}

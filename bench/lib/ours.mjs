@@ -1,0 +1,83 @@
+// Loads peftjs the way a user does: the built package (../../dist/index.js, made by `npm run build`).
+// PEFTJS_DIST=/path/to/index.js points it at another build (e.g. a branch built elsewhere).
+import { existsSync } from 'node:fs';
+import { fileURLToPath, pathToFileURL } from 'node:url';
+
+const DIST = process.env.PEFTJS_DIST ? pathToFileURL(process.env.PEFTJS_DIST) : new URL('../../dist/index.js', import.meta.url);
+
+/** The built library, or `{ error }` saying why it is not there. */
+export async function loadLib() {
+  if (!existsSync(fileURLToPath(DIST))) return { error: `${fileURLToPath(DIST)} is missing: run \`npm run build\` in the repo root` };
+  try {
+    return { lib: await import(DIST.href) };
+  } catch (e) {
+    return { error: `importing ${fileURLToPath(DIST)} failed: ${e.message}` };
+  }
+}
+
+export function libVersion(lib) {
+  return lib.VERSION ?? lib.version ?? '0.1.0';
+}
+
+/** A peftjs backend as a peer (same prepare/run/dispose interface as lib/peers.mjs). */
+export async function oursPeer(lib, backendName = 'wasm') {
+  let be;
+  if (backendName === 'wasm') {
+    const r = await lib.init();
+    be = r && typeof r.linear === 'function' ? r : await lib.createBackend('wasm');
+  } else {
+    be = await lib.createBackend(backendName);
+  }
+  const { Tensor } = lib;
+  const f32 = (data, shape) => Tensor.from(data, shape, 'f32');
+  return {
+    id: backendName === 'wasm' ? 'ours' : `ours-${backendName}`,
+    label: `peftjs ${libVersion(lib)} (${be.name})`,
+    detail: `backend ${be.name}`,
+    backend: be,
+    lib,
+    async prepare({ k, n, w, bias, lora }) {
+      const W = be.upload(f32(w, [n, k]));
+      const b = be.upload(f32(bias, [n]));
+      const deltas = lora
+        ? [{ a: be.upload(f32(lora.a, [k, lora.r])), b: be.upload(f32(lora.b, [lora.r, n])), scale: lora.scale }]
+        : [];
+      const self = {
+        deltas,
+        /** `deltasOverride = []` runs the same resident weights with the adapter off. */
+        run(x, m, copy, deltasOverride) {
+          const xt = f32(x, [m, k]);
+          const y = be.linear(xt, W, b, deltasOverride ?? deltas);
+          const out = copy ? Float32Array.from(y.data) : y.data[0];
+          y.dispose();
+          xt.dispose();
+          return out;
+        },
+        dispose() {
+          for (const t of [W, b, ...deltas.flatMap((d) => [d.a, d.b])]) t.dispose();
+        },
+      };
+      return self;
+    },
+    /**
+     * The layer API on one set of weights: a `Linear`, and two `LoRALinear` wrapping that same Linear (so all
+     * three read the same resident W), one with `loraEnabled = false`. Undefined if the package does not export them.
+     */
+    layers({ k, n, w, bias, lora }) {
+      if (!lib.Linear || !lib.LoRALinear) return undefined;
+      const linear = new lib.Linear(f32(w, [n, k]), f32(bias, [n]), { backend: be });
+      const init = () => ({ name: 'default', a: f32(lora.a, [k, lora.r]), b: f32(lora.b, [lora.r, n]), scale: lora.scale });
+      const on = lib.LoRALinear.fromBase(linear, init());
+      const off = lib.LoRALinear.fromBase(linear, init());
+      off.loraEnabled = false;
+      const call = (layer) => (x, m) => {
+        const xt = f32(x, [m, k]);
+        const y = layer.forward(xt);
+        const out = y.data[0];
+        y.dispose();
+        return out;
+      };
+      return { base: call(linear), on: call(on), off: call(off), describe: `${linear} / ${on} / ${off}` };
+    },
+  };
+}

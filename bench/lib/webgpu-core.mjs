@@ -1,0 +1,136 @@
+// The WebGPU bench body, shared by webgpu.mjs (Node, `webgpu` package) and webgpu.html (a browser).
+// Browser-safe: no node:* imports. Times `linear` and `lora_linear` (r = 16) on the WebGPU backend and on the
+// wasm backend, each call from a fresh x in JS memory to y read back into JS (`await y.read()`), and counts
+// compute dispatches per forward from `backend.stats.dispatches`.
+
+const LORA_SCALE = 2;
+
+function rand(len, seed, scale) {
+  const out = new Float32Array(len);
+  let s = seed >>> 0 || 1;
+  for (let i = 0; i < len; i++) {
+    s ^= s << 13;
+    s >>>= 0;
+    s ^= s >>> 17;
+    s ^= s << 5;
+    s >>>= 0;
+    out[i] = (s / 4294967296 - 0.5) * 2 * scale;
+  }
+  return out;
+}
+
+async function time(fn, budgetMs, minReps) {
+  await fn();
+  await fn();
+  const ts = [];
+  const start = performance.now();
+  while (ts.length < minReps || (performance.now() - start < budgetMs && ts.length < 1000)) {
+    const t0 = performance.now();
+    await fn();
+    ts.push(performance.now() - t0);
+  }
+  ts.sort((a, b) => a - b);
+  return ts[ts.length >> 1];
+}
+
+/** Shapes: the CPU bench's on a hardware adapter; small ones on a software adapter, where timing says little. */
+export function shapesFor(software) {
+  return software ? { sizes: [1024], ms: [1, 64], ranks: [0, 16] } : { sizes: [2048, 4096], ms: [1, 8, 64, 256], ranks: [0, 16] };
+}
+
+export async function runWebGPU({ lib, gpu, log = console.log, quick = false }) {
+  const { Tensor } = lib;
+  const gpuBe = await lib.createBackend('webgpu', gpu ? { gpu } : undefined);
+  const wasmBe = await lib.init();
+  const software = gpuBe.software ?? gpuBe.ctx?.software ?? false;
+  const adapter = gpuBe.ctx?.description ?? String(gpuBe);
+  const shapes = shapesFor(software);
+  if (quick) shapes.sizes = shapes.sizes.slice(0, 1);
+  log(`WebGPU adapter: ${adapter}${software ? ' (software)' : ''}`);
+  const rows = [];
+  for (const size of shapes.sizes) {
+    const k = size;
+    const n = size;
+    const w = rand(n * k, 1, 1 / Math.sqrt(k));
+    const bias = rand(n, 2, 0.1);
+    for (const r of shapes.ranks) {
+      const a = r && rand(k * r, 3, 1 / Math.sqrt(k));
+      const b = r && rand(r * n, 4, 1 / Math.sqrt(r));
+      const flopsPerRow = 2 * k * n + (r ? 2 * r * (k + n) : 0);
+      const perBe = [];
+      for (const be of [gpuBe, wasmBe]) {
+        const W = be.upload(Tensor.from(w, [n, k], 'f32'));
+        const B0 = be.upload(Tensor.from(bias, [n], 'f32'));
+        const deltas = r
+          ? [{ a: be.upload(Tensor.from(a, [k, r], 'f32')), b: be.upload(Tensor.from(b, [r, n], 'f32')), scale: LORA_SCALE }]
+          : [];
+        perBe.push({ be, W, B0, deltas });
+      }
+      for (const m of shapes.ms) {
+        const x = rand(m * k, 100 + m, 1);
+        const res = {};
+        let ref;
+        for (const { be, W, B0, deltas } of perBe) {
+          const fwd = async (keep) => {
+            const xt = Tensor.from(x, [m, k], 'f32');
+            const y = be.linear(xt, W, B0, deltas);
+            const out = await y.read();
+            y.dispose();
+            return keep ? out : undefined;
+          };
+          const before = be.stats ? { ...be.stats } : undefined;
+          const y = await fwd(true);
+          const dispatches = before ? be.stats.dispatches - before.dispatches : undefined;
+          const submits = before ? be.stats.submits - before.submits : undefined;
+          let err;
+          if (ref) {
+            let e = 0;
+            let mx = 0;
+            for (let i = 0; i < y.length; i++) {
+              e = Math.max(e, Math.abs(y[i] - ref[i]));
+              mx = Math.max(mx, Math.abs(ref[i]));
+            }
+            err = e / mx;
+          } else ref = y;
+          const big = flopsPerRow * m > 2e9;
+          const t = await time(() => fwd(false), quick ? 150 : big ? 0 : 400, big ? 3 : 5);
+          res[be.name] = { ms: t, gflops: (flopsPerRow * m) / t / 1e6, dispatches, submits, err };
+        }
+        const g = res.webgpu;
+        const c = res.wasm;
+        log(`k=n=${size} ${r ? `lora r=${r}` : 'linear'} m=${m}: webgpu ${g.ms.toFixed(2)} ms ${g.gflops.toFixed(2)} GFLOP/s (${g.dispatches} dispatches, ${g.submits} submits), wasm ${c.ms.toFixed(2)} ms ${c.gflops.toFixed(2)} GFLOP/s, max rel diff webgpu vs wasm ${c.err.toExponential(1)}`);
+        rows.push({ size, r, m, webgpu: g, wasm: c });
+      }
+      for (const { W, B0, deltas } of perBe) for (const t of [W, B0, ...deltas.flatMap((d) => [d.a, d.b])]) t.dispose();
+    }
+  }
+  gpuBe.dispose?.();
+  return { adapter, software, rows, version: lib.VERSION ?? lib.version ?? '0.1.0' };
+}
+
+export function webgpuTable({ adapter, software, rows, version }) {
+  const line = (c) => `| ${c.join(' | ')} |`;
+  const head = ['op', 'k = n', 'm', `**peftjs ${version} webgpu** GFLOP/s`, 'peftjs wasm GFLOP/s', 'webgpu ÷ wasm', 'dispatches / forward', 'max rel diff vs wasm'];
+  const body = rows.map((x) => [
+    x.r ? `lora_linear r=${x.r}` : 'linear',
+    x.size,
+    x.m,
+    `**${x.webgpu.gflops.toFixed(2)}**`,
+    x.wasm.gflops.toFixed(2),
+    `${(x.webgpu.gflops / x.wasm.gflops).toPrecision(2)}×`,
+    x.webgpu.dispatches ?? '—',
+    x.wasm.err.toExponential(1),
+  ]);
+  const warn = software
+    ? `Adapter: ${adapter}, a **software** adapter (CPU emulation): these timings say nothing about a GPU; the dispatch counts hold everywhere.`
+    : `Adapter: ${adapter}.`;
+  return [
+    '#### WebGPU backend (per forward, x uploaded and y read back)',
+    '',
+    `${warn} GFLOP/s, higher is better; wasm is one thread.`,
+    '',
+    line(head),
+    line(head.map((_, i) => (i < 1 ? '---' : '---:'))),
+    ...body.map(line),
+  ].join('\n');
+}

@@ -1,0 +1,41 @@
+// Runs every bench question (or `--only gemm,load,gpu`), prints markdown tables the README can take as they are,
+// and writes the same to results.md. `--quick` runs a reduced set for a smoke test (not for the README).
+// From the repo root: `npm run bench` (builds the library, installs the peers from bench/package-lock.json).
+process.env.VK_ICD_FILENAMES ??= '/usr/lib/chromium/vk_swiftshader_icd.json'; // before Dawn starts: see webgpu.mjs
+import { writeFileSync } from 'node:fs';
+import { args, machine, pkgVersion } from './lib/common.mjs';
+import { gemmTables, runGemm } from './gemm.mjs';
+import { gpuTables, runGpu } from './webgpu.mjs';
+import { loadTables, runLoad } from './load.mjs';
+
+const QUESTIONS = {
+  gemm: async (o) => gemmTables(await runGemm(o)),
+  load: async (o) => loadTables(await runLoad(o)),
+  gpu: async (o) => gpuTables(await runGpu(o)),
+};
+
+const a = args();
+const only = a.only ?? Object.keys(QUESTIONS);
+const unknown = only.filter((q) => !(q in QUESTIONS));
+if (unknown.length) {
+  console.error(`unknown --only ${unknown.join(',')}: expected one of ${Object.keys(QUESTIONS).join(', ')}`);
+  process.exit(2);
+}
+
+const started = Date.now();
+const sections = [
+  `Machine: ${machine()}. Peers: @tensorflow/tfjs-core ${pkgVersion('@tensorflow/tfjs-core')} + ` +
+    `@tensorflow/tfjs-backend-wasm ${pkgVersion('@tensorflow/tfjs-backend-wasm')}, onnxruntime-web ${pkgVersion('onnxruntime-web')}.` +
+    (a.quick ? ' **--quick run: reduced set, not for the README.**' : ''),
+];
+for (const q of only) {
+  console.error(`\n== ${q} ==`);
+  const t0 = Date.now();
+  sections.push(await QUESTIONS[q]({ quick: a.quick }));
+  console.error(`== ${q}: ${((Date.now() - t0) / 1000).toFixed(0)} s ==`);
+}
+const md = `${sections.join('\n\n')}\n`;
+console.log(`\n${md}`);
+writeFileSync(new URL('./results.md', import.meta.url), `<!-- written by bench/run.mjs ${new Date().toISOString()} (${only.join(', ')}; ${((Date.now() - started) / 1000).toFixed(0)} s) -->\n\n${md}`);
+console.error(`wrote bench/results.md`);
+process.exit(0); // Dawn (webgpu) keeps the event loop alive
