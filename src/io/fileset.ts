@@ -15,6 +15,8 @@ export interface FileSet {
   readonly name: string;
   open(file: string, opts?: OpenOptions): Promise<ByteSource | undefined>;
   readAll(file: string, opts?: OpenOptions): Promise<Uint8Array | undefined>;
+  /** `open()` is cheap (no network round trip) and its sources have `readInto`: local files. */
+  readonly randomAccess?: boolean;
 }
 
 /** One in-memory file. A `File` is a Blob. A Response body is read once, on first use, then kept. */

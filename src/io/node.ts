@@ -56,41 +56,49 @@ export async function fileSource(path: string, signal?: AbortSignal): Promise<By
     if (errCode(e) === 'ENOENT' || errCode(e) === 'ENOTDIR') return undefined;
     throw readFailed(path, e);
   }
+  /** Fills `out` with bytes from `start` on; one open/read/close per call (see above). */
+  async function fill(out: Uint8Array, start: number, sig: AbortSignal | undefined): Promise<void> {
+    throwIfAborted(sig, path);
+    checkRange(path, size, start, start + out.byteLength);
+    if (out.byteLength === 0) return;
+    let handle: import('node:fs/promises').FileHandle;
+    try {
+      handle = await f.open(path, 'r');
+    } catch (e) {
+      throw readFailed(path, e);
+    }
+    try {
+      await raceAbort(
+        (async () => {
+          let at = 0;
+          // handle.read may return fewer bytes than asked: loop until full or end of file.
+          while (at < out.byteLength) {
+            throwIfAborted(sig, path);
+            const { bytesRead } = await handle.read(out, at, out.byteLength - at, start + at);
+            if (bytesRead === 0) throw new IoError('truncated', 'file ended early', { file: path, expected: start + out.byteLength, got: start + at });
+            at += bytesRead;
+          }
+        })(),
+        sig,
+        path,
+      );
+    } catch (e) {
+      throw e instanceof IoError ? e : readFailed(path, e);
+    } finally {
+      await handle.close().catch(() => {});
+    }
+  }
   return {
     name: path,
     size,
     async read(start, end, sig) {
-      throwIfAborted(sig, path);
       checkRange(path, size, start, end);
       const out = new Uint8Array(end - start);
-      if (out.byteLength === 0) return out;
-      let handle: import('node:fs/promises').FileHandle;
-      try {
-        handle = await f.open(path, 'r');
-      } catch (e) {
-        throw readFailed(path, e);
-      }
-      try {
-        return await raceAbort(
-          (async () => {
-            let at = 0;
-            // handle.read may return fewer bytes than asked: loop until full or end of file.
-            while (at < out.byteLength) {
-              throwIfAborted(sig, path);
-              const { bytesRead } = await handle.read(out, at, out.byteLength - at, start + at);
-              if (bytesRead === 0) throw new IoError('truncated', 'file ended early', { file: path, expected: end, got: start + at });
-              at += bytesRead;
-            }
-            return out;
-          })(),
-          sig,
-          path,
-        );
-      } catch (e) {
-        throw e instanceof IoError ? e : readFailed(path, e);
-      } finally {
-        await handle.close().catch(() => {});
-      }
+      await fill(out, start, sig);
+      return out;
+    },
+    readInto(start, dest, sig) {
+      return fill(dest, start, sig);
     },
   };
 }
@@ -99,6 +107,7 @@ export async function fileSource(path: string, signal?: AbortSignal): Promise<By
 export function dirFileSet(dir: string): FileSet {
   return {
     name: dir,
+    randomAccess: true,
     open(file: string, o: OpenOptions = {}) {
       return fileSource(joinPath(dir, file), o.signal);
     },

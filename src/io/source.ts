@@ -11,6 +11,12 @@ export interface ByteSource {
   readonly size: number;
   /** Bytes `[start, end)`; requires `0 ≤ start ≤ end ≤ size`. The result may be a view: do not mutate it. */
   read(start: number, end: number, signal?: AbortSignal): Promise<Uint8Array>;
+  /**
+   * Fills `dest` with bytes `[start, start + dest.length)`, allocating nothing. Local files have it: a loader
+   * streams tensors through one reused staging buffer, because on many machines committing fresh memory
+   * costs more than the read itself.
+   */
+  readInto?(start: number, dest: Uint8Array, signal?: AbortSignal): Promise<void>;
 }
 
 /** Throws IoError('aborted') if the signal has fired. */

@@ -2,6 +2,7 @@ import { AdapterError, ConfigError } from '../errors.js';
 import { SafetensorsReader, type SafeDType } from '../formats/safetensors.js';
 import { readTorchZip } from '../formats/torch-zip.js';
 import { toFileSet, type AdapterSource, type FileSet, type OpenOptions } from '../io/fileset.js';
+import { throwIfAborted, type ByteSource } from '../io/source.js';
 import type { AdapterModule, AdapterReplacement, AdapterSpec } from '../lora/spec.js';
 import { Tensor } from '../tensor.js';
 import { parsePeftConfig, type PeftConfig } from './config.js';
@@ -66,12 +67,55 @@ export async function readConfigJson(files: FileSet, name: string, opts: LoadOpt
 /** The adapter's tensors: `adapter_model.safetensors`, else `adapter_model.bin` (AdapterError 'weights_missing'). */
 export async function readPeftWeights(files: FileSet, opts: LoadOptions = {}): Promise<{ file: string; tensors: Map<string, RawTensor> }> {
   const io = { signal: opts.signal, onProgress: opts.onProgress };
+  if (files.randomAccess) {
+    const src = await files.open(PEFT_FILES.safetensors, io);
+    if (src?.readInto) return { file: PEFT_FILES.safetensors, tensors: await streamSafetensors(src, PEFT_FILES.safetensors, opts) };
+  }
   const st = await files.readAll(PEFT_FILES.safetensors, io);
   if (st) return { file: PEFT_FILES.safetensors, tensors: safetensorsTensors(st, PEFT_FILES.safetensors) };
   const bin = await files.readAll(PEFT_FILES.bin, io);
   if (bin) return { file: PEFT_FILES.bin, tensors: await readTorchZip(bin, { file: PEFT_FILES.bin }) };
   throw new AdapterError('weights_missing', 'adapter weights not found', { file: files.name, expected: `${PEFT_FILES.safetensors} or ${PEFT_FILES.bin}`, got: 'neither' });
 }
+
+/** A tensor as loaded: LoRA factors streamed from a local file arrive already transposed to f32 (`f32T`). */
+type LoadedTensor = RawTensor & { readonly f32T?: Float32Array<ArrayBuffer> };
+
+/** 2-D LoRA factors, which are transposed at load: `lora_A[.name].weight`, `lora_B[.name].weight`, `lora_embedding_A/B[.name]`. */
+const FACTOR_KEY = /\.(?:lora_[AB](?:\.[^.]+)?\.weight|lora_embedding_[AB](?:\.[^.]+)?)$/;
+
+/**
+ * All tensors of a local safetensors file, read in file order through one reused staging buffer: each LoRA
+ * factor is transposed from the staging bytes straight into its final f32 array, so the file's bytes land in
+ * fresh memory once (the point: committing fresh memory costs more than the read on many machines); other
+ * tensors (biases, magnitudes, replacements) get their own copy. Validation still runs on shapes before use.
+ */
+async function streamSafetensors(src: ByteSource, file: string, opts: LoadOptions): Promise<Map<string, RawTensor>> {
+  const reader = await SafetensorsReader.open(src, { file, signal: opts.signal });
+  const out = new Map<string, LoadedTensor>();
+  let stage = new Uint8Array(0);
+  let loaded = reader.dataOffset;
+  for (const [name, info] of reader.tensors) {
+    throwIfAborted(opts.signal, file);
+    const bytes = info.end - info.begin;
+    const factor = FACTOR_KEY.test(name) && info.shape.length === 2 && isFloatDType(info.dtype);
+    if (factor) {
+      if (stage.byteLength < bytes) stage = new Uint8Array(Math.max(bytes, 2 * stage.byteLength));
+      const view = stage.subarray(0, bytes);
+      await src.readInto!(reader.dataOffset + info.begin, view, opts.signal);
+      const f32T = toF32Transposed(info.dtype, view, info.shape[0]!, info.shape[1]!, name);
+      out.set(name, { dtype: info.dtype, shape: info.shape, data: EMPTY_BYTES, f32T });
+    } else {
+      const data = new Uint8Array(bytes);
+      await src.readInto!(reader.dataOffset + info.begin, data, opts.signal);
+      out.set(name, { dtype: info.dtype, shape: info.shape, data });
+    }
+    loaded += bytes;
+    opts.onProgress?.({ loaded, total: src.size });
+  }
+  return out;
+}
+const EMPTY_BYTES = new Uint8Array(0);
 
 /** All tensors of a safetensors file as RawTensors (zero-copy views). */
 export function safetensorsTensors(bytes: Uint8Array, file: string): Map<string, RawTensor> {
@@ -243,8 +287,8 @@ function buildModule(p: Planned, tensors: ReadonlyMap<string, RawTensor>, fanInF
   const bKey = (p.kind === 'embedding' ? k.lora_embedding_B : k.lora_B)!;
   // lora_A [r,in] → a [in,r]; lora_B [out,r] → b [r,out] (embedding: A [r,vocab] → a [vocab,r], B [dim,r] → b [r,dim]).
   const f32T = (key: string, rows: number, cols: number) => {
-    const t = tensors.get(key)!;
-    return toF32Transposed(t.dtype, t.data, rows, cols, key);
+    const t = tensors.get(key)! as LoadedTensor;
+    return t.f32T ?? toF32Transposed(t.dtype, t.data, rows, cols, key);
   };
   const a = Tensor.from(f32T(aKey, p.rank, p.in), [p.in, p.rank], 'f32');
   const b = Tensor.from(f32T(bKey, p.out, p.rank), [p.rank, p.out], 'f32');
