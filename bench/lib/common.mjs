@@ -22,20 +22,7 @@ export function machine() {
   return `${cpus[0]?.model.trim() ?? 'unknown CPU'} (${cpus.length} logical cores), ${os.platform()} ${os.arch()}, Node ${process.version}`;
 }
 
-/** xorshift32 in [-scale, scale): the same weights every run, no dependency. */
-export function randomF32(len, seed, scale = 1) {
-  const out = new Float32Array(len);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < len; i++) {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    out[i] = (s / 4294967296 - 0.5) * 2 * scale;
-  }
-  return out;
-}
+export { randomF32 } from './random.mjs';
 
 /**
  * Times several functions against each other in rounds: each round runs every function (in a rotating order)

@@ -2,22 +2,10 @@
 // Browser-safe: no node:* imports. Times `linear` and `lora_linear` (r = 16) on the WebGPU backend and on the
 // wasm backend, each call from a fresh x in JS memory to y read back into JS (`await y.read()`), and counts
 // compute dispatches per forward from `backend.stats.dispatches`.
+import { randomF32 } from './random.mjs';
 
 const LORA_SCALE = 2;
 
-function rand(len, seed, scale) {
-  const out = new Float32Array(len);
-  let s = seed >>> 0 || 1;
-  for (let i = 0; i < len; i++) {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    out[i] = (s / 4294967296 - 0.5) * 2 * scale;
-  }
-  return out;
-}
 
 async function time(fn, budgetMs, minReps) {
   await fn();
@@ -51,11 +39,11 @@ export async function runWebGPU({ lib, gpu, log = console.log, quick = false }) 
   for (const size of shapes.sizes) {
     const k = size;
     const n = size;
-    const w = rand(n * k, 1, 1 / Math.sqrt(k));
-    const bias = rand(n, 2, 0.1);
+    const w = randomF32(n * k, 1, 1 / Math.sqrt(k));
+    const bias = randomF32(n, 2, 0.1);
     for (const r of shapes.ranks) {
-      const a = r && rand(k * r, 3, 1 / Math.sqrt(k));
-      const b = r && rand(r * n, 4, 1 / Math.sqrt(r));
+      const a = r && randomF32(k * r, 3, 1 / Math.sqrt(k));
+      const b = r && randomF32(r * n, 4, 1 / Math.sqrt(r));
       const flopsPerRow = 2 * k * n + (r ? 2 * r * (k + n) : 0);
       const perBe = [];
       for (const be of [gpuBe, wasmBe]) {
@@ -67,7 +55,7 @@ export async function runWebGPU({ lib, gpu, log = console.log, quick = false }) 
         perBe.push({ be, W, B0, deltas });
       }
       for (const m of shapes.ms) {
-        const x = rand(m * k, 100 + m, 1);
+        const x = randomF32(m * k, 100 + m, 1);
         const res = {};
         let ref;
         for (const { be, W, B0, deltas } of perBe) {

@@ -85,8 +85,15 @@ export class LoRAContainer {
     return new LoRAContainer(await loadAdapter(source), opts);
   }
 
+  /** What was loaded; once applied, also which backend the adapted layers run on. */
   get report(): ReturnType<typeof buildReport> {
-    return buildReport(this.spec);
+    return buildReport(this.spec, { backend: this.backend });
+  }
+
+  /** The backend name(s) the applied layers run on (`wasm`, `webgpu`, `js`), or undefined before `apply`. */
+  get backend(): string | undefined {
+    if (!this.#applied.length) return undefined;
+    return [...new Set(this.#applied.map((a) => a.layer.backend.name))].join(', ');
   }
   savePEFT(): Record<string, Uint8Array> {
     return savePEFT(this.spec);

@@ -22,7 +22,7 @@ export class DoRALinear extends LoRAModule<Projection> {
     super(base);
   }
 
-  protected get backend(): Backend {
+  get backend(): Backend {
     return this.original.backend;
   }
   get k(): number {

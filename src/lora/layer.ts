@@ -182,7 +182,8 @@ export abstract class LoRAModule<B extends Module = Module> extends Module imple
     return this.deltas;
   }
 
-  protected abstract get backend(): Backend;
+  /** The backend this layer runs on (its base layer's). */
+  abstract get backend(): Backend;
 
   /** Merges `adapters` into `start` (their formula); returns a new base layer. */
   protected abstract merge(start: B, adapters: readonly LayerAdapter<B>[], opts: FuseOptions): B;

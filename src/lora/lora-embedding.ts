@@ -15,7 +15,7 @@ export class LoRAEmbedding extends LoRAModule<Embedding> {
     return layer;
   }
 
-  protected get backend(): Backend {
+  get backend(): Backend {
     return this.original.backend;
   }
 

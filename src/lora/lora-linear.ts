@@ -20,7 +20,7 @@ export class LoRALinear extends LoRAModule<Projection> {
     super(base);
   }
 
-  protected get backend(): Backend {
+  get backend(): Backend {
     return this.original.backend;
   }
   get k(): number {

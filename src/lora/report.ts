@@ -35,12 +35,14 @@ export interface AdapterReport {
     readonly bytes: number;
   };
   readonly warnings: readonly string[];
+  /** Once applied: the backend(s) the adapted layers run on (`wasm`, `webgpu`, …), as `createBackend('auto')` chose. */
+  readonly backend?: string;
   toString(): string;
 }
 
 const DISK_BYTES: Readonly<Record<string, number>> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, U16: 2, U32: 4, I8: 1, U8: 1, BOOL: 1 };
 
-export function buildReport(spec: AdapterSpec): AdapterReport {
+export function buildReport(spec: AdapterSpec, opts: { backend?: string } = {}): AdapterReport {
   let parameters = 0;
   let bytes = 0;
   const count = (n: number, dtype: string) => {
@@ -65,6 +67,7 @@ export function buildReport(spec: AdapterSpec): AdapterReport {
     replacements,
     totals: { pairs: spec.modules.length, parameters, bytes },
     warnings: [...spec.warnings],
+    ...(opts.backend ? { backend: opts.backend } : {}),
     toString: () => formatReport(report),
   };
   return report;
@@ -89,7 +92,7 @@ function formatReport(r: AdapterReport): string {
   const right = new Set([2, 3, 4, 5, 6]);
   const line = (cells: string[]) => cells.map((c, i) => (right.has(i) ? c.padStart(width[i]!) : c.padEnd(width[i]!))).join('  ').trimEnd();
   const out = [
-    `${r.format.toUpperCase()} adapter "${r.name}": ${r.totals.pairs} LoRA module${r.totals.pairs === 1 ? '' : 's'}, ${r.replacements.length} replacement${r.replacements.length === 1 ? '' : 's'}, ${r.totals.parameters.toLocaleString('en-US')} parameters, ${humanBytes(r.totals.bytes)}`,
+    `${r.format.toUpperCase()} adapter "${r.name}": ${r.totals.pairs} LoRA module${r.totals.pairs === 1 ? '' : 's'}, ${r.replacements.length} replacement${r.replacements.length === 1 ? '' : 's'}, ${r.totals.parameters.toLocaleString('en-US')} parameters, ${humanBytes(r.totals.bytes)}${r.backend ? `, running on ${r.backend}` : ''}`,
     line(head),
     line(width.map((w) => '-'.repeat(w))),
     ...rows.map(line),

@@ -107,11 +107,15 @@ describe('lifecycle', () => {
     const model = tinyModel();
     const before = snapshot(model);
     const c = new LoRAContainer(specOf([good('model.layers.0.self_attn.q_proj', 6, 8), good('model.layers.1.self_attn.v_proj', 6, 4)]));
+    expect(c.backend).toBeUndefined(); // not applied yet: the report does not name one
     const applied = c.apply(model);
     expect(applied.map((a) => a.path)).toEqual(['model.layers.0.self_attn.q_proj', 'model.layers.1.self_attn.v_proj']);
     expect(model.get('model.layers.0.self_attn.q_proj')).toBeInstanceOf(LoRALinear);
     expect(String(model.get('model.layers.0.self_attn.q_proj'))).toMatchInlineSnapshot(`"LoRALinear(k=6, n=8, r=2, scale=2, on)"`);
     expect(String(c)).toMatchInlineSnapshot(`"LoRAContainer(default, peft, 2 modules, 2 applied, on)"`);
+    expect(c.backend).toBe('js');
+    expect(c.report.backend).toBe('js');
+    expect(c.report.toString().split('\n')[0]).toMatch(/, running on js$/);
     c.unload();
     expectSnapshotEqual(before, snapshot(model));
   });
