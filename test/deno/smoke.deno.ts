@@ -1,9 +1,20 @@
-// Deno: the built package loads its wasm and computes one LoRA linear right (run by `npm test` via scripts/run-runtimes.mjs).
+// Deno: the built package loads its wasm, computes one LoRA linear right, and loads a PEFT adapter from a directory
+// (run by `npm test` via scripts/run-runtimes.mjs).
 import * as lib from '../../dist/index.js';
-import { runSmoke } from '../runtimes/smoke.mjs';
+import { runGoldenSmoke, runSmoke } from '../runtimes/smoke.mjs';
+
+const CASE = new URL('../fixtures/golden/basic/', import.meta.url);
 
 Deno.test('deno: wasm lora_linear matches the float64 reference; off equals base', async () => {
   const res = await runSmoke(lib);
   if (res.backend !== 'wasm') throw new Error(`expected the wasm backend, got ${res.backend}`);
   if (!res.ok) throw new Error(`smoke failed: ${JSON.stringify(res)}`);
+});
+
+Deno.test('deno: LoRAContainer.fromPEFT(directory) → apply → y_on of the golden basic case; off equals base', async () => {
+  const res = await runGoldenSmoke(lib, {
+    adapter: new URL('adapter', CASE).pathname,
+    readBytes: (name: string) => Deno.readFile(new URL(name, CASE)),
+  });
+  if (!res.ok) throw new Error(`golden smoke failed: ${JSON.stringify(res)}`);
 });

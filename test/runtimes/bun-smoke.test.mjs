@@ -1,11 +1,25 @@
-// Bun: the built package loads its wasm and computes one LoRA linear right (run by `npm test` via scripts/run-runtimes.mjs).
+// Bun: the built package loads its wasm, computes one LoRA linear right, and loads a PEFT adapter from a directory
+// (run by `npm test` via scripts/run-runtimes.mjs).
 import { expect, test } from 'bun:test';
 import * as lib from '../../dist/index.js';
-import { runSmoke } from './smoke.mjs';
+import { runGoldenSmoke, runSmoke } from './smoke.mjs';
+
+const CASE = new URL('../fixtures/golden/basic/', import.meta.url);
 
 test('bun: wasm lora_linear matches the float64 reference; off equals base', async () => {
   const res = await runSmoke(lib);
   expect(res.backend).toBe('wasm');
+  expect(res.offEqualsBase).toBe(true);
+  expect(res.maxErr).toBeLessThanOrEqual(res.tol);
+});
+
+test('bun: LoRAContainer.fromPEFT(directory) → apply → y_on of the golden basic case; off equals base', async () => {
+  const res = await runGoldenSmoke(lib, {
+    adapter: new URL('adapter', CASE).pathname,
+    readBytes: async (name) => new Uint8Array(await Bun.file(new URL(name, CASE)).arrayBuffer()),
+  });
+  expect(res.modules).toBe(4);
+  expect(res.scales).toEqual([2, 2, 2, 2]);
   expect(res.offEqualsBase).toBe(true);
   expect(res.maxErr).toBeLessThanOrEqual(res.tol);
 });

@@ -60,3 +60,37 @@ export async function runSmoke(lib) {
   const tol = 1e-4 * k * 0.1;
   return { backend: backend.name, maxErr, tol, ok: maxErr <= tol && offEqualsBase, offEqualsBase };
 }
+
+/**
+ * End to end on one golden case (test/fixtures/golden/basic): the adapter loaded with `LoRAContainer.fromPEFT(adapter)`
+ * (a directory path in Deno/Bun, a URL in the browser), applied to a model built from base.safetensors, matches the
+ * float64 expectation `y_on` in io.safetensors; with the adapter off the output equals the base layer's bit for bit.
+ * `readBytes(name)` reads a file of the case folder. Tolerance: case.json's 1e-4·max(1, max|y|).
+ */
+export async function runGoldenSmoke(lib, { adapter, readBytes }) {
+  await lib.init();
+  const { SafetensorsReader, Tensor, modelFromWeights, LoRAContainer, setLoRAEnabled } = lib;
+  const base = SafetensorsReader.fromBytes(await readBytes('base.safetensors'), { file: 'base.safetensors' });
+  const io = SafetensorsReader.fromBytes(await readBytes('io.safetensors'), { file: 'io.safetensors' });
+  const weights = new Map();
+  for (const [name, info] of base.tensors) weights.set(name, Tensor.from(new Float32Array(base.typedSync(name)), info.shape, 'f32'));
+  const model = modelFromWeights(weights);
+  const container = await LoRAContainer.fromPEFT(adapter);
+  const applied = container.apply(model);
+  let maxErr = 0;
+  let offEqualsBase = true;
+  for (const { path, layer } of applied) {
+    const x = Tensor.from(new Float32Array(io.typedSync(`${path}.x`)), io.tensors.get(`${path}.x`).shape, 'f32');
+    const want = io.typedSync(`${path}.y_on`);
+    const got = await layer.forward(x).read();
+    const scale = Math.max(1, ...Array.from(want, Math.abs));
+    for (let i = 0; i < want.length; i++) maxErr = Math.max(maxErr, Math.abs(got[i] - want[i]) / scale);
+    layer.loraEnabled = false;
+    const off = await layer.forward(x).read();
+    const plain = await layer.base.forward(x).read();
+    for (let i = 0; i < off.length; i++) if (!Object.is(off[i], plain[i])) offEqualsBase = false;
+    layer.loraEnabled = true;
+  }
+  setLoRAEnabled(model, true);
+  return { modules: applied.length, scales: container.spec.modules.map((m) => m.scale), maxErr, tol: 1e-4, offEqualsBase, ok: maxErr <= 1e-4 && offEqualsBase && applied.length === 4 };
+}
