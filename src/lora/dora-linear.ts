@@ -1,9 +1,9 @@
-import type { Backend } from '../backends/backend.js';
 import { fromF64 } from '../nn/float.js';
 import type { Projection } from '../nn/linear.js';
 import type { Tensor } from '../tensor.js';
 import { toF64 } from '../nn/float.js';
-import { addScaledProduct, LoRAModule, type AdapterInit, type FuseOptions, type LayerAdapter } from './layer.js';
+import { addScaledProduct, type AdapterInit, type FuseOptions, type LayerAdapter } from './layer.js';
+import { LoRAProjection } from './projection.js';
 
 /**
  * y = (m / ‖W + s·(A·B)ᵀ‖_row) ⊙ (x·Wᵀ + s·(x·A)·B) + b     (DoRA, Liu et al. 2024; PEFT's weight_norm)
@@ -11,26 +11,13 @@ import { addScaledProduct, LoRAModule, type AdapterInit, type FuseOptions, type 
  * `loraEnabled = false` is exactly `base.forward(x)` (no row scale). Scale 0 is not off: m/‖W‖ still applies.
  * The norm is cached and recomputed only in `changed()` (adapter added, removed or rescaled).
  */
-export class DoRALinear extends LoRAModule<Projection> {
+export class DoRALinear extends LoRAProjection {
   static fromBase(base: Projection, adapter?: AdapterInit<Projection>): DoRALinear {
     const layer = new this(base);
     if (adapter) layer.addAdapter(adapter);
     return layer;
   }
 
-  protected constructor(base: Projection) {
-    super(base);
-  }
-
-  get backend(): Backend {
-    return this.original.backend;
-  }
-  get k(): number {
-    return this.original.k;
-  }
-  get n(): number {
-    return this.original.n;
-  }
   /** The cached m/‖W + s·(A·B)ᵀ‖ [n] (f32, on the backend). */
   get magnitudeScale(): Tensor | undefined {
     return this.gain;

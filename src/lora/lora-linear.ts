@@ -1,33 +1,19 @@
-import type { Backend } from '../backends/backend.js';
 import type { Projection } from '../nn/linear.js';
 import type { Tensor } from '../tensor.js';
-import { addScaledProduct, LoRAModule, loraBiasF64, type AdapterInit, type FuseOptions, type LayerAdapter } from './layer.js';
+import { addScaledProduct, loraBiasF64, type AdapterInit, type FuseOptions, type LayerAdapter } from './layer.js';
+import { LoRAProjection } from './projection.js';
 
 /**
  * y = x·Wᵀ + b + Σ s·((x·A)·B + lora_bias)
  * x [m,k], W [n,k] (a Conv1D stores it [k,n]), A [k,r], B [r,n], b [n] → y [m,n]
  * `loraEnabled = false` is exactly `base.forward(x)`: the same backend call with the same empty delta list.
  */
-export class LoRALinear extends LoRAModule<Projection> {
+export class LoRALinear extends LoRAProjection {
   /** Wraps a Linear, Conv1D or QuantizedLinear, optionally with a first adapter. */
   static fromBase(base: Projection, adapter?: AdapterInit<Projection>): LoRALinear {
     const layer = new this(base);
     if (adapter) layer.addAdapter(adapter);
     return layer;
-  }
-
-  protected constructor(base: Projection) {
-    super(base);
-  }
-
-  get backend(): Backend {
-    return this.original.backend;
-  }
-  get k(): number {
-    return this.original.k;
-  }
-  get n(): number {
-    return this.original.n;
   }
 
   forward(x: Tensor): Tensor {
