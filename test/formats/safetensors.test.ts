@@ -6,6 +6,7 @@ import { describe, expect, it } from 'vitest';
 import { PeftError, SafetensorsError } from '../../src/errors.js';
 import { SAFE_DTYPES, SafetensorsReader, topLevelKeys, writeSafetensors, type SafeDType } from '../../src/formats/safetensors.js';
 import { blobSource, bytesSource, type ByteSource } from '../../src/io/source.js';
+import { caughtSync as caught, caught as caughtAsync } from '../caught.js';
 
 /** Per-case timeout: a parser that hangs fails instead of stalling the run. */
 const T = { timeout: 5_000 };
@@ -23,24 +24,6 @@ function craft(header: string | Uint8Array | object, data: number | Uint8Array =
 }
 
 /** The error as one line: class, code, message. */
-function caught(fn: () => unknown): string {
-  try {
-    fn();
-  } catch (e) {
-    if (e instanceof PeftError) return `${e.name} ${e.code}: ${e.message}`;
-    throw e;
-  }
-  throw new Error('expected a throw');
-}
-async function caughtAsync(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof PeftError) return `${e.name} ${e.code}: ${e.message}`;
-    throw e;
-  }
-  throw new Error('expected a rejection');
-}
 /** Byte equality without vitest's slow deep diff on large arrays. */
 function sameBytes(a: ArrayBufferView, b: ArrayBufferView): void {
   const x = Buffer.from(a.buffer, a.byteOffset, a.byteLength);

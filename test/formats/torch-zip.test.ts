@@ -4,19 +4,11 @@ import { describe, expect, it } from 'vitest';
 import { PeftError, PickleError } from '../../src/errors.js';
 import { unpickle } from '../../src/formats/pickle.js';
 import { readTorchZip, readTorchZipSync } from '../../src/formats/torch-zip.js';
+import { caught } from '../caught.js';
 
 const T = { timeout: 5_000 };
 const BIN = join(__dirname, '../fixtures/peft-real/t5-small-peft02-bin/adapter_model.bin');
 
-async function caught(p: Promise<unknown> | (() => unknown)): Promise<string> {
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    if (e instanceof PeftError) return `${e.name} ${e.code}: ${e.message}`;
-    throw e;
-  }
-  throw new Error('expected a throw');
-}
 
 // ── A tiny pickle assembler (opcodes from CPython's pickletools) ─────────────────────────────────────
 const enc = new TextEncoder();

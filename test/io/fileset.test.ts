@@ -7,21 +7,13 @@ import { SafetensorsReader } from '../../src/formats/safetensors.js';
 import { memoryFileSet, toFileSet, type FileSet } from '../../src/io/fileset.js';
 import { blobSource, bytesSource } from '../../src/io/source.js';
 import { directoryHandleFileSet } from '../../src/io/web.js';
+import { caught } from '../caught.js';
 
 const T = { timeout: 5_000 };
 const DIR = join(__dirname, '../fixtures/peft-real/opt125m-bf16');
 const CONFIG = new Uint8Array(readFileSync(join(DIR, 'adapter_config.json')));
 const WEIGHTS = new Uint8Array(readFileSync(join(DIR, 'adapter_model.safetensors')));
 
-async function caught(p: Promise<unknown> | (() => unknown)): Promise<string> {
-  try {
-    await (typeof p === 'function' ? p() : p);
-  } catch (e) {
-    if (e instanceof PeftError) return `${e.name} ${e.code}: ${e.message}`;
-    throw e;
-  }
-  throw new Error('expected a throw');
-}
 const same = (a: Uint8Array | undefined, b: Uint8Array) => expect(a && Buffer.compare(a, b)).toBe(0);
 
 /** Every split point checks `read` across chunk edges against the one-shot bytes. */

@@ -7,6 +7,7 @@ import { IoError, PeftError } from '../../src/errors.js';
 import { SafetensorsReader } from '../../src/formats/safetensors.js';
 import { toFileSet } from '../../src/io/fileset.js';
 import { RANGE_PROBE_BYTES, readBody, resolveUrl, urlFileSet } from '../../src/io/http.js';
+import { caught } from '../caught.js';
 
 const T = { timeout: 5_000 };
 const DIR = join(__dirname, '../fixtures/peft-real/gpt2-tigrinya');
@@ -14,15 +15,6 @@ const CONFIG = new Uint8Array(readFileSync(join(DIR, 'adapter_config.json')));
 const WEIGHTS = new Uint8Array(readFileSync(join(DIR, 'adapter_model.safetensors')));
 const same = (a: Uint8Array | undefined, b: Uint8Array) => expect(a && Buffer.compare(a, b)).toBe(0);
 
-async function caught(p: Promise<unknown>): Promise<string> {
-  try {
-    await p;
-  } catch (e) {
-    if (e instanceof PeftError) return `${e.name} ${e.code}: ${e.message}`;
-    throw e;
-  }
-  throw new Error('expected a rejection');
-}
 
 /** What the server saw: one line per request (path and Range), and the body bytes it sent. */
 const log: { path: string; range?: string; auth?: string }[] = [];
