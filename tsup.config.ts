@@ -13,7 +13,8 @@ export default defineConfig([
   {
     entry: { index: 'src/index.ts' },
     format: ['esm', 'cjs'],
-    dts: true,
+    // The public types name GPUDevice/GPUBuffer: point consumers at @webgpu/types (a dependency, types only).
+    dts: { banner: '/// <reference types="@webgpu/types" />' },
     shims: true,
     platform: 'neutral',
     target: 'es2022',
