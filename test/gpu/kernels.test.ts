@@ -36,6 +36,9 @@ const LINEAR: LinearCase[] = [
   { m: 2, k: 37, n: 11, ranks: [8], loraBias: true, dora: true, bias: true },
   { m: 33, k: 37, n: 11, ranks: [4, 2, 3], loraBias: true, bias: true, dora: true },
   { m: 3, k: 37, n: 11, ranks: [128], loraBias: true },
+  // Fused GEMV with more row groups than workgroups (n/4 > FUSED_GEMV_GROUPS): each workgroup loops over several.
+  { m: 1, k: 1031, n: 2053, ranks: [8], loraBias: true, bias: true },
+  { m: 4, k: 257, n: 1030, ranks: [16], bias: true, dora: true },
 ];
 
 let gemv: WebGPUBackend;

@@ -258,8 +258,8 @@ export class WebGPUBackend implements Backend, GpuOwner {
     }
   }
 
-  private gpuTensor(shape: readonly number[], dtype: DType, buffer: GPUBuffer, byteLength: number): Tensor {
-    return new Tensor(shape, dtype, new GpuStorage(buffer, byteLength, this));
+  private gpuTensor(shape: readonly number[], dtype: DType, buffer: GPUBuffer, byteLength: number, host?: Uint8Array): Tensor {
+    return new Tensor(shape, dtype, new GpuStorage(buffer, byteLength, this, host));
   }
 
   // ── GpuOwner ────────────────────────────────────────────────────────────────────────────────────
@@ -325,7 +325,9 @@ export class WebGPUBackend implements Backend, GpuOwner {
     this.device.queue.writeBuffer(buffer, 0, padded(bytes));
     this.stats.uploads++;
     this.stats.uploadBytes += bytes.byteLength;
-    return this.gpuTensor(t.shape, dtype, buffer, bytes.byteLength);
+    // The weight keeps the bytes it came from (see GpuStorage): a view of a CPU tensor, a copy of wasm memory
+    // (which growth may detach).
+    return this.gpuTensor(t.shape, dtype, buffer, bytes.byteLength, t.device === 'wasm' ? bytes.slice() : bytes);
   }
 
   linear(x: Tensor, w: Tensor, bias: Tensor | undefined, deltas: readonly LoRADelta[], rowScale?: Tensor): Tensor {
@@ -351,13 +353,13 @@ export class WebGPUBackend implements Backend, GpuOwner {
           const r = single ? single.a.shape[1] : 0;
           const shader = K.linearGemv({ w_t: wb.type, a_t: a.type, b_t: b.type });
           const u = uniforms([m, n, k, r, epi.hasBias, epi.hasRowScale, single ? 1 : 0, single?.bias ? 1 : 0, 0], { 8: single?.scale ?? 0 });
-          call.dispatch(shader, u, [xb.buffer, wb.buffer, epi.bias, epi.rowScale, a.buffer, this.dummy, b.buffer, y], { n });
+          call.dispatch(shader, u, [xb.buffer, wb.buffer, epi.bias, epi.rowScale, a.buffer, this.dummy, b.buffer, y], { n, fused: single !== undefined });
         } else {
           const t = this.shrink(call, xb, deltas, m, k);
           const b = this.bOf(call, deltas);
           const shader = K.linearGemv({ w_t: wb.type, a_t: 'f32', b_t: b.type });
           const u = uniforms([m, n, k, t.rows, epi.hasBias, epi.hasRowScale, 2, 0, 0], { 8: 0 });
-          call.dispatch(shader, u, [xb.buffer, wb.buffer, epi.bias, epi.rowScale, this.dummy, t.buffer, b.buffer, y], { n });
+          call.dispatch(shader, u, [xb.buffer, wb.buffer, epi.bias, epi.rowScale, this.dummy, t.buffer, b.buffer, y], { n, fused: false });
         }
       } else {
         const t = deltas.length ? this.shrink(call, xb, deltas, m, k) : { buffer: this.dummy, rows: 0 };

@@ -10,6 +10,11 @@ export interface GpuOwner {
   release(buffer: GPUBuffer): void;
 }
 
+/**
+ * An uploaded weight also keeps `host`, the very bytes it was uploaded from: weights are immutable, and fuse,
+ * DoRA's norm, save and quantisation read them synchronously on the host. Activations have none: reading them
+ * is `await tensor.read()`.
+ */
 export class GpuStorage implements Storage {
   readonly device = 'gpu' as const;
   disposed = false;
@@ -18,9 +23,11 @@ export class GpuStorage implements Storage {
     readonly buffer: GPUBuffer,
     readonly byteLength: number,
     readonly owner: GpuOwner,
+    readonly host?: Uint8Array,
   ) {}
 
   bytes(): Uint8Array {
+    if (this.host) return this.host;
     throw new BackendError('wrong_device', 'GPU tensor bytes are not directly readable', {
       expected: 'await tensor.read()',
       got: 'tensor.data / storage.bytes()',

@@ -26,6 +26,23 @@ export const GEMV_CHUNK_K = 256;
 /** Rows per dispatch the GEMV kernel holds (its `MAX_M`); larger m goes to the tiled GEMM. */
 export const GEMV_MAX_M = 4;
 
+/**
+ * Invocations per workgroup of the cooperative GEMV (its `WORKGROUP`, a power of two): they split k with a
+ * stride of 256, so each step reads 256 consecutive elements of a W row (coalesced); WebGPU's default max.
+ */
+export const GEMV_WORKGROUP = 256;
+
+/** Output columns (rows of W) per GEMV workgroup step (its `ROWS`, a WGSL const). */
+export const GEMV_ROWS = 4;
+
+/**
+ * Most workgroups of the fused (lora_mode 1) GEMV: every workgroup recomputes t = s·x·A (m·r·k MACs, A read
+ * from cache), so the fused dispatch caps its workgroups and each walks several row groups (grid stride).
+ * 256 is ~2 per SM on the largest current GPUs (132 SMs) — enough to spread the W stream over the chip while
+ * bounding the redundant shrink to 256·m·r·k MACs per layer. Unmeasured on real hardware: a tuning knob.
+ */
+export const FUSED_GEMV_GROUPS = 256;
+
 /** Largest rank (plus a lora-bias column) the fused GEMV keeps in workgroup memory (its `MAX_R`). */
 export const FUSED_MAX_R = 129;
 
@@ -52,14 +69,20 @@ export function linearGemm(types: { w_t: StorageType; b_t: StorageType }): Shade
   }));
 }
 
-/** Decode GEMV (m ≤ 4) with the fused shrink+expand; shape {n}. */
-export function linearGemv(types: { w_t: StorageType; a_t: StorageType; b_t: StorageType }): Shader<{ n: number }> {
+/**
+ * Decode GEMV (m ≤ 4), cooperative (a workgroup per GEMV_ROWS output columns), with the fused shrink+expand;
+ * shape {n, fused} (fused: lora_mode 1, whose workgroup count is capped at FUSED_GEMV_GROUPS).
+ */
+export function linearGemv(types: { w_t: StorageType; a_t: StorageType; b_t: StorageType }): Shader<{ n: number; fused: boolean }> {
   return memo('linear_gemv', types, (key) => ({
     name: 'linear_gemv',
     key,
     wgsl: specialize(LINEAR_GEMV_WGSL, types),
-    constants: { WORKGROUP: WORKGROUP_SIZE, CHUNK_K: GEMV_CHUNK_K },
-    dispatch: ({ n }) => spread(Math.ceil(n / WORKGROUP_SIZE)),
+    constants: { WORKGROUP: GEMV_WORKGROUP },
+    dispatch: ({ n, fused }) => {
+      const groups = Math.ceil(n / GEMV_ROWS);
+      return spread(fused ? Math.min(groups, FUSED_GEMV_GROUPS) : groups);
+    },
   }));
 }
 
