@@ -1,6 +1,6 @@
 import type { Backend, LoRADelta } from '../backends/backend.js';
-import { ApplyError } from '../errors.js';
-import { toF64 } from '../nn/float.js';
+import { ApplyError, type ApplyCode } from '../errors.js';
+import { FLOAT_DTYPES, toF64 } from '../nn/float.js';
 import { NO_DELTAS } from '../nn/linear.js';
 import { Module } from '../nn/module.js';
 import type { Tensor } from '../tensor.js';
@@ -182,6 +182,31 @@ export abstract class LoRAModule<B extends Module = Module> extends Module imple
     return this.deltas;
   }
 
+  /** Rows of A and columns of B this layer takes: `[k, n]` for a projection, `[vocab, dim]` for an embedding. */
+  protected abstract get factorDims(): readonly [number, number];
+
+  /** A [in,r], B [r,out], bias and magnitude [out], float dtypes: checked before anything is uploaded or changed. */
+  private checkFactors(init: AdapterInit<B>): void {
+    const [inF, outF] = this.factorDims;
+    const where = `${this.path || this.constructor.name} › adapter ${init.name}`;
+    const fail = (code: ApplyCode, what: string, expected: unknown, got: unknown) => {
+      throw new ApplyError(code, what, { where, expected, got });
+    };
+    const { a, b } = init;
+    if (!a !== !b) fail('rank_mismatch', 'an adapter needs both factors or neither', 'A and B', a ? 'A only' : 'B only');
+    for (const [name, t] of [['A', a], ['B', b], ['bias', init.bias], ['magnitude', init.magnitude]] as const) {
+      if (t && !FLOAT_DTYPES.includes(t.dtype)) fail('dtype_mismatch', `${name} must be a float tensor`, 'f32, f16, bf16 or f64', t.dtype);
+    }
+    if (a && b) {
+      if (a.ndim !== 2 || a.shape[0] !== inF) fail('in_mismatch', 'A does not fit the layer', `[${inF}, r]`, `[${a.shape.join(', ')}]`);
+      if (b.ndim !== 2 || b.shape[1] !== outF) fail('out_mismatch', 'B does not fit the layer', `[r, ${outF}]`, `[${b.shape.join(', ')}]`);
+      if (a.shape[1] !== b.shape[0]) fail('rank_mismatch', 'A and B disagree on the rank', `B [${a.shape[1]}, ${outF}]`, `[${b.shape.join(', ')}]`);
+    }
+    for (const [name, t] of [['bias', init.bias], ['magnitude', init.magnitude]] as const) {
+      if (t && (t.ndim !== 1 || t.shape[0] !== outF)) fail('out_mismatch', `${name} does not fit the layer`, `[${outF}]`, `[${t.shape.join(', ')}]`);
+    }
+  }
+
   /** The backend this layer runs on (its base layer's). */
   abstract get backend(): Backend;
 
@@ -246,6 +271,7 @@ export abstract class LoRAModule<B extends Module = Module> extends Module imple
   /** Adds a named adapter; its tensors are uploaded to this layer's backend once, here. */
   addAdapter(init: AdapterInit<B>, upload: (t: Tensor) => Tensor = (t) => this.backend.upload(t)): LayerAdapter<B> {
     if (this.adapter(init.name)) throw new ApplyError('already_applied', 'adapter already on this layer', { got: init.name, where: this.path });
+    this.checkFactors(init);
     const ad = new LayerAdapter(init, upload);
     this.adapters.push(ad);
     this.#merged.clear();

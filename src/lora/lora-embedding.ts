@@ -19,6 +19,10 @@ export class LoRAEmbedding extends LoRAModule<Embedding> {
     return this.original.backend;
   }
 
+  protected get factorDims(): readonly [number, number] {
+    return [this.original.vocab, this.original.dim];
+  }
+
   forward(ids: Tensor): Tensor {
     return this.base.lookup(ids, this.deltas);
   }

@@ -20,4 +20,7 @@ export abstract class LoRAProjection extends LoRAModule<Projection> {
   get n(): number {
     return this.original.n;
   }
+  protected get factorDims(): readonly [number, number] {
+    return [this.k, this.n];
+  }
 }
