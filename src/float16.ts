@@ -1,3 +1,4 @@
+import { BackendError } from './errors.js';
 import type { Tensor } from './tensor.js';
 
 /**
@@ -57,6 +58,6 @@ export function toF64(t: Tensor): Float64Array {
   if (t.dtype === 'f16') return Float64Array.from(d as Uint16Array, f16ToNumber);
   if (t.dtype === 'bf16') return Float64Array.from(d as Uint16Array, bf16ToNumber);
   if (t.dtype === 'f32' || t.dtype === 'f64') return Float64Array.from(d as Float32Array);
-  throw new TypeError(`toF64: ${t.dtype} is not a float dtype`);
+  throw new BackendError('dtype_unsupported', 'not a float dtype', { expected: 'f64, f32, f16 or bf16', got: t.dtype, where: `toF64 › ${t}` });
 }
 

@@ -1,3 +1,4 @@
+import { BackendError } from '../errors.js';
 import type { Backend, LoRADelta } from '../backends/backend.js';
 import { defaultBackend } from '../backends/index.js';
 import { Tensor } from '../tensor.js';
@@ -29,7 +30,7 @@ export class Conv1D extends Module implements Projection {
 
   constructor(weight: Tensor, bias?: Tensor, opts: LayerOptions & { weightT?: Tensor } = {}) {
     super();
-    if (weight.ndim !== 2) throw new TypeError(`Conv1D: weight must be [k,n], got [${weight.shape}]`);
+    if (weight.ndim !== 2) throw new BackendError('shape_mismatch', 'a Conv1D weight is 2-D', { expected: '[k, n]', got: `[${weight.shape.join(', ')}]`, where: 'Conv1D' });
     this.backend = opts.backend ?? defaultBackend();
     this.weight = weight;
     this.weightT = opts.weightT ?? this.backend.upload(transpose(weight));

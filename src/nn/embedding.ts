@@ -1,3 +1,4 @@
+import { BackendError } from '../errors.js';
 import type { Backend, LoRADelta } from '../backends/backend.js';
 import { defaultBackend } from '../backends/index.js';
 import type { Tensor } from '../tensor.js';
@@ -15,7 +16,7 @@ export class Embedding extends Module {
 
   constructor(weight: Tensor, opts: LayerOptions = {}) {
     super();
-    if (weight.ndim !== 2) throw new TypeError(`Embedding: weight must be [vocab,dim], got [${weight.shape}]`);
+    if (weight.ndim !== 2) throw new BackendError('shape_mismatch', 'an embedding table is 2-D', { expected: '[vocab, dim]', got: `[${weight.shape.join(', ')}]`, where: 'Embedding' });
     this.backend = opts.backend ?? defaultBackend();
     this.weight = this.backend.upload(weight);
   }

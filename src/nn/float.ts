@@ -1,3 +1,4 @@
+import { BackendError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { Tensor as T } from '../tensor.js';
 
@@ -22,7 +23,7 @@ export function fromF64(values: Float64Array, shape: readonly number[], dtype: T
     case 'bf16':
       return T.from(Uint16Array.from(values, numberToBf16), shape, 'bf16');
     default:
-      throw new TypeError(`fromF64: ${dtype} is not a float dtype`);
+      throw new BackendError('dtype_unsupported', 'not a float dtype', { expected: 'f64, f32, f16 or bf16', got: dtype, where: 'fromF64' });
   }
 }
 

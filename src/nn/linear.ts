@@ -1,3 +1,4 @@
+import { BackendError } from '../errors.js';
 import type { Backend, LoRADelta } from '../backends/backend.js';
 import { defaultBackend } from '../backends/index.js';
 import type { Tensor } from '../tensor.js';
@@ -53,7 +54,7 @@ export class Linear extends Module implements Projection {
 
   constructor(weight: Tensor, bias?: Tensor, opts: LayerOptions = {}) {
     super();
-    if (weight.ndim !== 2) throw new TypeError(`Linear: weight must be [n,k], got [${weight.shape}]`);
+    if (weight.ndim !== 2) throw new BackendError('shape_mismatch', 'a Linear weight is 2-D', { expected: '[n, k]', got: `[${weight.shape.join(', ')}]`, where: 'Linear' });
     this.backend = opts.backend ?? defaultBackend();
     this.weight = this.backend.upload(weight);
     if (bias) this.bias = this.backend.upload(bias);

@@ -1,3 +1,4 @@
+import { ApplyError } from '../errors.js';
 /**
  * A module tree with HF paths: `model.layers.0.self_attn.q_proj` names the child `q_proj` of `self_attn` of
  * the child `0` of `layers` of `model`. A Module is a node with named children, in insertion order; layers
@@ -30,7 +31,7 @@ export class Module {
     const parent = dot < 0 ? this : this.get(path.slice(0, dot));
     const name = path.slice(dot + 1);
     const old = parent?.children.get(name);
-    if (!parent || !old) throw new Error(`replace: no module at ${path}`);
+    if (!parent || !old) throw new ApplyError('module_not_found', 'no module to replace', { expected: 'an existing module path', got: path, where: 'Module.replace' });
     parent.children.set(name, module);
     return old;
   }
