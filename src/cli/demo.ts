@@ -85,7 +85,7 @@ export async function demo(o: DemoOptions = { ...DEMO_DEFAULTS }): Promise<strin
   const lines = [
     `peftjs demo: LoRALinear x [${o.m},${o.k}] · W [${o.n},${o.k}]ᵀ + b + (α/r)·(x·A)·B, r=${o.r}, α=${o.alpha} (scale ${o.alpha / o.r})`,
     '',
-    '| backend | base forward | LoRA on | LoRA off | base GFLOP/s | max |y_on − y_off| | off ≡ base (bitwise) |',
+    '| backend | base forward | LoRA on | LoRA off | base GFLOP/s | max abs(y_on − y_off) | off ≡ base (bitwise) |',
     '|---|---|---|---|---|---|---|',
     ...rows.map(
       (r) =>
