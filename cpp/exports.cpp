@@ -10,6 +10,7 @@
 
 #include "convert.h"
 #include "linear.h"
+#include "linear_bf16.h"
 #include "lora.h"
 #include "quant.h"
 
@@ -18,7 +19,7 @@
 using namespace peft;
 
 // Bumped whenever a signature or the Epilogue layout changes; the TS loader checks it.
-PEFT_EXPORT int32_t peft_abi_version(void) { return 2; }
+PEFT_EXPORT int32_t peft_abi_version(void) { return 3; }
 PEFT_EXPORT int32_t peft_quant_strip_rows(void) { return (int32_t)QUANT_STRIP; }
 
 // ---- linear: y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ); ep: Epilogue* or 0 ----------------------------------
@@ -31,6 +32,17 @@ PEFT_EXPORT void peft_f32_linear(size_t m, size_t n, size_t k, const float* x, c
 PEFT_EXPORT void peft_f32_linear__scalar(size_t m, size_t n, size_t k, const float* x, const float* w, float* y,
                                          const Epilogue* ep, float* scratch) {
   f32_linear<Scalar, PackedScalar>(m, n, k, x, w, y, ep, scratch);
+}
+
+// ---- linear with a bf16 W [n,k] (linear_bf16.h): same contract; scratch: peft_f32xbf16_linear_scratch_bytes --
+PEFT_EXPORT size_t peft_f32xbf16_linear_scratch_bytes(size_t m, size_t k) { return f32xbf16_linear_scratch_floats(m, k) * 4; }
+PEFT_EXPORT void peft_f32xbf16_linear(size_t m, size_t n, size_t k, const float* x, const uint16_t* w, float* y,
+                                      const Epilogue* ep, float* scratch) {
+  f32xbf16_linear__simd128(m, n, k, x, w, y, ep, scratch);
+}
+PEFT_EXPORT void peft_f32xbf16_linear__scalar(size_t m, size_t n, size_t k, const float* x, const uint16_t* w,
+                                              float* y, const Epilogue* ep, float* scratch) {
+  f32xbf16_linear__scalar(m, n, k, x, w, y, ep, scratch);
 }
 
 // ---- lora: t [m,r] = s·x·A;  y [m,n] += t·B ----------------------------------------------------------------

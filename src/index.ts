@@ -6,7 +6,7 @@ export { DTYPES, byteSize, type DType, type TypedArray } from './dtype.js';
 export { Tensor, CpuStorage, type Storage } from './tensor.js';
 
 // Backends
-export type { Backend, BackendName, LoRADelta, QuantizedWeight } from './backends/backend.js';
+export type { Backend, BackendName, LoRADelta, QuantizedWeight, UploadOptions } from './backends/backend.js';
 export { createBackend, defaultBackend, init, setDefaultBackend, type CreatableBackend } from './backends/index.js';
 export { JsBackend, refLinear, refMatmul, type RefDelta } from './backends/js.js';
 export { WasmBackend } from './backends/wasm.js';

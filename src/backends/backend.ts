@@ -30,6 +30,16 @@ export interface QuantizedWeight {
   readonly n: number;
 }
 
+/** Options of `Backend.upload`. */
+export interface UploadOptions {
+  /**
+   * The tensor is a base weight `W [n,k]` the caller wants kept as bf16 (half the memory, half the bytes a forward
+   * streams). A backend whose `linear` reads bf16 directly keeps a bf16 tensor as it is (wasm, js); the others widen
+   * it to f32 as for any upload (webgpu: WGSL has no bf16). Other dtypes are unaffected.
+   */
+  keepBf16?: boolean;
+}
+
 /**
  * The compute interface every backend implements. All ops are synchronous: a GPU backend queues the work
  * and returns a device-resident tensor (read it with `await t.read()`).
@@ -41,9 +51,12 @@ export interface Backend {
   readonly name: BackendName;
 
   /** Makes a long-lived weight resident on this backend (copy into wasm memory / upload to GPU). Idempotent. */
-  upload(t: Tensor): Tensor;
+  upload(t: Tensor, opts?: UploadOptions): Tensor;
 
-  /** `y = rowScale ⊙ (x·Wᵀ + Σ sᵢ·(x·Aᵢ)·Bᵢ + Σ sᵢ·biasᵢ) + bias`;  x [m,k], W [n,k], bias [n] → y [m,n] f32. */
+  /**
+   * `y = rowScale ⊙ (x·Wᵀ + Σ sᵢ·(x·Aᵢ)·Bᵢ + Σ sᵢ·biasᵢ) + bias`;  x [m,k], W [n,k], bias [n] → y [m,n] f32.
+   * W is f32, or bf16 as `upload(W, { keepBf16: true })` left it (computed on directly, f32 accumulation).
+   */
   linear(x: Tensor, w: Tensor, bias: Tensor | undefined, deltas: readonly LoRADelta[], rowScale?: Tensor): Tensor;
 
   /** Same as `linear` with a quantised W (dequantised on the fly). */

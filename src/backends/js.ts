@@ -1,7 +1,7 @@
 import { BackendError } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import { toF64 as tensorToF64 } from '../float16.js';
-import type { Backend, LoRADelta, QuantizedWeight } from './backend.js';
+import type { Backend, LoRADelta, QuantizedWeight, UploadOptions } from './backend.js';
 
 /**
  * The float64 reference backend: every op is a plain triple loop that accumulates in float64 and rounds
@@ -154,7 +154,8 @@ function outShape(x: Tensor, n: number): number[] {
 export class JsBackend implements Backend {
   readonly name = 'js' as const;
 
-  upload(t: Tensor): Tensor {
+  /** CPU tensors stay as they are (any dtype is read through float64), so a bf16 W is always kept. */
+  upload(t: Tensor, _opts?: UploadOptions): Tensor {
     return t.device === 'cpu' ? t : t.toCpu();
   }
 

@@ -3,9 +3,18 @@ import type { Tensor } from '../tensor.js';
 import { ScratchArena, ScratchLayout } from '../runtime/scratch.js';
 import { WasmStorage, allocWasmTensor, wasmPtrOf } from '../runtime/storage.js';
 import { type WasmRuntime, initWasm } from '../runtime/wasm.js';
-import type { Backend, LoRADelta, QuantizedWeight } from './backend.js';
+import type { Backend, LoRADelta, QuantizedWeight, UploadOptions } from './backend.js';
 import { toF32Tensor } from './wasm/convert.js';
-import { type EpilogueTerm, type Kernels, epilogueBytes, f32Linear, linearScratchBytes, writeEpilogue } from './wasm/linear.js';
+import {
+  type EpilogueTerm,
+  type Kernels,
+  bf16LinearScratchBytes,
+  epilogueBytes,
+  f32Linear,
+  f32xbf16Linear,
+  linearScratchBytes,
+  writeEpilogue,
+} from './wasm/linear.js';
 import { f32LoraExpand, f32LoraShrink } from './wasm/lora.js';
 import { f32QLinear, quantScratchBytes } from './wasm/quant.js';
 
@@ -18,7 +27,8 @@ export interface WasmBackendOptions {
 /**
  * The WebAssembly SIMD128 backend: f32 kernels from cpp/ over tensors in wasm linear memory.
  *
- * `upload(t)` makes a weight resident (copied into wasm memory; f16/bf16 widened to f32 once). Ops accept
+ * `upload(t)` makes a weight resident (copied into wasm memory; f16/bf16 widened to f32 once, except a bf16 base
+ * weight uploaded with `keepBf16`, which `linear` reads as bf16: cpp/linear_bf16.h). Ops accept
  * inputs on cpu or wasm (cpu inputs and non-f32 inputs are staged in scratch per call) and return f32
  * tensors in wasm memory that the caller disposes. LoRA intermediates (t = s·x·A), the epilogue descriptor
  * and staged inputs live in one grow-only scratch block, so steady-state forwards allocate only the output.
@@ -46,9 +56,10 @@ export class WasmBackend implements Backend {
     return this.scratch.byteLength;
   }
 
-  upload(t: Tensor): Tensor {
-    if (wasmPtrOf(this.runtime, t) !== undefined && (t.dtype !== 'f16' && t.dtype !== 'bf16')) return t;
-    if (t.dtype === 'f16' || t.dtype === 'bf16' || t.dtype === 'f64') return toF32Tensor(t, this.runtime);
+  upload(t: Tensor, opts: UploadOptions = {}): Tensor {
+    const keep = t.dtype === 'bf16' && opts.keepBf16 === true;
+    if (wasmPtrOf(this.runtime, t) !== undefined && ((t.dtype !== 'f16' && t.dtype !== 'bf16') || keep)) return t;
+    if (!keep && (t.dtype === 'f16' || t.dtype === 'bf16' || t.dtype === 'f64')) return toF32Tensor(t, this.runtime);
     const out = allocWasmTensor(this.runtime, t.shape, t.dtype);
     out.storage.bytes().set(t.storage.bytes());
     return out;
@@ -57,6 +68,13 @@ export class WasmBackend implements Backend {
   linear(x: Tensor, w: Tensor, bias: Tensor | undefined, deltas: readonly LoRADelta[], rowScale?: Tensor): Tensor {
     const [n, k] = w.shape;
     const m = x.size / (x.shape[x.shape.length - 1] || 1);
+    const wBf16 = w.dtype === 'bf16' ? wasmPtrOf(this.runtime, w) : undefined;
+    if (wBf16 !== undefined) {
+      // A resident bf16 W (uploaded with keepBf16): the bf16 kernel reads it as it is.
+      return this.run('linear', x, k, n, [], bias, deltas, rowScale, bf16LinearScratchBytes(this.runtime, m, k), (xp, yp, ep, mm, _, sp) =>
+        f32xbf16Linear(this.runtime, mm, n, k, xp, wBf16, yp, ep, sp, this.kernels),
+      );
+    }
     return this.run('linear', x, k, n, [w], bias, deltas, rowScale, linearScratchBytes(this.runtime, m, k), (xp, yp, ep, mm, ptrs, sp) =>
       f32Linear(this.runtime, mm, n, k, xp, ptrs[0], yp, ep, sp, this.kernels),
     );

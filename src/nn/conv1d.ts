@@ -3,7 +3,7 @@ import type { Backend, LoRADelta } from '../backends/backend.js';
 import { defaultBackend } from '../backends/index.js';
 import { Tensor } from '../tensor.js';
 import { fromF64, toF64 } from './float.js';
-import { addBias, NO_DELTAS, type LayerOptions, type Projection } from './linear.js';
+import { addBias, NO_DELTAS, storedWeight, type LayerOptions, type Projection } from './linear.js';
 import { Module } from './module.js';
 
 /** `[rows, cols]` → `[cols, rows]`, element for element (exact for every dtype). */
@@ -27,13 +27,16 @@ export class Conv1D extends Module implements Projection {
   readonly weightT: Tensor;
   readonly bias?: Tensor;
   readonly backend: Backend;
+  /** `LayerOptions.weightDtype`: the storage asked for W (both the [k,n] original and the [n,k] copy). */
+  readonly weightDtype: 'f32' | 'bf16';
 
   constructor(weight: Tensor, bias?: Tensor, opts: LayerOptions & { weightT?: Tensor } = {}) {
     super();
     if (weight.ndim !== 2) throw new BackendError('shape_mismatch', 'a Conv1D weight is 2-D', { expected: '[k, n]', got: `[${weight.shape.join(', ')}]`, where: 'Conv1D' });
     this.backend = opts.backend ?? defaultBackend();
-    this.weight = weight;
-    this.weightT = opts.weightT ?? this.backend.upload(transpose(weight));
+    this.weightDtype = opts.weightDtype ?? 'f32';
+    this.weight = storedWeight(weight, this.weightDtype);
+    this.weightT = opts.weightT ?? this.backend.upload(transpose(this.weight), { keepBf16: this.weightDtype === 'bf16' });
     if (bias) this.bias = this.backend.upload(bias);
   }
 
@@ -61,11 +64,11 @@ export class Conv1D extends Module implements Projection {
     const { k, n } = this;
     const w = toF64(this.weight);
     for (let j = 0; j < k; j++) for (let i = 0; i < n; i++) w[j * n + i] += dW[i * k + j];
-    return new Conv1D(fromF64(w, this.weight.shape, this.weight.dtype), addBias(this.bias, db, n), { backend: this.backend });
+    return new Conv1D(fromF64(w, this.weight.shape, this.weight.dtype), addBias(this.bias, db, n), { backend: this.backend, weightDtype: this.weightDtype });
   }
 
   withBias(bias: Tensor | undefined): Conv1D {
-    return new Conv1D(this.weight, bias, { backend: this.backend, weightT: this.weightT });
+    return new Conv1D(this.weight, bias, { backend: this.backend, weightDtype: this.weightDtype, weightT: this.weightT });
   }
 
   override toString(): string {

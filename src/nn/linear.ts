@@ -12,6 +12,19 @@ export const NO_DELTAS: readonly LoRADelta[] = Object.freeze([]);
 export interface LayerOptions {
   /** Where the weights live and the forward runs; default `defaultBackend()`. */
   backend?: Backend;
+  /**
+   * How Linear and Conv1D store W. `'f32'` (default): widened to f32 on upload. `'bf16'`: kept as bf16, half the
+   * memory and half the bytes a decode step streams (a bf16 checkpoint is kept exactly; another dtype is rounded
+   * to nearest even once). The wasm and js backends compute on bf16 directly; WebGPU widens it on upload.
+   * Fusing into a bf16 W rounds `W + ΔW` to bf16, as PEFT's merge does on a bf16 model.
+   */
+  weightDtype?: 'f32' | 'bf16';
+}
+
+/** `weight` as the layer stores it: bf16 when asked (rounded once to nearest even unless it is bf16 already). */
+export function storedWeight(weight: Tensor, weightDtype: LayerOptions['weightDtype']): Tensor {
+  if (weightDtype !== 'bf16' || weight.dtype === 'bf16') return weight;
+  return fromF64(toF64(weight), weight.shape, 'bf16');
 }
 
 /**
@@ -51,12 +64,15 @@ export class Linear extends Module implements Projection {
   readonly weight: Tensor;
   readonly bias?: Tensor;
   readonly backend: Backend;
+  /** The storage asked for W (`LayerOptions.weightDtype`); `weight.dtype` says what the backend kept. */
+  readonly weightDtype: 'f32' | 'bf16';
 
   constructor(weight: Tensor, bias?: Tensor, opts: LayerOptions = {}) {
     super();
     if (weight.ndim !== 2) throw new BackendError('shape_mismatch', 'a Linear weight is 2-D', { expected: '[n, k]', got: `[${weight.shape.join(', ')}]`, where: 'Linear' });
     this.backend = opts.backend ?? defaultBackend();
-    this.weight = this.backend.upload(weight);
+    this.weightDtype = opts.weightDtype ?? 'f32';
+    this.weight = this.backend.upload(storedWeight(weight, this.weightDtype), { keepBf16: this.weightDtype === 'bf16' });
     if (bias) this.bias = this.backend.upload(bias);
   }
 
@@ -82,11 +98,15 @@ export class Linear extends Module implements Projection {
   merged(dW: Float64Array, db?: Float64Array): Linear {
     const w = this.denseF64();
     for (let i = 0; i < w.length; i++) w[i] += dW[i];
-    return new Linear(fromF64(w, this.weight.shape, this.weight.dtype), addBias(this.bias, db, this.n), { backend: this.backend });
+    return new Linear(fromF64(w, this.weight.shape, this.weight.dtype), addBias(this.bias, db, this.n), this.layerOptions);
   }
 
   withBias(bias: Tensor | undefined): Linear {
-    return new Linear(this.weight, bias, { backend: this.backend });
+    return new Linear(this.weight, bias, this.layerOptions);
+  }
+
+  private get layerOptions(): LayerOptions {
+    return { backend: this.backend, weightDtype: this.weightDtype };
   }
 
   /** MLX affine quantisation of this layer (the inverse of `QuantizedLinear.toLinear`). */
@@ -95,6 +115,6 @@ export class Linear extends Module implements Projection {
   }
 
   override toString(): string {
-    return `Linear(k=${this.k}, n=${this.n}${this.bias ? ', bias' : ''})`;
+    return `Linear(k=${this.k}, n=${this.n}${this.bias ? ', bias' : ''}${this.weight.dtype === 'bf16' ? ', bf16' : ''})`;
   }
 }

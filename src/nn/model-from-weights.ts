@@ -36,6 +36,8 @@ export interface ModelFromWeightsOptions {
   conv1d?: readonly string[] | boolean;
   /** MLX quantisation of `weight`/`scales`/`biases` triples; inferred from shapes when absent. */
   quantization?: { bits: 4 | 8; groupSize: number };
+  /** Storage of Linear / Conv1D weights (`LayerOptions.weightDtype`): `'bf16'` halves them; default `'f32'`. */
+  weightDtype?: 'f32' | 'bf16';
 }
 
 /** What `modelFromWeights` built, and the tensors it did not use (norms, buffers…). */
@@ -88,9 +90,9 @@ export function modelFromWeightsWithReport(tensors: Weights, options: ModelFromW
     } else if (matches(path, embeddings)) {
       layer = new Embedding(w, opts);
     } else if (conv === true || matches(path, conv)) {
-      layer = new Conv1D(w, bias, opts);
+      layer = new Conv1D(w, bias, { ...opts, weightDtype: options.weightDtype });
     } else {
-      layer = new Linear(w, bias, opts);
+      layer = new Linear(w, bias, { ...opts, weightDtype: options.weightDtype });
     }
     if (bias && !(layer instanceof Embedding)) used.add(`${path}.bias`);
     used.add(name);

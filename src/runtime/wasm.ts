@@ -19,6 +19,9 @@ export interface PeftWasmExports {
   peft_f32_linear_scratch_bytes(m: number, k: number): number;
   peft_f32_linear(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
   peft_f32_linear__scalar(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
+  peft_f32xbf16_linear_scratch_bytes(m: number, k: number): number;
+  peft_f32xbf16_linear(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
+  peft_f32xbf16_linear__scalar(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
   peft_f32_lora_shrink(m: number, k: number, r: number, x: number, a: number, t: number, s: number): void;
   peft_f32_lora_shrink__scalar(m: number, k: number, r: number, x: number, a: number, t: number, s: number): void;
   peft_f32_lora_expand(m: number, n: number, r: number, t: number, b: number, y: number): void;
@@ -38,7 +41,7 @@ export interface PeftWasmExports {
 }
 
 /** The ABI version cpp/exports.cpp reports; bumped with any signature or struct-layout change. */
-export const ABI_VERSION = 2;
+export const ABI_VERSION = 3;
 
 /**
  * The smallest module that uses a SIMD128 instruction: `(func (result v128) i32.const 0 i32x4.splat)`.

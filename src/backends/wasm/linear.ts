@@ -57,3 +57,19 @@ export function f32Linear(
   if (kernels === 'scalar') rt.exports.peft_f32_linear__scalar(m, n, k, x, w, y, ep, scratch);
   else rt.exports.peft_f32_linear(m, n, k, x, w, y, ep, scratch);
 }
+
+/** Scratch bytes `f32xbf16Linear` needs for m rows of k features. */
+export function bf16LinearScratchBytes(rt: WasmRuntime, m: number, k: number): number {
+  return rt.exports.peft_f32xbf16_linear_scratch_bytes(m, k) >>> 0;
+}
+
+/**
+ * `y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ)` with W bf16 (cpp/linear_bf16.h): same contract as `f32Linear`;
+ * `scratch`: at least `bf16LinearScratchBytes(m, k)` bytes.
+ */
+export function f32xbf16Linear(
+  rt: WasmRuntime, m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number, kernels: Kernels = 'simd128',
+): void {
+  if (kernels === 'scalar') rt.exports.peft_f32xbf16_linear__scalar(m, n, k, x, w, y, ep, scratch);
+  else rt.exports.peft_f32xbf16_linear(m, n, k, x, w, y, ep, scratch);
+}

@@ -7,7 +7,7 @@
  */
 import { BackendError } from '../../errors.js';
 import type { Tensor } from '../../tensor.js';
-import type { Backend, BackendName, LoRADelta, QuantizedWeight } from '../backend.js';
+import type { Backend, BackendName, LoRADelta, QuantizedWeight, UploadOptions } from '../backend.js';
 import { WebGPUBackend } from './backend.js';
 import { requestGpu, type WebGPUOptions } from './device.js';
 
@@ -63,8 +63,8 @@ class Auto implements AutoBackend {
     console.warn(`peftjs: using the ${this.fallback.name} backend: ${reason}`);
   }
 
-  upload(t: Tensor): Tensor {
-    const out = this.run(() => this.current.upload(this.host(t)));
+  upload(t: Tensor, opts?: UploadOptions): Tensor {
+    const out = this.run(() => this.current.upload(this.host(t), opts));
     if (this.recover && out !== t && t.device !== 'gpu') this.hostCopies.set(out, t);
     return out;
   }

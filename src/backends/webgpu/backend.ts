@@ -12,7 +12,7 @@
 import type { DType } from '../../dtype.js';
 import { BackendError } from '../../errors.js';
 import { Tensor } from '../../tensor.js';
-import type { Backend, LoRADelta, QuantizedWeight } from '../backend.js';
+import type { Backend, LoRADelta, QuantizedWeight, UploadOptions } from '../backend.js';
 import { BufferPool } from './buffer-pool.js';
 import { widen16 } from './convert.js';
 import { assertAlive, type GpuContext, type WebGPUOptions } from './device.js';
@@ -314,7 +314,8 @@ export class WebGPUBackend implements Backend, GpuOwner {
 
   // ── Backend ─────────────────────────────────────────────────────────────────────────────────────
 
-  upload(t: Tensor): Tensor {
+  /** `opts.keepBf16` is ignored: WGSL has no bf16, so bf16 is widened to f32 like every upload. */
+  upload(t: Tensor, _opts?: UploadOptions): Tensor {
     this.check();
     if (t.storage instanceof GpuStorage) {
       if (t.storage.owner !== this) throw new BackendError('wrong_device', 'tensor lives on another GPU backend', { detail: t.toString() });
