@@ -5,8 +5,9 @@
 //   Checkpoints ship bf16; keeping W so halves its memory and the bytes a forward streams. Decode (m ≤ 4) is bound
 //   by memory bandwidth, so it runs up to 2× an f32 W.
 // Kernel shape
-//   m ≤ 4, f32xbf16_gemv_rows: W rows one after the other (one sequential stream, as f32_gemv1), 8 weights per
-//   v128 load split without shuffles: even = v << 16 (lanes 0,2,4,6 as f32), odd = v & 0xffff0000 (lanes 1,3,5,7).
+//   m ≤ 4, f32xbf16_gemv_rows (m = 1) / _pairs (m = 2..4, two W rows per x load): W rows one after the other (a
+//   sequential stream, as f32_gemv1), 8 weights per v128 load split without shuffles: even = v << 16 (lanes
+//   0,2,4,6 as f32), odd = v & 0xffff0000 (lanes 1,3,5,7).
 //   x is permuted once per call to match, per 8-block [x0 x2 x4 x6 | x1 x3 x5 x7] (scratch [m,k]).
 //   m > 4, f32xbf16_gemm_packed: linear.h's packed 8×NW GEMM; per k-block the NW×KC strip of W is widened into
 //   scratch (8 KiB, stays in L1) once and swept by every x panel, so the widening costs n·k shifts per call
@@ -116,14 +117,57 @@ static inline void f32xbf16_gemv_rows__simd128(size_t k, const float* __restrict
   f32_store_tile__simd128<M, NR>(out, y, ldy, false, ep, 0, j0);  // ldy = n: also the row stride of LoRA B
 }
 
+// M = 2..4: W rows in pairs, so each x load feeds two rows: per 8-block 2 W loads, 4 widening ops, 2M x loads and
+// 4M multiply-adds (0.72 instructions per multiply-add at M = 4 against 0.84 row by row). Even and odd halves
+// share an accumulator (M·2 ≤ 8 accumulators + 4 W vectors fit the 16 registers).
+template <int M, int NR>
+static inline void f32xbf16_gemv_pairs__simd128(size_t k, const float* __restrict x, const float* __restrict xq,
+                                                const uint16_t* __restrict w, float* __restrict y, size_t ldy,
+                                                const Epilogue* ep, size_t j0) {
+  static_assert(NR % 2 == 0, "rows in pairs");
+  const size_t k8 = k & ~(size_t)7;
+  const v128_t hi16 = wasm_i32x4_splat((int32_t)g_bf16_hi_mask);
+  alignas(16) float out[M][NR];
+  for (int j = 0; j < NR; j += 2) {
+    const uint16_t* w0 = w + j * k;
+    const uint16_t* w1 = w0 + k;
+    v128_t acc[M][2];
+    for (int i = 0; i < M; i++) acc[i][0] = acc[i][1] = wasm_f32x4_splat(0.0f);
+    for (size_t p = 0; p < k8; p += 8) {
+      const v128_t v0 = wasm_v128_load(w0 + p), v1 = wasm_v128_load(w1 + p);
+      const v128_t e0 = wasm_i32x4_shl(v0, 16), o0 = wasm_v128_and(v0, hi16);
+      const v128_t e1 = wasm_i32x4_shl(v1, 16), o1 = wasm_v128_and(v1, hi16);
+      for (int i = 0; i < M; i++) {
+        const v128_t xe = wasm_v128_load(xq + i * k + p), xo = wasm_v128_load(xq + i * k + p + 4);
+        acc[i][0] = wasm_f32x4_add(acc[i][0], wasm_f32x4_add(wasm_f32x4_mul(xe, e0), wasm_f32x4_mul(xo, o0)));
+        acc[i][1] = wasm_f32x4_add(acc[i][1], wasm_f32x4_add(wasm_f32x4_mul(xe, e1), wasm_f32x4_mul(xo, o1)));
+      }
+    }
+    for (int i = 0; i < M; i++)
+      for (int jj = 0; jj < 2; jj++) {
+        const v128_t a = acc[i][jj];
+        float s = (wasm_f32x4_extract_lane(a, 0) + wasm_f32x4_extract_lane(a, 2)) +
+                  (wasm_f32x4_extract_lane(a, 1) + wasm_f32x4_extract_lane(a, 3));
+        const uint16_t* wr = jj ? w1 : w0;
+        for (size_t q = k8; q < k; q++) s += x[i * k + q] * bf16_to_f32_1(wr[q]);
+        out[i][j + jj] = s;
+      }
+  }
+  f32_store_tile__simd128<M, NR>(out, y, ldy, false, ep, 0, j0);
+}
+
 template <int M>
 static inline void f32xbf16_gemv__simd128(size_t n, size_t k, const float* x, const float* xq, const uint16_t* w,
                                           float* y, const Epilogue* ep) {
-  constexpr int U = M == 1 ? 2 : 1;  // M = 1: 4 accumulators keep the adds off the critical path (U = 4 measured slower)
   size_t j = 0;
-  for (; j + 8 <= n; j += 8) f32xbf16_gemv_rows__simd128<M, 8, U>(k, x, xq, w + j * k, y + j, n, ep, j);
-  for (; j + 4 <= n; j += 4) f32xbf16_gemv_rows__simd128<M, 4, U>(k, x, xq, w + j * k, y + j, n, ep, j);
-  for (; j < n; j++) f32xbf16_gemv_rows__simd128<M, 1, U>(k, x, xq, w + j * k, y + j, n, ep, j);
+  if (M == 1) {  // U = 2: 4 accumulators keep the adds off the critical path (U = 4 measured slower)
+    for (; j + 8 <= n; j += 8) f32xbf16_gemv_rows__simd128<M, 8, 2>(k, x, xq, w + j * k, y + j, n, ep, j);
+    for (; j + 4 <= n; j += 4) f32xbf16_gemv_rows__simd128<M, 4, 2>(k, x, xq, w + j * k, y + j, n, ep, j);
+  } else {
+    for (; j + 8 <= n; j += 8) f32xbf16_gemv_pairs__simd128<M, 8>(k, x, xq, w + j * k, y + j, n, ep, j);
+    for (; j + 2 <= n; j += 2) f32xbf16_gemv_pairs__simd128<M, 2>(k, x, xq, w + j * k, y + j, n, ep, j);
+  }
+  for (; j < n; j++) f32xbf16_gemv_rows__simd128<M, 1, 1>(k, x, xq, w + j * k, y + j, n, ep, j);
 }
 
 // ---------------------------------------------------------------------------------------------------------
