@@ -21,6 +21,9 @@ export async function runGemm({ quick = false, log = console.error } = {}) {
   if (lib) {
     // peftjs's js backend is the float64 reference the tests check against, not a contender: not timed.
     peers.push(await oursPeer(lib, 'wasm'));
+    // The same with W kept as bf16 (half the bytes). W below is bf16-representable, so every library computes on
+    // exactly the same weights; the peers have no bf16 matmul on wasm and hold them as f32.
+    peers.push(await oursPeer(lib, 'wasm', { bf16W: true }));
   } else notes.push(`peftjs not measured: ${error}`);
   peers.push(await tfjsPeer(), await ortPeer(), await plainJsPeer());
   for (const p of peers) log(`# ${p.label}: ${p.detail}`);
@@ -30,7 +33,7 @@ export async function runGemm({ quick = false, log = console.error } = {}) {
   for (const size of sizes) {
     const k = size;
     const n = size;
-    const w = randomF32(n * k, 1, 1 / Math.sqrt(k));
+    const w = bf16Representable(randomF32(n * k, 1, 1 / Math.sqrt(k)));
     const bias = randomF32(n, 2, 0.1);
     res[size] = {};
     for (const r of ranks) {
@@ -71,7 +74,7 @@ export async function runGemm({ quick = false, log = console.error } = {}) {
     const w = randomF32(n * k, 1, 1 / Math.sqrt(k));
     const bias = randomF32(n, 2, 0.1);
     const lora = { r, a: randomF32(k * r, 3 + r, 1 / Math.sqrt(k)), b: randomF32(r * n, 4 + r, 1 / Math.sqrt(r)), scale: LORA_SCALE };
-    for (const p of peers.filter((p) => p.id !== 'js')) {
+    for (const p of peers.filter((p) => p.id !== 'js' && p.id !== 'ours-bf16')) {
       const base = await p.prepare({ k, n, w, bias });
       const withLora = await p.prepare({ k, n, w, bias, lora });
       // peftjs: its layers, sharing one resident W, so only the adapter differs (two uploads of W can differ by
@@ -99,6 +102,13 @@ export async function runGemm({ quick = false, log = console.error } = {}) {
   return { peers, res, cost, sizes, ms, ranks, notes, costSize: size };
 }
 
+/** Each value rounded to the nearest bf16 (ties to even), kept as f32: a W every peer can hold exactly. */
+function bf16Representable(f) {
+  const u = new Uint32Array(f.buffer, f.byteOffset, f.length);
+  for (let i = 0; i < u.length; i++) u[i] = ((u[i] + 0x7fff + ((u[i] >>> 16) & 1)) >>> 16) << 16;
+  return f;
+}
+
 /** Max |y − ref| / (|ref|max) over the first `rows` rows, with the reference computed in float64. */
 function maxRelErr(y, x, m, { k, n, w, bias, lora }, rows) {
   let maxErr = 0;
@@ -121,19 +131,24 @@ function maxRelErr(y, x, m, { k, n, w, bias, lora }, rows) {
 export function gemmTables({ peers, res, cost, sizes, ms, ranks, notes, costSize }) {
   const out = [];
   const ours = peers.find((p) => p.id === 'ours');
-  const label = (p) => (p.id === 'ours' ? `**${p.label}**` : p.label);
+  const label = (p) => (p.id.startsWith('ours') ? `**${p.label}**` : p.label);
   const cell = (size, r, m, p) => {
     const v = res[size]?.[r]?.[m]?.[p.id];
     if (!v) return '—';
     const g = fmt.gflops(v.gflops);
     if (p.id === 'ours') return `**${g}**`;
+    if (p.id === 'ours-bf16') {
+      const best = Math.max(...['tfjs', 'ort'].map((id) => res[size][r][m]?.[id]?.gflops ?? 0));
+      return best ? `**${g}** (${fmt.ratio(v.gflops / best)} best peer)` : `**${g}**`;
+    }
     const o = ours && res[size][r][m]?.ours;
     return o ? `${g} (${fmt.ratio(o.gflops / v.gflops)})` : g;
   };
   const legend =
     'GFLOP/s (higher is better), one thread, x from and y back to JS memory on every call; the median call, ' +
     'the libraries called in turn (so W is never cache-warm, as in a real model). ' +
-    (ours ? '(N×) = peftjs is N times as fast as that row.' : 'peftjs was not built, so it has no row.');
+    (ours ? '(N×) = peftjs (f32 W) is N times as fast as that row; on the bf16-W row, N× the faster of tfjs and ort. ' : 'peftjs was not built, so it has no row. ') +
+    'W is bf16-representable, so all compute on the same weights; only peftjs can hold them as bf16.';
 
   // The one-glance table: the largest size, adapter off and r = 16, decode (m=1) and a prompt chunk (m=64).
   {

@@ -9,7 +9,9 @@
 //   sequential stream, as f32_gemv1), 8 weights per v128 load split without shuffles: even = v << 16 (lanes
 //   0,2,4,6 as f32), odd = v & 0xffff0000 (lanes 1,3,5,7).
 //   x is permuted once per call to match, per 8-block [x0 x2 x4 x6 | x1 x3 x5 x7] (scratch [m,k]).
-//   m > 4, f32xbf16_gemm_packed: linear.h's packed 8×NW GEMM; per k-block the NW×KC strip of W is widened into
+//   4 < m ≤ BF16_GEMV_MAX_M: the GEMV on 4-row chunks of x.
+//   m > BF16_GEMV_MAX_M, f32xbf16_gemm_packed: linear.h's packed 8×NW GEMM; per k-block the NW×KC strip of W is
+//   widened into
 //   scratch (8 KiB, stays in L1) once and swept by every x panel, so the widening costs n·k shifts per call
 //   against 2·m·n·k flops.
 // Accuracy
@@ -180,10 +182,11 @@ static inline void bf16_widen_strip__simd128(size_t rows, size_t kc, size_t k, c
     const uint16_t* s = w + j * k;
     float* d = ws + j * kc;
     size_t p = 0;
-    for (; p + 8 <= kc; p += 8) {
+    const v128_t zero = wasm_i32x4_splat(0);
+    for (; p + 8 <= kc; p += 8) {  // interleave with zeros: each bf16 lands in the upper half of an f32 (punpck*wd)
       const v128_t v = wasm_v128_load(s + p);
-      wasm_v128_store(d + p, wasm_i32x4_shl(wasm_u32x4_extend_low_u16x8(v), 16));
-      wasm_v128_store(d + p + 4, wasm_i32x4_shl(wasm_u32x4_extend_high_u16x8(v), 16));
+      wasm_v128_store(d + p, wasm_i16x8_shuffle(zero, v, 0, 8, 1, 9, 2, 10, 3, 11));
+      wasm_v128_store(d + p + 4, wasm_i16x8_shuffle(zero, v, 4, 12, 5, 13, 6, 14, 7, 15));
     }
     for (; p < kc; p++) d[p] = bf16_to_f32_1(s[p]);
   }
@@ -213,11 +216,19 @@ static inline void f32xbf16_gemm_packed__simd128(size_t m, size_t n, size_t k, c
   }
 }
 
-// Scratch floats for both twins: m ≤ 4 permuted x [m,k]; m > 4 x panels + one W strip [NW,KC];
+// Up to this m the GEMV runs on 4-row chunks of x, streaming W ⌈m/4⌉ times; above, the packed GEMM widens W strips.
+// Measured at k = n = 4096: m = 5 runs ≈ 1.4× faster as two GEMV passes than through the packed GEMM (one 8-row
+// panel, mostly padding); m = 8 ties; m = 12, 16 are faster packed.
+#ifndef PEFT_BF16_GEMV_MAX_M
+#define PEFT_BF16_GEMV_MAX_M 8
+#endif
+constexpr size_t BF16_GEMV_MAX_M = PEFT_BF16_GEMV_MAX_M;
+
+// Scratch floats for both twins: GEMV permuted x [min(m,4),k]; GEMM x panels + one W strip [NW,KC];
 // the scalar twin's strip [BF16_STRIP,k].
 static inline size_t f32xbf16_linear_scratch_floats(size_t m, size_t k) {
   const size_t kc = k < PEFT_GEMM_KC ? k : PEFT_GEMM_KC;
-  const size_t simd = m <= 4 ? m * k : f32_linear_scratch_floats(m, k) + PEFT_GEMM_NW * kc;
+  const size_t simd = m <= BF16_GEMV_MAX_M ? (m < 4 ? m : 4) * k : f32_linear_scratch_floats(m, k) + PEFT_GEMM_NW * kc;
   const size_t scalar = BF16_STRIP * k;
   return simd > scalar ? simd : scalar;
 }
@@ -227,21 +238,28 @@ static inline void f32xbf16_linear__simd128(size_t m, size_t n, size_t k, const 
                                             const uint16_t* __restrict w, float* __restrict y, const Epilogue* ep,
                                             float* __restrict scratch) {
   assert(m > 0 && n > 0 && k > 0 && x && w && y && scratch);
-  if (m <= 4 && ep && ep->nterms > 0) {  // as f32_linear: plain sums, then the B-streaming epilogue pass
+  if (m <= BF16_GEMV_MAX_M && ep && ep->nterms > 0) {
+    // As f32_linear: plain sums, then the B-streaming epilogue pass (which also indexes t by the true row).
     f32xbf16_linear__simd128(m, n, k, x, w, y, nullptr, scratch);
     f32_gemv_epilogue(m, n, y, ep);
     return;
   }
-  if (m > 4) {
+  if (m > BF16_GEMV_MAX_M) {
     f32xbf16_gemm_packed__simd128(m, n, k, x, w, y, ep, scratch, scratch + f32_linear_scratch_floats(m, k));
     return;
   }
-  f32_permute_x8(m, k, x, scratch);
-  switch (m) {
-    case 1: f32xbf16_gemv__simd128<1>(n, k, x, scratch, w, y, ep); return;
-    case 2: f32xbf16_gemv__simd128<2>(n, k, x, scratch, w, y, ep); return;
-    case 3: f32xbf16_gemv__simd128<3>(n, k, x, scratch, w, y, ep); return;
-    default: f32xbf16_gemv__simd128<4>(n, k, x, scratch, w, y, ep); return;
+  // GEMV on chunks of up to 4 rows (the epilogue left is per column: bias, row scale, lora bias).
+  for (size_t i = 0; i < m; i += 4) {
+    const size_t mc = m - i < 4 ? m - i : 4;
+    const float* xc = x + i * k;
+    float* yc = y + i * n;
+    f32_permute_x8(mc, k, xc, scratch);
+    switch (mc) {
+      case 1: f32xbf16_gemv__simd128<1>(n, k, xc, scratch, w, yc, ep); break;
+      case 2: f32xbf16_gemv__simd128<2>(n, k, xc, scratch, w, yc, ep); break;
+      case 3: f32xbf16_gemv__simd128<3>(n, k, xc, scratch, w, yc, ep); break;
+      default: f32xbf16_gemv__simd128<4>(n, k, xc, scratch, w, yc, ep); break;
+    }
   }
 }
 

@@ -19,8 +19,17 @@ export function libVersion(lib) {
   return lib.VERSION ?? lib.version ?? '0.1.0';
 }
 
-/** A peftjs backend as a peer (same prepare/run/dispose interface as lib/peers.mjs). */
-export async function oursPeer(lib, backendName = 'wasm') {
+/** f32 values → bf16 bit patterns, round to nearest even (the bench's W is bf16-representable, so exact there). */
+function toBf16Bits(f) {
+  const u = new Uint32Array(f.buffer, f.byteOffset, f.length);
+  return Uint16Array.from(u, (x) => ((x + 0x7fff + ((x >>> 16) & 1)) >>> 16) & 0xffff);
+}
+
+/**
+ * A peftjs backend as a peer (same prepare/run/dispose interface as lib/peers.mjs). `bf16W`: W kept as bf16
+ * (`upload(W, { keepBf16: true })`, what `weightDtype: 'bf16'` does), everything else f32.
+ */
+export async function oursPeer(lib, backendName = 'wasm', { bf16W = false } = {}) {
   let be;
   if (backendName === 'wasm') {
     const r = await lib.init();
@@ -31,13 +40,14 @@ export async function oursPeer(lib, backendName = 'wasm') {
   const { Tensor } = lib;
   const f32 = (data, shape) => Tensor.from(data, shape, 'f32');
   return {
-    id: backendName === 'wasm' ? 'ours' : `ours-${backendName}`,
-    label: `peftjs ${libVersion(lib)} (${be.name})`,
-    detail: `backend ${be.name}`,
+    id: (backendName === 'wasm' ? 'ours' : `ours-${backendName}`) + (bf16W ? '-bf16' : ''),
+    label: `peftjs ${libVersion(lib)} (${be.name}${bf16W ? ', bf16 W' : ''})`,
+    detail: `backend ${be.name}${bf16W ? ', W stored as bf16' : ''}`,
     backend: be,
     lib,
     async prepare({ k, n, w, bias, lora }) {
-      const W = be.upload(f32(w, [n, k]));
+      const W = bf16W ? be.upload(Tensor.from(toBf16Bits(w), [n, k], 'bf16'), { keepBf16: true }) : be.upload(f32(w, [n, k]));
+      if (bf16W && W.dtype !== 'bf16') throw new Error(`backend ${be.name} did not keep W as bf16 (got ${W.dtype})`);
       const b = be.upload(f32(bias, [n]));
       const deltas = lora
         ? [{ a: be.upload(f32(lora.a, [k, lora.r])), b: be.upload(f32(lora.b, [lora.r, n])), scale: lora.scale }]
@@ -64,6 +74,7 @@ export async function oursPeer(lib, backendName = 'wasm') {
      * three read the same resident W), one with `loraEnabled = false`. Undefined if the package does not export them.
      */
     layers({ k, n, w, bias, lora }) {
+      if (bf16W) return undefined;
       if (!lib.Linear || !lib.LoRALinear) return undefined;
       const linear = new lib.Linear(f32(w, [n, k]), f32(bias, [n]), { backend: be });
       const init = () => ({ name: 'default', a: f32(lora.a, [k, lora.r]), b: f32(lora.b, [lora.r, n]), scale: lora.scale });

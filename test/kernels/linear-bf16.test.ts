@@ -29,13 +29,16 @@ interface Case {
 }
 
 const cases: Case[] = [];
-// m = 1…4 (GEMV: 8-, 4- and 1-row tiles, k % 8 tails) and m > 4 (packed GEMM on widened strips).
+// m = 1…4 (GEMV: 8-, 4-, 2- and 1-row tiles, k % 8 tails), m = 5…8 (GEMV on 4-row chunks) and m > 8 (packed GEMM
+// on widened strips).
 for (const m of [1, 2, 3, 4, 5, 8, 64])
   for (const [k, n] of [[37, 130], [3, 5], [8, 8], [15, 17], [16, 16], [130, 37], [1031, 9]] as const)
     cases.push({ m, k, n, ranks: [], bias: m % 2 === 1 });
 for (const m of [1, 2, 4, 5, 64]) for (const r of [1, 8]) cases.push({ m, k: 37, n: 130, ranks: [r], bias: true });
 cases.push({ m: 3, k: 67, n: 45, ranks: [8, 3], bias: false, loraBias: true, rowScale: true });
 cases.push({ m: 1, k: 1030, n: 19, ranks: [16], bias: true, loraBias: true, rowScale: true });
+cases.push({ m: 7, k: 45, n: 19, ranks: [4], bias: true, loraBias: true, rowScale: true }); // 4 + 3 row chunks, LoRA pass
+cases.push({ m: 6, k: 16, n: 9, ranks: [], bias: true, rowScale: true });
 cases.push({ m: 9, k: 2100, n: 9, ranks: [4], bias: true }); // crosses a k-block
 cases.push({ m: 100, k: 40, n: 12, ranks: [2], bias: true, rowScale: true }); // crosses an m-block
 
