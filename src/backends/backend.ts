@@ -33,9 +33,9 @@ export interface QuantizedWeight {
 /** Options of `Backend.upload`. */
 export interface UploadOptions {
   /**
-   * The tensor is a base weight `W [n,k]` the caller wants kept as bf16 (half the memory, half the bytes a forward
-   * streams). A backend whose `linear` reads bf16 directly keeps a bf16 tensor as it is (wasm, js); the others widen
-   * it to f32 as for any upload (webgpu: WGSL has no bf16). Other dtypes are unaffected.
+   * The tensor is a base weight `W [n,k]` or an embedding table the caller wants kept as bf16 (half the memory, half
+   * the bytes a forward streams). A backend whose `linear` / `embedding` read bf16 directly keeps a bf16 tensor as it
+   * is (wasm, js); the others widen it to f32 as for any upload (webgpu: WGSL has no bf16). Other dtypes are unaffected.
    */
   keepBf16?: boolean;
 }
@@ -62,7 +62,7 @@ export interface Backend {
   /** Same as `linear` with a quantised W (dequantised on the fly). */
   quantizedLinear(x: Tensor, q: QuantizedWeight, bias: Tensor | undefined, deltas: readonly LoRADelta[], rowScale?: Tensor): Tensor;
 
-  /** `y = E[ids] + Σ sᵢ·A_e[ids]·B_e`;  ids [m] i32, E [vocab,dim] → y [m,dim] f32. */
+  /** `y = E[ids] + Σ sᵢ·A_e[ids]·B_e`;  ids [m] i32, E [vocab,dim] (f32, or bf16 as for `linear`) → y [m,dim] f32. */
   embedding(ids: Tensor, table: Tensor, deltas: readonly LoRADelta[]): Tensor;
 
   /** Frees backend resources (pipelines, pools). */

@@ -109,11 +109,19 @@ export class WasmBackend implements Backend {
     const temps: Tensor[] = [];
     try {
       const y = allocWasmTensor(rt, [...ids.shape, dim], 'f32');
-      // y = E[ids]: row gather straight between wasm (or cpu) views.
-      const tab = this.f32Ptr(table, temps);
-      const f32 = rt.f32;
-      const yp = (y.storage as WasmStorage).ptr >>> 2;
-      for (let i = 0; i < m; i++) f32.copyWithin(yp + i * dim, (tab >>> 2) + idList[i] * dim, (tab >>> 2) + (idList[i] + 1) * dim);
+      const yPtr = (y.storage as WasmStorage).ptr;
+      const tabBf16 = table.dtype === 'bf16' ? wasmPtrOf(rt, table) : undefined;
+      if (tabBf16 !== undefined) {
+        // A resident bf16 table (uploaded with keepBf16): each gathered row is widened (exactly) into y.
+        const widen = this.kernels === 'scalar' ? rt.exports.peft_bf16_to_f32__scalar : rt.exports.peft_bf16_to_f32;
+        for (let i = 0; i < m; i++) widen(dim, tabBf16 + idList[i] * dim * 2, yPtr + i * dim * 4);
+      } else {
+        // y = E[ids]: row gather straight between wasm (or cpu) views.
+        const tab = this.f32Ptr(table, temps);
+        const f32 = rt.f32;
+        const yp = yPtr >>> 2;
+        for (let i = 0; i < m; i++) f32.copyWithin(yp + i * dim, (tab >>> 2) + idList[i] * dim, (tab >>> 2) + (idList[i] + 1) * dim);
+      }
       // y += Σ sᵢ·A_e[ids]·B_e: gather the scaled rows of A_e into t [m,r], then one expand.
       for (const d of deltas) {
         const r = d.a.shape[1];

@@ -3,22 +3,26 @@ import type { Backend, LoRADelta } from '../backends/backend.js';
 import { defaultBackend } from '../backends/index.js';
 import type { Tensor } from '../tensor.js';
 import { fromF64, toF64 } from './float.js';
-import { NO_DELTAS, type LayerOptions } from './linear.js';
+import { NO_DELTAS, storedWeight, type LayerOptions } from './linear.js';
 import { Module } from './module.js';
 
 /**
  * y = E[ids]
  * ids [m] i32, E [vocab,dim] → y [m,dim] (f32)
+ * `weightDtype: 'bf16'` keeps E as bf16 (often the largest tensor of a model); rows are widened as they are gathered.
  */
 export class Embedding extends Module {
   readonly weight: Tensor;
   readonly backend: Backend;
+  /** `LayerOptions.weightDtype`: the storage asked for E. */
+  readonly weightDtype: 'f32' | 'bf16';
 
   constructor(weight: Tensor, opts: LayerOptions = {}) {
     super();
     if (weight.ndim !== 2) throw new BackendError('shape_mismatch', 'an embedding table is 2-D', { expected: '[vocab, dim]', got: `[${weight.shape.join(', ')}]`, where: 'Embedding' });
     this.backend = opts.backend ?? defaultBackend();
-    this.weight = this.backend.upload(weight);
+    this.weightDtype = opts.weightDtype ?? 'f32';
+    this.weight = this.backend.upload(storedWeight(weight, this.weightDtype), { keepBf16: this.weightDtype === 'bf16' });
   }
 
   get vocab(): number {
@@ -45,7 +49,7 @@ export class Embedding extends Module {
   merged(dE: Float64Array): Embedding {
     const e = this.denseF64();
     for (let i = 0; i < e.length; i++) e[i] += dE[i];
-    return new Embedding(fromF64(e, this.weight.shape, this.weight.dtype), { backend: this.backend });
+    return new Embedding(fromF64(e, this.weight.shape, this.weight.dtype), { backend: this.backend, weightDtype: this.weightDtype });
   }
 
   /** A new table with rows `indices` replaced by `rows [count,dim]` (PEFT trainable tokens). */
@@ -54,10 +58,10 @@ export class Embedding extends Module {
     const r = toF64(rows);
     const d = this.dim;
     for (let t = 0; t < indices.length; t++) e.set(r.subarray(t * d, (t + 1) * d), indices[t] * d);
-    return new Embedding(fromF64(e, this.weight.shape, this.weight.dtype), { backend: this.backend });
+    return new Embedding(fromF64(e, this.weight.shape, this.weight.dtype), { backend: this.backend, weightDtype: this.weightDtype });
   }
 
   override toString(): string {
-    return `Embedding(vocab=${this.vocab}, dim=${this.dim})`;
+    return `Embedding(vocab=${this.vocab}, dim=${this.dim}${this.weight.dtype === 'bf16' ? ', bf16' : ''})`;
   }
 }

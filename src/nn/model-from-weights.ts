@@ -36,7 +36,7 @@ export interface ModelFromWeightsOptions {
   conv1d?: readonly string[] | boolean;
   /** MLX quantisation of `weight`/`scales`/`biases` triples; inferred from shapes when absent. */
   quantization?: { bits: 4 | 8; groupSize: number };
-  /** Storage of Linear / Conv1D weights (`LayerOptions.weightDtype`): `'bf16'` halves them; default `'f32'`. */
+  /** Storage of Linear / Conv1D / Embedding weights (`LayerOptions.weightDtype`): `'bf16'` halves them; default `'f32'`. */
   weightDtype?: 'f32' | 'bf16';
 }
 
@@ -88,7 +88,7 @@ export function modelFromWeightsWithReport(tensors: Weights, options: ModelFromW
       layer = new QuantizedLinear(w, scales, biases, { ...q, bias, ...opts });
       used.add(`${path}.scales`).add(`${path}.biases`);
     } else if (matches(path, embeddings)) {
-      layer = new Embedding(w, opts);
+      layer = new Embedding(w, { ...opts, weightDtype: options.weightDtype });
     } else if (conv === true || matches(path, conv)) {
       layer = new Conv1D(w, bias, { ...opts, weightDtype: options.weightDtype });
     } else {

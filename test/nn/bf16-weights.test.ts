@@ -7,8 +7,10 @@ import { describe, expect, test } from 'vitest';
 import { JsBackend } from '../../src/backends/js.js';
 import { writeSafetensors } from '../../src/formats/safetensors.js';
 import { DoRALinear } from '../../src/lora/dora-linear.js';
+import { LoRAEmbedding } from '../../src/lora/lora-embedding.js';
 import { LoRALinear } from '../../src/lora/lora-linear.js';
 import { Conv1D } from '../../src/nn/conv1d.js';
+import { Embedding } from '../../src/nn/embedding.js';
 import { Linear } from '../../src/nn/linear.js';
 import { loadModel } from '../../src/nn/model-from-weights.js';
 import { Tensor } from '../../src/tensor.js';
@@ -147,6 +149,33 @@ describe.each(backendCases)('bf16 base weights on $name', ({ name, make }) => {
     expectNear(conv.forward(x).toCpu().data as Float32Array, refLinear(x.data, wq, m, k, n), k, 'Conv1D bf16');
   });
 
+  test('Embedding keeps a bf16 table: gathered rows widen exactly; LoRAEmbedding adds s·A[ids]·B; off is bit-identical', async () => {
+    const backend = await make();
+    const [vocab, dim, r, s] = [50, 24, 3, 2];
+    const eBits = Uint16Array.from({ length: vocab * dim }, () => rneBf16(rand() * 2 - 1));
+    const emb = new Embedding(Tensor.from(eBits, [vocab, dim], 'bf16'), { backend, weightDtype: 'bf16' });
+    expect(emb.weight.dtype).toBe('bf16');
+    expect(emb.weight.storage.byteLength).toBe(vocab * dim * 2);
+    const ids = Tensor.from(Int32Array.from([0, 49, 7, 7, 13]), [5], 'i32');
+    const rows = Array.from(ids.data as Int32Array);
+    const want = rows.flatMap((id) => Array.from(eBits.subarray(id * dim, (id + 1) * dim), bf16Value));
+    expect(Array.from(emb.forward(ids).toCpu().data as Float32Array)).toEqual(want); // widening is exact
+
+    const A = randomTensor(rand, [vocab, r]);
+    const B = randomTensor(rand, [r, dim]);
+    const layer = LoRAEmbedding.fromBase(emb, { name: 'e', a: A, b: B, scale: s });
+    const on = layer.forward(ids).toCpu().data as Float32Array;
+    rows.forEach((id, i) => {
+      for (let c = 0; c < dim; c++) {
+        let d = 0;
+        for (let q = 0; q < r; q++) d += (A.data as Float32Array)[id * r + q] * (B.data as Float32Array)[q * dim + c];
+        expect(Math.abs(on[i * dim + c] - (want[i * dim + c] + s * d))).toBeLessThanOrEqual(1e-5);
+      }
+    });
+    layer.loraEnabled = false;
+    expect(bitsOf(layer.forward(ids).toCpu()).equals(bitsOf(emb.forward(ids).toCpu()))).toBe(true);
+  });
+
   test('loadModel({ weightDtype: "bf16" }) keeps a bf16 checkpoint byte for byte; the default widens it', async () => {
     const backend = await make();
     const [k, n] = [24, 12];
@@ -158,9 +187,14 @@ describe.each(backendCases)('bf16 base weights on $name', ({ name, make }) => {
       writeSafetensors({
         'model.layers.0.mlp.up_proj.weight': { dtype: 'BF16', shape: [n, k], data: wBits },
         'model.layers.0.mlp.up_proj.bias': { dtype: 'F32', shape: [n], data: bias },
+        'model.embed_tokens.weight': { dtype: 'BF16', shape: [7, k], data: wBits.subarray(0, 7 * k) },
       }),
     );
-    const kept = (await loadModel(dir, { backend, weightDtype: 'bf16' })).get('model.layers.0.mlp.up_proj') as Linear;
+    const model = await loadModel(dir, { backend, weightDtype: 'bf16' });
+    const kept = model.get('model.layers.0.mlp.up_proj') as Linear;
+    const embed = model.get('model.embed_tokens') as Embedding;
+    expect(embed).toBeInstanceOf(Embedding);
+    expect(Array.from(embed.weight.toCpu().data as Uint16Array)).toEqual(Array.from(wBits.subarray(0, 7 * k)));
     expect(kept.weight.dtype).toBe('bf16');
     expect(Array.from(kept.weight.toCpu().data as Uint16Array)).toEqual(Array.from(wBits));
     const x = randomTensor(rand, [1, k]);
