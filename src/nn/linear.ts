@@ -23,6 +23,13 @@ export interface LayerOptions {
 
 /** `weight` as the layer stores it: bf16 when asked (rounded once to nearest even unless it is bf16 already). */
 export function storedWeight(weight: Tensor, weightDtype: LayerOptions['weightDtype']): Tensor {
+  if (weightDtype !== undefined && weightDtype !== 'f32' && weightDtype !== 'bf16') {
+    throw new BackendError('dtype_unsupported', 'unsupported weightDtype', { expected: "'f32' or 'bf16'", got: weightDtype, where: 'LayerOptions.weightDtype' });
+  }
+  if (!['f64', 'f32', 'f16', 'bf16'].includes(weight.dtype)) {
+    if (weightDtype === 'bf16') throw new BackendError('dtype_unsupported', 'only a float weight can be stored as bf16', { expected: 'f64, f32, f16 or bf16', got: weight.dtype, where: 'LayerOptions.weightDtype' });
+    return weight;
+  }
   if (weightDtype !== 'bf16' || weight.dtype === 'bf16') return weight;
   return fromF64(toF64(weight), weight.shape, 'bf16');
 }

@@ -56,6 +56,13 @@ test('rounding an f32 W to bf16 is round-to-nearest-even, ties included', () => 
   expect(lin.weight.dtype).toBe('bf16');
 });
 
+test('a weightDtype other than f32 / bf16, or bf16 for an integer weight, is a typed error', () => {
+  const backend = new JsBackend();
+  const w = Tensor.f32([1, 2, 3, 4], [2, 2]);
+  expect(() => new Linear(w, undefined, { backend, weightDtype: 'f16' as never })).toThrowError(/unsupported weightDtype: expected 'f32' or 'bf16', got f16/);
+  expect(() => new Linear(Tensor.from(new Int32Array(4), [2, 2], 'i32'), undefined, { backend, weightDtype: 'bf16' })).toThrowError(/only a float weight can be stored as bf16/);
+});
+
 describe.each(backendCases)('bf16 base weights on $name', ({ name, make }) => {
   const rand = prng(77);
 
