@@ -34,8 +34,9 @@ export interface QuantizedWeight {
 export interface UploadOptions {
   /**
    * The tensor is a base weight `W [n,k]` or an embedding table the caller wants kept as bf16 (half the memory, half
-   * the bytes a forward streams). A backend whose `linear` / `embedding` read bf16 directly keeps a bf16 tensor as it
-   * is (wasm, js); the others widen it to f32 as for any upload (webgpu: WGSL has no bf16). Other dtypes are unaffected.
+   * the bytes a forward streams). Every backend keeps a bf16 tensor as it is and its `linear` / `embedding` read it
+   * directly (wasm: cpp/linear_bf16.h; webgpu: two per u32, unpacked in the shader; js: through float64). Without
+   * it, bf16 is widened to f32 on upload. Other dtypes are unaffected.
    */
   keepBf16?: boolean;
 }

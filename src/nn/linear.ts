@@ -15,7 +15,7 @@ export interface LayerOptions {
   /**
    * How Linear, Conv1D and Embedding store W. `'f32'` (default): widened to f32 on upload. `'bf16'`: kept as bf16, half the
    * memory and half the bytes a decode step streams (a bf16 checkpoint is kept exactly; another dtype is rounded
-   * to nearest even once). The wasm and js backends compute on bf16 directly; WebGPU widens it on upload.
+   * to nearest even once). Every backend computes on the bf16 directly (wasm, WebGPU, js).
    * Fusing into a bf16 W rounds `W + ΔW` to bf16, as PEFT's merge does on a bf16 model.
    */
   weightDtype?: 'f32' | 'bf16';

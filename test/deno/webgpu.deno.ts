@@ -123,3 +123,33 @@ Deno.test('deno webgpu: f16 storage (shader-f16) — W, A, B, lora bias, bias, r
     be.dispose();
   }
 });
+
+Deno.test('deno webgpu: a bf16 W and embedding table kept as bf16 (two per u32, unpacked in the shader)', async () => {
+  assert(gpu, 'navigator.gpu is missing');
+  let seed = 11;
+  const next = () => (seed = (Math.imul(seed, 1664525) + 1013904223) >>> 0);
+  const bf16 = (shape: number[]) => Tensor.from(Uint16Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => (next() & 0x8000) | (0x3e00 + (next() % 0x200))), shape, 'bf16');
+  const f32 = (shape: number[]) => Tensor.f32(Array.from({ length: shape.reduce((a, b) => a * b, 1) }, () => next() / 2 ** 32 - 0.5), shape);
+  for (const [route, be] of await backends()) {
+    for (const m of [1, 3, 17]) {
+      const k = 37, n = 29; // n·k odd: the last u32 holds one value
+      const x = f32([m, k]), w = bf16([n, k]), bias = f32([n]);
+      const W = be.upload(w, { keepBf16: true });
+      assert(W.dtype === 'bf16' && W.storage.byteLength === n * k * 2, `kept as bf16: ${W}`);
+      const d = { a: f32([k, 4]), b: f32([4, n]), scale: 0.5 };
+      for (const deltas of [[], [d]]) {
+        const y = be.linear(x, W, bias, deltas);
+        const ref = refLinear(x, w, bias, deltas);
+        const bad = compare(await y.read(), ref, 1e-4 * Math.max(1, ...Array.from(ref, Math.abs)), y.shape);
+        assert(!bad, `bf16 linear ${route} m=${m} deltas=${deltas.length}: ${bad}`);
+      }
+    }
+    const E = bf16([11, 9]);
+    const ids = Tensor.from(Int32Array.from([0, 10, 4]), [3], 'i32');
+    const ye = await be.embedding(ids, be.upload(E, { keepBf16: true }), []).read();
+    const Ef = toF64(E);
+    const refE = Float64Array.from({ length: 27 }, (_, p) => Ef[ids.data[Math.floor(p / 9)] * 9 + (p % 9)]);
+    assert(ye.every((v, i) => v === refE[i]), `bf16 embedding ${route}: rows must widen exactly`);
+    be.dispose();
+  }
+});

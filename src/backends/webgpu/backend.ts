@@ -53,9 +53,10 @@ interface Packed {
   rows: number;
 }
 
-/** Host bytes of a tensor converted for the GPU: f64/bf16 → f32, f16 → f32 unless kept. */
-function hostBytes(t: Tensor, keepF16: boolean): { bytes: Uint8Array; dtype: DType } {
+/** Host bytes of a tensor converted for the GPU: f64 → f32, f16 → f32 unless kept, bf16 → f32 unless kept. */
+function hostBytes(t: Tensor, keepF16: boolean, keepBf16 = false): { bytes: Uint8Array; dtype: DType } {
   const data = t.data;
+  if (t.dtype === 'bf16' && keepBf16) return { bytes: new Uint8Array(data.buffer, data.byteOffset, data.byteLength), dtype: 'bf16' };
   switch (t.dtype) {
     case 'f32':
     case 'i32':
@@ -105,13 +106,21 @@ export class Call {
     this.pass = this.encoder.beginComputePass({ label });
   }
 
-  /** A non-GPU tensor copied into a pooled buffer for this call; a GPU tensor bound as is. */
-  input(t: Tensor, keepF16: boolean, what: string): Bound {
+  /**
+   * A non-GPU tensor copied into a pooled buffer for this call; a GPU tensor bound as is. A resident bf16 weight
+   * (uploaded with keepBf16) binds as bf16 where the kernel reads it through its loader (`bf16Ok`: W of linear,
+   * the embedding table); anywhere else it is a typed error.
+   */
+  input(t: Tensor, keepF16: boolean, what: string, bf16Ok = false): Bound {
     if (t.storage instanceof GpuStorage) {
       if (t.storage.owner !== this.be) {
         throw new BackendError('wrong_device', 'tensor lives on another GPU backend', { where: `${this.label} › ${what}` });
       }
       if (t.storage.disposed) throw new BackendError('wrong_device', 'tensor was disposed', { where: `${this.label} › ${what}` });
+      if (t.dtype === 'bf16') {
+        if (!bf16Ok) throw new BackendError('dtype_unsupported', 'a bf16 GPU tensor is read only as a linear weight or an embedding table', { got: what, where: this.label });
+        return { buffer: t.storage.buffer, type: 'bf16' };
+      }
       if (t.dtype === 'f16' && !keepF16) return { buffer: this.be.widened(this, t.storage.buffer, t.size, what), type: 'f32' };
       return { buffer: t.storage.buffer, type: t.dtype === 'f16' ? 'f16' : 'f32' };
     }
@@ -314,15 +323,18 @@ export class WebGPUBackend implements Backend, GpuOwner {
 
   // ── Backend ─────────────────────────────────────────────────────────────────────────────────────
 
-  /** `opts.keepBf16` is ignored: WGSL has no bf16, so bf16 is widened to f32 like every upload. */
-  upload(t: Tensor, _opts?: UploadOptions): Tensor {
+  /**
+   * `opts.keepBf16`: a bf16 weight stays bf16 on the GPU (two per u32; the linear and embedding kernels unpack it
+   * with a shift, exactly), half the memory and half the bytes a decode step streams. Otherwise bf16 is widened.
+   */
+  upload(t: Tensor, opts: UploadOptions = {}): Tensor {
     this.check();
     if (t.storage instanceof GpuStorage) {
       if (t.storage.owner !== this) throw new BackendError('wrong_device', 'tensor lives on another GPU backend', { detail: t.toString() });
       return t;
     }
-    const { bytes, dtype } = hostBytes(t, this.f16);
-    const buffer = this.pool.acquire(bytes.byteLength, TENSOR_USAGE, `weight ${t.shape.join('x')} ${dtype}`);
+    const { bytes, dtype } = hostBytes(t, this.f16, opts.keepBf16 === true);
+    const buffer = this.pool.acquire(padded(bytes).byteLength, TENSOR_USAGE, `weight ${t.shape.join('x')} ${dtype}`);
     this.device.queue.writeBuffer(buffer, 0, padded(bytes));
     this.stats.uploads++;
     this.stats.uploadBytes += bytes.byteLength;
@@ -341,7 +353,7 @@ export class WebGPUBackend implements Backend, GpuOwner {
     const call = new Call(this, 'linear');
     try {
       const xb = call.input(x, false, 'x');
-      const wb = call.input(w, true, 'w');
+      const wb = call.input(w, true, 'w', true);
       const yBytes = m * n * 4;
       const y = call.output(yBytes, `y ${m}x${n}`);
       const epi = this.epilogueBuffers(call, bias, rowScale);
@@ -438,7 +450,7 @@ export class WebGPUBackend implements Backend, GpuOwner {
     const call = new Call(this, 'embedding');
     try {
       const idb = call.input(ids, false, 'ids');
-      const eb = call.input(table, true, 'table');
+      const eb = call.input(table, true, 'table', true);
       const yBytes = m * dim * 4;
       const y = call.output(yBytes, `y ${m}x${dim}`);
       const passes = deltas.length ? deltas : [undefined];

@@ -6,8 +6,11 @@
  */
 import { BackendError } from '../../errors.js';
 
-/** Storage element type of a bound buffer (f16 only with `shader-f16`). */
-export type StorageType = 'f32' | 'f16';
+/**
+ * Storage element type of a bound buffer: f16 only with `shader-f16`; bf16 (a weight kept as bf16, two per u32,
+ * little-endian: element 2i in the low half) only where the shader reads it through a `load_*` function.
+ */
+export type StorageType = 'f32' | 'f16' | 'bf16';
 
 export interface Shader<S> {
   /** Kernel name, also the label of its module, pipeline, bind groups and uniform buffers. */
@@ -31,8 +34,11 @@ export function spread(groups: number): [number, number, number] {
 }
 
 /**
- * Specialises a WGSL source's storage types: each `alias <name> = f32;` named in `types` becomes f16, and
- * `enable f16;` is prepended when any does. The WGSL files stay plain WGSL with f32 defaults.
+ * Specialises a WGSL source's storage types: each `alias <name> = f32;` named in `types` becomes f16 (and
+ * `enable f16;` is prepended), or, for bf16, u32 with the shader's loader `fn load_<x>(i: u32) -> f32 { return
+ * f32(<buf>[i]); }` (x = the alias without `_t`) rewritten to unpack the upper or lower half of `<buf>[i / 2]`
+ * (a bf16 is the upper 16 bits of an f32: widening is a shift, exact). The WGSL files stay plain WGSL with f32
+ * defaults.
  */
 export function specialize(wgsl: string, types: Record<string, StorageType>): string {
   let src = wgsl;
@@ -43,6 +49,18 @@ export function specialize(wgsl: string, types: Record<string, StorageType>): st
     if (type === 'f16') {
       src = src.replace(line, `alias ${alias} = f16;`);
       f16 = true;
+    } else if (type === 'bf16') {
+      const name = alias.replace(/_t$/, '');
+      const loader = new RegExp(`fn load_${name}\\(i: u32\\) -> f32 \\{ return f32\\((\\w+)\\[i\\]\\); \\}`);
+      const found = loader.exec(src);
+      if (!found) throw new Error(`shader has no loader "fn load_${name}(i: u32) -> f32 { return f32(<buffer>[i]); }" for bf16`);
+      const buf = found[1];
+      src = src
+        .replace(line, `alias ${alias} = u32;`)
+        .replace(
+          found[0],
+          `fn load_${name}(i: u32) -> f32 { let v = ${buf}[i >> 1u]; return bitcast<f32>(select(v << 16u, v & 0xffff0000u, (i & 1u) == 1u)); }`,
+        );
     }
   }
   return f16 ? `enable f16;\n${src}` : src;

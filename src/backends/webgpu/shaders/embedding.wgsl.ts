@@ -28,6 +28,8 @@ override WORKGROUP: u32 = 64u;
 @group(0) @binding(0) var<uniform> u: Uniforms;
 @group(0) @binding(1) var<storage, read> ids: array<i32>;
 @group(0) @binding(2) var<storage, read> table: array<e_t>;
+// E[i] as f32 (bf16 storage: two per u32, see specialize in pipelines.ts).
+fn load_e(i: u32) -> f32 { return f32(table[i]); }
 @group(0) @binding(3) var<storage, read> a: array<a_t>;
 @group(0) @binding(4) var<storage, read> b: array<b_t>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
@@ -44,7 +46,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_index) lid: 
   if (u.accumulate != 0u) {
     v = y[i * u.dim + c];
   } else if (ok) {
-    v = f32(table[row * u.dim + c]);
+    v = load_e(row * u.dim + c);
   }
   if (ok && u.r > 0u) {
     var d = 0.0;

@@ -7,7 +7,8 @@
  * `t = Σᵢ sᵢ·x·Aᵢ` comes from `lora_shrink` (a lora-bias is one more column of t holding sᵢ, with the bias as
  * the matching row of B). r = 0 is "adapter off": the epilogue loop runs zero times, so the base result is
  * exactly what the plain GEMM produces. Workgroup-shared tiles of x and W; one output per invocation;
- * f32 accumulation whatever the storage type of W and B (`w_t`, `b_t` become f16 with `shader-f16`).
+ * f32 accumulation whatever the storage type of W and B (`w_t`, `b_t` become f16 with `shader-f16`; `w_t` bf16
+ * for a W kept as bf16).
  */
 export const LINEAR_GEMM_WGSL = /* wgsl */ `
 alias w_t = f32;
@@ -32,6 +33,8 @@ override TILE_K: u32 = 16u;
 @group(0) @binding(0) var<uniform> u: Uniforms;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<w_t>;
+// W[i] as f32 (bf16 storage: two per u32, see specialize in pipelines.ts).
+fn load_w(i: u32) -> f32 { return f32(w[i]); }
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> row_scale: array<f32>;
 @group(0) @binding(5) var<storage, read> t: array<f32>;
@@ -62,7 +65,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(local_invocation_id) lid: vec
       let gn = wg.x * TILE_N + i / TILE_K;
       let gk = k0 + i % TILE_K;
       var v = 0.0;
-      if (gn < u.n && gk < u.k) { v = f32(w[gn * u.k + gk]); }
+      if (gn < u.n && gk < u.k) { v = load_w(gn * u.k + gk); }
       w_tile[i] = v;
     }
     workgroupBarrier();

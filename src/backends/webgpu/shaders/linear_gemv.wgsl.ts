@@ -55,6 +55,8 @@ override WORKGROUP: u32 = 256u;
 @group(0) @binding(0) var<uniform> u: Uniforms;
 @group(0) @binding(1) var<storage, read> x: array<f32>;
 @group(0) @binding(2) var<storage, read> w: array<w_t>;
+// W[i] as f32 (bf16 storage: two per u32, see specialize in pipelines.ts).
+fn load_w(i: u32) -> f32 { return f32(w[i]); }
 @group(0) @binding(3) var<storage, read> bias: array<f32>;
 @group(0) @binding(4) var<storage, read> row_scale: array<f32>;
 @group(0) @binding(5) var<storage, read> a: array<a_t>;
@@ -124,7 +126,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
         if (i < u.m) { xv[i] = x[i * u.k + kk]; }
       }
       for (var rr = 0u; rr < ROWS; rr++) {
-        let wv = f32(w[min(row0 + rr, u.n - 1u) * u.k + kk]);
+        let wv = load_w(min(row0 + rr, u.n - 1u) * u.k + kk);
         for (var i = 0u; i < MAX_M; i++) { acc[rr * MAX_M + i] += xv[i] * wv; }
       }
     }
