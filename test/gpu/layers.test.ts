@@ -19,7 +19,7 @@ const toBits = (v: number) => {
   return ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff;
 };
 const fromBits = (h: number) => new Float32Array(new Uint32Array([h << 16]).buffer)[0];
-const same = (a: Float32Array, b: Float32Array) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
+const same = (a: ArrayBufferView, b: ArrayBufferView) => Buffer.from(a.buffer, a.byteOffset, a.byteLength).equals(Buffer.from(b.buffer, b.byteOffset, b.byteLength));
 
 // m = 1, 3: the cooperative GEMV (fused LoRA); m = 17: the tiled GEMM. n·k odd: the last u32 holds one bf16.
 test.each([1, 3, 17])('bf16 W kept on WebGPU, m=%i: half the bytes, LoRA on = float64 reference, off bit-identical', async (m) => {
@@ -72,4 +72,31 @@ test('bf16 embedding table kept on WebGPU: rows widen exactly; LoRAEmbedding add
       expect(Math.abs(got[i * dim + c] - (want[i * dim + c] + 2 * d))).toBeLessThanOrEqual(1e-5);
     }
   });
+});
+
+test('DoRA on a bf16 W kept on WebGPU: m/‖W′‖ from the host bf16 bytes, = float64 reference', async () => {
+  const { DoRALinear } = await import('../../src/lora/dora-linear.js');
+  const be = await gpuBackend();
+  const [m, k, n, r, s] = [2, 21, 11, 2, 1.5];
+  const w = rnd(n * k);
+  const base = new Linear(Tensor.f32(w, [n, k]), undefined, { backend: be, weightDtype: 'bf16' });
+  const a = rnd(k * r), b = rnd(r * n), mag = rnd(n).map((v) => 1 + Math.abs(v)), x = rnd(m * k);
+  const layer = DoRALinear.fromBase(base, { name: 'd', a: Tensor.f32(a, [k, r]), b: Tensor.f32(b, [r, n]), scale: s, magnitude: Tensor.f32(mag, [n]) });
+  const Wp = w.map((v, idx) => {
+    const [j, p] = [Math.floor(idx / k), idx % k];
+    let d = 0;
+    for (let q = 0; q < r; q++) d += a[p * r + q] * b[q * n + j];
+    return fromBits(toBits(v)) + s * d;
+  });
+  const got = await layer.forward(Tensor.f32(x, [m, k])).read();
+  for (let i = 0; i < m; i++)
+    for (let j = 0; j < n; j++) {
+      let dot = 0, norm = 0;
+      for (let p = 0; p < k; p++) {
+        dot += x[i * k + p] * Wp[j * k + p];
+        norm += Wp[j * k + p] ** 2;
+      }
+      const want = (mag[j] / Math.sqrt(norm)) * dot;
+      expect(Math.abs(got[i * n + j] - want)).toBeLessThanOrEqual(1e-5 * Math.max(1, Math.abs(want)));
+    }
 });
