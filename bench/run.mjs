@@ -1,4 +1,4 @@
-// Runs every bench question (or `--only gemm,load,gpu`), prints markdown tables the README can take as they are,
+// Runs every bench question (or `--only gemm,quant,load,gpu`), prints markdown tables the README can take as they are,
 // and writes the same to results.md. `--quick` runs a reduced set for a smoke test (not for the README).
 // From the repo root: `npm run bench` (builds the library, installs the peers from bench/package-lock.json).
 process.env.VK_ICD_FILENAMES ??= '/usr/lib/chromium/vk_swiftshader_icd.json'; // before Dawn starts: see webgpu.mjs
@@ -7,9 +7,11 @@ import { args, machine, pkgVersion } from './lib/common.mjs';
 import { gemmTables, runGemm } from './gemm.mjs';
 import { gpuTables, runGpu } from './webgpu.mjs';
 import { loadTables, runLoad } from './load.mjs';
+import { quantTables, runQuant } from './quant.mjs';
 
 const QUESTIONS = {
   gemm: async (o) => gemmTables(await runGemm(o)),
+  quant: async (o) => quantTables(await runQuant(o)),
   load: async (o) => loadTables(await runLoad(o)),
   gpu: async (o) => gpuTables(await runGpu(o)),
 };

@@ -19,8 +19,9 @@
 using namespace peft;
 
 // Bumped whenever a signature or the Epilogue layout changes; the TS loader checks it.
-PEFT_EXPORT int32_t peft_abi_version(void) { return 3; }
+PEFT_EXPORT int32_t peft_abi_version(void) { return 4; }
 PEFT_EXPORT int32_t peft_quant_strip_rows(void) { return (int32_t)QUANT_STRIP; }
+PEFT_EXPORT size_t peft_f32_qlinear_scratch_bytes(size_t m, size_t k) { return f32_qlinear_scratch_floats(m, k) * 4; }
 
 // ---- linear: y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ); ep: Epilogue* or 0 ----------------------------------
 // scratch: peft_f32_linear_scratch_bytes(m, k) bytes (x packed into 8-row panels for m > 4).

@@ -451,6 +451,40 @@ static inline void f32_gemm_packed_columns(size_t m, size_t n, size_t k, size_t 
   }
 }
 
+// The packed GEMM for a W stored in another form (bf16, quantised): per k-block, x is packed once and each
+// NW-row strip of W is widened by `strip(j, rows, p0, kc, ws)` into ws [rows, kc] f32 (NW·KC floats, stays in
+// L1), then swept by every x panel. The widening runs once per weight per call: n·k against 2·m·n·k flops.
+template <class Strip>
+static inline void f32_gemm_packed_strips__simd128(size_t m, size_t n, size_t k, const float* x, float* y,
+                                                   const Epilogue* ep, float* xp, float* ws, Strip strip) {
+  constexpr int NW = PEFT_GEMM_NW;
+  for (size_t p0 = 0; p0 < k; p0 += PEFT_GEMM_KC) {
+    const size_t kc = p0 + PEFT_GEMM_KC < k ? PEFT_GEMM_KC : k - p0;
+    const Epilogue* e = p0 + kc == k ? ep : nullptr;
+    const bool prev = p0 != 0;
+    f32_pack_x8(m, kc, x + p0, k, xp);
+    size_t j = 0;
+    for (; j + NW <= n; j += NW) {
+      strip(j, (size_t)NW, p0, kc, ws);
+      for (size_t i = 0; i < m; i += PANEL)
+        f32_gemm_8xNW__simd128<NW>(kc, xp + i * kc, ws, y + i * n + j, kc, n, m - i < PANEL ? m - i : PANEL, prev, e,
+                                   i, j);
+    }
+    for (; j < n; j++) {
+      strip(j, (size_t)1, p0, kc, ws);
+      for (size_t i = 0; i < m; i += PANEL)
+        f32_gemm_8xNW__simd128<1>(kc, xp + i * kc, ws, y + i * n + j, kc, n, m - i < PANEL ? m - i : PANEL, prev, e,
+                                  i, j);
+    }
+  }
+}
+
+// Scratch floats of f32_gemm_packed_strips__simd128: x panels, then one strip.
+static inline size_t f32_packed_strips_scratch_floats(size_t m, size_t k) {
+  const size_t kc = k < PEFT_GEMM_KC ? k : PEFT_GEMM_KC;
+  return f32_linear_scratch_floats(m, k) + PEFT_GEMM_NW * kc;
+}
+
 // y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ). One entry for every shape; picks GEMV for m ≤ 4.
 // The epilogue as a separate pass over y [m,n] holding the plain sums: y += Σ_d t_d·B_d (B streamed row by row),
 // then + lora_bias, × row_scale, + bias — the order f32_store_tile__* use, so the bits are the same.

@@ -10,7 +10,7 @@
 //   0,2,4,6 as f32), odd = v & 0xffff0000 (lanes 1,3,5,7).
 //   x is permuted once per call to match, per 8-block [x0 x2 x4 x6 | x1 x3 x5 x7] (scratch [m,k]).
 //   4 < m ≤ BF16_GEMV_MAX_M: the GEMV on 4-row chunks of x.
-//   m > BF16_GEMV_MAX_M, f32xbf16_gemm_packed: linear.h's packed 8×NW GEMM; per k-block the NW×KC strip of W is
+//   m > BF16_GEMV_MAX_M: linear.h's f32_gemm_packed_strips; per k-block the NW×KC strip of W is
 //   widened into
 //   scratch (8 KiB, stays in L1) once and swept by every x panel, so the widening costs n·k shifts per call
 //   against 2·m·n·k flops.
@@ -192,30 +192,6 @@ static inline void bf16_widen_strip__simd128(size_t rows, size_t kc, size_t k, c
   }
 }
 
-static inline void f32xbf16_gemm_packed__simd128(size_t m, size_t n, size_t k, const float* x, const uint16_t* w,
-                                                 float* y, const Epilogue* ep, float* xp, float* ws) {
-  constexpr int NW = PEFT_GEMM_NW;
-  for (size_t p0 = 0; p0 < k; p0 += PEFT_GEMM_KC) {
-    const size_t kc = p0 + PEFT_GEMM_KC < k ? PEFT_GEMM_KC : k - p0;
-    const Epilogue* e = p0 + kc == k ? ep : nullptr;
-    const bool prev = p0 != 0;
-    f32_pack_x8(m, kc, x + p0, k, xp);
-    size_t j = 0;
-    for (; j + NW <= n; j += NW) {
-      bf16_widen_strip__simd128(NW, kc, k, w + j * k + p0, ws);
-      for (size_t i = 0; i < m; i += PANEL)
-        f32_gemm_8xNW__simd128<NW>(kc, xp + i * kc, ws, y + i * n + j, kc, n, m - i < PANEL ? m - i : PANEL, prev, e,
-                                   i, j);
-    }
-    for (; j < n; j++) {
-      bf16_widen_strip__simd128(1, kc, k, w + j * k + p0, ws);
-      for (size_t i = 0; i < m; i += PANEL)
-        f32_gemm_8xNW__simd128<1>(kc, xp + i * kc, ws, y + i * n + j, kc, n, m - i < PANEL ? m - i : PANEL, prev, e,
-                                  i, j);
-    }
-  }
-}
-
 // Up to this m the GEMV runs on 4-row chunks of x, streaming W ⌈m/4⌉ times; above, the packed GEMM widens W strips.
 // Measured at k = n = 4096: m = 5 runs ≈ 1.4× faster as two GEMV passes than through the packed GEMM (one 8-row
 // panel, mostly padding); m = 8 ties; m = 12, 16 are faster packed.
@@ -227,8 +203,7 @@ constexpr size_t BF16_GEMV_MAX_M = PEFT_BF16_GEMV_MAX_M;
 // Scratch floats for both twins: GEMV permuted x [min(m,4),k]; GEMM x panels + one W strip [NW,KC];
 // the scalar twin's strip [BF16_STRIP,k].
 static inline size_t f32xbf16_linear_scratch_floats(size_t m, size_t k) {
-  const size_t kc = k < PEFT_GEMM_KC ? k : PEFT_GEMM_KC;
-  const size_t simd = m <= BF16_GEMV_MAX_M ? (m < 4 ? m : 4) * k : f32_linear_scratch_floats(m, k) + PEFT_GEMM_NW * kc;
+  const size_t simd = m <= BF16_GEMV_MAX_M ? (m < 4 ? m : 4) * k : f32_packed_strips_scratch_floats(m, k);
   const size_t scalar = BF16_STRIP * k;
   return simd > scalar ? simd : scalar;
 }
@@ -245,7 +220,10 @@ static inline void f32xbf16_linear__simd128(size_t m, size_t n, size_t k, const 
     return;
   }
   if (m > BF16_GEMV_MAX_M) {
-    f32xbf16_gemm_packed__simd128(m, n, k, x, w, y, ep, scratch, scratch + f32_linear_scratch_floats(m, k));
+    f32_gemm_packed_strips__simd128(m, n, k, x, y, ep, scratch, scratch + f32_linear_scratch_floats(m, k),
+                                    [w, k](size_t j, size_t rows, size_t p0, size_t kc, float* ws) {
+                                      bf16_widen_strip__simd128(rows, kc, k, w + j * k + p0, ws);
+                                    });
     return;
   }
   // GEMV on chunks of up to 4 rows (the epilogue left is per column: bias, row scale, lora bias).

@@ -8,9 +8,11 @@
 //   multiply-add, rounded as written: the kernels and the reference agree bit for bit on W).
 //   Requires k % group == 0 and group ∈ {32, 64, 128}, so a 32-element chunk never straddles two groups.
 // Linear
-//   y = epilogue(x · Wᵀ): strips of QUANT_STRIP rows are dequantised into caller scratch [QUANT_STRIP, k] f32
-//   and fed to the f32 GEMM of linear.h (GEMV for m ≤ 4): the packed weight is read once per call, the f32
-//   strip stays in L1/L2. Accuracy: that of linear.h on the dequantised W.
+//   y = epilogue(x · Wᵀ). m ≤ 4 (SIMD128): a fused decode GEMV that never writes W out (f32_qgemv, below);
+//   m > 4 (SIMD128): linear.h's packed GEMM over NW×KC strips dequantised on the fly.
+//   In the scalar reference: strips of QUANT_STRIP rows are dequantised into caller scratch
+//   [QUANT_STRIP, k] f32 and fed to the f32 GEMM of linear.h; the packed weight is read once per call, the f32
+//   strip stays in L1/L2. Accuracy: that of linear.h on the dequantised W (the fused GEMV: see there).
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -22,6 +24,21 @@ namespace peft {
 
 // Rows dequantised per strip (a multiple of the GEMM's NR).
 constexpr size_t QUANT_STRIP = 16;
+
+// Run-time constants (see linear_bf16.h): compile-time v128.consts are rematerialised inside the loop by V8.
+static volatile uint32_t g_q_low4 = 0x0f0f0f0fu;     // the low nibble of every byte
+static volatile uint32_t g_q_magic = 0x4b000000u;    // 2^23 as f32: (bits | 2^23) − 2^23 = the integer, exactly
+struct QConsts {
+  v128_t low4, magic;
+  QConsts() : low4(wasm_i32x4_splat((int32_t)g_q_low4)), magic(wasm_i32x4_splat((int32_t)g_q_magic)) {}
+};
+
+// u32 lanes (< 2^23) → f32 as (u | 2^23) − 2^23: two ops, exact. (LLVM turns extend + f32x4.convert_i32x4 into
+// 4 scalar extract/convert/replace per vector here, 5× slower.)
+static inline v128_t u32x4_to_f32x4_exact(v128_t u, const QConsts& c) {
+  return wasm_f32x4_sub(wasm_v128_or(u, c.magic), c.magic);
+}
+
 
 // out [rows, k] = dequantised rows of Wq (row stride k·bits/32 words), scales/biases (row stride k/group).
 static inline void f32_dequantize__scalar(size_t rows, size_t k, size_t bits, size_t group,
@@ -43,7 +60,8 @@ static inline void f32_dequantize__simd128(size_t rows, size_t k, size_t bits, s
                                            const float* __restrict biases, float* __restrict out) {
   assert((bits == 4 || bits == 8) && k % 32 == 0 && group % 32 == 0);
   const size_t row_bytes = k * bits / 8, groups = k / group;
-  const v128_t low4 = wasm_i8x16_splat(0x0f);
+  const QConsts consts;
+  const v128_t low4 = consts.low4;
   for (size_t i = 0; i < rows; i++) {
     const uint8_t* src = (const uint8_t*)wq + i * row_bytes;
     float* o = out + i * k;
@@ -53,7 +71,7 @@ static inline void f32_dequantize__simd128(size_t rows, size_t k, size_t bits, s
       v128_t e[2];  // 32 elements as u8
       if (bits == 4) {
         const v128_t v = wasm_v128_load(src + j / 2);
-        const v128_t lo = wasm_v128_and(v, low4), hi = wasm_u8x16_shr(v, 4);
+        const v128_t lo = wasm_v128_and(v, low4), hi = wasm_v128_and(wasm_u16x8_shr(v, 4), low4);
         e[0] = wasm_i8x16_shuffle(lo, hi, 0, 16, 1, 17, 2, 18, 3, 19, 4, 20, 5, 21, 6, 22, 7, 23);
         e[1] = wasm_i8x16_shuffle(lo, hi, 8, 24, 9, 25, 10, 26, 11, 27, 12, 28, 13, 29, 14, 30, 15, 31);
       } else {
@@ -65,33 +83,201 @@ static inline void f32_dequantize__simd128(size_t rows, size_t k, size_t bits, s
         const v128_t q[4] = {wasm_u32x4_extend_low_u16x8(w0), wasm_u32x4_extend_high_u16x8(w0),
                              wasm_u32x4_extend_low_u16x8(w1), wasm_u32x4_extend_high_u16x8(w1)};
         for (int c = 0; c < 4; c++)
-          wasm_v128_store(o + j + 16 * h + 4 * c, wasm_f32x4_add(wasm_f32x4_mul(sv, wasm_f32x4_convert_i32x4(q[c])), bv));
+          wasm_v128_store(o + j + 16 * h + 4 * c, wasm_f32x4_add(wasm_f32x4_mul(sv, u32x4_to_f32x4_exact(q[c], consts)), bv));
       }
     }
   }
 }
 
 struct QuantSimd128 : Simd128 {
+  static constexpr bool kFusedQGemv = true;
   static inline void dequantize(size_t rows, size_t k, size_t bits, size_t group, const uint32_t* wq,
                                 const float* scales, const float* biases, float* out) {
     f32_dequantize__simd128(rows, k, bits, group, wq, scales, biases, out);
   }
 };
 struct QuantScalar : Scalar {
+  static constexpr bool kFusedQGemv = false;
   static inline void dequantize(size_t rows, size_t k, size_t bits, size_t group, const uint32_t* wq,
                                 const float* scales, const float* biases, float* out) {
     f32_dequantize__scalar(rows, k, bits, group, wq, scales, biases, out);
   }
 };
 
-// y [m,n] = epilogue(x [m,k] · dequantize(Wq)ᵀ); scratch holds QUANT_STRIP·k floats.
+// ---------------------------------------------------------------------------------------------------------
+// Decode (m ≤ 4, SIMD128), fused: W is decoded in registers and never written out. Per group g of a row,
+//   Σ_p x_p·(s_g·q_p + b_g) = s_g·(Σ_p x_p·q_p) + b_g·(Σ_p x_p)        (MLX's qmv form)
+// so a weight costs its unpack, one int→float convert and one multiply-add; Σ_p x_p per group (xs [M, k/group])
+// and, for 4 bits, x permuted to the nibble order (xq [M, k]) are made once per call in scratch.
+// 4 bits: one v128 = 32 codes; v & 0xf holds codes 0,2,…,30 and v >> 4 codes 1,3,…,31 (u8 lanes), widened
+// u8 → u16 → u32 in lane order, so per 32-block xq is [x0 x2 … x30 | x1 x3 … x31]. 8 bits: 16 codes per v128,
+// in order. Accuracy: the two terms can cancel (b ≈ −s·2^(bits−1) for symmetric ranges): error
+// ≲ (k/4 + groups)·2⁻²⁴·Σ_p |x_p|·(|s·q_p| + |b|).
+static inline void f32_qgemv_prepare(size_t m, size_t k, size_t bits, size_t group, const float* __restrict x,
+                                     float* __restrict xq, float* __restrict xs) {
+  const size_t groups = k / group;
+  for (size_t i = 0; i < m; i++) {
+    const float* xr = x + i * k;
+    float* d = xq + i * k;
+    for (size_t g = 0; g < groups; g++) {
+      float sum = 0.0f;
+      for (size_t p = g * group; p < (g + 1) * group; p++) sum += xr[p];
+      xs[i * groups + g] = sum;
+    }
+    if (bits == 4) {
+      for (size_t p = 0; p < k; p += 32)
+        for (size_t l = 0; l < 16; l++) {
+          d[p + l] = xr[p + 2 * l];
+          d[p + 16 + l] = xr[p + 2 * l + 1];
+        }
+    } else {
+      for (size_t p = 0; p < k; p++) d[p] = xr[p];
+    }
+  }
+}
+
+// Codes of one 32-block (4 bits) or two 16-blocks (8 bits) as 8 f32 vectors, in xq's order.
+template <int BITS>
+static inline void f32_qdecode32__simd128(const uint8_t* __restrict src, const QConsts& c, v128_t (&q)[8]) {
+  v128_t h[2];
+  if (BITS == 4) {
+    const v128_t v = wasm_v128_load(src);
+    h[0] = wasm_v128_and(v, c.low4);
+    h[1] = wasm_v128_and(wasm_u16x8_shr(v, 4), c.low4);  // a 16-bit shift + mask: SIMD128 x86 has no byte shift
+  } else {
+    h[0] = wasm_v128_load(src);
+    h[1] = wasm_v128_load(src + 16);
+  }
+  for (int t = 0; t < 2; t++) {
+    const v128_t a = wasm_u16x8_extend_low_u8x16(h[t]), b = wasm_u16x8_extend_high_u8x16(h[t]);
+    q[4 * t + 0] = u32x4_to_f32x4_exact(wasm_u32x4_extend_low_u16x8(a), c);
+    q[4 * t + 1] = u32x4_to_f32x4_exact(wasm_u32x4_extend_high_u16x8(a), c);
+    q[4 * t + 2] = u32x4_to_f32x4_exact(wasm_u32x4_extend_low_u16x8(b), c);
+    q[4 * t + 3] = u32x4_to_f32x4_exact(wasm_u32x4_extend_high_u16x8(b), c);
+  }
+}
+
+// NR rows of Wq × all M rows of x → out [M][NR], then linear.h's SIMD epilogue.
+template <int BITS, int M, int NR>
+static inline void f32_qgemv_rows__simd128(size_t k, size_t group, const float* __restrict xq,
+                                           const float* __restrict xs, const uint8_t* __restrict wq,
+                                           const float* __restrict scales, const float* __restrict biases,
+                                           float* __restrict y, size_t ldy, const Epilogue* ep, size_t j0) {
+  constexpr int P = M == 1 ? 2 : 1;  // partial sums per x row: two keep M = 1's adds off one chain
+  const size_t groups = k / group, row_bytes = k * BITS / 8, blocks = group / 32;
+  const QConsts consts;
+  alignas(16) float out[M][NR];
+  for (int j = 0; j < NR; j++) {
+    const uint8_t* wr = wq + j * row_bytes;
+    const float* sr = scales + j * groups;
+    const float* br = biases + j * groups;
+    v128_t row[M];
+    float bsum[M];
+    for (int i = 0; i < M; i++) {
+      row[i] = wasm_f32x4_splat(0.0f);
+      bsum[i] = 0.0f;
+    }
+    for (size_t g = 0; g < groups; g++) {
+      v128_t acc[M][P];
+      for (int i = 0; i < M; i++)
+        for (int c = 0; c < P; c++) acc[i][c] = wasm_f32x4_splat(0.0f);
+      for (size_t bl = 0; bl < blocks; bl++) {
+        const size_t p = (g * blocks + bl) * 32;
+        v128_t q[8];
+        f32_qdecode32__simd128<BITS>(wr + p * BITS / 8, consts, q);
+        for (int i = 0; i < M; i++) {
+          const float* xr = xq + i * k + p;
+          for (int c = 0; c < 8; c++)
+            acc[i][c % P] = wasm_f32x4_add(acc[i][c % P], wasm_f32x4_mul(wasm_v128_load(xr + 4 * c), q[c]));
+        }
+      }
+      const v128_t sv = wasm_f32x4_splat(sr[g]);
+      for (int i = 0; i < M; i++) {
+        v128_t a = acc[i][0];
+        if (P == 2) a = wasm_f32x4_add(a, acc[i][P - 1]);
+        row[i] = wasm_f32x4_add(row[i], wasm_f32x4_mul(sv, a));
+        bsum[i] += br[g] * xs[i * groups + g];
+      }
+    }
+    for (int i = 0; i < M; i++) {
+      const v128_t a = row[i];
+      out[i][j] = ((wasm_f32x4_extract_lane(a, 0) + wasm_f32x4_extract_lane(a, 2)) +
+                   (wasm_f32x4_extract_lane(a, 1) + wasm_f32x4_extract_lane(a, 3))) +
+                  bsum[i];
+    }
+  }
+  f32_store_tile__simd128<M, NR>(out, y, ldy, false, ep, 0, j0);
+}
+
+template <int BITS, int M>
+static inline void f32_qgemv__simd128(size_t n, size_t k, size_t group, const float* xq, const float* xs,
+                                      const uint32_t* wq, const float* scales, const float* biases, float* y,
+                                      const Epilogue* ep) {
+  const size_t row_bytes = k * BITS / 8, groups = k / group;
+  const uint8_t* w8 = (const uint8_t*)wq;
+  size_t j = 0;
+  for (; j + 4 <= n; j += 4)
+    f32_qgemv_rows__simd128<BITS, M, 4>(k, group, xq, xs, w8 + j * row_bytes, scales + j * groups,
+                                        biases + j * groups, y + j, n, ep, j);
+  for (; j < n; j++)
+    f32_qgemv_rows__simd128<BITS, M, 1>(k, group, xq, xs, w8 + j * row_bytes, scales + j * groups,
+                                        biases + j * groups, y + j, n, ep, j);
+}
+
+template <int BITS>
+static inline void f32_qgemv_m__simd128(size_t m, size_t n, size_t k, size_t group, const float* xq, const float* xs,
+                                        const uint32_t* wq, const float* scales, const float* biases, float* y,
+                                        const Epilogue* ep) {
+  switch (m) {
+    case 1: f32_qgemv__simd128<BITS, 1>(n, k, group, xq, xs, wq, scales, biases, y, ep); return;
+    case 2: f32_qgemv__simd128<BITS, 2>(n, k, group, xq, xs, wq, scales, biases, y, ep); return;
+    case 3: f32_qgemv__simd128<BITS, 3>(n, k, group, xq, xs, wq, scales, biases, y, ep); return;
+    default: f32_qgemv__simd128<BITS, 4>(n, k, group, xq, xs, wq, scales, biases, y, ep); return;
+  }
+}
+
+// Scratch floats the quantised linear needs for m rows (both twins).
+static inline size_t f32_qlinear_scratch_floats(size_t m, size_t k) {
+  const size_t strips = QUANT_STRIP * k, packed = f32_packed_strips_scratch_floats(m, k);
+  return m > 4 && packed > strips ? packed : strips;
+}
+
+// y [m,n] = epilogue(x [m,k] · dequantize(Wq)ᵀ); scratch: f32_qlinear_scratch_floats(m, k).
+// SIMD128: m ≤ 4 the fused decode kernel above, m > 4 linear.h's packed GEMM on dequantised strips. The scalar
+// twin (the reference): strips of QUANT_STRIP rows dequantised into scratch and fed to linear.h's GEMM.
 template <class Isa>
 static inline void f32_qlinear(size_t m, size_t n, size_t k, size_t bits, size_t group, const float* __restrict x,
                                const uint32_t* __restrict wq, const float* __restrict scales,
                                const float* __restrict biases, float* __restrict scratch, float* __restrict y,
                                const Epilogue* ep) {
   assert(m > 0 && n > 0 && k > 0 && x && wq && scales && biases && scratch && y);
+  if (Isa::kFusedQGemv && m <= 4) {
+    if (ep && ep->nterms > 0) {  // as f32_linear: plain sums, then the B-streaming epilogue pass
+      f32_qlinear<Isa>(m, n, k, bits, group, x, wq, scales, biases, scratch, y, nullptr);
+      f32_gemv_epilogue(m, n, y, ep);
+      return;
+    }
+    float* xq = scratch;             // [m,k]
+    float* xs = scratch + m * k;     // [m, k/group]  (m·k + m·k/32 ≤ QUANT_STRIP·k)
+    f32_qgemv_prepare(m, k, bits, group, x, xq, xs);
+    if (bits == 4) f32_qgemv_m__simd128<4>(m, n, k, group, xq, xs, wq, scales, biases, y, ep);
+    else f32_qgemv_m__simd128<8>(m, n, k, group, xq, xs, wq, scales, biases, y, ep);
+    return;
+  }
   const size_t words = k * bits / 32, groups = k / group;
+  if (Isa::kFusedQGemv && m > 4) {
+    // linear.h's packed GEMM, each NW×KC strip dequantised row by row (KC is a multiple of every group size).
+    f32_gemm_packed_strips__simd128(m, n, k, x, y, ep, scratch, scratch + f32_linear_scratch_floats(m, k),
+                                    [=](size_t j, size_t rows, size_t p0, size_t kc, float* ws) {
+                                      for (size_t r = 0; r < rows; r++) {
+                                        const size_t row = j + r;
+                                        f32_dequantize__simd128(1, kc, bits, group, wq + row * words + p0 * bits / 32,
+                                                                scales + row * groups + p0 / group,
+                                                                biases + row * groups + p0 / group, ws + r * kc);
+                                      }
+                                    });
+    return;
+  }
   for (size_t j = 0; j < n; j += QUANT_STRIP) {
     const size_t rows = j + QUANT_STRIP <= n ? QUANT_STRIP : n - j;
     Isa::dequantize(rows, k, bits, group, wq + j * words, scales + j * groups, biases + j * groups, scratch);

@@ -89,7 +89,7 @@ export class WasmBackend implements Backend {
         where: 'WasmBackend.quantizedLinear',
       });
     }
-    const qs = quantScratchBytes(this.runtime, k);
+    const qs = quantScratchBytes(this.runtime, x.size / (x.shape[x.shape.length - 1] || 1), k);
     return this.run('quantizedLinear', x, k, n, [q.w, q.scales, q.biases], bias, deltas, rowScale, qs, (xp, yp, ep, m, ptrs, qsp) =>
       f32QLinear(this.runtime, m, n, k, bits, groupSize, xp, ptrs[0], ptrs[1], ptrs[2], qsp, yp, ep, this.kernels),
     );

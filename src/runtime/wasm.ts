@@ -28,6 +28,7 @@ export interface PeftWasmExports {
   peft_f32_lora_expand__scalar(m: number, n: number, r: number, t: number, b: number, y: number): void;
   peft_f32_dequantize(n: number, k: number, bits: number, group: number, wq: number, scales: number, biases: number, out: number): void;
   peft_f32_dequantize__scalar(n: number, k: number, bits: number, group: number, wq: number, scales: number, biases: number, out: number): void;
+  peft_f32_qlinear_scratch_bytes(m: number, k: number): number;
   peft_f32_qlinear(m: number, n: number, k: number, bits: number, group: number, x: number, wq: number, scales: number, biases: number, scratch: number, y: number, ep: number): void;
   peft_f32_qlinear__scalar(m: number, n: number, k: number, bits: number, group: number, x: number, wq: number, scales: number, biases: number, scratch: number, y: number, ep: number): void;
   peft_f16_to_f32(n: number, src: number, dst: number): void;
@@ -41,7 +42,7 @@ export interface PeftWasmExports {
 }
 
 /** The ABI version cpp/exports.cpp reports; bumped with any signature or struct-layout change. */
-export const ABI_VERSION = 3;
+export const ABI_VERSION = 4;
 
 /**
  * The smallest module that uses a SIMD128 instruction: `(func (result v128) i32.const 0 i32x4.splat)`.

@@ -118,6 +118,8 @@ for (const bits of [4, 8] as const)
   for (const group of [32, 64, 128])
     for (const m of [1, 2, 3, 5, 64]) qcases.push({ m, n: 37, k: 256, bits, group, r: m % 2 ? 8 : 0, bias: m !== 2, rowScale: m === 3 });
 qcases.push({ m: 4, n: 17, k: 128, bits: 4, group: 32, r: 64, bias: true, rowScale: false });
+for (const bits of [4, 8] as const) qcases.push({ m: 4, n: 9, k: 128, bits, group: 128, r: 0, bias: true, rowScale: true }); // fused m = 4
+
 qcases.push({ m: 7, n: 33, k: 4096 + 128, bits: 4, group: 64, r: 1, bias: true, rowScale: true }); // k-block edge
 
 const qtitle = (c: QCase) => `m=${c.m} n=${c.n} k=${c.k} bits=${c.bits} group=${c.group} r=${c.r} bias=${c.bias} rowScale=${c.rowScale}`;
@@ -167,6 +169,45 @@ for (const kernels of ['simd128', 'scalar', 'js'] as const) {
     });
   });
 }
+
+describe('quantizedLinear, decode (m ≤ 4: the fused SIMD GEMV) with MLX-like symmetric ranges', () => {
+  // MLX quantises w ∈ [lo, hi] as s = (hi − lo)/(2^bits − 1), b = lo ≈ −s·2^(bits−1): the fused form
+  // s·Σx·q + b·Σx then subtracts two large terms. Bound: (k + r + 10)·2⁻²³·Σ_p |x_p|·(|s·q_p| + |b|).
+  for (const bits of [4, 8] as const)
+    for (const m of [1, 2, 3, 4])
+      it(`bits=${bits} m=${m} k=512 group=64`, async () => {
+        const be = await WasmBackend.create();
+        const [n, k, group] = [13, 512, 64];
+        const rand = rng(900 + bits * 10 + m);
+        const g = k / group;
+        const codes = Uint8Array.from({ length: n * k }, () => Math.floor(rand() * 2 ** bits));
+        const wq = pack(codes, n, k, bits);
+        const scales = Float32Array.from({ length: n * g }, () => 0.01 + rand() * 0.02);
+        const biases = Float32Array.from(scales, (sc) => -sc * 2 ** (bits - 1) + (rand() - 0.5) * sc);
+        const x = randomF32(rand, m * k);
+        const W = refDequantize(wq, scales, biases, n, k, bits, group);
+        const ref = refLinear(x, m, k, W, n, undefined, []);
+        const bound = new Float64Array(m * n);
+        for (let i = 0; i < m; i++)
+          for (let j = 0; j < n; j++)
+            for (let p = 0; p < k; p++) {
+              const gi = j * g + Math.floor(p / group);
+              bound[i * n + j] += Math.abs(x[i * k + p]) * (Math.abs(scales[gi] * codes[j * k + p]) + Math.abs(biases[gi]));
+            }
+        const q: QuantizedWeight = {
+          w: be.upload(Tensor.from(new Uint32Array(wq), [n, (k * bits) / 32], 'u32')),
+          scales: be.upload(Tensor.from(scales, [n, g], 'f32')),
+          biases: be.upload(Tensor.from(biases, [n, g], 'f32')),
+          bits,
+          groupSize: group,
+          k,
+          n,
+        };
+        const y = be.quantizedLinear(Tensor.from(x, [m, k], 'f32'), q, undefined, []);
+        expectClose(y.data, ref, (j) => (k + 10) * EPS32 * bound[j], `symmetric bits=${bits} m=${m}`);
+        y.dispose();
+      });
+});
 
 describe('quantizedLinear layout checks', () => {
   it('rejects k not a multiple of the group', async () => {

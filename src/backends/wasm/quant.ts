@@ -1,9 +1,9 @@
 import type { WasmRuntime } from '../../runtime/wasm.js';
 import type { Kernels } from './linear.js';
 
-/** Rows dequantised per strip by the quantised linear; its scratch is `quantScratchBytes(k)`. */
-export function quantScratchBytes(rt: WasmRuntime, k: number): number {
-  return rt.exports.peft_quant_strip_rows() * k * 4;
+/** Scratch bytes the quantised linear needs for m rows of k features (cpp/quant.h `f32_qlinear_scratch_floats`). */
+export function quantScratchBytes(rt: WasmRuntime, m: number, k: number): number {
+  return rt.exports.peft_f32_qlinear_scratch_bytes(m, k) >>> 0;
 }
 
 /** `out [n,k] = scales·q + biases` per group (cpp/quant.h, MLX affine layout). Arguments are byte offsets. */
@@ -15,7 +15,7 @@ export function f32Dequantize(
   else rt.exports.peft_f32_dequantize(n, k, bits, group, wq, scales, biases, out);
 }
 
-/** `y [m,n] = epilogue(x [m,k] · dequantize(Wq)ᵀ)` (cpp/quant.h); `scratch`: `quantScratchBytes(k)` bytes. */
+/** `y [m,n] = epilogue(x [m,k] · dequantize(Wq)ᵀ)` (cpp/quant.h); `scratch`: `quantScratchBytes(m, k)` bytes. */
 export function f32QLinear(
   rt: WasmRuntime, m: number, n: number, k: number, bits: number, group: number, x: number,
   wq: number, scales: number, biases: number, scratch: number, y: number, ep: number, kernels: Kernels = 'simd128',
