@@ -52,7 +52,7 @@ export async function runGemm({ quick = false, log = console.error } = {}) {
         const fns = Object.fromEntries(here.map((p) => [p.id, () => preps[p.id].run(x, m)]));
         // Call by call, the libraries in turn: each call finds W out of cache, as a layer in a real model does,
         // and a burst of other work on the machine hits every library alike.
-        const t = await timeInterleaved(fns, big ? { warmup: 1, minIters: 3, budgetMs: 0 } : { budgetMs: quick ? 300 : 2500, minIters: 7 });
+        const t = await timeInterleaved(fns, big ? { warmup: 1, warmupMs: 0, minIters: 3, budgetMs: 0 } : { budgetMs: quick ? 300 : 2500, minIters: 7 });
         for (const p of here) {
           const gflops = (flopsPerRow * m) / t[p.id] / 1e6;
           ((res[size][r][m] ??= {})[p.id] = { ms: t[p.id], gflops, err: errs[p.id] });

@@ -60,12 +60,15 @@ export async function timeRounds(fns, { rounds = 5, roundMs = 100, warmup = 1 } 
 
 /**
  * Times several functions call by call: a, b, c, then b, c, a, … until `budgetMs` (at least `minIters` turns),
- * and returns each one's median call. Neighbouring calls see the same machine, so this is the estimator for
+ * and returns each one's median call, after a warm-up of `warmup` turns and at least `warmupMs`. Neighbouring calls see the same machine, so this is the estimator for
  * differences of a few percent (an adapter's cost, an adapter switched off), where best-of-rounds is too noisy.
  */
-export async function timeInterleaved(fns, { budgetMs = 3000, minIters = 15, warmup = 2 } = {}) {
+export async function timeInterleaved(fns, { budgetMs = 3000, minIters = 15, warmup = 2, warmupMs = 400 } = {}) {
   const ids = Object.keys(fns);
-  for (let i = 0; i < warmup; i++) for (const id of ids) await fns[id]();
+  // Warm up by count and by time: V8 runs wasm in its baseline tier (Liftoff) until a function is hot and its
+  // optimised code is ready, and a kernel first used here may still be in Liftoff after a couple of calls.
+  const w0 = performance.now();
+  for (let i = 0; i < warmup || performance.now() - w0 < warmupMs; i++) for (const id of ids) await fns[id]();
   const ts = Object.fromEntries(ids.map((id) => [id, []]));
   const start = performance.now();
   for (let i = 0; i < minIters || performance.now() - start < budgetMs; i++) {
