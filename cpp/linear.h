@@ -428,35 +428,19 @@ static inline size_t f32_linear_scratch_floats(size_t m, size_t k) {
   return (m + PANEL - 1) / PANEL * PANEL * kc;
 }
 
-// Columns [j_begin, j_end) of y for all m rows, W rows starting at `w` (= row j_begin), x packed per k-block.
-template <class P>
-static inline void f32_gemm_packed_columns(size_t m, size_t n, size_t k, size_t j_begin, size_t j_end,
-                                           const float* x, const float* w, float* y, const Epilogue* ep,
-                                           float* xp) {
-  constexpr int NW = PEFT_GEMM_NW;
-  for (size_t p0 = 0; p0 < k; p0 += PEFT_GEMM_KC) {
-    const size_t kc = p0 + PEFT_GEMM_KC < k ? PEFT_GEMM_KC : k - p0;
-    const Epilogue* e = p0 + kc == k ? ep : nullptr;
-    const bool prev = p0 != 0;
-    f32_pack_x8(m, kc, x + p0, k, xp);
-    size_t j = j_begin;
-    for (; j + NW <= j_end; j += NW)
-      for (size_t i = 0; i < m; i += PANEL)
-        P::template gemm<NW>(kc, xp + i * kc, w + (j - j_begin) * k + p0, y + i * n + j, k, n,
-                             m - i < PANEL ? m - i : PANEL, prev, e, i, j);
-    for (; j < j_end; j++)
-      for (size_t i = 0; i < m; i += PANEL)
-        P::template gemm<1>(kc, xp + i * kc, w + (j - j_begin) * k + p0, y + i * n + j, k, n,
-                            m - i < PANEL ? m - i : PANEL, prev, e, i, j);
-  }
-}
+// The rows×kc block of W at (row j, column p0) as the packed kernel reads it: a pointer and a row stride.
+struct WStrip {
+  const float* w;
+  size_t ldw;
+};
 
-// The packed GEMM for a W stored in another form (bf16, quantised): per k-block, x is packed once and each
-// NW-row strip of W is widened by `strip(j, rows, p0, kc, ws)` into ws [rows, kc] f32 (NW·KC floats, stays in
-// L1), then swept by every x panel. The widening runs once per weight per call: n·k against 2·m·n·k flops.
-template <class Strip>
-static inline void f32_gemm_packed_strips__simd128(size_t m, size_t n, size_t k, const float* x, float* y,
-                                                   const Epilogue* ep, float* xp, float* ws, Strip strip) {
+// Packed GEMM driver: per k-block, x is packed once into 8-row panels, then each NW-row strip of W, from
+// `strip(j, rows, p0, kc)`, is swept by every panel. An f32 W is its own strip (no copy); a W stored in another
+// form (bf16, quantised) is widened into ws [rows, kc] (NW·KC floats, stays in L1) by its strip function, once per
+// weight per call: n·k against 2·m·n·k flops.
+template <class P, class Strip>
+static inline void f32_gemm_packed(size_t m, size_t n, size_t k, const float* x, float* y, const Epilogue* ep,
+                                   float* xp, Strip strip) {
   constexpr int NW = PEFT_GEMM_NW;
   for (size_t p0 = 0; p0 < k; p0 += PEFT_GEMM_KC) {
     const size_t kc = p0 + PEFT_GEMM_KC < k ? PEFT_GEMM_KC : k - p0;
@@ -465,21 +449,19 @@ static inline void f32_gemm_packed_strips__simd128(size_t m, size_t n, size_t k,
     f32_pack_x8(m, kc, x + p0, k, xp);
     size_t j = 0;
     for (; j + NW <= n; j += NW) {
-      strip(j, (size_t)NW, p0, kc, ws);
+      const WStrip s = strip(j, (size_t)NW, p0, kc);
       for (size_t i = 0; i < m; i += PANEL)
-        f32_gemm_8xNW__simd128<NW>(kc, xp + i * kc, ws, y + i * n + j, kc, n, m - i < PANEL ? m - i : PANEL, prev, e,
-                                   i, j);
+        P::template gemm<NW>(kc, xp + i * kc, s.w, y + i * n + j, s.ldw, n, m - i < PANEL ? m - i : PANEL, prev, e, i, j);
     }
     for (; j < n; j++) {
-      strip(j, (size_t)1, p0, kc, ws);
+      const WStrip s = strip(j, (size_t)1, p0, kc);
       for (size_t i = 0; i < m; i += PANEL)
-        f32_gemm_8xNW__simd128<1>(kc, xp + i * kc, ws, y + i * n + j, kc, n, m - i < PANEL ? m - i : PANEL, prev, e,
-                                  i, j);
+        P::template gemm<1>(kc, xp + i * kc, s.w, y + i * n + j, s.ldw, n, m - i < PANEL ? m - i : PANEL, prev, e, i, j);
     }
   }
 }
 
-// Scratch floats of f32_gemm_packed_strips__simd128: x panels, then one strip.
+// Scratch floats of f32_gemm_packed with a widened strip: x panels, then one strip.
 static inline size_t f32_packed_strips_scratch_floats(size_t m, size_t k) {
   const size_t kc = k < PEFT_GEMM_KC ? k : PEFT_GEMM_KC;
   return f32_linear_scratch_floats(m, k) + PEFT_GEMM_NW * kc;
@@ -527,7 +509,10 @@ static inline void f32_linear(size_t m, size_t n, size_t k, const float* __restr
     case 2: f32_gemv<Isa, 2>(n, k, x, w, y, ep); return;
     case 3: f32_gemv<Isa, 3>(n, k, x, w, y, ep); return;
     case 4: f32_gemv<Isa, 4>(n, k, x, w, y, ep); return;
-    default: f32_gemm_packed_columns<P>(m, n, k, 0, n, x, w, y, ep, scratch); return;
+    default:
+      f32_gemm_packed<P>(m, n, k, x, y, ep, scratch,
+                         [w, k](size_t j, size_t, size_t p0, size_t) { return WStrip{w + j * k + p0, k}; });
+      return;
   }
 }
 

@@ -10,7 +10,7 @@
 //   0,2,4,6 as f32), odd = v & 0xffff0000 (lanes 1,3,5,7).
 //   x is permuted once per call to match, per 8-block [x0 x2 x4 x6 | x1 x3 x5 x7] (scratch [m,k]).
 //   4 < m ≤ BF16_GEMV_MAX_M: the GEMV on 4-row chunks of x.
-//   m > BF16_GEMV_MAX_M: linear.h's f32_gemm_packed_strips; per k-block the NW×KC strip of W is
+//   m > BF16_GEMV_MAX_M: linear.h's packed GEMM (f32_gemm_packed); per k-block the NW×KC strip of W is
 //   widened into
 //   scratch (8 KiB, stays in L1) once and swept by every x panel, so the widening costs n·k shifts per call
 //   against 2·m·n·k flops.
@@ -220,10 +220,11 @@ static inline void f32xbf16_linear__simd128(size_t m, size_t n, size_t k, const 
     return;
   }
   if (m > BF16_GEMV_MAX_M) {
-    f32_gemm_packed_strips__simd128(m, n, k, x, y, ep, scratch, scratch + f32_linear_scratch_floats(m, k),
-                                    [w, k](size_t j, size_t rows, size_t p0, size_t kc, float* ws) {
-                                      bf16_widen_strip__simd128(rows, kc, k, w + j * k + p0, ws);
-                                    });
+    float* ws = scratch + f32_linear_scratch_floats(m, k);
+    f32_gemm_packed<PackedSimd128>(m, n, k, x, y, ep, scratch, [w, k, ws](size_t j, size_t rows, size_t p0, size_t kc) {
+      bf16_widen_strip__simd128(rows, kc, k, w + j * k + p0, ws);
+      return WStrip{ws, kc};
+    });
     return;
   }
   // GEMV on chunks of up to 4 rows (the epilogue left is per column: bias, row scale, lora bias).

@@ -267,15 +267,15 @@ static inline void f32_qlinear(size_t m, size_t n, size_t k, size_t bits, size_t
   const size_t words = k * bits / 32, groups = k / group;
   if (Isa::kFusedQGemv && m > 4) {
     // linear.h's packed GEMM, each NW×KC strip dequantised row by row (KC is a multiple of every group size).
-    f32_gemm_packed_strips__simd128(m, n, k, x, y, ep, scratch, scratch + f32_linear_scratch_floats(m, k),
-                                    [=](size_t j, size_t rows, size_t p0, size_t kc, float* ws) {
-                                      for (size_t r = 0; r < rows; r++) {
-                                        const size_t row = j + r;
-                                        f32_dequantize__simd128(1, kc, bits, group, wq + row * words + p0 * bits / 32,
-                                                                scales + row * groups + p0 / group,
-                                                                biases + row * groups + p0 / group, ws + r * kc);
-                                      }
-                                    });
+    float* ws = scratch + f32_linear_scratch_floats(m, k);
+    f32_gemm_packed<PackedSimd128>(m, n, k, x, y, ep, scratch, [=](size_t j, size_t rows, size_t p0, size_t kc) {
+      for (size_t r = 0; r < rows; r++) {
+        const size_t row = j + r;
+        f32_dequantize__simd128(1, kc, bits, group, wq + row * words + p0 * bits / 32, scales + row * groups + p0 / group,
+                                biases + row * groups + p0 / group, ws + r * kc);
+      }
+      return WStrip{ws, kc};
+    });
     return;
   }
   for (size_t j = 0; j < n; j += QUANT_STRIP) {
