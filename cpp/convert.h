@@ -78,29 +78,43 @@ static inline void f32_to_bf16__scalar(size_t n, const float* __restrict src, ui
 }
 
 // ---- SIMD128 -------------------------------------------------------------------------------------------
-static inline v128_t f16x4_to_f32x4(v128_t h /* u32 lanes holding 16-bit patterns */) {
-  const v128_t sign = wasm_i32x4_shl(wasm_v128_and(h, wasm_i32x4_splat(0x8000)), 16);
-  const v128_t em = wasm_i32x4_shl(wasm_v128_and(h, wasm_i32x4_splat(0x7fff)), 13);
+// The f16 → f32 constants, loaded at run time once per call: as compile-time v128.consts LLVM sinks them into the
+// loop and V8 rematerialises each one on every iteration (see linear_bf16.h).
+static volatile uint32_t g_f16_consts[9] = {0x8000,     0x7fff,     0x38000000, 0x03ff,    0x33800000,
+                                            0x00800000, 0x0f800000, 0x7f800000, 0x00400000};
+struct F16Consts {
+  v128_t sign, em, rebias, mant, two_m24, min_normal, infnan, exp_ones, quiet;
+  F16Consts()
+      : sign(wasm_i32x4_splat((int32_t)g_f16_consts[0])), em(wasm_i32x4_splat((int32_t)g_f16_consts[1])),
+        rebias(wasm_i32x4_splat((int32_t)g_f16_consts[2])), mant(wasm_i32x4_splat((int32_t)g_f16_consts[3])),
+        two_m24(wasm_i32x4_splat((int32_t)g_f16_consts[4])), min_normal(wasm_i32x4_splat((int32_t)g_f16_consts[5])),
+        infnan(wasm_i32x4_splat((int32_t)g_f16_consts[6])), exp_ones(wasm_i32x4_splat((int32_t)g_f16_consts[7])),
+        quiet(wasm_i32x4_splat((int32_t)g_f16_consts[8])) {}
+};
+
+static inline v128_t f16x4_to_f32x4(v128_t h /* u32 lanes holding 16-bit patterns */, const F16Consts& c) {
+  const v128_t sign = wasm_i32x4_shl(wasm_v128_and(h, c.sign), 16);
+  const v128_t em = wasm_i32x4_shl(wasm_v128_and(h, c.em), 13);
   // Normals: rebias the exponent by an integer add (+112 << 23). Subnormals: mantissa·2⁻²⁴ from an int
   // convert, so no f32 denormal is ever an operand (x86 takes a slow microcode assist on those).
-  const v128_t normal = wasm_i32x4_add(em, wasm_i32x4_splat(0x38000000));
-  const v128_t sub = wasm_f32x4_mul(wasm_f32x4_convert_i32x4(wasm_v128_and(h, wasm_i32x4_splat(0x03ff))),
-                                    wasm_i32x4_splat(0x33800000));
-  const v128_t finite = wasm_v128_bitselect(sub, normal, wasm_i32x4_lt(em, wasm_i32x4_splat(0x00800000)));
+  const v128_t normal = wasm_i32x4_add(em, c.rebias);
+  const v128_t sub = wasm_f32x4_mul(wasm_f32x4_convert_i32x4(wasm_v128_and(h, c.mant)), c.two_m24);
+  const v128_t finite = wasm_v128_bitselect(sub, normal, wasm_i32x4_lt(em, c.min_normal));
   // em < 2^28, so a signed compare is exact.
-  const v128_t is_infnan = wasm_i32x4_ge(em, wasm_i32x4_splat(0x0f800000));
-  v128_t special = wasm_v128_or(em, wasm_i32x4_splat(0x7f800000));
-  const v128_t is_nan = wasm_i32x4_gt(em, wasm_i32x4_splat(0x0f800000));
-  special = wasm_v128_or(special, wasm_v128_and(is_nan, wasm_i32x4_splat(0x00400000)));
+  const v128_t is_infnan = wasm_i32x4_ge(em, c.infnan);
+  v128_t special = wasm_v128_or(em, c.exp_ones);
+  const v128_t is_nan = wasm_i32x4_gt(em, c.infnan);
+  special = wasm_v128_or(special, wasm_v128_and(is_nan, c.quiet));
   return wasm_v128_or(sign, wasm_v128_bitselect(special, finite, is_infnan));
 }
 
 static inline void f16_to_f32__simd128(size_t n, const uint16_t* __restrict src, float* __restrict dst) {
+  const F16Consts c;
   size_t i = 0;
   for (; i + 8 <= n; i += 8) {
     const v128_t h = wasm_v128_load(src + i);
-    wasm_v128_store(dst + i, f16x4_to_f32x4(wasm_u32x4_extend_low_u16x8(h)));
-    wasm_v128_store(dst + i + 4, f16x4_to_f32x4(wasm_u32x4_extend_high_u16x8(h)));
+    wasm_v128_store(dst + i, f16x4_to_f32x4(wasm_u32x4_extend_low_u16x8(h), c));
+    wasm_v128_store(dst + i + 4, f16x4_to_f32x4(wasm_u32x4_extend_high_u16x8(h), c));
   }
   f16_to_f32__scalar(n - i, src + i, dst + i);
 }
