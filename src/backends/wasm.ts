@@ -8,10 +8,8 @@ import { toF32Tensor } from './wasm/convert.js';
 import {
   type EpilogueTerm,
   type Kernels,
-  bf16LinearScratchBytes,
   epilogueBytes,
   f32Linear,
-  f32xbf16Linear,
   linearScratchBytes,
   writeEpilogue,
 } from './wasm/linear.js';
@@ -68,15 +66,11 @@ export class WasmBackend implements Backend {
   linear(x: Tensor, w: Tensor, bias: Tensor | undefined, deltas: readonly LoRADelta[], rowScale?: Tensor): Tensor {
     const [n, k] = w.shape;
     const m = x.size / (x.shape[x.shape.length - 1] || 1);
+    // A resident bf16 W (uploaded with keepBf16) is read as it is by the bf16 kernel; anything else as f32.
     const wBf16 = w.dtype === 'bf16' ? wasmPtrOf(this.runtime, w) : undefined;
-    if (wBf16 !== undefined) {
-      // A resident bf16 W (uploaded with keepBf16): the bf16 kernel reads it as it is.
-      return this.run('linear', x, k, n, [], bias, deltas, rowScale, bf16LinearScratchBytes(this.runtime, m, k), (xp, yp, ep, mm, _, sp) =>
-        f32xbf16Linear(this.runtime, mm, n, k, xp, wBf16, yp, ep, sp, this.kernels),
-      );
-    }
-    return this.run('linear', x, k, n, [w], bias, deltas, rowScale, linearScratchBytes(this.runtime, m, k), (xp, yp, ep, mm, ptrs, sp) =>
-      f32Linear(this.runtime, mm, n, k, xp, ptrs[0], yp, ep, sp, this.kernels),
+    const wDtype = wBf16 === undefined ? 'f32' : 'bf16';
+    return this.run('linear', x, k, n, wBf16 === undefined ? [w] : [], bias, deltas, rowScale, linearScratchBytes(this.runtime, m, k, wDtype), (xp, yp, ep, mm, ptrs, sp) =>
+      f32Linear(this.runtime, mm, n, k, xp, wBf16 ?? ptrs[0], yp, ep, sp, this.kernels, wDtype),
     );
   }
 

@@ -42,34 +42,26 @@ export function writeEpilogue(rt: WasmRuntime, ptr: number, e: EpilogueSpec): vo
   }
 }
 
-/** Scratch bytes `f32Linear` needs for m rows of k features (x packed into 8-row panels when m > 4). */
-export function linearScratchBytes(rt: WasmRuntime, m: number, k: number): number {
-  return rt.exports.peft_f32_linear_scratch_bytes(m, k) >>> 0;
+/** The storage of W a linear kernel reads: f32 (cpp/linear.h) or bf16 (cpp/linear_bf16.h). */
+export type WeightDtype = 'f32' | 'bf16';
+
+/** Scratch bytes `f32Linear` needs for m rows of k features with a `wDtype` W. */
+export function linearScratchBytes(rt: WasmRuntime, m: number, k: number, wDtype: WeightDtype = 'f32'): number {
+  const ex = rt.exports;
+  return (wDtype === 'bf16' ? ex.peft_f32xbf16_linear_scratch_bytes(m, k) : ex.peft_f32_linear_scratch_bytes(m, k)) >>> 0;
 }
 
 /**
- * `y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ)` (cpp/linear.h). `ep` = 0: plain `x·Wᵀ`; `scratch`: at least
- * `linearScratchBytes(m, k)` bytes. All pointer arguments are byte offsets into wasm memory.
+ * `y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ)` (cpp/linear.h; W bf16: cpp/linear_bf16.h, same contract). `ep` = 0:
+ * plain `x·Wᵀ`; `scratch`: at least `linearScratchBytes(m, k, wDtype)` bytes. Pointers are byte offsets into wasm memory.
  */
 export function f32Linear(
-  rt: WasmRuntime, m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number, kernels: Kernels = 'simd128',
+  rt: WasmRuntime, m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number,
+  kernels: Kernels = 'simd128', wDtype: WeightDtype = 'f32',
 ): void {
-  if (kernels === 'scalar') rt.exports.peft_f32_linear__scalar(m, n, k, x, w, y, ep, scratch);
-  else rt.exports.peft_f32_linear(m, n, k, x, w, y, ep, scratch);
-}
-
-/** Scratch bytes `f32xbf16Linear` needs for m rows of k features. */
-export function bf16LinearScratchBytes(rt: WasmRuntime, m: number, k: number): number {
-  return rt.exports.peft_f32xbf16_linear_scratch_bytes(m, k) >>> 0;
-}
-
-/**
- * `y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ)` with W bf16 (cpp/linear_bf16.h): same contract as `f32Linear`;
- * `scratch`: at least `bf16LinearScratchBytes(m, k)` bytes.
- */
-export function f32xbf16Linear(
-  rt: WasmRuntime, m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number, kernels: Kernels = 'simd128',
-): void {
-  if (kernels === 'scalar') rt.exports.peft_f32xbf16_linear__scalar(m, n, k, x, w, y, ep, scratch);
-  else rt.exports.peft_f32xbf16_linear(m, n, k, x, w, y, ep, scratch);
+  const ex = rt.exports;
+  const f = wDtype === 'bf16'
+    ? (kernels === 'scalar' ? ex.peft_f32xbf16_linear__scalar : ex.peft_f32xbf16_linear)
+    : (kernels === 'scalar' ? ex.peft_f32_linear__scalar : ex.peft_f32_linear);
+  f(m, n, k, x, w, y, ep, scratch);
 }
