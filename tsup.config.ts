@@ -1,49 +1,79 @@
-import { readFileSync } from 'node:fs';
+import { existsSync, readFileSync } from 'node:fs';
+import { resolve } from 'node:path';
+import type { Plugin } from 'esbuild';
 import { defineConfig, type Options } from 'tsup';
 
 const pkg = JSON.parse(readFileSync('./package.json', 'utf8')) as { version: string };
 
 const define = { __PEFTJS_VERSION__: JSON.stringify(pkg.version) };
 
-// One neutral build serves Node, Deno, Bun and bundlers: the wasm bytes are inlined (src/runtime/wasm-bytes.ts),
-// zod stays a normal dependency, and `node:*` modules stay external, reached only through dynamic import() on the
-// runtimes that have them. `peftjs/standalone` is the same code with zod bundled and minified, for a plain
-// `<script type="module">` in a browser with no bundler and no import map.
+/**
+ * The `browser` builds swap every module `x.ts` that has a sibling `x.browser.ts` for that twin (today
+ * src/io/node.ts, whose twin has the same exports and no `node:` import). Bundlers that follow the `browser`
+ * export condition (esbuild, Vite, webpack 5, Rollup with `browser: true`) then never see a Node module.
+ */
+const browserTwins: Plugin = {
+  name: 'peftjs-browser-twins',
+  setup(build) {
+    build.onResolve({ filter: /^\.\.?\/.*\.js$/ }, (args) => {
+      const twin = resolve(args.resolveDir, args.path.replace(/\.js$/, '.browser.ts'));
+      return existsSync(twin) ? { path: twin } : undefined;
+    });
+  },
+};
+
+const library = {
+  platform: 'neutral',
+  target: 'es2022',
+  esbuildOptions(o) {
+    o.mainFields = ['module', 'main'];
+  },
+  // Keep `node:fs/promises` as written: without the prefix, browser bundlers look for an npm package `fs`.
+  removeNodeProtocol: false,
+  define,
+  splitting: false,
+} satisfies Options;
+
+// `peftjs` resolves by export condition (package.json): `browser` → dist/index.browser.js (no Node module
+// anywhere in it), `import` → dist/index.js, `require` → dist/index.cjs, each with its own types (.d.ts for
+// ESM, .d.cts for CJS). The wasm bytes are inlined (src/runtime/wasm-bytes.ts) and zod stays a dependency.
+// `peftjs/standalone` is the browser build with zod bundled and minified, for a plain `<script type="module">`
+// with no bundler and no import map.
 export default defineConfig([
   {
+    ...library,
     entry: { index: 'src/index.ts' },
     format: ['esm', 'cjs'],
     // The public types name GPUDevice/GPUBuffer: point consumers at @webgpu/types (a dependency, types only).
-    dts: { banner: '/// <reference types="@webgpu/types" />' },
+    // Tensor implements Disposable: the lib reference lets `[Symbol.dispose]` type-check under lib es2022.
+    dts: { banner: '/// <reference types="@webgpu/types" />\n/// <reference lib="esnext.disposable" />' },
     shims: true,
-    platform: 'neutral',
-    target: 'es2022',
-    esbuildOptions(o) {
-      o.mainFields = ['module', 'main'];
-    },
     external: [/^node:/, 'webgpu', 'zod'],
-    define,
-    splitting: false,
   },
   {
+    ...library,
+    entry: { 'index.browser': 'src/index.ts' },
+    format: ['esm'],
+    platform: 'browser',
+    esbuildPlugins: [browserTwins],
+    external: ['webgpu', 'zod'],
+  },
+  {
+    ...library,
     entry: { 'peftjs.standalone': 'src/index.ts' },
     format: ['esm'],
-    platform: 'neutral',
-    target: 'es2022',
-    esbuildOptions(o) {
-      o.mainFields = ['module', 'main'];
-    },
+    platform: 'browser',
+    esbuildPlugins: [browserTwins],
     noExternal: ['zod'],
-    external: [/^node:/, 'webgpu'],
+    external: ['webgpu'],
     minify: true,
-    define,
-    splitting: false,
   },
   {
     entry: { cli: 'src/cli/index.ts' },
     format: ['esm'],
     platform: 'node',
     target: 'node20',
+    removeNodeProtocol: false,
     external: ['webgpu', 'zod'],
     define,
     banner: { js: '#!/usr/bin/env node' },
