@@ -155,7 +155,8 @@ export type ApplyCode =
   | 'fused'
   | 'not_fused'
   | 'apply_failed'
-  | 'bad_option';
+  | 'bad_option'
+  | 'wrong_module_type';
 export class ApplyError extends PeftError<ApplyCode> {}
 
 export type IoCode = 'not_found' | 'http_error' | 'truncated' | 'aborted' | 'unsupported_source' | 'read_failed' | 'too_large';

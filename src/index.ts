@@ -27,10 +27,10 @@ export { loadAdapter } from './peft/detect.js';
 export { loadMLX } from './mlx/load.js';
 export { saveMLX } from './mlx/save.js';
 export type { AdapterModule, AdapterReplacement, AdapterSpec } from './lora/spec.js';
-export { buildReport } from './lora/report.js';
+export { buildReport, type AdapterReport, type ReportRow } from './lora/report.js';
 
 // Layers and models
-export { Module } from './nn/module.js';
+export { Module, type ModuleClass } from './nn/module.js';
 export { Linear, type Projection, type LayerOptions } from './nn/linear.js';
 export { Conv1D } from './nn/conv1d.js';
 export { QuantizedLinear, type QuantizeOptions } from './nn/quantized-linear.js';

@@ -1,4 +1,8 @@
 import { ApplyError } from '../errors.js';
+
+/** A Module subclass, as `Module.get` takes it to check what it returns (abstract classes included). */
+export type ModuleClass<T extends Module> = abstract new (...args: any[]) => T;
+
 /**
  * A module tree with HF paths: `model.layers.0.self_attn.q_proj` names the child `q_proj` of `self_attn` of
  * the child `0` of `layers` of `model`. A Module is a node with named children, in insertion order; layers
@@ -14,15 +18,23 @@ export class Module {
     return this;
   }
 
-  /** The module at a dotted path (`''` is this module), or undefined. */
-  get(path: string): Module | undefined {
-    if (path === '') return this;
+  /**
+   * The module at a dotted path (`''` is this module), or undefined. Name the layer class to get it typed and
+   * checked: `model.get(path, LoRALinear)?.forward(x)` (ApplyError 'wrong_module_type' if it is something else);
+   * `model.get<LoRALinear>(path)` types it without a check.
+   */
+  get<T extends Module = Module>(path: string, type?: ModuleClass<T>): T | undefined {
     let m: Module | undefined = this;
-    for (const part of path.split('.')) {
-      m = m.children.get(part);
-      if (!m) return undefined;
+    if (path !== '') {
+      for (const part of path.split('.')) {
+        m = m.children.get(part);
+        if (!m) return undefined;
+      }
     }
-    return m;
+    if (type && !(m instanceof type)) {
+      throw new ApplyError('wrong_module_type', 'the module is not of the class asked for', { module: path, expected: type.name, got: m.constructor.name });
+    }
+    return m as T;
   }
 
   /** Replaces the module at `path` (which must exist) and returns the module that was there. */
