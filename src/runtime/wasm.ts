@@ -8,9 +8,21 @@ import { WASM_BASE64 } from './wasm-bytes.js';
  * `initWasm()` is idempotent and safe to call concurrently.
  */
 
+/**
+ * The parts of `WebAssembly.Memory` and of `WebAssembly` that the public types name, spelled out: a Node
+ * consumer type-checking with `lib: ["es2022"]` and @types/node has no `WebAssembly` namespace (it is in the DOM lib).
+ */
+export interface WasmMemory {
+  readonly buffer: ArrayBuffer;
+  grow(delta: number): number;
+}
+export interface WasmValidator {
+  validate(bytes: Uint8Array<ArrayBuffer>): boolean;
+}
+
 /** The raw C ABI of cpp/exports.cpp. Pointers and sizes are i32; read returned pointers as `p >>> 0`. */
 export interface PeftWasmExports {
-  readonly memory: WebAssembly.Memory;
+  readonly memory: WasmMemory;
   _initialize(): void;
   malloc(bytes: number): number;
   free(ptr: number): void;
@@ -59,7 +71,7 @@ const SIMD_PROBE = new Uint8Array([
  * Throws `WasmRuntimeError('no_webassembly')` or `('no_simd')` when the engine cannot run peftjs.
  * `wasm` defaults to `globalThis.WebAssembly` (tests pass a fake).
  */
-export function checkWasmSupport(wasm: Pick<typeof WebAssembly, 'validate'> | undefined = (globalThis as { WebAssembly?: typeof WebAssembly }).WebAssembly): void {
+export function checkWasmSupport(wasm: WasmValidator | undefined = (globalThis as { WebAssembly?: typeof WebAssembly }).WebAssembly): void {
   if (!wasm || typeof wasm.validate !== 'function') {
     throw new WasmRuntimeError('no_webassembly', 'WebAssembly is not available in this runtime', {
       expected: 'a runtime with WebAssembly',
@@ -103,7 +115,7 @@ export class WasmRuntime {
     this.exports = exports;
   }
 
-  get memory(): WebAssembly.Memory {
+  get memory(): WasmMemory {
     return this.exports.memory;
   }
 
