@@ -67,6 +67,8 @@ export default defineConfig([
     noExternal: ['zod'],
     external: ['webgpu'],
     minify: true,
+    // Error names come from `new.target.name` (IoError, ConfigError…): minified class names would say `L`.
+    keepNames: true,
   },
   {
     entry: { cli: 'src/cli/index.ts' },

@@ -105,7 +105,10 @@ export type SafetensorsCode =
   | 'bad_metadata'
   | 'tensor_not_found'
   | 'too_many_tensors';
-export class SafetensorsError extends PeftError<SafetensorsCode> {}
+export class SafetensorsError extends PeftError<SafetensorsCode> {
+  // Spelled out: minifiers rename classes, and `new.target.name` would then read `L`.
+  override readonly name = 'SafetensorsError';
+}
 
 export type PickleCode =
   | 'not_a_zip'
@@ -117,7 +120,9 @@ export type PickleCode =
   | 'bad_pickle'
   | 'bad_storage'
   | 'unsupported_dtype';
-export class PickleError extends PeftError<PickleCode> {}
+export class PickleError extends PeftError<PickleCode> {
+  override readonly name = 'PickleError';
+}
 
 export type ConfigCode =
   | 'config_missing'
@@ -131,7 +136,9 @@ export type ConfigCode =
   | 'unsupported_feature'
   | 'unsupported_fine_tune'
   | 'unknown_format';
-export class ConfigError extends PeftError<ConfigCode> {}
+export class ConfigError extends PeftError<ConfigCode> {
+  override readonly name = 'ConfigError';
+}
 
 export type AdapterCode =
   | 'weights_missing'
@@ -141,7 +148,9 @@ export type AdapterCode =
   | 'shape_mismatch'
   | 'bad_dtype'
   | 'invalid_adapter';
-export class AdapterError extends PeftError<AdapterCode> {}
+export class AdapterError extends PeftError<AdapterCode> {
+  override readonly name = 'AdapterError';
+}
 
 export type ApplyCode =
   | 'module_not_found'
@@ -157,13 +166,19 @@ export type ApplyCode =
   | 'apply_failed'
   | 'bad_option'
   | 'wrong_module_type';
-export class ApplyError extends PeftError<ApplyCode> {}
+export class ApplyError extends PeftError<ApplyCode> {
+  override readonly name = 'ApplyError';
+}
 
 export type IoCode = 'not_found' | 'http_error' | 'truncated' | 'aborted' | 'unsupported_source' | 'read_failed' | 'too_large';
-export class IoError extends PeftError<IoCode> {}
+export class IoError extends PeftError<IoCode> {
+  override readonly name = 'IoError';
+}
 
 export type RuntimeCode = 'no_webassembly' | 'no_simd' | 'wasm_compile_failed' | 'out_of_memory' | 'disposed' | 'not_initialized';
-export class WasmRuntimeError extends PeftError<RuntimeCode> {}
+export class WasmRuntimeError extends PeftError<RuntimeCode> {
+  override readonly name = 'WasmRuntimeError';
+}
 
 export type BackendCode =
   | 'unknown_backend'
@@ -176,4 +191,6 @@ export type BackendCode =
   | 'shader_failed'
   | 'disposed'
   | 'not_initialized';
-export class BackendError extends PeftError<BackendCode> {}
+export class BackendError extends PeftError<BackendCode> {
+  override readonly name = 'BackendError';
+}

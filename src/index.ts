@@ -15,6 +15,8 @@ export { checkWasmSupport, initWasm } from './runtime/wasm.js';
 
 // Files and formats
 export { bytesSource, blobSource, type ByteSource } from './io/source.js';
+export { hubFileSet, parseHubRepo, hubBaseUrl, cacheApiStore, HUB_ENDPOINT, type HubOptions, type HubRepo, type HubCache, type HubCacheEntry } from './io/hub.js';
+export { nodeDirCache } from './io/hub-cache-node.js';
 export { toFileSet, memoryFileSet, type AdapterSource, type FileLike, type FileSet, type OpenOptions } from './io/fileset.js';
 export { SafetensorsReader, writeSafetensors, SAFE_DTYPES, type SafeDType, type TensorInfo } from './formats/safetensors.js';
 export { readTorchZip, type RawTensor } from './formats/torch-zip.js';

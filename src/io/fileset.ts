@@ -1,5 +1,6 @@
 import { IoError } from '../errors.js';
 import { readBody, urlFileSet } from './http.js';
+import { hubFileSet } from './hub.js';
 import { dirFileSet, fileUrlToPath } from './node.js';
 import { blobSource, bytesSource, throwIfAborted, type ByteSource } from './source.js';
 import { directoryHandleFileSet, isDirectoryHandle } from './web.js';
@@ -84,6 +85,7 @@ export function memoryFileSet(files: Record<string, FileLike> | Map<string, File
 /**
  * Turns whatever names an adapter into a FileSet:
  * - `'http(s)://…'` or a URL: files relative to it, taken as a directory (fetch, Range for random access);
+ * - `'hf://owner/repo[@revision]'`: a HuggingFace Hub repository (hub.ts; `hubFileSet` for a mirror, a token or a cache);
  * - `'file://…'` or any other string: a local directory (Node, Deno, Bun);
  * - a FileSet: itself; a Record or Map of name → bytes/Blob/File/Response: in memory;
  * - a browser `FileSystemDirectoryHandle`.
@@ -92,9 +94,10 @@ export async function toFileSet(source: AdapterSource, opts: { fetch?: typeof fe
   if (typeof source === 'string' || source instanceof URL) {
     const s = String(source);
     if (/^https?:\/\//i.test(s)) return urlFileSet(s, opts);
+    if (/^hf:\/\//i.test(s)) return hubFileSet(s.slice('hf://'.length), opts);
     if (/^file:/i.test(s)) return dirFileSet(await fileUrlToPath(s));
     if (source instanceof URL) {
-      throw new IoError('unsupported_source', 'unsupported URL scheme', { expected: 'http:, https: or file:', got: source.protocol });
+      throw new IoError('unsupported_source', 'unsupported URL scheme', { expected: 'http:, https:, hf: or file:', got: source.protocol });
     }
     return dirFileSet(s);
   }

@@ -1,7 +1,10 @@
 import { ApplyError } from '../errors.js';
 
-/** A Module subclass, as `Module.get` takes it to check what it returns (abstract classes included). */
-export type ModuleClass<T extends Module> = abstract new (...args: any[]) => T;
+/**
+ * A Module subclass, as `Module.get` takes it to check what it returns. Typed by its prototype, not a `new`
+ * signature, so classes with protected constructors (LoRALinear & co., built by `fromBase`) qualify.
+ */
+export type ModuleClass<T extends Module> = Function & { readonly prototype: T };
 
 /**
  * A module tree with HF paths: `model.layers.0.self_attn.q_proj` names the child `q_proj` of `self_attn` of

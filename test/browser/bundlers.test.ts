@@ -88,7 +88,6 @@ test('Vite (vite build)', async () => {
     build: {
       outDir: join(app.dir, 'out/vite'),
       emptyOutDir: true,
-      minify: false,
       // The wasm is inlined (≈ 400 kB of base64): the app is one chunk over Vite's 500 kB advice, by design.
       chunkSizeWarningLimit: 4096,
     },

@@ -3,6 +3,7 @@ import { expect, expectTypeOf, test } from 'vitest';
 import { JsBackend } from '../../src/backends/js.js';
 import { ApplyError } from '../../src/errors.js';
 import { Embedding } from '../../src/nn/embedding.js';
+import { LoRALinear } from '../../src/lora/lora-linear.js';
 import { Linear } from '../../src/nn/linear.js';
 import { Module } from '../../src/nn/module.js';
 import { Tensor } from '../../src/tensor.js';
@@ -19,6 +20,9 @@ test('get(path, Linear) returns a typed Linear whose forward runs; get<T>(path) 
   expectTypeOf(root.get<Linear>('model.proj')).toEqualTypeOf<Linear | undefined>();
   expectTypeOf(root.get('model.proj')).toEqualTypeOf<Module | undefined>();
   expect(root.get('', Module)).toBe(root);
+  // A protected constructor (LoRALinear is built by fromBase) still names the class to check against.
+  expectTypeOf(() => root.get('model.proj', LoRALinear)).returns.toEqualTypeOf<LoRALinear | undefined>();
+  expect(() => root.get('model.proj', LoRALinear)).toThrow(ApplyError);
   expect(root.get('model.nope', Linear)).toBeUndefined();
 });
 
