@@ -2,18 +2,30 @@ import { VERSION } from '../version.js';
 import { parseArgs } from './args.js';
 import { DEMO_DEFAULTS, demo, type DemoOptions } from './demo.js';
 import { inspect } from './inspect.js';
+import { convertAdapter } from './convert.js';
+import { mergeCheckpoint, parseSize } from './merge.js';
 
 const HELP = `peftjs ${VERSION}: run HuggingFace PEFT LoRA adapters in JavaScript
 
 Usage:
   peftjs [demo] [--m 8] [--k 1024] [--n 1024] [--r 16] [--alpha 32]
         LoRALinear on/off on deterministic weights: max difference, time per forward (wasm vs js)
-  peftjs inspect <adapter>     load a PEFT or MLX adapter (directory or http(s) URL) and print its report
+  peftjs inspect <adapter> [--json] [--full]
+        what a PEFT or MLX adapter (directory, http(s) URL or hf://owner/repo[@rev]) holds, from its headers
+        alone; --json for scripts, --full to load and validate every tensor
+  peftjs convert <adapter> --to peft|mlx --out DIR
+        rewrite an adapter in the other format
+  peftjs merge --model DIR --adapter DIR --out DIR [--max-shard-size 5GB]
+        fold the adapter into the model's weights: a plain HF checkpoint (safetensors + config.json)
   peftjs --help | --version
 `;
 
 async function main(argv: readonly string[]): Promise<number> {
-  const { positionals, options } = parseArgs(argv, ['m', 'k', 'n', 'r', 'alpha', 'seed'], ['help', 'version']);
+  const { positionals, options } = parseArgs(
+    argv,
+    ['m', 'k', 'n', 'r', 'alpha', 'seed', 'to', 'out', 'model', 'adapter', 'max-shard-size'],
+    ['help', 'version', 'json', 'full'],
+  );
   if (options.help) {
     process.stdout.write(HELP);
     return 0;
@@ -39,7 +51,22 @@ async function main(argv: readonly string[]): Promise<number> {
     }
     case 'inspect': {
       if (!rest[0]) throw new Error('inspect needs an adapter directory or URL (see peftjs --help)');
-      console.log(await inspect(rest[0]));
+      console.log(await inspect(rest[0], { json: options.json === true, full: options.full === true }));
+      return 0;
+    }
+    case 'convert': {
+      const { to, out } = options;
+      if (!rest[0] || typeof to !== 'string' || typeof out !== 'string') throw new Error('convert needs <adapter> --to peft|mlx --out DIR (see peftjs --help)');
+      const r = await convertAdapter(rest[0], to, out);
+      console.log(`wrote a ${r.format.toUpperCase()} adapter (${r.modules} LoRA modules) to ${out}: ${r.files.join(', ')}`);
+      return 0;
+    }
+    case 'merge': {
+      const { model, adapter, out } = options;
+      if (typeof model !== 'string' || typeof adapter !== 'string' || typeof out !== 'string') throw new Error('merge needs --model DIR --adapter DIR --out DIR (see peftjs --help)');
+      const max = options['max-shard-size'];
+      const r = await mergeCheckpoint({ model, adapter, out, maxShardBytes: typeof max === 'string' ? parseSize(max) : undefined });
+      console.log(`merged ${r.merged.length} layers; wrote ${r.tensors} tensors (${(r.bytes / 2 ** 20).toFixed(1)} MiB) to ${out}: ${r.files.join(', ')}`);
       return 0;
     }
     default:

@@ -160,6 +160,10 @@ export abstract class LoRAModule<B extends Module = Module> extends Module imple
   protected gain?: Tensor;
   readonly #active: LoRADelta[] = [];
   #onBase: B;
+
+  /** One backend call: x [m, in] → y [m, out] (an embedding: ids [m] → rows [m, dim]). Declared here so an
+   * `AppliedModule.layer` runs without a cast. */
+  abstract forward(x: Tensor): Tensor;
   #enabled = true;
   /** Merged bases by the bitmask of enabled fused/replacing adapters; cleared when the fused set changes. */
   readonly #merged = new Map<number, B>();

@@ -85,7 +85,7 @@ function humanBytes(n: number): string {
   return `${i ? n.toFixed(1) : n} ${units[i]}`;
 }
 
-function formatReport(r: AdapterReport): string {
+export function formatReport(r: AdapterReport): string {
   const head = ['module', 'kind', 'r', 'alpha', 'scale', 'in', 'out', 'dtype'];
   const rows = r.modules.map((m) => [m.path, m.kind === 'replacement' ? `replace:${m.replaces}` : m.kind, num(m.rank), num(m.alpha), num(m.scale), num(m.in), num(m.out), m.dtype]);
   const width = head.map((h, i) => Math.max(h.length, ...rows.map((row) => row[i]!.length)));
