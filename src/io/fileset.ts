@@ -97,7 +97,7 @@ export async function toFileSet(source: AdapterSource, opts: { fetch?: typeof fe
     if (/^hf:\/\//i.test(s)) return hubFileSet(s.slice('hf://'.length), opts);
     if (/^file:/i.test(s)) return dirFileSet(await fileUrlToPath(s));
     if (source instanceof URL) {
-      throw new IoError('unsupported_source', 'unsupported URL scheme', { expected: 'http:, https:, hf: or file:', got: source.protocol });
+      throw new IoError('unsupported_source', 'unsupported URL scheme', { expected: 'http:, https: or file:', got: source.protocol });
     }
     return dirFileSet(s);
   }
