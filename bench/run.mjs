@@ -40,4 +40,6 @@ const md = `${sections.join('\n\n')}\n`;
 console.log(`\n${md}`);
 writeFileSync(new URL('./results.md', import.meta.url), `<!-- written by bench/run.mjs ${new Date().toISOString()} (${only.join(', ')}; ${((Date.now() - started) / 1000).toFixed(0)} s) -->\n\n${md}`);
 console.error(`wrote bench/results.md`);
+const { writeCharts } = await import('../scripts/bench-charts.mjs');
+console.error(`wrote docs/bench/: ${writeCharts(md, new URL('../docs/bench', import.meta.url).pathname).join(', ')}`);
 process.exit(0); // Dawn (webgpu) keeps the event loop alive
