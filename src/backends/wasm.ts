@@ -3,7 +3,8 @@ import type { Tensor } from '../tensor.js';
 import { ScratchArena, ScratchLayout } from '../runtime/scratch.js';
 import { WasmStorage, allocWasmTensor, wasmPtrOf } from '../runtime/storage.js';
 import { type WasmRuntime, initWasm } from '../runtime/wasm.js';
-import type { Backend, LoRADelta, QuantizedWeight, UploadOptions } from './backend.js';
+import type { AttentionShape, Backend, LoRADelta, QuantizedWeight, UploadOptions } from './backend.js';
+import { CpuOps } from './cpu-ops.js';
 import { toF32Tensor } from './wasm/convert.js';
 import {
   type EpilogueTerm,
@@ -136,6 +137,43 @@ export class WasmBackend implements Backend {
 
   dispose(): void {
     this.scratch.dispose();
+  }
+
+  // ---- transformer ops --------------------------------------------------------------------------------------
+  // Outputs live in wasm memory; the loops are cpu-ops.ts over wasm views (f32 in, float64 accumulation).
+  private readonly ops = new CpuOps((shape) => allocWasmTensor(this.runtime, shape, 'f32'));
+  zeros(shape: readonly number[]): Tensor {
+    return this.ops.zeros(shape);
+  }
+  rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
+    return this.ops.rmsNorm(x, w, eps);
+  }
+  layerNorm(x: Tensor, w: Tensor, b: Tensor, eps: number): Tensor {
+    return this.ops.layerNorm(x, w, b, eps);
+  }
+  rope(x: Tensor, cos: Tensor, sin: Tensor, heads: number, headDim: number, start: number): void {
+    this.ops.rope(x, cos, sin, heads, headDim, start);
+  }
+  addInPlace(a: Tensor, b: Tensor): void {
+    this.ops.addInPlace(a, b);
+  }
+  swiglu(g: Tensor, u: Tensor): Tensor {
+    return this.ops.swiglu(g, u);
+  }
+  geluTanh(x: Tensor): Tensor {
+    return this.ops.geluTanh(x);
+  }
+  sliceColumns(x: Tensor, start: number, width: number): Tensor {
+    return this.ops.sliceColumns(x, start, width);
+  }
+  sliceRows(x: Tensor, start: number, count: number): Tensor {
+    return this.ops.sliceRows(x, start, count);
+  }
+  kvWrite(cache: Tensor, src: Tensor, start: number, kvHeads: number, headDim: number): void {
+    this.ops.kvWrite(cache, src, start, kvHeads, headDim);
+  }
+  attention(q: Tensor, kCache: Tensor, vCache: Tensor, start: number, shape: AttentionShape, scale: number): Tensor {
+    return this.ops.attention(q, kCache, vCache, start, shape, scale);
   }
 
   // ---- internals --------------------------------------------------------------------------------------------
