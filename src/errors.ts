@@ -176,3 +176,17 @@ export type BackendCode =
   | 'disposed'
   | 'not_initialized';
 export class BackendError extends PeftError<BackendCode> {}
+
+export type ModelCode =
+  | 'config_missing'
+  | 'config_invalid'
+  | 'unknown_architecture'
+  | 'missing_tensor'
+  | 'tensor_shape'
+  | 'context_full'
+  | 'no_tokenizer'
+  | 'bad_ids'
+  | 'bad_option'
+  | 'aborted';
+/** A model checkpoint, its config or a generation request is not usable (CausalLM, generate). */
+export class ModelError extends PeftError<ModelCode> {}

@@ -44,3 +44,17 @@ export { QDoRALinear } from './lora/qdora-linear.js';
 export { LoRAEmbedding } from './lora/lora-embedding.js';
 export { LoRAContainer, type AppliedModule, type ContainerOptions } from './lora/container.js';
 export { setLoRAEnabled, type SetEnabledOptions } from './lora/set-enabled.js';
+
+// Language models and generation
+export { CausalLM, type CausalLMLoadOptions, type DraftSpec, type GenerateOptions, type GenerateResult, type StreamChunk } from './models/causal-lm.js';
+export { KVCache } from './models/kv-cache.js';
+export { registerArchitecture, supportedModelTypes, type Architecture, type Decoder, type DecoderForwardOptions } from './models/architecture.js';
+export { BUILTIN_ARCHITECTURES } from './models/architectures.js';
+export { ConfigReader, type DecoderConfig } from './models/config.js';
+export { readCheckpoint, type Checkpoint, type LoadProgress } from './models/checkpoint.js';
+export { TextTokenizer, TextStreamer } from './models/tokenizer.js';
+export { RMSNorm, LayerNorm } from './nn/norm.js';
+export { Rng, argmax, sampleToken, type SamplingOptions } from './generate/sampling.js';
+export { decodeTokens, speculativeTokens, expectedTokens, type DecodeTarget, type DecodeStats, type SpeculativeStats, type DraftOptions } from './generate/decode.js';
+export { loraLayersOf } from './lora/set-enabled.js';
+export type { AttentionShape } from './backends/backend.js';

@@ -1,0 +1,91 @@
+import type { DType } from '../dtype.js';
+import { IoError, ModelError } from '../errors.js';
+import { SafetensorsReader } from '../formats/safetensors.js';
+import { toFileSet, type AdapterSource, type FileSet } from '../io/fileset.js';
+import { throwIfAborted } from '../io/source.js';
+import { Tensor } from '../tensor.js';
+
+/** Progress of a model load: bytes of tensor data read so far out of the checkpoint's total. */
+export interface LoadProgress {
+  readonly loaded: number;
+  readonly total: number;
+  /** The file being read. */
+  readonly file: string;
+}
+
+export interface CheckpointOptions {
+  signal?: AbortSignal;
+  onProgress?: (p: LoadProgress) => void;
+}
+
+/** A checkpoint folder as read: its config.json, its tensors (on-disk dtype, host memory) and the other JSON files. */
+export interface Checkpoint {
+  readonly files: FileSet;
+  readonly config: Record<string, unknown> | undefined;
+  readonly tensors: Map<string, Tensor>;
+  /** `tokenizer.json` and `tokenizer_config.json`, when present. */
+  readonly tokenizer?: { json: Record<string, unknown>; config: Record<string, unknown> };
+  readonly generationConfig?: Record<string, unknown>;
+}
+
+/** safetensors dtypes a layer can hold, and ours for each; others (I64 buffers, BOOL masks) are skipped. */
+const LOADABLE: Partial<Record<string, DType>> = { F64: 'f64', F32: 'f32', F16: 'f16', BF16: 'bf16', I32: 'i32', U32: 'u32', I8: 'i8', U8: 'u8' };
+
+/** Parses a JSON file of the set, or undefined when absent (a typed error naming the file when it is not JSON). */
+export async function readJson(files: FileSet, name: string, signal?: AbortSignal): Promise<Record<string, unknown> | undefined> {
+  const bytes = await files.readAll(name, { signal });
+  if (!bytes) return undefined;
+  let v: unknown;
+  try {
+    v = JSON.parse(new TextDecoder().decode(bytes));
+  } catch (e) {
+    throw new ModelError('config_invalid', 'not valid JSON', { file: `${files.name}/${name}`, expected: 'a JSON object', got: bytes.byteLength > 0 ? `${bytes.byteLength} bytes of non-JSON` : 'an empty file', cause: e });
+  }
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ModelError('config_invalid', 'not a JSON object', { file: `${files.name}/${name}`, expected: 'a JSON object', got: Array.isArray(v) ? 'an array' : typeof v });
+  return v as Record<string, unknown>;
+}
+
+/**
+ * Reads a HF checkpoint folder from any source fromPEFT takes (directory, URL, in-memory files, a
+ * FileSystemDirectoryHandle): `config.json`, `model.safetensors` or the shards of `model.safetensors.index.json`,
+ * the tokenizer files when present. Headers of every shard are read first, so progress knows the total.
+ */
+export async function readCheckpoint(source: AdapterSource, opts: CheckpointOptions = {}): Promise<Checkpoint> {
+  const { signal, onProgress } = opts;
+  const files = await toFileSet(source);
+  const [config, index, tokJson, tokConfig, generationConfig] = await Promise.all([
+    readJson(files, 'config.json', signal),
+    readJson(files, 'model.safetensors.index.json', signal),
+    readJson(files, 'tokenizer.json', signal),
+    readJson(files, 'tokenizer_config.json', signal),
+    readJson(files, 'generation_config.json', signal),
+  ]);
+  let shards = ['model.safetensors'];
+  if (index) {
+    const map = index.weight_map;
+    if (typeof map !== 'object' || map === null || !Object.values(map).every((v) => typeof v === 'string' && !v.includes('/') && !v.includes('..'))) {
+      throw new ModelError('config_invalid', 'model.safetensors.index.json has no usable weight_map', { file: 'model.safetensors.index.json', key: 'weight_map', expected: '{ tensor: shard file name }', got: typeof map });
+    }
+    shards = [...new Set(Object.values(map as Record<string, string>))];
+  }
+  const readers: SafetensorsReader[] = [];
+  for (const shard of shards) {
+    const src = await files.open(shard, { signal });
+    if (!src) throw new IoError('not_found', 'model weights missing', { file: shard, where: files.name, expected: shards });
+    readers.push(await SafetensorsReader.open(src, { file: shard, signal }));
+  }
+  let total = 0;
+  for (const r of readers) for (const info of r.tensors.values()) total += info.end - info.begin;
+  let loaded = 0;
+  const tensors = new Map<string, Tensor>();
+  for (const r of readers) {
+    for (const [name, info] of r.tensors) {
+      throwIfAborted(signal, r.file);
+      const dtype = LOADABLE[info.dtype];
+      if (dtype) tensors.set(name, Tensor.from((await r.typed(name, signal)) as never, info.shape, dtype));
+      loaded += info.end - info.begin;
+      onProgress?.({ loaded, total, file: r.file });
+    }
+  }
+  return { files, config, tensors, tokenizer: tokJson ? { json: tokJson, config: tokConfig ?? {} } : undefined, generationConfig };
+}
