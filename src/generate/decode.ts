@@ -33,8 +33,15 @@ export interface SpeculativeStats {
   rounds: number;
   drafted: number;
   accepted: number;
-  /** accepted / drafted. */
+  /** Rounds whose drafts the verifier cut short (a disagreement). */
+  rejected: number;
+  /**
+   * Per-token acceptance α: accepted ÷ (accepted + rejected), the probability that the verifier agrees with the
+   * next drafted token (comparable to a drafter's top-1 agreement; drafts after a rejection are not counted).
+   */
   acceptanceRate: number;
+  /** accepted ÷ drafted: the share of drafted tokens kept (≤ α; lower when γ is long). */
+  keptShare: number;
   /** Tokens produced per verification (accepted + the target's own). */
   tokensPerRound: number;
   /** Mean ms of one draft step ÷ mean ms of one plain target step (m = 1); from this run's measurements. */
@@ -126,7 +133,7 @@ class CostModel {
   draftN = 0;
   readonly verify = new Map<number, { ms: number; n: number }>();
   accepted = 0;
-  drafted = 0;
+  rejected = 0;
 
   addDraft(ms: number): void {
     this.draftMs += ms;
@@ -159,8 +166,8 @@ class CostModel {
     return base * (1 + 0.15 * (rows - 1));
   }
   get alpha(): number {
-    // A weak prior (½ on 4 tokens) until the drafter has shown its acceptance.
-    return (this.accepted + 2) / (this.drafted + 4);
+    // Per-token acceptance with a weak prior (½ on 4 tokens) until the drafter has shown its own.
+    return (this.accepted + 2) / (this.accepted + this.rejected + 4);
   }
   get draftCost(): number | undefined {
     return this.draftN ? this.draftMs / this.draftN : undefined;
@@ -207,7 +214,7 @@ export async function* speculativeTokens(
   const stop = new Set(o.stopTokens ?? []);
   const vocab = verifier.vocab;
   const cost = new CostModel();
-  const spec: SpeculativeStats = { rounds: 0, drafted: 0, accepted: 0, acceptanceRate: 0, tokensPerRound: 0, draftCostRatio: 0, verifyCostRatio: 0, predictedSpeedup: 1, plainSteps: 0 };
+  const spec: SpeculativeStats = { rounds: 0, drafted: 0, accepted: 0, rejected: 0, acceptanceRate: 0, keptShare: 0, tokensPerRound: 0, draftCostRatio: 0, verifyCostRatio: 0, predictedSpeedup: 1, plainSteps: 0 };
   stats.speculative = spec;
   if (o.maxNewTokens === 0) return;
   aborted(o.signal);
@@ -272,7 +279,8 @@ export async function* speculativeTokens(
       spec.rounds++;
       spec.drafted += drafts.length;
       spec.accepted += j;
-      cost.drafted += drafts.length;
+      if (j < drafts.length) spec.rejected++;
+      cost.rejected += j < drafts.length ? 1 : 0;
       cost.accepted += j;
     } else spec.plainSteps++;
     stats.decodeMs += now() - roundStart;
@@ -283,7 +291,8 @@ export async function* speculativeTokens(
   function finalize(): void {
     const c1 = cost.verifyCost(1);
     const cd = cost.draftCost;
-    spec.acceptanceRate = spec.drafted ? spec.accepted / spec.drafted : 0;
+    spec.acceptanceRate = spec.accepted + spec.rejected ? spec.accepted / (spec.accepted + spec.rejected) : 0;
+    spec.keptShare = spec.drafted ? spec.accepted / spec.drafted : 0;
     const rounds = spec.rounds + spec.plainSteps;
     spec.tokensPerRound = rounds ? (stats.newTokens - 1) / rounds : 0;
     if (c1 && cd !== undefined) {

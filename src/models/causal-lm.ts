@@ -33,6 +33,12 @@ export interface DraftSpec {
   adapter?: string | { readonly name: string };
   /** With `adapter`: the drafter runs the first K layers, then the final norm and head (early exit). Default all layers. */
   exitAfterLayers?: number;
+  /**
+   * With `adapter`: true (default) = one KV cache; the verifier's entries (adapter off) overwrite the drafter's, so the
+   * drafter reads the verifier's keys for past tokens. false = the drafter keeps its own cache for its K layers
+   * (adapter-on keys, K/L of the memory): higher acceptance, a catch-up step after each round.
+   */
+  sharedCache?: boolean;
   /** A separate drafter model (same tokenizer), with its own KV cache. */
   model?: CausalLM;
   /** Most tokens drafted per round, or 'auto' (from the measured costs and acceptance). Default 'auto'. */
@@ -245,20 +251,41 @@ export class CausalLM extends Module {
     if (!d.adapter === !d.model) bad('exactly one of draft.adapter (self-speculation) or draft.model', Object.keys(d));
     const layers = d.exitAfterLayers;
     if (layers !== undefined && !(Number.isInteger(layers) && layers >= 1 && layers <= this.config.layers)) bad(`exitAfterLayers 1…${this.config.layers}`, layers);
-    let drafter: Drafter;
-    let verifier: DecodeTarget;
     if (d.adapter) {
       const name = typeof d.adapter === 'string' ? d.adapter : d.adapter.name;
       if (loraLayersOf(this, name).length === 0) throw new ModelError('bad_option', 'the draft adapter is not applied to this model', { key: 'draft.adapter', expected: 'the name of an adapter applied with container.apply(lm)', got: name });
-      drafter = { target: this.target({ layers, adapter: { name, on: true } }), sharedCache: true };
-      verifier = this.target({ adapter: { name, on: false } });
+      const shared = d.sharedCache !== false;
+      const own = shared ? undefined : new KVCache(this.backend, layers ?? this.config.layers, this.config.kvHeads, this.config.headDim, this.cache.maxLen);
+      const drafter: Drafter = { target: this.target({ layers, cache: own, adapter: { name, on: true } }), sharedCache: shared };
+      const verifier = this.target({ adapter: { name, on: false } });
+      return this.#restoring(name, speculativeTokens(verifier, drafter, ids, o, { tokens: d.tokens, minProbability: d.minProbability }, stats), own);
     } else {
       const m = d.model!;
       if (m.config.vocab !== this.config.vocab) bad(`a drafter with the same vocabulary (${this.config.vocab})`, m.config.vocab);
-      drafter = { target: m.target({ cache: m.createCache(this.cache.maxLen), layers }), sharedCache: false };
-      verifier = this.target();
+      const own = m.createCache(this.cache.maxLen);
+      const drafter: Drafter = { target: m.target({ cache: own, layers }), sharedCache: false };
+      const verifier = this.target();
+      return disposing(speculativeTokens(verifier, drafter, ids, o, { tokens: d.tokens, minProbability: d.minProbability }, stats), own);
     }
-    return speculativeTokens(verifier, drafter, ids, o, { tokens: d.tokens, minProbability: d.minProbability }, stats);
+  }
+
+  /**
+   * Runs a self-speculative generation with the drafter adapter's layers switched on (their layer-wide switch; the
+   * adapter's own switch flips per step) and puts both switches back as they were afterwards.
+   */
+  async *#restoring(name: string, gen: AsyncGenerator<number>, own?: KVCache): AsyncGenerator<number> {
+    const layers = loraLayersOf(this, name);
+    const before = layers.map((l) => [l.loraEnabled, l.adapter(name)!.enabled] as const);
+    for (const l of layers) l.loraEnabled = true;
+    try {
+      yield* gen;
+    } finally {
+      layers.forEach((l, i) => {
+        l.setAdapterEnabled(name, before[i][1]);
+        l.loraEnabled = before[i][0];
+      });
+      own?.dispose();
+    }
   }
 
   /** Generates up to `maxNewTokens` tokens: greedy by default; temperature/topK/topP/seed sample; `draft` speculates. */
@@ -292,6 +319,15 @@ export class CausalLM extends Module {
   override toString(): string {
     const c = this.config;
     return `CausalLM(${c.modelType}, layers=${c.layers}, hidden=${c.hidden}, heads=${c.heads}/${c.kvHeads}, vocab=${c.vocab}, ${this.backend.name})`;
+  }
+}
+
+/** Frees `cache` when `gen` ends. */
+async function* disposing(gen: AsyncGenerator<number>, cache: KVCache): AsyncGenerator<number> {
+  try {
+    yield* gen;
+  } finally {
+    cache.dispose();
   }
 }
 
