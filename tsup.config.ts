@@ -21,7 +21,7 @@ export default defineConfig([
     esbuildOptions(o) {
       o.mainFields = ['module', 'main'];
     },
-    external: [/^node:/, 'webgpu', 'zod'],
+    external: [/^node:/, 'webgpu', 'zod', '@huggingface/tokenizers'],
     define,
     splitting: false,
   },
@@ -33,7 +33,7 @@ export default defineConfig([
     esbuildOptions(o) {
       o.mainFields = ['module', 'main'];
     },
-    noExternal: ['zod'],
+    noExternal: ['zod', '@huggingface/tokenizers'],
     external: [/^node:/, 'webgpu'],
     minify: true,
     define,
@@ -44,7 +44,7 @@ export default defineConfig([
     format: ['esm'],
     platform: 'node',
     target: 'node20',
-    external: ['webgpu', 'zod'],
+    external: ['webgpu', 'zod', '@huggingface/tokenizers'],
     define,
     banner: { js: '#!/usr/bin/env node' },
     splitting: false,
