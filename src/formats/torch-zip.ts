@@ -149,7 +149,7 @@ export function readZipDirectory(bytes: Uint8Array, file = 'checkpoint.bin', lim
       throw new PickleError('too_large', 'deflated entry declares more bytes than the inflate-ratio cap allows', {
         file,
         tensor: name,
-        expected: `≤ ${Math.max(compressedSize, 1) * lim.maxInflateRatio} bytes (${compressedSize} × maxInflateRatio ${lim.maxInflateRatio})`,
+        expected: `≤ ${Math.max(compressedSize, 1) * lim.maxInflateRatio} bytes (${compressedSize} compressed bytes × maxInflateRatio ${lim.maxInflateRatio})`,
         got: size,
       });
     }

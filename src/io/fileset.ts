@@ -149,7 +149,7 @@ export function limitedFileSet(inner: FileSet, limits?: Partial<LoadLimits>): Fi
   };
   const relabel = (e: unknown, file: string, cap: number, name: string): unknown =>
     // The inner FileSet names the cap it was handed 'maxBytes'; say which limit it really was.
-    e instanceof IoError && e.code === 'too_large' && name !== 'maxBytes' && String(e.expected).endsWith('(maxBytes)') ? tooLarge(file, cap, e.got as number, name as keyof LoadLimits) : e;
+    e instanceof IoError && e.code === 'too_large' && name !== 'maxBytes' && String(e.expected).endsWith('(maxBytes)') ? tooLarge(e.file ?? file, cap, e.got as number, name as keyof LoadLimits) : e;
   return {
     name: inner.name,
     randomAccess: inner.randomAccess,

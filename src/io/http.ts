@@ -193,8 +193,9 @@ export function urlFileSet(base: string | URL, opts: HttpOptions = {}): FileSet 
         }
         return bytesSource(await readBody(res, href, { ...o, ...ratio }), href);
       }
-      // A 206 body longer than the range it answers is refused while it streams.
-      const head = await readBody(res, href, { ...o, ...ratio, maxBytes: Math.min(o.maxBytes ?? Infinity, cr.end - cr.start) });
+      // A 206 body longer than the range it answers is refused while it streams. (`o.maxBytes` bounds whole
+      // bodies; the probe is read-ahead, and the caller's budget counts only what it reads from the source.)
+      const head = await readBody(res, href, { ...o, ...ratio, maxBytes: cr.end - cr.start });
       if (head.byteLength !== cr.end - cr.start) {
         throw new IoError('truncated', 'range body has the wrong length', { file: href, expected: cr.end - cr.start, got: head.byteLength });
       }
