@@ -326,7 +326,7 @@ describe('torch zip: hostile checkpoints get typed errors before any large alloc
   });
   it('a Zip64 size claiming 2⁴⁰ bytes is refused before allocating (issue 8 #4)', T, async () => {
     const z = rawZip([{ name: 'archive/data.pkl', data: new Uint8Array(100), method: 8, size: 0xffffffff, extra: [0x01, 0x00, 8, 0, ...u64le(2n ** 40n)] }]);
-    expect(await caught(readTorchZip(z))).toMatchInlineSnapshot(`"PickleError too_large: deflated entry declares more bytes than the inflate-ratio cap allows: expected ≤ 3200 bytes (100 × maxInflateRatio 32), got 1099511627776 → at checkpoint.bin › archive/data.pkl"`);
+    expect(await caught(readTorchZip(z))).toMatchInlineSnapshot(`"PickleError too_large: deflated entry declares more bytes than the inflate-ratio cap allows: expected ≤ 3200 bytes (100 compressed bytes × maxInflateRatio 32), got 1099511627776 → at checkpoint.bin › archive/data.pkl"`);
   });
   it('a Zip64 extra field running past its record is a bounds error, not an out-of-bounds read (issue 8 #5)', T, async () => {
     const z = rawZip([{ name: 'archive/data.pkl', data: stateDict(), size: 0xffffffff, extra: [0x01, 0x00, 0xff, 0xff, 0, 0, 0, 0] }]);
@@ -338,7 +338,7 @@ describe('torch zip: hostile checkpoints get typed errors before any large alloc
   it('an honest deflate bomb (4 MiB of zeros in ~4 KiB) is refused by the ratio cap before inflating (issue 8 #6)', T, async () => {
     const zeros = new Uint8Array(4 << 20);
     const z = await zip({ 'archive/data.pkl': stateDict(tensorItem('w', { key: '0', numel: 1 << 20, shape: [1 << 20], stride: [1] })), 'archive/data/0': zeros }, true);
-    expect(await caught(readTorchZip(z))).toMatchInlineSnapshot(`"PickleError too_large: deflated entry declares more bytes than the inflate-ratio cap allows: expected ≤ 130560 bytes (4080 × maxInflateRatio 32), got 4194304 → at checkpoint.bin › archive/data/0"`);
+    expect(await caught(readTorchZip(z))).toMatchInlineSnapshot(`"PickleError too_large: deflated entry declares more bytes than the inflate-ratio cap allows: expected ≤ 130560 bytes (4080 compressed bytes × maxInflateRatio 32), got 4194304 → at checkpoint.bin › archive/data/0"`);
     // Raising the cap lets it through: the cap is the only thing that refused it.
     const m = await readTorchZip(z, { limits: { maxInflateRatio: 2000 } });
     expect(m.get('w')!.data.byteLength).toBe(4 << 20);
