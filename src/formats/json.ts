@@ -6,7 +6,8 @@
  * - an escaped lone surrogate (`"\ud800"`) is an error (serde_json rejects it; JSON.parse keeps it);
  * - a number written with a fraction, an exponent or as `-0` is returned as a `JsonFloat`, so a reader that
  *   wants an integer (serde's `usize`) can refuse `1.0`, `1e0` and `-0`;
- * - objects have no prototype, so a key such as `toString` or `__proto__` is just a key.
+ * - a key such as `__proto__` is an own property like any other (never the prototype setter); read keys with
+ *   `Object.hasOwn`-style checks, as `toString` is inherited by every object.
  * Grammar: RFC 8259.
  */
 
@@ -98,7 +99,8 @@ class Parser {
   object(depth: number): { [k: string]: JsonValue } {
     if (depth > this.maxDepth) this.fail('depth', `nesting deeper than ${this.maxDepth}`);
     this.i++;
-    const out = Object.create(null) as { [k: string]: JsonValue };
+    // A plain object (null-prototype objects are dictionary-mode in V8: slow and large when a header has 10⁶ of them).
+    const out: { [k: string]: JsonValue } = {};
     this.ws();
     if (this.s.charCodeAt(this.i) === 0x7d) return this.i++, out;
     for (;;) {
@@ -113,7 +115,9 @@ class Parser {
       this.i++;
       this.ws();
       this.path.push(k);
-      out[k] = this.value(depth);
+      const v = this.value(depth);
+      if (k === '__proto__') Object.defineProperty(out, k, { value: v, enumerable: true, writable: true, configurable: true });
+      else out[k] = v;
       this.path.pop();
       this.ws();
       const c = this.s.charCodeAt(this.i++);

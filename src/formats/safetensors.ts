@@ -196,21 +196,23 @@ interface ParsedHeader {
   tensors: ReadonlyMap<string, TensorInfo>;
 }
 
-/** A shape and its element count, or why not: the reference's rules (usize list) plus our caps. */
-function checkShape(shape: unknown, lim: Readonly<LoadLimits>): { numel: number } | { why: string; expected: string } {
-  const expected = `≤ ${lim.maxRank} dims (maxRank), each an integer ≥ 0, ≤ ${lim.maxElements} elements (maxElements)`;
-  if (!Array.isArray(shape) || shape.length > lim.maxRank || !shape.every((x) => Number.isSafeInteger(x) && x >= 0)) {
-    return { why: 'shape must be a list of non-negative integers', expected };
-  }
+/** The message for a refused shape under `lim`. */
+const shapeExpected = (lim: Readonly<LoadLimits>) => `≤ ${lim.maxRank} dims (maxRank), each an integer ≥ 0, ≤ ${lim.maxElements} elements (maxElements)`;
+
+/** A shape's element count, or why it is refused: the reference's rules (a usize list) plus our caps. */
+function checkShape(shape: unknown, lim: Readonly<LoadLimits>): number | string {
+  if (!Array.isArray(shape) || shape.length > lim.maxRank) return 'shape must be a list of non-negative integers';
   // The product of the non-zero dims is capped too: [2³², 2³², 0] holds nothing but no reader should index it.
   let numel = 1;
   let nonzero = 1;
-  for (const x of shape as number[]) {
+  for (let i = 0; i < shape.length; i++) {
+    const x = shape[i];
+    if (typeof x !== 'number' || !Number.isSafeInteger(x) || x < 0) return 'shape must be a list of non-negative integers';
     numel *= x;
     if (x) nonzero *= x;
   }
-  if (nonzero > lim.maxElements) return { why: 'shape has too many elements', expected };
-  return { numel };
+  if (nonzero > lim.maxElements) return 'shape has too many elements';
+  return numel;
 }
 
 /** Validates a header completely: every rule below gives a typed error, never a crash. */
@@ -280,9 +282,9 @@ function parseHeader(headerBytes: Uint8Array, dataSize: number, file: string, li
       problems.push({ code: 'bad_dtype', problem: 'unknown or missing dtype', facts: { ...facts, expected: `one of ${DTYPE_LIST}`, got: typeof dtype === 'string' ? dtype : typeName(dtype) } });
       continue;
     }
-    const sh = checkShape(shape, lim);
-    if ('why' in sh) {
-      problems.push({ code: 'bad_shape', problem: sh.why, facts: { ...facts, expected: sh.expected, got: Array.isArray(shape) ? plain(shape) : typeName(shape) } });
+    const numel = checkShape(shape, lim);
+    if (typeof numel === 'string') {
+      problems.push({ code: 'bad_shape', problem: numel, facts: { ...facts, expected: shapeExpected(lim), got: Array.isArray(shape) ? plain(shape) : typeName(shape) } });
       continue;
     }
     if (
@@ -295,10 +297,10 @@ function parseHeader(headerBytes: Uint8Array, dataSize: number, file: string, li
       continue;
     }
     const [begin, end] = offsets as [number, number];
-    const bits = sh.numel * BITS[dtype];
+    const bits = numel * BITS[dtype];
     // The reference's MisalignedSlice: sub-byte dtypes must fill whole bytes.
     if (bits % 8 !== 0) {
-      problems.push({ code: 'size_mismatch', problem: 'elements do not fill whole bytes', facts: { ...facts, expected: `a multiple of 8 bits`, got: `${sh.numel} × ${BITS[dtype]} bits`, detail: `${dtype} [${(shape as number[]).join(',')}]` } });
+      problems.push({ code: 'size_mismatch', problem: 'elements do not fill whole bytes', facts: { ...facts, expected: `a multiple of 8 bits`, got: `${numel} × ${BITS[dtype]} bits`, detail: `${dtype} [${(shape as number[]).join(',')}]` } });
       continue;
     }
     const bytes = bits / 8;
@@ -510,14 +512,14 @@ export function writeSafetensors(tensors: Record<string, TensorToWrite>, metadat
       problems.push({ code: 'bad_dtype', problem: 'unknown dtype', facts: { ...facts, expected: `one of ${DTYPE_LIST}`, got: String(t?.dtype) } });
       continue;
     }
-    const sh = checkShape(t.shape, DEFAULT_LIMITS);
-    if ('why' in sh) {
-      problems.push({ code: 'bad_shape', problem: sh.why, facts: { ...facts, expected: sh.expected, got: t.shape } });
+    const numel = checkShape(t.shape, DEFAULT_LIMITS);
+    if (typeof numel === 'string') {
+      problems.push({ code: 'bad_shape', problem: numel, facts: { ...facts, expected: shapeExpected(DEFAULT_LIMITS), got: t.shape } });
       continue;
     }
-    const bits = sh.numel * BITS[t.dtype];
+    const bits = numel * BITS[t.dtype];
     if (bits % 8 !== 0) {
-      problems.push({ code: 'size_mismatch', problem: 'elements do not fill whole bytes', facts: { ...facts, expected: 'a multiple of 8 bits', got: `${sh.numel} × ${BITS[t.dtype]} bits` } });
+      problems.push({ code: 'size_mismatch', problem: 'elements do not fill whole bytes', facts: { ...facts, expected: 'a multiple of 8 bits', got: `${numel} × ${BITS[t.dtype]} bits` } });
       continue;
     }
     if (!ArrayBuffer.isView(t.data) || t.data.byteLength !== bits / 8) {
