@@ -4,6 +4,7 @@ export { VERSION } from './version.js';
 export * from './errors.js';
 export { DTYPES, byteSize, type DType, type TypedArray } from './dtype.js';
 export { Tensor, CpuStorage, type Storage } from './tensor.js';
+export { DEFAULT_LIMITS, resolveLimits, ByteBudget, type LoadLimits } from './limits.js';
 
 // Backends
 export type { Backend, BackendName, LoRADelta, QuantizedWeight, UploadOptions } from './backends/backend.js';
@@ -15,8 +16,9 @@ export { checkWasmSupport, initWasm } from './runtime/wasm.js';
 
 // Files and formats
 export { bytesSource, blobSource, type ByteSource } from './io/source.js';
-export { toFileSet, memoryFileSet, type AdapterSource, type FileLike, type FileSet, type OpenOptions } from './io/fileset.js';
-export { SafetensorsReader, writeSafetensors, SAFE_DTYPES, type SafeDType, type TensorInfo } from './formats/safetensors.js';
+export { toFileSet, memoryFileSet, limitedFileSet, type AdapterSource, type FileLike, type FileSet, type OpenOptions } from './io/fileset.js';
+export { SafetensorsReader, writeSafetensors, SAFE_DTYPES, SAFE_DTYPE_ORDER, type SafeDType, type TensorInfo } from './formats/safetensors.js';
+export { parseStrictJson, JsonFloat, StrictJsonError } from './formats/json.js';
 export { readTorchZip, type RawTensor } from './formats/torch-zip.js';
 
 // Adapters
@@ -42,7 +44,7 @@ export { QLoRALinear } from './lora/qlora-linear.js';
 export { DoRALinear } from './lora/dora-linear.js';
 export { QDoRALinear } from './lora/qdora-linear.js';
 export { LoRAEmbedding } from './lora/lora-embedding.js';
-export { LoRAContainer, type AppliedModule, type ContainerOptions } from './lora/container.js';
+export { LoRAContainer, type AppliedModule, type ContainerOptions, type ContainerLoadOptions } from './lora/container.js';
 export { setLoRAEnabled, type SetEnabledOptions } from './lora/set-enabled.js';
 
 // Language models and generation
