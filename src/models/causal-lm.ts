@@ -4,6 +4,7 @@ import { ModelError } from '../errors.js';
 import { decodeTokens, emptyStats, speculativeTokens, type DecodeStats, type DecodeTarget, type Drafter } from '../generate/decode.js';
 import type { SamplingOptions } from '../generate/sampling.js';
 import type { AdapterSource } from '../io/fileset.js';
+import type { LoadLimits } from '../limits.js';
 import { loraLayersOf, setLoRAEnabled } from '../lora/set-enabled.js';
 import { Module } from '../nn/module.js';
 import { Tensor } from '../tensor.js';
@@ -25,6 +26,10 @@ export interface CausalLMLoadOptions {
   maxLength?: number;
   onProgress?: (p: LoadProgress) => void;
   signal?: AbortSignal;
+  /** Caps of this load (docs/limits.md). */
+  limits?: Partial<LoadLimits>;
+  /** fetch for URL sources. */
+  fetch?: typeof fetch;
 }
 
 /** The drafter of speculative decoding. */
@@ -103,7 +108,7 @@ export class CausalLM extends Module {
    */
   static async load(source: AdapterSource, opts: CausalLMLoadOptions = {}): Promise<CausalLM> {
     const backend = opts.backend ?? defaultBackend();
-    const ckpt = await readCheckpoint(source, { signal: opts.signal, onProgress: opts.onProgress });
+    const ckpt = await readCheckpoint(source, { signal: opts.signal, onProgress: opts.onProgress, limits: opts.limits, fetch: opts.fetch });
     if (!ckpt.config) throw new ModelError('config_missing', 'config.json is missing', { file: 'config.json', where: ckpt.files.name, expected: 'a HF config.json next to the weights' });
     const reader = new ConfigReader(ckpt.config);
     const modelType = reader.str('model_type');

@@ -3,6 +3,8 @@ import { IoError, ModelError } from '../errors.js';
 import { SafetensorsReader } from '../formats/safetensors.js';
 import { toFileSet, type AdapterSource, type FileSet } from '../io/fileset.js';
 import { throwIfAborted } from '../io/source.js';
+import { parseStrictJson } from '../formats/json.js';
+import type { LoadLimits } from '../limits.js';
 import { Tensor } from '../tensor.js';
 
 /** Progress of a model load: bytes of tensor data read so far out of the checkpoint's total. */
@@ -16,7 +18,14 @@ export interface LoadProgress {
 export interface CheckpointOptions {
   signal?: AbortSignal;
   onProgress?: (p: LoadProgress) => void;
+  /** Caps of this load (docs/limits.md); a model load raises `maxJsonBytes` to 64 MiB by default for big tokenizer.json files. */
+  limits?: Partial<LoadLimits>;
+  /** fetch for URL sources (default globalThis.fetch). */
+  fetch?: typeof fetch;
 }
+
+/** JSON files read with the strict, depth-capped parser (configs); the tokenizer files are large and flat: JSON.parse. */
+const STRICT = new Set(['config.json', 'model.safetensors.index.json', 'generation_config.json', 'tokenizer_config.json']);
 
 /** A checkpoint folder as read: its config.json, its tensors (on-disk dtype, host memory) and the other JSON files. */
 export interface Checkpoint {
@@ -37,11 +46,14 @@ export async function readJson(files: FileSet, name: string, signal?: AbortSigna
   if (!bytes) return undefined;
   let v: unknown;
   try {
-    v = JSON.parse(new TextDecoder().decode(bytes));
+    const text = new TextDecoder('utf-8', { fatal: true }).decode(bytes);
+    // Configs are validated by the strict parser first (depth cap, no repeated keys, no lone surrogates), then read as plain numbers.
+    if (STRICT.has(name)) parseStrictJson(text, { maxDepth: files.limits?.maxJsonDepth ?? 127 });
+    v = JSON.parse(text);
   } catch (e) {
-    throw new ModelError('config_invalid', 'not valid JSON', { file: `${files.name}/${name}`, expected: 'a JSON object', got: bytes.byteLength > 0 ? `${bytes.byteLength} bytes of non-JSON` : 'an empty file', cause: e });
+    throw new ModelError('config_invalid', 'not valid JSON', { file: `${files.name.replace(/\/$/, "")}/${name}`, expected: 'a JSON object', got: bytes.byteLength > 0 ? `${bytes.byteLength} bytes of non-JSON` : 'an empty file', cause: e });
   }
-  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ModelError('config_invalid', 'not a JSON object', { file: `${files.name}/${name}`, expected: 'a JSON object', got: Array.isArray(v) ? 'an array' : typeof v });
+  if (typeof v !== 'object' || v === null || Array.isArray(v)) throw new ModelError('config_invalid', 'not a JSON object', { file: `${files.name.replace(/\/$/, "")}/${name}`, expected: 'a JSON object', got: Array.isArray(v) ? 'an array' : typeof v });
   return v as Record<string, unknown>;
 }
 
@@ -52,7 +64,7 @@ export async function readJson(files: FileSet, name: string, signal?: AbortSigna
  */
 export async function readCheckpoint(source: AdapterSource, opts: CheckpointOptions = {}): Promise<Checkpoint> {
   const { signal, onProgress } = opts;
-  const files = await toFileSet(source);
+  const files = await toFileSet(source, { fetch: opts.fetch, limits: { maxJsonBytes: 64 * 2 ** 20, ...opts.limits } });
   const [config, index, tokJson, tokConfig, generationConfig] = await Promise.all([
     readJson(files, 'config.json', signal),
     readJson(files, 'model.safetensors.index.json', signal),

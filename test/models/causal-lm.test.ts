@@ -212,6 +212,12 @@ describe('loading', () => {
     await expect(CausalLM.load(withCfg({ ...cfg, intermediate_size: 128 }), { backend })).rejects.toMatchObject({ code: 'tensor_shape', tensor: 'model.layers.0.mlp.gate_proj.weight', expected: [128, 64], got: [160, 64] });
     await expect(CausalLM.load(withCfg({ ...cfg, hidden_size: 'big' }), { backend })).rejects.toMatchObject({ code: 'config_invalid', key: 'hidden_size' });
     await expect(CausalLM.load(withCfg({ ...cfg, rope_parameters: { rope_type: 'yarn', rope_theta: 1e4 } }), { backend })).rejects.toMatchObject({ code: 'config_invalid', got: 'yarn' });
+    // Hostile configs: nested past serde_json's 127 levels, a number where an id list goes, not UTF-8.
+    const deep = new TextEncoder().encode(`{"model_type":"llama","x":${'['.repeat(5000)}${']'.repeat(5000)}}`);
+    await expect(CausalLM.load({ ...f, 'config.json': deep }, { backend })).rejects.toMatchObject({ code: 'config_invalid', file: expect.stringContaining('config.json') });
+    await expect(CausalLM.load({ ...f, 'config.json': new Uint8Array([0x7b, 0xff, 0x7d]) }, { backend })).rejects.toMatchObject({ code: 'config_invalid' });
+    await expect(CausalLM.load(withCfg({ ...cfg, eos_token_id: [1, -2] }), { backend })).rejects.toMatchObject({ code: 'config_invalid', key: 'eos_token_id' });
+    await expect(CausalLM.load(withCfg({ ...cfg, num_key_value_heads: 3 }), { backend })).rejects.toMatchObject({ code: 'config_invalid', key: 'num_key_value_heads' });
     const { ['config.json']: _, ...noCfg } = f;
     await expect(CausalLM.load(noCfg, { backend })).rejects.toMatchObject({ code: 'config_missing' });
     await expect(CausalLM.load(withCfg(cfg), { backend }).then((m) => m.generate('text'))).rejects.toMatchObject({ code: 'no_tokenizer' });
