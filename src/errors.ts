@@ -222,7 +222,7 @@ export type ApplyCode =
   | 'bad_option';
 export class ApplyError extends PeftError<ApplyCode> {}
 
-export type IoCode = 'not_found' | 'http_error' | 'truncated' | 'aborted' | 'unsupported_source' | 'read_failed' | 'too_large';
+export type IoCode = 'not_found' | 'http_error' | 'html_response' | 'truncated' | 'aborted' | 'unsupported_source' | 'read_failed' | 'too_large';
 export class IoError extends PeftError<IoCode> {}
 
 export type RuntimeCode = 'no_webassembly' | 'no_simd' | 'wasm_compile_failed' | 'out_of_memory' | 'disposed' | 'not_initialized';

@@ -163,6 +163,18 @@ export function urlFileSet(base: string | URL, opts: HttpOptions = {}): FileSet 
       void res.body?.cancel().catch(() => {});
       throw new IoError('http_error', 'HTTP request failed', { file: url.href, expected: range ? '200 or 206' : 200, got: res.status });
     }
+    // A web page where a weight or config file should be: most often a dev server's single-page-app fallback
+    // answering a missing file with index.html and 200. Say so before any parser sees the bytes.
+    const type = res.headers.get('content-type') ?? '';
+    if (/^\s*text\/html/i.test(type) && !/\.html?$/i.test(file)) {
+      void res.body?.cancel().catch(() => {});
+      throw new IoError('html_response', 'the server answered with a web page, not the file', {
+        file: url.href,
+        expected: `the bytes of ${file}`,
+        got: `${res.status} ${type}`,
+        detail: 'the file is probably missing and the server falls back to index.html (a single-page-app dev server); check the URL, or serve the folder as static files',
+      });
+    }
     return res;
   }
 

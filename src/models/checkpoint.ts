@@ -41,8 +41,15 @@ export interface Checkpoint {
 const LOADABLE: Partial<Record<string, DType>> = { F64: 'f64', F32: 'f32', F16: 'f16', BF16: 'bf16', I32: 'i32', U32: 'u32', I8: 'i8', U8: 'u8' };
 
 /** Parses a JSON file of the set, or undefined when absent (a typed error naming the file when it is not JSON). */
-export async function readJson(files: FileSet, name: string, signal?: AbortSignal): Promise<Record<string, unknown> | undefined> {
-  const bytes = await files.readAll(name, { signal });
+export async function readJson(files: FileSet, name: string, signal?: AbortSignal, optional = false): Promise<Record<string, unknown> | undefined> {
+  let bytes: Uint8Array | undefined;
+  try {
+    bytes = await files.readAll(name, { signal });
+  } catch (e) {
+    // An optional file behind a single-page-app fallback is simply absent.
+    if (optional && e instanceof IoError && e.code === 'html_response') return undefined;
+    throw e;
+  }
   if (!bytes) return undefined;
   let v: unknown;
   try {
@@ -67,10 +74,10 @@ export async function readCheckpoint(source: AdapterSource, opts: CheckpointOpti
   const files = await toFileSet(source, { fetch: opts.fetch, limits: { maxJsonBytes: 64 * 2 ** 20, ...opts.limits } });
   const [config, index, tokJson, tokConfig, generationConfig] = await Promise.all([
     readJson(files, 'config.json', signal),
-    readJson(files, 'model.safetensors.index.json', signal),
-    readJson(files, 'tokenizer.json', signal),
-    readJson(files, 'tokenizer_config.json', signal),
-    readJson(files, 'generation_config.json', signal),
+    readJson(files, 'model.safetensors.index.json', signal, true),
+    readJson(files, 'tokenizer.json', signal, true),
+    readJson(files, 'tokenizer_config.json', signal, true),
+    readJson(files, 'generation_config.json', signal, true),
   ]);
   let shards = ['model.safetensors'];
   if (index) {
