@@ -5,12 +5,13 @@
 //   n = round(x·log₂e), by adding 1.5·2²³ (no float → int conversion: i32.trunc traps on NaN in wasm);
 //   r = x − n·C1 − n·C2 (Cody–Waite, ln 2 = C1 + C2 with C1 = 0.693359375 in 9 bits, so n·C1 is exact),
 //   |r| ≤ ½ln 2;  eʳ ≈ 1 + r + r²·P(r), P of degree 5 (Cephes' minimax coefficients);
-//   eˣ = eʳ·2ⁿ, 2ⁿ built in the exponent bits: bits(1.5·2²³ + n) << 23 is n << 23.
+//   eˣ = (eʳ + eʳ)·2ⁿ⁻¹, 2ⁿ⁻¹ built in the exponent bits (bits(1.5·2²³ + n) << 23 is n << 23): n − 1 reaches
+//   127 where eˣ nears FLT_MAX, and the doubling is exact, so the product rounds once.
 // Range
-//   x > 88.37 → +inf (n would reach 128; the true overflow is at 88.7228, the last 0.35 is given up to keep 2ⁿ
-//   one integer add); x < −87.33 → +0 (eˣ would be near or below the smallest normal, flushed); NaN → NaN.
-//   Neither edge matters to the users here: softmax takes e^(s − max) ≤ 1, silu/gelu divide by 1 + eˣ.
-// Accuracy (cpp/tools/expf_ulp.cpp: all 2.24·10⁹ f32 in [−87.33, 88.37] against float64 exp):
+//   Finite up to the true overflow (x ≤ 88.7228; above, +inf by the product, or by select past 88.75);
+//   x < −86.98 → +0 (eˣ < 1.8·10⁻³⁸, near the smallest normal: flushed rather than built as a subnormal);
+//   NaN → NaN. The flush does not matter to the users here: softmax sums e^(s − max) ≥ 1, silu/gelu add 1.
+// Accuracy (cpp/tools/expf_ulp.cpp: all 2.24·10⁹ f32 in [−86.98, 88.72] against float64 exp):
 //   max error 0.990 ulp (relative 8.2e-8), 99.2 % correctly rounded; SIMD and scalar agree on every input.
 #pragma once
 #include <stdint.h>
@@ -20,8 +21,8 @@
 namespace peft {
 
 namespace expf_detail {
-constexpr float kLo = -87.33f;
-constexpr float kHi = 88.37f;
+constexpr float kLo = -86.98f;  // n ≥ −125: 2ⁿ⁻¹ stays normal
+constexpr float kHi = 88.75f;   // n ≤ 128; eˣ overflows past 88.7228 by itself
 constexpr float kLog2e = 1.44269504088896341f;
 constexpr float kMagic = 12582912.0f;  // 1.5·2²³: adding it rounds to an integer (nearest, ties to even)
 constexpr float kC1 = 0.693359375f;
@@ -47,10 +48,10 @@ static inline float expf_approx(float x) {
   p = (p * z + r) + 1.0f;
   uint32_t tb;
   memcpy(&tb, &t, 4);
-  const uint32_t sb = (tb << 23) + 0x3f800000u;
+  const uint32_t sb = (tb << 23) + 0x3f000000u;  // 2ⁿ⁻¹
   float s;
   memcpy(&s, &sb, 4);
-  const float y = p * s;
+  const float y = (p + p) * s;
   return x > kHi ? __builtin_inff() : (x < kLo ? 0.0f : y);
 }
 
@@ -60,7 +61,7 @@ static volatile float g_expf_consts[13] = {expf_detail::kLo, expf_detail::kHi, e
                                            expf_detail::kMagic, expf_detail::kC1, expf_detail::kC2,
                                            expf_detail::kP0, expf_detail::kP1, expf_detail::kP2,
                                            expf_detail::kP3, expf_detail::kP4, expf_detail::kP5, 1.0f};
-static volatile uint32_t g_expf_bits[2] = {0x7f800000u /* +inf */, 0x3f800000u /* exponent bias 127 << 23 */};
+static volatile uint32_t g_expf_bits[2] = {0x7f800000u /* +inf */, 0x3f000000u /* 126 << 23: 2ⁿ⁻¹ */};
 struct ExpConsts {
   v128_t lo, hi, log2e, magic, c1, c2, p0, p1, p2, p3, p4, p5, one, inf, bias;
   ExpConsts()
@@ -91,7 +92,7 @@ static inline v128_t expf_approx_x4(v128_t x, const ExpConsts& c) {
   p = wasm_f32x4_add(wasm_f32x4_mul(p, r), c.p5);
   p = wasm_f32x4_add(wasm_f32x4_add(wasm_f32x4_mul(p, z), r), c.one);
   const v128_t s = wasm_i32x4_add(wasm_i32x4_shl(t, 23), c.bias);
-  const v128_t y = wasm_f32x4_mul(p, s);
+  const v128_t y = wasm_f32x4_mul(wasm_f32x4_add(p, p), s);
   return wasm_v128_bitselect(c.inf, wasm_v128_andnot(y, below), above);
 }
 
