@@ -119,10 +119,10 @@ static inline void f32_attention_head__simd128(size_t n, size_t hd, const float*
     }
     s = wasm_f32x4_mul(s, scv);
     wasm_v128_store(sc + j, s);
-    mxv = wasm_f32x4_max(mxv, s);
+    mxv = wasm_f32x4_pmax(mxv, s);  // one maxps (f32x4.max's NaN rules cost several); the max is exact either way
   }
-  mxv = wasm_f32x4_max(mxv, wasm_i32x4_shuffle(mxv, mxv, 2, 3, 0, 1));
-  mxv = wasm_f32x4_max(mxv, wasm_i32x4_shuffle(mxv, mxv, 1, 0, 3, 2));
+  mxv = wasm_f32x4_pmax(mxv, wasm_i32x4_shuffle(mxv, mxv, 2, 3, 0, 1));
+  mxv = wasm_f32x4_pmax(mxv, wasm_i32x4_shuffle(mxv, mxv, 1, 0, 3, 2));
   // 2. e_j = exp(s_j − max) in place; lanes past the last key zeroed (out of the sum and never read after).
   v128_t sumv = wasm_f32x4_splat(0.0f);
   size_t j = 0;

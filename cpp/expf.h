@@ -8,7 +8,8 @@
 //   eˣ = (eʳ + eʳ)·2ⁿ⁻¹, 2ⁿ⁻¹ built in the exponent bits (bits(1.5·2²³ + n) << 23 is n << 23): n − 1 reaches
 //   127 where eˣ nears FLT_MAX, and the doubling is exact, so the product rounds once.
 // Range
-//   Finite up to the true overflow (x ≤ 88.7228; above, +inf by the product, or by select past 88.75);
+//   Finite up to the true overflow (x ≤ 88.7228); above, +inf by the product itself (x is clamped to 88.75,
+//   where (eʳ + eʳ)·2¹²⁷ overflows), so there is no select for it;
 //   x < −86.98 → +0 (eˣ < 1.8·10⁻³⁸, near the smallest normal: flushed rather than built as a subnormal);
 //   NaN → NaN. The flush does not matter to the users here: softmax sums e^(s − max) ≥ 1, silu/gelu add 1.
 // Accuracy (cpp/tools/expf_ulp.cpp: all 2.24·10⁹ f32 in [−86.98, 88.72] against float64 exp):
@@ -33,8 +34,9 @@ constexpr float kP3 = 4.1665795894e-2f, kP4 = 1.6666665459e-1f, kP5 = 5.00000012
 
 static inline float expf_approx(float x) {
   using namespace expf_detail;
-  float xc = x < kLo ? kLo : x;  // NaN passes both clamps and comes out NaN
-  xc = xc > kHi ? kHi : xc;
+  // The clamps are wasm's pmax / pmin (one instruction each); NaN passes both and comes out NaN.
+  float xc = x < kLo ? kLo : x;
+  xc = kHi < xc ? kHi : xc;
   const float t = xc * kLog2e + kMagic;
   const float n = t - kMagic;
   float r = xc - n * kC1;
@@ -52,7 +54,7 @@ static inline float expf_approx(float x) {
   float s;
   memcpy(&s, &sb, 4);
   const float y = (p + p) * s;
-  return x > kHi ? __builtin_inff() : (x < kLo ? 0.0f : y);
+  return x < kLo ? 0.0f : y;
 }
 
 // The constants as vectors, loaded once per kernel call from a volatile table: as compile-time v128.consts LLVM
@@ -61,9 +63,9 @@ static volatile float g_expf_consts[13] = {expf_detail::kLo, expf_detail::kHi, e
                                            expf_detail::kMagic, expf_detail::kC1, expf_detail::kC2,
                                            expf_detail::kP0, expf_detail::kP1, expf_detail::kP2,
                                            expf_detail::kP3, expf_detail::kP4, expf_detail::kP5, 1.0f};
-static volatile uint32_t g_expf_bits[2] = {0x7f800000u /* +inf */, 0x3f000000u /* 126 << 23: 2ⁿ⁻¹ */};
+static volatile uint32_t g_expf_bits[1] = {0x3f000000u /* 126 << 23: 2ⁿ⁻¹ */};
 struct ExpConsts {
-  v128_t lo, hi, log2e, magic, c1, c2, p0, p1, p2, p3, p4, p5, one, inf, bias;
+  v128_t lo, hi, log2e, magic, c1, c2, p0, p1, p2, p3, p4, p5, one, bias;
   ExpConsts()
       : lo(wasm_f32x4_splat(g_expf_consts[0])), hi(wasm_f32x4_splat(g_expf_consts[1])),
         log2e(wasm_f32x4_splat(g_expf_consts[2])), magic(wasm_f32x4_splat(g_expf_consts[3])),
@@ -72,14 +74,12 @@ struct ExpConsts {
         p2(wasm_f32x4_splat(g_expf_consts[8])), p3(wasm_f32x4_splat(g_expf_consts[9])),
         p4(wasm_f32x4_splat(g_expf_consts[10])), p5(wasm_f32x4_splat(g_expf_consts[11])),
         one(wasm_f32x4_splat(g_expf_consts[12])),
-        inf(wasm_i32x4_splat((int32_t)g_expf_bits[0])), bias(wasm_i32x4_splat((int32_t)g_expf_bits[1])) {}
+        bias(wasm_i32x4_splat((int32_t)g_expf_bits[0])) {}
 };
 
 // Lane-wise expf_approx.
 static inline v128_t expf_approx_x4(v128_t x, const ExpConsts& c) {
-  const v128_t below = wasm_f32x4_lt(x, c.lo), above = wasm_f32x4_gt(x, c.hi);
-  v128_t xc = wasm_v128_bitselect(c.lo, x, below);
-  xc = wasm_v128_bitselect(c.hi, xc, above);
+  const v128_t xc = wasm_f32x4_pmin(wasm_f32x4_pmax(x, c.lo), c.hi);
   const v128_t t = wasm_f32x4_add(wasm_f32x4_mul(xc, c.log2e), c.magic);
   const v128_t n = wasm_f32x4_sub(t, c.magic);
   v128_t r = wasm_f32x4_sub(xc, wasm_f32x4_mul(n, c.c1));
@@ -93,7 +93,7 @@ static inline v128_t expf_approx_x4(v128_t x, const ExpConsts& c) {
   p = wasm_f32x4_add(wasm_f32x4_add(wasm_f32x4_mul(p, z), r), c.one);
   const v128_t s = wasm_i32x4_add(wasm_i32x4_shl(t, 23), c.bias);
   const v128_t y = wasm_f32x4_mul(wasm_f32x4_add(p, p), s);
-  return wasm_v128_bitselect(c.inf, wasm_v128_andnot(y, below), above);
+  return wasm_v128_andnot(y, wasm_f32x4_lt(x, c.lo));
 }
 
 }  // namespace peft
