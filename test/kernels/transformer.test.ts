@@ -295,6 +295,21 @@ describe('batch invariance: attention rows with m = 5 equal the same rows one at
       });
 });
 
+describe('attention: the SIMD kernel pairs the query heads of a KV head without changing their bits', () => {
+  it('heads 2/1 (one pair) equals heads 2/2 over a duplicated KV head (two singles)', () => {
+    const [hd, n] = [32, 23];
+    const rand = rng(21);
+    const b = be('simd128');
+    const q = randomF32(rand, 2 * hd);
+    const k = randomF32(rand, n * hd);
+    const v = randomF32(rand, n * hd);
+    const dup = (a: Float32Array<ArrayBuffer>) => f32([...a, ...a]);
+    const paired = b.attention(cpuT(q, [1, 2 * hd]), cpuT(k, [1, n, hd]), cpuT(v, [1, n, hd]), n - 1, { heads: 2, kvHeads: 1, headDim: hd }, 0.3);
+    const single = b.attention(cpuT(q, [1, 2 * hd]), cpuT(dup(k), [2, n, hd]), cpuT(dup(v), [2, n, hd]), n - 1, { heads: 2, kvHeads: 2, headDim: hd }, 0.3);
+    expect(bytesOf(paired).equals(bytesOf(single))).toBe(true);
+  });
+});
+
 describe('SIMD128 and scalar twins agree', () => {
   it('bit for bit on the elementwise ops (same operations in the same order, no FMA in wasm)', () => {
     const rand = rng(5);
