@@ -48,7 +48,7 @@ export default defineConfig([
     // Tensor implements Disposable: the lib reference lets `[Symbol.dispose]` type-check under lib es2022.
     dts: { banner: '/// <reference types="@webgpu/types" />\n/// <reference lib="esnext.disposable" />' },
     shims: true,
-    external: [/^node:/, 'webgpu', 'zod'],
+    external: [/^node:/, 'webgpu', 'zod', '@huggingface/tokenizers'],
   },
   {
     ...library,
@@ -56,7 +56,7 @@ export default defineConfig([
     format: ['esm'],
     platform: 'browser',
     esbuildPlugins: [browserTwins],
-    external: ['webgpu', 'zod'],
+    external: ['webgpu', 'zod', '@huggingface/tokenizers'],
   },
   {
     ...library,
@@ -64,7 +64,7 @@ export default defineConfig([
     format: ['esm'],
     platform: 'browser',
     esbuildPlugins: [browserTwins],
-    noExternal: ['zod'],
+    noExternal: ['zod', '@huggingface/tokenizers'],
     external: ['webgpu'],
     minify: true,
     // Error names come from `new.target.name` (IoError, ConfigError…): minified class names would say `L`.
@@ -76,7 +76,7 @@ export default defineConfig([
     platform: 'node',
     target: 'node20',
     removeNodeProtocol: false,
-    external: ['webgpu', 'zod'],
+    external: ['webgpu', 'zod', '@huggingface/tokenizers'],
     define,
     banner: { js: '#!/usr/bin/env node' },
     splitting: false,

@@ -10,7 +10,12 @@ EXPORTS='["_malloc","_free","_peft_abi_version","_peft_quant_strip_rows",
 "_peft_f32_lora_shrink","_peft_f32_lora_shrink__scalar","_peft_f32_lora_expand","_peft_f32_lora_expand__scalar",
 "_peft_f32_dequantize","_peft_f32_dequantize__scalar","_peft_f32_qlinear","_peft_f32_qlinear__scalar","_peft_f32_qlinear_scratch_bytes",
 "_peft_f16_to_f32","_peft_f16_to_f32__scalar","_peft_bf16_to_f32","_peft_bf16_to_f32__scalar",
-"_peft_f32_to_f16","_peft_f32_to_f16__scalar","_peft_f32_to_bf16","_peft_f32_to_bf16__scalar"]'
+"_peft_f32_to_f16","_peft_f32_to_f16__scalar","_peft_f32_to_bf16","_peft_f32_to_bf16__scalar",
+"_peft_f32_rms_norm","_peft_f32_rms_norm__scalar","_peft_f32_layer_norm","_peft_f32_layer_norm__scalar",
+"_peft_f32_rope","_peft_f32_rope__scalar","_peft_f32_add_inplace","_peft_f32_add_inplace__scalar",
+"_peft_f32_swiglu","_peft_f32_swiglu__scalar","_peft_f32_gelu_tanh","_peft_f32_gelu_tanh__scalar",
+"_peft_f32_kv_write","_peft_f32_kv_write__scalar",
+"_peft_f32_attention","_peft_f32_attention__scalar","_peft_f32_attention_scratch_bytes"]'
 EXPORTS="$(echo "$EXPORTS" | tr -d '\n')"
 
 mkdir -p wasm

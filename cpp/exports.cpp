@@ -13,13 +13,15 @@
 #include "linear_bf16.h"
 #include "lora.h"
 #include "quant.h"
+#include "attention.h"
+#include "transformer.h"
 
 #define PEFT_EXPORT extern "C" EMSCRIPTEN_KEEPALIVE
 
 using namespace peft;
 
 // Bumped whenever a signature or the Epilogue layout changes; the TS loader checks it.
-PEFT_EXPORT int32_t peft_abi_version(void) { return 4; }
+PEFT_EXPORT int32_t peft_abi_version(void) { return 5; }
 PEFT_EXPORT int32_t peft_quant_strip_rows(void) { return (int32_t)QUANT_STRIP; }
 PEFT_EXPORT size_t peft_f32_qlinear_scratch_bytes(size_t m, size_t k) { return f32_qlinear_scratch_floats(m, k) * 4; }
 
@@ -90,3 +92,57 @@ PEFT_EXPORT void peft_f32_to_f16(size_t n, const float* src, uint16_t* dst) { f3
 PEFT_EXPORT void peft_f32_to_f16__scalar(size_t n, const float* src, uint16_t* dst) { f32_to_f16__scalar(n, src, dst); }
 PEFT_EXPORT void peft_f32_to_bf16(size_t n, const float* src, uint16_t* dst) { f32_to_bf16__simd128(n, src, dst); }
 PEFT_EXPORT void peft_f32_to_bf16__scalar(size_t n, const float* src, uint16_t* dst) { f32_to_bf16__scalar(n, src, dst); }
+
+// ---- transformer ops (transformer.h, attention.h): row-major f32; see the headers for the contracts -------
+PEFT_EXPORT void peft_f32_rms_norm(size_t m, size_t d, const float* x, const float* w, float* y, double eps) {
+  f32_rms_norm__simd128(m, d, x, w, y, eps);
+}
+PEFT_EXPORT void peft_f32_rms_norm__scalar(size_t m, size_t d, const float* x, const float* w, float* y, double eps) {
+  f32_rms_norm__scalar(m, d, x, w, y, eps);
+}
+PEFT_EXPORT void peft_f32_layer_norm(size_t m, size_t d, const float* x, const float* w, const float* b, float* y,
+                                     double eps) {
+  f32_layer_norm__simd128(m, d, x, w, b, y, eps);
+}
+PEFT_EXPORT void peft_f32_layer_norm__scalar(size_t m, size_t d, const float* x, const float* w, const float* b,
+                                             float* y, double eps) {
+  f32_layer_norm__scalar(m, d, x, w, b, y, eps);
+}
+// x [m, heads·hd] in place; cos, sin: the tables' first element (row p at p·hd/2).
+PEFT_EXPORT void peft_f32_rope(size_t m, size_t heads, size_t hd, float* x, const float* cos_t, const float* sin_t,
+                               size_t start) {
+  f32_rope__simd128(m, heads, hd, x, cos_t, sin_t, start);
+}
+PEFT_EXPORT void peft_f32_rope__scalar(size_t m, size_t heads, size_t hd, float* x, const float* cos_t,
+                                       const float* sin_t, size_t start) {
+  f32_rope__scalar(m, heads, hd, x, cos_t, sin_t, start);
+}
+PEFT_EXPORT void peft_f32_add_inplace(size_t n, float* a, const float* b) { f32_add_inplace__simd128(n, a, b); }
+PEFT_EXPORT void peft_f32_add_inplace__scalar(size_t n, float* a, const float* b) { f32_add_inplace__scalar(n, a, b); }
+PEFT_EXPORT void peft_f32_swiglu(size_t n, const float* g, const float* u, float* y) { f32_swiglu__simd128(n, g, u, y); }
+PEFT_EXPORT void peft_f32_swiglu__scalar(size_t n, const float* g, const float* u, float* y) {
+  f32_swiglu__scalar(n, g, u, y);
+}
+PEFT_EXPORT void peft_f32_gelu_tanh(size_t n, const float* x, float* y) { f32_gelu_tanh__simd128(n, x, y); }
+PEFT_EXPORT void peft_f32_gelu_tanh__scalar(size_t n, const float* x, float* y) { f32_gelu_tanh__scalar(n, x, y); }
+// src [m, kvHeads·hd] → cache [kvHeads, maxLen, hd] rows start … start + m − 1.
+PEFT_EXPORT void peft_f32_kv_write(size_t m, size_t kv_heads, size_t hd, size_t max_len, size_t start,
+                                   const float* src, float* cache) {
+  f32_kv_write__simd128(m, kv_heads, hd, max_len, start, src, cache);
+}
+PEFT_EXPORT void peft_f32_kv_write__scalar(size_t m, size_t kv_heads, size_t hd, size_t max_len, size_t start,
+                                           const float* src, float* cache) {
+  f32_kv_write__scalar(m, kv_heads, hd, max_len, start, src, cache);
+}
+// scratch: peft_f32_attention_scratch_bytes(start + m) bytes.
+PEFT_EXPORT size_t peft_f32_attention_scratch_bytes(size_t n_keys) { return f32_attention_scratch_floats(n_keys) * 4; }
+PEFT_EXPORT void peft_f32_attention(size_t m, size_t heads, size_t kv_heads, size_t hd, size_t max_len, size_t start,
+                                    const float* q, const float* kc, const float* vc, float* y, float scale,
+                                    float* scratch) {
+  f32_attention<AttnSimd128>(m, heads, kv_heads, hd, max_len, start, q, kc, vc, y, scale, scratch);
+}
+PEFT_EXPORT void peft_f32_attention__scalar(size_t m, size_t heads, size_t kv_heads, size_t hd, size_t max_len,
+                                            size_t start, const float* q, const float* kc, const float* vc, float* y,
+                                            float scale, float* scratch) {
+  f32_attention<AttnScalar>(m, heads, kv_heads, hd, max_len, start, q, kc, vc, y, scale, scratch);
+}

@@ -23,14 +23,76 @@ export interface Issue extends ErrorFacts {
   message: string;
 }
 
-function show(v: unknown): string {
-  if (typeof v === 'string') return v;
-  if (typeof v === 'bigint') return `${v}n`;
+/** Bounds of `show`: values in error messages come from hostile files, so they are cut, never walked whole. */
+const SHOW_DEPTH = 4;
+const SHOW_ITEMS = 32;
+const SHOW_CHARS = 400;
+
+/**
+ * A value as message text: JSON-like, at most SHOW_DEPTH levels deep, SHOW_ITEMS items per array or object and
+ * SHOW_CHARS characters. Never throws and never recurses deeper than SHOW_DEPTH (a header value nested 4,500
+ * deep once overflowed the stack here), whatever it is given: cycles, throwing getters, Proxies, typed arrays.
+ */
+export function show(v: unknown): string {
+  if (typeof v === 'string') return cut(v);
   try {
-    return JSON.stringify(v) ?? String(v);
+    return cut(showAt(v, 0));
   } catch {
-    return String(v);
+    return '(unprintable value)';
   }
+}
+
+function cut(s: string): string {
+  return s.length > SHOW_CHARS ? `${s.slice(0, SHOW_CHARS - 1)}…` : s;
+}
+
+function showAt(v: unknown, depth: number): string {
+  switch (typeof v) {
+    case 'string':
+      return JSON.stringify(v.length > SHOW_CHARS ? `${v.slice(0, SHOW_CHARS)}…` : v);
+    case 'bigint':
+      return `${v}n`;
+    case 'number':
+    case 'boolean':
+    case 'undefined':
+      return String(v);
+    case 'symbol':
+      return v.toString();
+    case 'function':
+      return `[function ${(v as { name?: string }).name || 'anonymous'}]`;
+  }
+  if (v === null) return 'null';
+  if (ArrayBuffer.isView(v)) return `${v.constructor.name}(${(v as { length?: number }).length ?? v.byteLength})`;
+  const isArr = Array.isArray(v);
+  if (depth >= SHOW_DEPTH) return isArr ? '[…]' : '{…}';
+  const parts: string[] = [];
+  let len = 0;
+  if (isArr) {
+    const a = v as unknown[];
+    for (let i = 0; i < a.length && i < SHOW_ITEMS && len < SHOW_CHARS; i++) len += push(parts, showAt(a[i], depth + 1));
+    if (a.length > parts.length) parts.push(`… ${a.length - parts.length} more`);
+    return `[${parts.join(',')}]`;
+  }
+  if (v instanceof Map) {
+    let n = 0;
+    for (const [k, x] of v) {
+      if (n++ >= SHOW_ITEMS || len >= SHOW_CHARS) break;
+      len += push(parts, `${showAt(k, depth + 1)}:${showAt(x, depth + 1)}`);
+    }
+    if (v.size > parts.length) parts.push(`… ${v.size - parts.length} more`);
+    return `Map{${parts.join(',')}}`;
+  }
+  const keys = Object.keys(v as object);
+  for (let i = 0; i < keys.length && i < SHOW_ITEMS && len < SHOW_CHARS; i++) {
+    len += push(parts, `${JSON.stringify(keys[i])}:${showAt((v as Record<string, unknown>)[keys[i]!], depth + 1)}`);
+  }
+  if (keys.length > parts.length) parts.push(`… ${keys.length - parts.length} more`);
+  return `{${parts.join(',')}}`;
+}
+
+function push(parts: string[], s: string): number {
+  parts.push(s);
+  return s.length + 1;
 }
 
 /** Where a problem is: `file › tensor`, or a module path, or a config key. */
@@ -104,7 +166,8 @@ export type SafetensorsCode =
   | 'offsets_hole'
   | 'bad_metadata'
   | 'tensor_not_found'
-  | 'too_many_tensors';
+  | 'too_many_tensors'
+  | 'too_large';
 export class SafetensorsError extends PeftError<SafetensorsCode> {
   // Spelled out: minifiers rename classes, and `new.target.name` would then read `L`.
   override readonly name = 'SafetensorsError';
@@ -119,7 +182,8 @@ export type PickleCode =
   | 'forbidden_opcode'
   | 'bad_pickle'
   | 'bad_storage'
-  | 'unsupported_dtype';
+  | 'unsupported_dtype'
+  | 'too_large';
 export class PickleError extends PeftError<PickleCode> {
   override readonly name = 'PickleError';
 }
@@ -170,7 +234,7 @@ export class ApplyError extends PeftError<ApplyCode> {
   override readonly name = 'ApplyError';
 }
 
-export type IoCode = 'not_found' | 'http_error' | 'truncated' | 'aborted' | 'unsupported_source' | 'read_failed' | 'too_large';
+export type IoCode = 'not_found' | 'http_error' | 'html_response' | 'truncated' | 'aborted' | 'unsupported_source' | 'read_failed' | 'too_large';
 export class IoError extends PeftError<IoCode> {
   override readonly name = 'IoError';
 }
@@ -193,4 +257,20 @@ export type BackendCode =
   | 'not_initialized';
 export class BackendError extends PeftError<BackendCode> {
   override readonly name = 'BackendError';
+}
+
+export type ModelCode =
+  | 'config_missing'
+  | 'config_invalid'
+  | 'unknown_architecture'
+  | 'missing_tensor'
+  | 'tensor_shape'
+  | 'context_full'
+  | 'no_tokenizer'
+  | 'bad_ids'
+  | 'bad_option'
+  | 'aborted';
+/** A model checkpoint, its config or a generation request is not usable (CausalLM, generate). */
+export class ModelError extends PeftError<ModelCode> {
+  override readonly name = 'ModelError';
 }

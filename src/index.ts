@@ -4,6 +4,7 @@ export { VERSION } from './version.js';
 export * from './errors.js';
 export { DTYPES, byteSize, type DType, type TypedArray } from './dtype.js';
 export { Tensor, CpuStorage, type Storage } from './tensor.js';
+export { DEFAULT_LIMITS, resolveLimits, ByteBudget, type LoadLimits } from './limits.js';
 
 // Backends
 export type { Backend, BackendName, LoRADelta, QuantizedWeight, UploadOptions } from './backends/backend.js';
@@ -17,8 +18,9 @@ export { checkWasmSupport, initWasm } from './runtime/wasm.js';
 export { bytesSource, blobSource, type ByteSource } from './io/source.js';
 export { hubFileSet, parseHubRepo, hubBaseUrl, cacheApiStore, HUB_ENDPOINT, type HubOptions, type HubRepo, type HubCache, type HubCacheEntry } from './io/hub.js';
 export { nodeDirCache } from './io/hub-cache-node.js';
-export { toFileSet, memoryFileSet, type AdapterSource, type FileLike, type FileSet, type OpenOptions } from './io/fileset.js';
-export { SafetensorsReader, writeSafetensors, SAFE_DTYPES, type SafeDType, type TensorInfo } from './formats/safetensors.js';
+export { toFileSet, memoryFileSet, limitedFileSet, type AdapterSource, type FileLike, type FileSet, type OpenOptions } from './io/fileset.js';
+export { SafetensorsReader, writeSafetensors, SAFE_DTYPES, SAFE_DTYPE_ORDER, type SafeDType, type TensorInfo } from './formats/safetensors.js';
+export { parseStrictJson, JsonFloat, StrictJsonError } from './formats/json.js';
 export { readTorchZip, type RawTensor } from './formats/torch-zip.js';
 
 // Adapters
@@ -44,5 +46,19 @@ export { QLoRALinear } from './lora/qlora-linear.js';
 export { DoRALinear } from './lora/dora-linear.js';
 export { QDoRALinear } from './lora/qdora-linear.js';
 export { LoRAEmbedding } from './lora/lora-embedding.js';
-export { LoRAContainer, type AppliedModule, type ContainerOptions } from './lora/container.js';
+export { LoRAContainer, type AppliedModule, type ContainerOptions, type ContainerLoadOptions } from './lora/container.js';
 export { setLoRAEnabled, type SetEnabledOptions } from './lora/set-enabled.js';
+
+// Language models and generation
+export { CausalLM, type CausalLMLoadOptions, type DraftSpec, type GenerateOptions, type GenerateResult, type StreamChunk } from './models/causal-lm.js';
+export { KVCache } from './models/kv-cache.js';
+export { registerArchitecture, supportedModelTypes, type Architecture, type Decoder, type DecoderForwardOptions } from './models/architecture.js';
+export { BUILTIN_ARCHITECTURES } from './models/architectures.js';
+export { ConfigReader, type DecoderConfig } from './models/config.js';
+export { readCheckpoint, type Checkpoint, type LoadProgress } from './models/checkpoint.js';
+export { TextTokenizer, TextStreamer } from './models/tokenizer.js';
+export { RMSNorm, LayerNorm } from './nn/norm.js';
+export { Rng, argmax, sampleToken, type SamplingOptions } from './generate/sampling.js';
+export { decodeTokens, speculativeTokens, expectedTokens, type DecodeTarget, type DecodeStats, type SpeculativeStats, type DraftOptions } from './generate/decode.js';
+export { loraLayersOf } from './lora/set-enabled.js';
+export type { AttentionShape } from './backends/backend.js';

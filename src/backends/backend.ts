@@ -66,6 +66,63 @@ export interface Backend {
   /** `y = E[ids] + Σ sᵢ·A_e[ids]·B_e`;  ids [m] i32, E [vocab,dim] (f32, or bf16 as for `linear`) → y [m,dim] f32. */
   embedding(ids: Tensor, table: Tensor, deltas: readonly LoRADelta[]): Tensor;
 
+  // ---- transformer ops (models/ builds decoders from these; every backend implements them) ----------------
+  // All take and return f32 tensors on this backend. Each row of the output depends only on the same row of
+  // the inputs (and, for attention, on the cache): a row's result never depends on how many rows ride with it.
+
+  /** A zero-filled f32 tensor resident on this backend (KV caches). */
+  zeros(shape: readonly number[]): Tensor;
+
+  /** RMSNorm per row: `y = x / √(mean(x²) + eps) ⊙ w`;  x [m,d], w [d] → y [m,d]. (HF Llama: f32 throughout.) */
+  rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor;
+
+  /** LayerNorm per row: `y = (x − μ) / √(σ² + eps) ⊙ w + b`, σ² the biased variance;  x [m,d], w, b [d] → y [m,d]. */
+  layerNorm(x: Tensor, w: Tensor, b: Tensor, eps: number): Tensor;
+
+  /**
+   * Rotary embedding in place, HF's rotate_half layout. x [m, heads·hd]; row i is at position `start + i`;
+   * `cos`, `sin` [maxPos, hd/2]. For each row, head h, j < hd/2, with (x₁, x₂) = (x[h·hd + j], x[h·hd + j + hd/2]),
+   * c = cos[pos, j], s = sin[pos, j]:  x[h·hd + j] = x₁·c − x₂·s;  x[h·hd + j + hd/2] = x₂·c + x₁·s.
+   */
+  rope(x: Tensor, cos: Tensor, sin: Tensor, heads: number, headDim: number, start: number): void;
+
+  /** `a += b` elementwise, in place (the residual stream); same element count. */
+  addInPlace(a: Tensor, b: Tensor): void;
+
+  /** SwiGLU: `y = silu(g) ⊙ u`, silu(g) = g / (1 + e^−g);  g, u [m,f] → y [m,f]. */
+  swiglu(g: Tensor, u: Tensor): Tensor;
+
+  /** GELU, tanh approximation (GPT-2's gelu_new): `y = ½x·(1 + tanh(√(2/π)·(x + 0.044715·x³)))`. */
+  geluTanh(x: Tensor): Tensor;
+
+  /** Columns `[start, start + width)` of x [m,c] → [m,width] (GPT-2 splits c_attn's q|k|v). */
+  sliceColumns(x: Tensor, start: number, width: number): Tensor;
+
+  /** Rows `[start, start + count)` of x [m,c] → [count,c] (the last position before the LM head). */
+  sliceRows(x: Tensor, start: number, count: number): Tensor;
+
+  /**
+   * Writes src [m, kvHeads·hd] into a head-major cache [kvHeads, maxLen, hd] at positions `start … start+m−1`:
+   * `cache[g, start + i, :] = src[i, g·hd : (g+1)·hd]`.
+   */
+  kvWrite(cache: Tensor, src: Tensor, start: number, kvHeads: number, headDim: number): void;
+
+  /**
+   * Causal grouped-query attention over the cache. q [m, heads·hd]; row i is the query at position p = start + i
+   * and attends cache positions 0 … p (both caches [kvHeads, maxLen, hd], already written up to start + m − 1).
+   * Head h reads KV head ⌊h / (heads / kvHeads)⌋ (HF repeat_kv).
+   * `out[i, h] = Σⱼ softmax_j(scale · q[i,h]·k[g,j]) · v[g,j]`  → [m, heads·hd]; the softmax subtracts the row max.
+   * Keys are visited in order 0 … p whatever m is, so a row's output does not depend on the batch.
+   */
+  attention(q: Tensor, kCache: Tensor, vCache: Tensor, start: number, shape: AttentionShape, scale: number): Tensor;
+
   /** Frees backend resources (pipelines, pools). */
   dispose?(): void;
+}
+
+/** Head counts of one attention op: `heads` query heads share `kvHeads` key/value heads (GQA), each `headDim` wide. */
+export interface AttentionShape {
+  readonly heads: number;
+  readonly kvHeads: number;
+  readonly headDim: number;
 }

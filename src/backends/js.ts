@@ -1,7 +1,8 @@
 import { BackendError } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import { toF64 as tensorToF64 } from '../float16.js';
-import type { Backend, LoRADelta, QuantizedWeight, UploadOptions } from './backend.js';
+import type { AttentionShape, Backend, LoRADelta, QuantizedWeight, UploadOptions } from './backend.js';
+import { CpuOps } from './cpu-ops.js';
 
 /**
  * The float64 reference backend: every op is a plain triple loop that accumulates in float64 and rounds
@@ -186,5 +187,44 @@ export class JsBackend implements Backend {
     const dim = table.shape[1];
     const y = refEmbedding(ids.data as ArrayLike<number>, tensorToF64(table), dim, deltas.map(refDelta));
     return Tensor.from(Float32Array.from(y), [...ids.shape, dim], 'f32');
+  }
+
+  // Transformer ops: float64 loops (cpu-ops.ts), the reference the wasm and WGSL kernels are tested against.
+  private readonly ops = new CpuOps((shape) => Tensor.zeros(shape, 'f32'));
+  private cpu(t: Tensor): Tensor {
+    return t.device === 'cpu' ? t : t.toCpu();
+  }
+  zeros(shape: readonly number[]): Tensor {
+    return this.ops.zeros(shape);
+  }
+  rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
+    return this.ops.rmsNorm(this.cpu(x), this.cpu(w), eps);
+  }
+  layerNorm(x: Tensor, w: Tensor, b: Tensor, eps: number): Tensor {
+    return this.ops.layerNorm(this.cpu(x), this.cpu(w), this.cpu(b), eps);
+  }
+  rope(x: Tensor, cos: Tensor, sin: Tensor, heads: number, headDim: number, start: number): void {
+    this.ops.rope(x, cos, sin, heads, headDim, start);
+  }
+  addInPlace(a: Tensor, b: Tensor): void {
+    this.ops.addInPlace(a, this.cpu(b));
+  }
+  swiglu(g: Tensor, u: Tensor): Tensor {
+    return this.ops.swiglu(this.cpu(g), this.cpu(u));
+  }
+  geluTanh(x: Tensor): Tensor {
+    return this.ops.geluTanh(this.cpu(x));
+  }
+  sliceColumns(x: Tensor, start: number, width: number): Tensor {
+    return this.ops.sliceColumns(this.cpu(x), start, width);
+  }
+  sliceRows(x: Tensor, start: number, count: number): Tensor {
+    return this.ops.sliceRows(this.cpu(x), start, count);
+  }
+  kvWrite(cache: Tensor, src: Tensor, start: number, kvHeads: number, headDim: number): void {
+    this.ops.kvWrite(cache, this.cpu(src), start, kvHeads, headDim);
+  }
+  attention(q: Tensor, kCache: Tensor, vCache: Tensor, start: number, shape: AttentionShape, scale: number): Tensor {
+    return this.ops.attention(this.cpu(q), kCache, vCache, start, shape, scale);
   }
 }

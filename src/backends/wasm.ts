@@ -3,7 +3,7 @@ import type { Tensor } from '../tensor.js';
 import { ScratchArena, ScratchLayout } from '../runtime/scratch.js';
 import { WasmStorage, allocWasmTensor, wasmPtrOf } from '../runtime/storage.js';
 import { type WasmRuntime, initWasm } from '../runtime/wasm.js';
-import type { Backend, LoRADelta, QuantizedWeight, UploadOptions } from './backend.js';
+import type { AttentionShape, Backend, LoRADelta, QuantizedWeight, UploadOptions } from './backend.js';
 import { toF32Tensor } from './wasm/convert.js';
 import {
   type EpilogueTerm,
@@ -15,6 +15,17 @@ import {
 } from './wasm/linear.js';
 import { f32LoraExpand, f32LoraShrink } from './wasm/lora.js';
 import { f32QLinear, quantScratchBytes } from './wasm/quant.js';
+import {
+  attentionScratchBytes,
+  f32AddInPlace,
+  f32Attention,
+  f32GeluTanh,
+  f32KvWrite,
+  f32LayerNorm,
+  f32RmsNorm,
+  f32Rope,
+  f32Swiglu,
+} from './wasm/transformer.js';
 
 /** Options for `WasmBackend.create`. */
 export interface WasmBackendOptions {
@@ -138,6 +149,152 @@ export class WasmBackend implements Backend {
     this.scratch.dispose();
   }
 
+  // ---- transformer ops --------------------------------------------------------------------------------------
+  // cpp/transformer.h and cpp/attention.h (SIMD128 or their scalar twins, per `kernels`). Outputs are new f32
+  // tensors in wasm memory. Inputs that are not wasm-resident f32 (cpu tensors, f16/bf16/f64) are staged as
+  // temporary f32 copies; an in-place target that is not wasm-resident is staged, updated and copied back.
+  // Shapes are checked before anything is allocated or written.
+
+  zeros(shape: readonly number[]): Tensor {
+    const t = allocWasmTensor(this.runtime, shape, 'f32');
+    t.storage.bytes().fill(0);
+    return t;
+  }
+
+  rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
+    const d = w.size;
+    const m = rowsOf(x, d, 'rmsNorm');
+    return this.withTemps((temps) => {
+      const [xp, wp] = [this.f32In(x, temps, 'rmsNorm'), this.f32In(w, temps, 'rmsNorm')];
+      const y = allocWasmTensor(this.runtime, x.shape, 'f32');
+      f32RmsNorm(this.runtime, m, d, xp, wp, ptrOf(y), eps, this.kernels);
+      return y;
+    });
+  }
+
+  layerNorm(x: Tensor, w: Tensor, b: Tensor, eps: number): Tensor {
+    const d = w.size;
+    const m = rowsOf(x, d, 'layerNorm');
+    sameSize(w, b, 'layerNorm', 'bias and weight differ in size');
+    return this.withTemps((temps) => {
+      const [xp, wp, bp] = [this.f32In(x, temps, 'layerNorm'), this.f32In(w, temps, 'layerNorm'), this.f32In(b, temps, 'layerNorm')];
+      const y = allocWasmTensor(this.runtime, x.shape, 'f32');
+      f32LayerNorm(this.runtime, m, d, xp, wp, bp, ptrOf(y), eps, this.kernels);
+      return y;
+    });
+  }
+
+  rope(x: Tensor, cos: Tensor, sin: Tensor, heads: number, headDim: number, start: number): void {
+    if (!isCount(heads) || !isCount(headDim) || headDim % 2 !== 0 || headDim === 0 || !isCount(start)) {
+      throw new BackendError('shape_mismatch', 'rope: heads, start must be non-negative integers and headDim even', {
+        expected: 'heads ≥ 0, headDim even ≥ 2, start ≥ 0 (integers)', got: { heads, headDim, start }, where: 'WasmBackend.rope',
+      });
+    }
+    const m = rowsOf(x, heads * headDim, 'rope');
+    const half = headDim / 2;
+    const tableOk = (t: Tensor) => t.shape.length === 2 && t.shape[1] === half && start + m <= t.shape[0];
+    if (!tableOk(cos) || !tableOk(sin)) {
+      throw new BackendError('shape_mismatch', 'rope: the cos/sin tables do not cover these positions', {
+        expected: `[≥ ${start + m}, ${half}]`, got: { cos: cos.shape, sin: sin.shape }, where: 'WasmBackend.rope',
+      });
+    }
+    this.withTemps((temps) => {
+      const [cp, sp] = [this.f32In(cos, temps, 'rope'), this.f32In(sin, temps, 'rope')];
+      this.inPlace(x, temps, 'rope', (xp) => f32Rope(this.runtime, m, heads, headDim, xp, cp, sp, start, this.kernels));
+    });
+  }
+
+  addInPlace(a: Tensor, b: Tensor): void {
+    sameSize(a, b, 'addInPlace', 'sizes differ');
+    this.withTemps((temps) => {
+      const bp = this.f32In(b, temps, 'addInPlace');
+      this.inPlace(a, temps, 'addInPlace', (ap) => f32AddInPlace(this.runtime, a.size, ap, bp, this.kernels));
+    });
+  }
+
+  swiglu(g: Tensor, u: Tensor): Tensor {
+    sameSize(g, u, 'swiglu', 'gate and up differ in size');
+    return this.withTemps((temps) => {
+      const [gp, up] = [this.f32In(g, temps, 'swiglu'), this.f32In(u, temps, 'swiglu')];
+      const y = allocWasmTensor(this.runtime, g.shape, 'f32');
+      f32Swiglu(this.runtime, g.size, gp, up, ptrOf(y), this.kernels);
+      return y;
+    });
+  }
+
+  geluTanh(x: Tensor): Tensor {
+    return this.withTemps((temps) => {
+      const xp = this.f32In(x, temps, 'geluTanh');
+      const y = allocWasmTensor(this.runtime, x.shape, 'f32');
+      f32GeluTanh(this.runtime, x.size, xp, ptrOf(y), this.kernels);
+      return y;
+    });
+  }
+
+  sliceColumns(x: Tensor, start: number, width: number): Tensor {
+    const c = x.shape[x.shape.length - 1];
+    if (!isCount(start) || !isCount(width) || start + width > c) {
+      throw new BackendError('shape_mismatch', 'sliceColumns out of range', { expected: `start + width ≤ ${c}`, got: { start, width }, where: 'WasmBackend.sliceColumns' });
+    }
+    const m = c ? x.size / c : 0;
+    return this.withTemps((temps) => {
+      const xp = this.f32In(x, temps, 'sliceColumns') >>> 2;
+      const y = allocWasmTensor(this.runtime, [...x.shape.slice(0, -1), width], 'f32');
+      const yp = ptrOf(y) >>> 2;
+      const f = this.runtime.f32;
+      for (let i = 0; i < m; i++) f.copyWithin(yp + i * width, xp + i * c + start, xp + i * c + start + width);
+      return y;
+    });
+  }
+
+  sliceRows(x: Tensor, start: number, count: number): Tensor {
+    const c = x.shape[x.shape.length - 1];
+    const m = c ? x.size / c : 0;
+    if (!isCount(start) || !isCount(count) || start + count > m) {
+      throw new BackendError('shape_mismatch', 'sliceRows out of range', { expected: `start + count ≤ ${m}`, got: { start, count }, where: 'WasmBackend.sliceRows' });
+    }
+    return this.withTemps((temps) => {
+      const xp = this.f32In(x, temps, 'sliceRows') >>> 2;
+      const y = allocWasmTensor(this.runtime, [count, c], 'f32');
+      this.runtime.f32.copyWithin(ptrOf(y) >>> 2, xp + start * c, xp + (start + count) * c);
+      return y;
+    });
+  }
+
+  kvWrite(cache: Tensor, src: Tensor, start: number, kvHeads: number, headDim: number): void {
+    const maxLen = cacheLength(cache, kvHeads, headDim, 'kvWrite');
+    const m = rowsOf(src, kvHeads * headDim, 'kvWrite');
+    if (!isCount(start) || start + m > maxLen) {
+      throw new BackendError('shape_mismatch', 'kvWrite past the end of the cache', { expected: `start + m ≤ ${maxLen}`, got: { start, m }, where: 'WasmBackend.kvWrite' });
+    }
+    this.withTemps((temps) => {
+      const sp = this.f32In(src, temps, 'kvWrite');
+      this.inPlace(cache, temps, 'kvWrite', (cp) => f32KvWrite(this.runtime, m, kvHeads, headDim, maxLen, start, sp, cp, this.kernels));
+    });
+  }
+
+  attention(q: Tensor, kCache: Tensor, vCache: Tensor, start: number, shape: AttentionShape, scale: number): Tensor {
+    const { heads, kvHeads, headDim: hd } = shape;
+    if (!isCount(heads) || !isCount(kvHeads) || kvHeads === 0 || heads % kvHeads !== 0 || !isCount(start)) {
+      throw new BackendError('shape_mismatch', 'attention: heads must be a multiple of kvHeads', {
+        expected: 'heads % kvHeads = 0, start ≥ 0 (integers)', got: { heads, kvHeads, start }, where: 'WasmBackend.attention',
+      });
+    }
+    const maxLen = cacheLength(kCache, kvHeads, hd, 'attention');
+    sameSize(kCache, vCache, 'attention', 'the K and V caches differ in size');
+    const m = rowsOf(q, heads * hd, 'attention');
+    if (start + m > maxLen) {
+      throw new BackendError('shape_mismatch', 'attention: positions past the cache', { expected: `start + m ≤ ${maxLen}`, got: start + m, where: 'WasmBackend.attention' });
+    }
+    return this.withTemps((temps) => {
+      const [qp, kp, vp] = [this.f32In(q, temps, 'attention'), this.f32In(kCache, temps, 'attention'), this.f32In(vCache, temps, 'attention')];
+      const y = allocWasmTensor(this.runtime, q.shape, 'f32');
+      const sp = this.scratch.ensure(attentionScratchBytes(this.runtime, start + m));
+      f32Attention(this.runtime, m, heads, kvHeads, hd, maxLen, start, qp, kp, vp, ptrOf(y), scale, sp, this.kernels);
+      return y;
+    });
+  }
+
   // ---- internals --------------------------------------------------------------------------------------------
 
   private checkShape(what: string, got: readonly number[], expected: readonly number[]): void {
@@ -153,6 +310,39 @@ export class WasmBackend implements Backend {
     const c = this.upload(t);
     temps.push(c);
     return (c.storage as WasmStorage).ptr;
+  }
+
+  /** Runs `f` with a list of temporaries that is disposed afterwards, whatever happens. */
+  private withTemps<T>(f: (temps: Tensor[]) => T): T {
+    const temps: Tensor[] = [];
+    try {
+      return f(temps);
+    } finally {
+      for (const t of temps) t.dispose();
+    }
+  }
+
+  /** Byte offset of `t` as wasm-resident f32 for a transformer op; anything else floating is staged as a temporary. */
+  private f32In(t: Tensor, temps: Tensor[], op: string): number {
+    const p = wasmPtrOf(this.runtime, t);
+    if (p !== undefined && t.dtype === 'f32') return p;
+    if (t.dtype !== 'f32' && t.dtype !== 'f16' && t.dtype !== 'bf16' && t.dtype !== 'f64') {
+      throw new BackendError('dtype_unsupported', `${op} takes floating-point tensors`, { expected: 'f32 (or f16, bf16, f64, widened)', got: t.dtype, where: `WasmBackend.${op}` });
+    }
+    const c = this.upload(t);
+    temps.push(c);
+    return ptrOf(c);
+  }
+
+  /** Runs the in-place kernel `f` on `t` (f32): directly when wasm-resident, else on a staged copy written back. */
+  private inPlace(t: Tensor, temps: Tensor[], op: string, f: (ptr: number) => void): void {
+    if (t.dtype !== 'f32') throw new BackendError('dtype_unsupported', `${op} updates an f32 tensor in place`, { expected: 'f32', got: t.dtype, where: `WasmBackend.${op}` });
+    const p = wasmPtrOf(this.runtime, t);
+    if (p !== undefined) return f(p);
+    const c = this.upload(t);
+    temps.push(c);
+    f(ptrOf(c));
+    t.storage.bytes().set(c.storage.bytes());
   }
 
   /**
@@ -247,4 +437,36 @@ export class WasmBackend implements Backend {
       for (const t of temps) t.dispose();
     }
   }
+}
+
+// ---- shape checks of the transformer ops (before anything is allocated or written) -------------------------
+
+function isCount(n: number): boolean {
+  return Number.isInteger(n) && n >= 0;
+}
+
+function ptrOf(t: Tensor): number {
+  return (t.storage as WasmStorage).ptr;
+}
+
+/** Rows of x [..., d]: throws unless the last dimension is d. */
+function rowsOf(x: Tensor, d: number, op: string): number {
+  const last = x.shape[x.shape.length - 1];
+  if (last !== d || d === 0) throw new BackendError('shape_mismatch', `${op}: row width does not match`, { expected: d, got: last, where: `WasmBackend.${op}` });
+  return x.size / d;
+}
+
+function sameSize(a: Tensor, b: Tensor, op: string, what: string): void {
+  if (a.size !== b.size) throw new BackendError('shape_mismatch', `${op}: ${what}`, { expected: a.size, got: b.size, where: `WasmBackend.${op}` });
+}
+
+/** maxLen of a head-major cache [kvHeads, maxLen, hd]. */
+function cacheLength(cache: Tensor, kvHeads: number, hd: number, op: string): number {
+  const row = kvHeads * hd;
+  if (!isCount(kvHeads) || !isCount(hd) || row === 0 || cache.size % row !== 0) {
+    throw new BackendError('shape_mismatch', `${op}: the cache is not [kvHeads, maxLen, headDim]`, {
+      expected: `a multiple of kvHeads·headDim = ${row} elements`, got: { size: cache.size, shape: cache.shape }, where: `WasmBackend.${op}`,
+    });
+  }
+  return cache.size / row;
 }

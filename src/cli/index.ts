@@ -4,28 +4,47 @@ import { DEMO_DEFAULTS, demo, type DemoOptions } from './demo.js';
 import { inspect } from './inspect.js';
 import { convertAdapter } from './convert.js';
 import { mergeCheckpoint, parseSize } from './merge.js';
+import { benchModel } from './bench-model.js';
+import { embeddedModelDir, lmDemo } from './lm-demo.js';
+import { generateCommand, type GenerateCliOptions } from './generate.js';
 
 const HELP = `peftjs ${VERSION}: run HuggingFace PEFT LoRA adapters in JavaScript
 
 Usage:
-  peftjs [demo] [--m 8] [--k 1024] [--n 1024] [--r 16] [--alpha 32]
-        LoRALinear on/off on deterministic weights: max difference, time per forward (wasm vs js)
+  peftjs [demo]                the main job: the embedded pycoder with its prose LoRA (off: code, on: prose),
+                               off = base bit for bit, and speculative decoding with a LoRA drafter
+  peftjs generate --model DIR|URL [--adapter DIR] --prompt TEXT [--lora on|off|both]
+                  [--draft DIR --exit-after K] [--backend wasm|webgpu|js] [--max-new N]
+                  [--temperature T] [--top-k K] [--top-p P] [--seed S]
+                               stream a continuation with a live tokens/s line
+  peftjs bench-model [--model DIR] [--draft DIR --exit-after K] [--max-new N]
+                               prefill and decode tokens/s, plain and speculative
+  peftjs layer-demo [--m 8] [--k 1024] [--n 1024] [--r 16] [--alpha 32]
+                               one LoRALinear on/off: max difference, time per forward (wasm vs js)
   peftjs inspect <adapter> [--json] [--full]
-        what a PEFT or MLX adapter (directory, http(s) URL or hf://owner/repo[@rev]) holds, from its headers
-        alone; --json for scripts, --full to load and validate every tensor
+                               what a PEFT or MLX adapter (directory, http(s) URL or hf://owner/repo[@rev])
+                               holds, from its headers alone; --json for scripts, --full to load and validate
   peftjs convert <adapter> --to peft|mlx --out DIR
-        rewrite an adapter in the other format
+                               rewrite an adapter in the other format
   peftjs merge --model DIR --adapter DIR --out DIR [--max-shard-size 5GB]
-        fold the adapter into the model's weights: a plain HF checkpoint (safetensors + config.json)
+                               fold the adapter into the model's weights: a plain HF checkpoint
   peftjs --help | --version
 `;
 
 async function main(argv: readonly string[]): Promise<number> {
   const { positionals, options } = parseArgs(
     argv,
-    ['m', 'k', 'n', 'r', 'alpha', 'seed', 'to', 'out', 'model', 'adapter', 'max-shard-size'],
+    ['m', 'k', 'n', 'r', 'alpha', 'seed', 'model', 'adapter', 'prompt', 'lora', 'draft', 'exit-after', 'backend', 'max-new', 'temperature', 'top-k', 'top-p', 'to', 'out', 'max-shard-size'],
     ['help', 'version', 'json', 'full'],
   );
+  const str = (k: string) => (typeof options[k] === 'string' ? (options[k] as string) : undefined);
+  const num = (k: string, int = true) => {
+    const v = str(k);
+    if (v === undefined) return undefined;
+    const x = Number(v);
+    if (!Number.isFinite(x) || (int && !Number.isInteger(x)) || x < 0) throw new Error(`--${k} must be a ${int ? 'non-negative integer' : 'non-negative number'}, got ${v}`);
+    return x;
+  };
   if (options.help) {
     process.stdout.write(HELP);
     return 0;
@@ -37,6 +56,38 @@ async function main(argv: readonly string[]): Promise<number> {
   const [command = 'demo', ...rest] = positionals;
   switch (command) {
     case 'demo': {
+      const r = await lmDemo();
+      return r.lossless && r.offIsBase ? 0 : 1;
+    }
+    case 'generate': {
+      const lora = str('lora') ?? 'on';
+      if (!['on', 'off', 'both'].includes(lora)) throw new Error(`--lora must be on, off or both, got ${lora}`);
+      const backend = str('backend') ?? 'wasm';
+      if (!['wasm', 'webgpu', 'js'].includes(backend)) throw new Error(`--backend must be wasm, webgpu or js, got ${backend}`);
+      const prompt = str('prompt');
+      if (prompt === undefined) throw new Error('generate needs --prompt TEXT (see peftjs --help)');
+      const o: GenerateCliOptions = {
+        model: str('model') ?? `${embeddedModelDir()}base`,
+        adapter: str('adapter'),
+        prompt,
+        lora: lora as GenerateCliOptions['lora'],
+        draft: str('draft'),
+        exitAfter: num('exit-after'),
+        backend: backend as GenerateCliOptions['backend'],
+        maxNew: num('max-new') ?? 64,
+        temperature: num('temperature', false),
+        topK: num('top-k'),
+        topP: num('top-p', false),
+        seed: num('seed'),
+      };
+      await generateCommand(o);
+      return 0;
+    }
+    case 'bench-model': {
+      await benchModel({ model: str('model'), draft: str('draft'), exitAfter: num('exit-after'), tokens: num('max-new') });
+      return 0;
+    }
+    case 'layer-demo': {
       const o: DemoOptions = { ...DEMO_DEFAULTS };
       for (const key of Object.keys(DEMO_DEFAULTS) as (keyof DemoOptions)[]) {
         const v = options[key];

@@ -1,4 +1,5 @@
 import { IoError } from '../errors.js';
+import { ByteBudget, resolveLimits, tooLarge, type LoadLimits } from '../limits.js';
 import { readBody, urlFileSet } from './http.js';
 import { hubFileSet } from './hub.js';
 import { dirFileSet, fileUrlToPath } from './node.js';
@@ -9,6 +10,11 @@ export interface OpenOptions {
   signal?: AbortSignal;
   /** Called while bytes arrive; `total` when known (Content-Length, file size). */
   onProgress?: (p: { loaded: number; total?: number }) => void;
+  /**
+   * `readAll` (and the whole-body fallback of an HTTP `open`) reads at most this many bytes, counted after
+   * content decoding; beyond it IoError 'too_large', before the bytes are allocated where the size is known.
+   */
+  maxBytes?: number;
 }
 
 /** A set of named files: an adapter directory, wherever it lives. `undefined` means "no such file". */
@@ -18,6 +24,9 @@ export interface FileSet {
   readAll(file: string, opts?: OpenOptions): Promise<Uint8Array | undefined>;
   /** `open()` is cheap (no network round trip) and its sources have `readInto`: local files. */
   readonly randomAccess?: boolean;
+  /** The caps and byte budget this FileSet enforces (FileSets from `toFileSet` have them). */
+  readonly limits?: Readonly<LoadLimits>;
+  readonly budget?: ByteBudget;
 }
 
 /** One in-memory file. A `File` is a Blob. A Response body is read once, on first use, then kept. */
@@ -46,6 +55,7 @@ export function memoryFileSet(files: Record<string, FileLike> | Map<string, File
     if (v === undefined) return undefined;
     if (v instanceof Uint8Array) return v;
     if (v instanceof ArrayBuffer) return new Uint8Array(v);
+    if (typeof Blob !== 'undefined' && v instanceof Blob && v.size > (o.maxBytes ?? Infinity)) throw tooLarge(file, o.maxBytes!, v.size, 'maxBytes');
     if (typeof Blob !== 'undefined' && v instanceof Blob) return blobSource(v, file);
     if (typeof Response !== 'undefined' && v instanceof Response) {
       if (v.status === 404) return undefined;
@@ -75,6 +85,8 @@ export function memoryFileSet(files: Record<string, FileLike> | Map<string, File
     async readAll(file, o = {}) {
       const b = await bytesOf(file, o);
       if (b === undefined) return undefined;
+      const size = b instanceof Uint8Array ? b.byteLength : b.size;
+      if (size > (o.maxBytes ?? Infinity)) throw tooLarge(file, o.maxBytes!, size, 'maxBytes');
       const bytes = b instanceof Uint8Array ? b : await b.read(0, b.size, o.signal);
       o.onProgress?.({ loaded: bytes.byteLength, total: bytes.byteLength });
       return bytes;
@@ -90,7 +102,18 @@ export function memoryFileSet(files: Record<string, FileLike> | Map<string, File
  * - a FileSet: itself; a Record or Map of name → bytes/Blob/File/Response: in memory;
  * - a browser `FileSystemDirectoryHandle`.
  */
-export async function toFileSet(source: AdapterSource, opts: { fetch?: typeof fetch; headers?: Record<string, string> } = {}): Promise<FileSet> {
+export async function toFileSet(
+  source: AdapterSource,
+  opts: { fetch?: typeof fetch; headers?: Record<string, string>; limits?: Partial<LoadLimits> } = {},
+): Promise<FileSet> {
+  // A FileSet that already enforces limits (made by an earlier toFileSet) keeps its own: wrapping it again
+  // would put a second budget, with the defaults, in front of the caller's.
+  if (isFileSet(source) && source.budget && !opts.limits) return source;
+  const lim = resolveLimits(opts.limits);
+  return limitedFileSet(await rawFileSet(source, { ...opts, maxInflateRatio: lim.maxInflateRatio }), lim);
+}
+
+async function rawFileSet(source: AdapterSource, opts: { fetch?: typeof fetch; headers?: Record<string, string>; maxInflateRatio?: number }): Promise<FileSet> {
   if (typeof source === 'string' || source instanceof URL) {
     const s = String(source);
     if (/^https?:\/\//i.test(s)) return urlFileSet(s, opts);
@@ -111,4 +134,81 @@ export async function toFileSet(source: AdapterSource, opts: { fetch?: typeof fe
     expected: 'URL, path, FileSet, Record/Map of files or FileSystemDirectoryHandle',
     got: describe(source),
   });
+}
+
+/**
+ * A FileSet that enforces `limits` on every read of one load: one ByteBudget (maxTotalBytes) for all files,
+ * ranges and decoded HTTP bodies, reserved before each read; JSON files (read whole and parsed in memory)
+ * capped at maxJsonBytes. Its sources carry `limits`, which SafetensorsReader.open takes as its defaults.
+ */
+export function limitedFileSet(inner: FileSet, limits?: Partial<LoadLimits>): FileSet {
+  const lim = resolveLimits(limits);
+  const budget = new ByteBudget(lim.maxTotalBytes);
+  const capFor = (file: string, o: OpenOptions): [number, keyof LoadLimits | 'maxBytes'] => {
+    const caps: [number, keyof LoadLimits | 'maxBytes'][] = [[budget.remaining, 'maxTotalBytes']];
+    if (o.maxBytes !== undefined) caps.push([o.maxBytes, 'maxBytes']);
+    if (/\.json$/i.test(file)) caps.push([lim.maxJsonBytes, 'maxJsonBytes']);
+    return caps.reduce((a, b) => (b[0] < a[0] ? b : a));
+  };
+  const relabel = (e: unknown, file: string, cap: number, name: string): unknown =>
+    // The inner FileSet names the cap it was handed 'maxBytes'; say which limit it really was.
+    e instanceof IoError && e.code === 'too_large' && name !== 'maxBytes' && String(e.expected).endsWith('(maxBytes)') ? tooLarge(e.file ?? file, cap, e.got as number, name as keyof LoadLimits) : e;
+  return {
+    name: inner.name,
+    randomAccess: inner.randomAccess,
+    limits: lim,
+    budget,
+    async readAll(file, o = {}) {
+      const [cap, name] = capFor(file, o);
+      let bytes: Uint8Array | undefined;
+      try {
+        bytes = await inner.readAll(file, { ...o, maxBytes: cap });
+      } catch (e) {
+        throw relabel(e, file, cap, name);
+      }
+      if (!bytes) return undefined;
+      if (bytes.byteLength > cap) throw tooLarge(file, cap, bytes.byteLength, name);
+      budget.take(bytes.byteLength, file);
+      return bytes;
+    },
+    async open(file, o = {}) {
+      const [cap, name] = capFor(file, o);
+      let src: ByteSource | undefined;
+      try {
+        src = await inner.open(file, { ...o, maxBytes: cap });
+      } catch (e) {
+        throw relabel(e, file, cap, name);
+      }
+      return src && budgetedSource(src, budget, lim);
+    },
+  };
+}
+
+/** `src` with every read reserved from `budget` first (IoError 'too_large' before the bytes are fetched). */
+function budgetedSource(src: ByteSource, budget: ByteBudget, limits: Readonly<LoadLimits>): ByteSource {
+  return {
+    name: src.name,
+    size: src.size,
+    limits,
+    read(start, end, signal) {
+      try {
+        budget.take(Math.max(0, end - start), src.name);
+      } catch (e) {
+        return Promise.reject(e);
+      }
+      return src.read(start, end, signal);
+    },
+    ...(src.readInto
+      ? {
+          readInto(start: number, dest: Uint8Array, signal?: AbortSignal) {
+            try {
+              budget.take(dest.byteLength, src.name);
+            } catch (e) {
+              return Promise.reject(e);
+            }
+            return src.readInto!(start, dest, signal);
+          },
+        }
+      : {}),
+  };
 }

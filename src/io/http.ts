@@ -1,4 +1,5 @@
 import { IoError } from '../errors.js';
+import { DEFAULT_LIMITS, tooLarge } from '../limits.js';
 import { abortedError, bytesSource, checkRange, throwIfAborted, type ByteSource } from './source.js';
 import type { FileSet, OpenOptions } from './fileset.js';
 
@@ -12,6 +13,8 @@ export const RANGE_PROBE_BYTES = 64 * 1024;
 export interface HttpOptions {
   fetch?: typeof fetch;
   headers?: Record<string, string>;
+  /** Largest ratio of decoded to wire bytes for a content-encoded body (default DEFAULT_LIMITS.maxInflateRatio). */
+  maxInflateRatio?: number;
 }
 
 /** True for an abort raised by fetch or a body stream (DOMException 'AbortError' or our own). */
@@ -37,16 +40,43 @@ function expectedLength(res: Response): number | undefined {
   return Number(len);
 }
 
+/** Bytes on the wire of a content-encoded body (its Content-Length), when the server sent one. */
+function encodedLength(res: Response): number | undefined {
+  const enc = res.headers.get('content-encoding');
+  if (!enc || enc.toLowerCase() === 'identity') return undefined;
+  const len = res.headers.get('content-length');
+  return len !== null && /^\d+$/.test(len.trim()) ? Number(len) : undefined;
+}
+
+export interface BodyOptions extends OpenOptions {
+  /** Largest ratio of decoded to wire bytes when the body is content-encoded and its wire length known. */
+  maxInflateRatio?: number;
+}
+
 /**
  * Reads a Response body to the end: streams it so `onProgress({loaded, total})` sees every chunk,
  * stops promptly on abort, and checks the byte count against Content-Length (IoError 'truncated').
+ * Bytes are counted after content decoding (gzip, br): past `maxBytes`, or past `maxInflateRatio` × the wire
+ * length of an encoded body, the stream is cancelled and IoError 'too_large' thrown — a 1 MB gzip body that
+ * inflates to gigabytes stops at the cap.
  */
-export async function readBody(res: Response, file: string, opts: OpenOptions = {}): Promise<Uint8Array> {
+export async function readBody(res: Response, file: string, opts: BodyOptions = {}): Promise<Uint8Array> {
   const { signal, onProgress } = opts;
   const total = expectedLength(res);
   throwIfAborted(signal, file);
+  const maxBytes = opts.maxBytes ?? Infinity;
+  const wire = encodedLength(res);
+  const ratio = opts.maxInflateRatio ?? DEFAULT_LIMITS.maxInflateRatio;
+  const cap = Math.min(maxBytes, wire !== undefined ? Math.max(wire, 1) * ratio : Infinity);
+  const over = (got: number | string) =>
+    cap < maxBytes ? tooLarge(file, cap, got, 'maxInflateRatio', `${wire} encoded bytes (${res.headers.get('content-encoding')}) × ${ratio}`) : tooLarge(file, cap, got, 'maxBytes');
+  if (total !== undefined && total > cap) {
+    void res.body?.cancel().catch(() => {});
+    throw over(total);
+  }
   if (!res.body) {
     const buf = new Uint8Array(await res.arrayBuffer());
+    if (buf.byteLength > cap) throw over(buf.byteLength);
     onProgress?.({ loaded: buf.byteLength, total });
     if (total !== undefined && buf.byteLength < total) {
       throw new IoError('truncated', 'body ended early', { file, expected: total, got: buf.byteLength });
@@ -73,8 +103,12 @@ export async function readBody(res: Response, file: string, opts: OpenOptions = 
       }
       throwIfAborted(signal, file);
       if (r.done) break;
-      chunks.push(r.value);
       loaded += r.value.byteLength;
+      if (loaded > cap) {
+        void reader.cancel().catch(() => {});
+        throw over(`> ${cap}`);
+      }
+      chunks.push(r.value);
       onProgress?.({ loaded, total });
     }
   } finally {
@@ -129,14 +163,27 @@ export function urlFileSet(base: string | URL, opts: HttpOptions = {}): FileSet 
       void res.body?.cancel().catch(() => {});
       throw new IoError('http_error', 'HTTP request failed', { file: url.href, expected: range ? '200 or 206' : 200, got: res.status });
     }
+    // A web page where a weight or config file should be: most often a dev server's single-page-app fallback
+    // answering a missing file with index.html and 200. Say so before any parser sees the bytes.
+    const type = res.headers.get('content-type') ?? '';
+    if (/^\s*text\/html/i.test(type) && !/\.html?$/i.test(file)) {
+      void res.body?.cancel().catch(() => {});
+      throw new IoError('html_response', 'the server answered with a web page, not the file', {
+        file: url.href,
+        expected: `the bytes of ${file}`,
+        got: `${res.status} ${type}`,
+        detail: 'the file is probably missing and the server falls back to index.html (a single-page-app dev server); check the URL, or serve the folder as static files',
+      });
+    }
     return res;
   }
 
+  const ratio = { maxInflateRatio: opts.maxInflateRatio };
   return {
     name,
     async readAll(file, o = {}) {
       const res = await get(file, undefined, o.signal);
-      return res && readBody(res, resolveUrl(base, file).href, o);
+      return res && readBody(res, resolveUrl(base, file).href, { ...o, ...ratio });
     },
     async open(file, o = {}) {
       const href = resolveUrl(base, file).href;
@@ -154,15 +201,17 @@ export function urlFileSet(base: string | URL, opts: HttpOptions = {}): FileSet 
           void res.body?.cancel().catch(() => {});
           const full = await get(file, undefined, o.signal);
           if (!full) return undefined;
-          return bytesSource(await readBody(full, href, o), href);
+          return bytesSource(await readBody(full, href, { ...o, ...ratio }), href);
         }
-        return bytesSource(await readBody(res, href, o), href);
+        return bytesSource(await readBody(res, href, { ...o, ...ratio }), href);
       }
-      const head = await readBody(res, href, o);
+      // A 206 body longer than the range it answers is refused while it streams. (`o.maxBytes` bounds whole
+      // bodies; the probe is read-ahead, and the caller's budget counts only what it reads from the source.)
+      const head = await readBody(res, href, { ...o, ...ratio, maxBytes: cr.end - cr.start });
       if (head.byteLength !== cr.end - cr.start) {
         throw new IoError('truncated', 'range body has the wrong length', { file: href, expected: cr.end - cr.start, got: head.byteLength });
       }
-      return rangeSource(href, cr.total, head, (range, signal) => get(file, range, signal));
+      return rangeSource(href, cr.total, head, (range, signal) => get(file, range, signal), opts.maxInflateRatio);
     },
   };
 }
@@ -173,6 +222,7 @@ function rangeSource(
   size: number,
   prefix: Uint8Array,
   get: (range: string, signal?: AbortSignal) => Promise<Response | undefined>,
+  maxInflateRatio?: number,
 ): ByteSource {
   return {
     name: href,
@@ -184,7 +234,8 @@ function rangeSource(
       if (start === end) return new Uint8Array(0);
       const res = await get(`bytes=${start}-${end - 1}`, signal);
       if (!res) throw new IoError('not_found', 'file disappeared between reads', { file: href, expected: 206, got: 404 });
-      const body = await readBody(res, href, { signal });
+      // A range answer holds end − start bytes, a server that fell back to 200 the whole file: no more is read.
+      const body = await readBody(res, href, { signal, maxInflateRatio, maxBytes: res.status === 200 ? size : end - start });
       if (res.status === 200) {
         // A server may stop honouring Range (a CDN miss): the body is the whole file then.
         if (body.byteLength !== size) throw new IoError('truncated', 'full body has the wrong length', { file: href, expected: size, got: body.byteLength });

@@ -1,4 +1,5 @@
 import { IoError } from '../errors.js';
+import { tooLarge } from '../limits.js';
 import { checkRange, raceAbort, throwIfAborted, type ByteSource } from './source.js';
 import type { FileSet, OpenOptions } from './fileset.js';
 
@@ -114,6 +115,7 @@ export function dirFileSet(dir: string): FileSet {
     async readAll(file: string, o: OpenOptions = {}) {
       const src = await fileSource(joinPath(dir, file), o.signal);
       if (!src) return undefined;
+      if (src.size > (o.maxBytes ?? Infinity)) throw tooLarge(src.name, o.maxBytes!, src.size, 'maxBytes');
       const bytes = await src.read(0, src.size, o.signal);
       o.onProgress?.({ loaded: bytes.byteLength, total: src.size });
       return bytes;

@@ -1,4 +1,5 @@
 import { IoError } from '../errors.js';
+import type { LoadLimits } from '../limits.js';
 
 /**
  * A random-access, Blob-like view of one file: its `size`, and `read(start, end)` for the bytes
@@ -17,6 +18,8 @@ export interface ByteSource {
    * costs more than the read itself.
    */
   readInto?(start: number, dest: Uint8Array, signal?: AbortSignal): Promise<void>;
+  /** The caps of the load this source belongs to (set by a FileSet from `toFileSet`); readers use them as defaults. */
+  readonly limits?: Readonly<LoadLimits>;
 }
 
 /** Throws IoError('aborted') if the signal has fired. */

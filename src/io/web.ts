@@ -1,4 +1,5 @@
 import { IoError } from '../errors.js';
+import { tooLarge } from '../limits.js';
 import { blobSource, throwIfAborted } from './source.js';
 import type { FileSet, OpenOptions } from './fileset.js';
 
@@ -50,6 +51,7 @@ export function directoryHandleFileSet(root: DirectoryHandleLike): FileSet {
       const blob = await blobOf(file, o.signal);
       if (!blob) return undefined;
       const src = blobSource(blob, `${root.name}/${file}`);
+      if (src.size > (o.maxBytes ?? Infinity)) throw tooLarge(src.name, o.maxBytes!, src.size, 'maxBytes');
       const bytes = await src.read(0, src.size, o.signal);
       o.onProgress?.({ loaded: bytes.byteLength, total: src.size });
       return bytes;

@@ -1,5 +1,7 @@
 import type { Backend } from '../backends/backend.js';
 import { ApplyError, formatMessage, issuesMessage, type ErrorFacts, type Issue, type ApplyCode } from '../errors.js';
+import { toFileSet, type AdapterSource } from '../io/fileset.js';
+import type { LoadLimits } from '../limits.js';
 import { loadMLX } from '../mlx/load.js';
 import { saveMLX } from '../mlx/save.js';
 import { Conv1D } from '../nn/conv1d.js';
@@ -9,7 +11,7 @@ import { Linear, type Projection } from '../nn/linear.js';
 import type { Module } from '../nn/module.js';
 import { QuantizedLinear } from '../nn/quantized-linear.js';
 import { loadAdapter } from '../peft/detect.js';
-import { loadPEFT } from '../peft/load.js';
+import { loadPEFT, type LoadOptions } from '../peft/load.js';
 import { savePEFT } from '../peft/save.js';
 import type { Tensor } from '../tensor.js';
 import { DoRALinear } from './dora-linear.js';
@@ -29,6 +31,14 @@ export interface ContainerOptions {
   name?: string;
 }
 
+/** What every `LoRAContainer` loader takes: the loader's own options (signal, onProgress, fetch, adapterName) and the caps of the load. */
+export type ContainerLoadOptions = ContainerOptions & LoadOptions & { limits?: Partial<LoadLimits> };
+
+/** The source as a FileSet enforcing `opts.limits` (the loaders then reuse it, its budget and caps included). */
+async function limitedSource(source: AdapterSource, opts: ContainerLoadOptions): Promise<AdapterSource> {
+  return opts.limits ? toFileSet(source, { fetch: opts.fetch, limits: opts.limits }) : source;
+}
+
 /** One module the adapter reached. */
 export interface AppliedModule {
   /** Path in the model. */
@@ -42,8 +52,6 @@ export interface AppliedModule {
 
 type Base = Projection | Embedding;
 
-/** The options object a loader takes as its second argument (`{}` when it takes none). */
-type LoaderOptions<F extends (...args: never[]) => unknown> = Parameters<F>[1] extends infer O ? (O extends object ? O : object) : object;
 
 interface Plan {
   path: string;
@@ -71,18 +79,18 @@ export class LoRAContainer {
   }
 
   /** Loads a PEFT adapter folder (adapter_config.json + adapter_model.safetensors/.bin). */
-  static async fromPEFT(source: Parameters<typeof loadPEFT>[0], opts: ContainerOptions & LoaderOptions<typeof loadPEFT> = {}): Promise<LoRAContainer> {
-    return new LoRAContainer(await loadPEFT(source, opts as never), opts);
+  static async fromPEFT(source: Parameters<typeof loadPEFT>[0], opts: ContainerLoadOptions = {}): Promise<LoRAContainer> {
+    return new LoRAContainer(await loadPEFT(await limitedSource(source, opts), opts as never), opts);
   }
 
   /** Loads an MLX adapter folder (adapter_config.json + adapters.safetensors). */
-  static async fromMLX(source: Parameters<typeof loadMLX>[0], opts: ContainerOptions = {}): Promise<LoRAContainer> {
-    return new LoRAContainer(await loadMLX(source), opts);
+  static async fromMLX(source: Parameters<typeof loadMLX>[0], opts: ContainerLoadOptions = {}): Promise<LoRAContainer> {
+    return new LoRAContainer(await loadMLX(await limitedSource(source, opts), opts as never), opts);
   }
 
   /** Detects the format (PEFT or MLX) and loads it. */
-  static async load(source: Parameters<typeof loadAdapter>[0], opts: ContainerOptions = {}): Promise<LoRAContainer> {
-    return new LoRAContainer(await loadAdapter(source), opts);
+  static async load(source: Parameters<typeof loadAdapter>[0], opts: ContainerLoadOptions = {}): Promise<LoRAContainer> {
+    return new LoRAContainer(await loadAdapter(await limitedSource(source, opts), opts as never), opts);
   }
 
   /** What was loaded; once applied, also which backend the adapted layers run on. */

@@ -149,6 +149,8 @@ export function loraBiasF64(adapters: readonly LayerAdapter[], n: number): Float
  * Subclasses add `forward` (one backend call) and `merge` (their weight formula).
  */
 export abstract class LoRAModule<B extends Module = Module> extends Module implements LoRALayer {
+  /** Bumped whenever an adapter is added to or removed from any layer (invalidates cached layer lists). */
+  static adapterVersion = 0;
   readonly original: B;
   readonly adapters: LayerAdapter<B>[] = [];
   /** Base layer and delta list passed to the backend now; swapped (not rebuilt) by the toggle. */
@@ -278,6 +280,7 @@ export abstract class LoRAModule<B extends Module = Module> extends Module imple
     this.checkFactors(init);
     const ad = new LayerAdapter(init, upload);
     this.adapters.push(ad);
+    LoRAModule.adapterVersion++;
     this.#merged.clear();
     this.changed();
     this.rebuild();
@@ -287,6 +290,7 @@ export abstract class LoRAModule<B extends Module = Module> extends Module imple
   /** Removes a named adapter (fused or not); the base goes back to what the others make it. */
   removeAdapter(name: string): void {
     this.adapters.splice(this.adapters.indexOf(this.#need(name)), 1);
+    LoRAModule.adapterVersion++;
     this.#merged.clear();
     this.changed();
     this.rebuild();

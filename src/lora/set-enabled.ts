@@ -1,5 +1,5 @@
-import type { Module } from '../nn/module.js';
-import { fusedError, isLoRALayer, type LoRAModule } from './layer.js';
+import { Module } from '../nn/module.js';
+import { LoRAModule, fusedError, isLoRALayer } from './layer.js';
 
 export interface SetEnabledOptions {
   /** Only this adapter (by name) on each layer; default: the whole layer (`loraEnabled`). */
@@ -12,11 +12,8 @@ export interface SetEnabledOptions {
  * nothing. Returns the number of layers switched.
  */
 export function setLoRAEnabled(model: Module, on: boolean, opts: SetEnabledOptions = {}): number {
-  const layers: LoRAModule[] = [];
-  if (isLoRALayer(model)) layers.push(model);
-  for (const [, m] of model.namedModules()) if (isLoRALayer(m)) layers.push(m);
   const { adapter } = opts;
-  const targets = adapter === undefined ? layers : layers.filter((l) => l.adapter(adapter));
+  const targets = loraLayersOf(model, adapter);
   for (const layer of targets) {
     const changes = adapter === undefined ? layer.loraEnabled !== on : layer.adapter(adapter)!.enabled !== on;
     const locked = changes && layer.adapters.find((ad) => ad.fused && !ad.fused.keepOriginal && (adapter === undefined || ad.name === adapter));
@@ -27,4 +24,32 @@ export function setLoRAEnabled(model: Module, on: boolean, opts: SetEnabledOptio
     else layer.setAdapterEnabled(adapter, on);
   }
   return targets.length;
+}
+
+interface LayerList {
+  version: number;
+  all: LoRAModule[];
+  /** Per adapter name: the layers holding it. */
+  byAdapter: Map<string, LoRAModule[]>;
+}
+const lists = new WeakMap<Module, LayerList>();
+
+/**
+ * The LoRA layers of `model` (itself included), or those holding `adapter`: cached per tree and rebuilt only when
+ * the tree changed (`Module.treeVersion`) or an adapter was added/removed, so a per-step flip walks no tree and
+ * allocates nothing.
+ */
+export function loraLayersOf(model: Module, adapter?: string): readonly LoRAModule[] {
+  let list = lists.get(model);
+  if (!list || list.version !== Module.treeVersion + LoRAModule.adapterVersion) {
+    const all: LoRAModule[] = [];
+    if (isLoRALayer(model)) all.push(model);
+    for (const [, m] of model.namedModules()) if (isLoRALayer(m)) all.push(m);
+    list = { version: Module.treeVersion + LoRAModule.adapterVersion, all, byAdapter: new Map() };
+    lists.set(model, list);
+  }
+  if (adapter === undefined) return list.all;
+  let some = list.byAdapter.get(adapter);
+  if (!some) list.byAdapter.set(adapter, (some = list.all.filter((l) => l.adapter(adapter))));
+  return some;
 }

@@ -1,10 +1,12 @@
 import { AdapterError } from '../errors.js';
+import { SafetensorsReader } from '../formats/safetensors.js';
 import { toFileSet, type AdapterSource, type FileSet } from '../io/fileset.js';
+import type { LoadLimits } from '../limits.js';
 import type { AdapterModule, AdapterSpec } from '../lora/spec.js';
 import { Tensor } from '../tensor.js';
 import { bytesPer, convertReady, isFloatDType, toF32 } from '../peft/convert-f32.js';
 import { IssueList } from '../peft/issues.js';
-import { readConfigJson, safetensorsTensors, type LoadOptions, type RawTensor } from '../peft/load.js';
+import { readConfigJson, type LoadOptions, type RawTensor } from '../peft/load.js';
 import { parseMlxConfig, type MlxConfig } from './config.js';
 
 /**
@@ -23,17 +25,22 @@ const MLX_SUFFIXES = { lora_a: 'a', lora_b: 'b', m: 'm' } as const;
 /** Last path segments of embedding tables (mlx-lm's LoRAEmbedding wraps nn.Embedding under these names). */
 const EMBEDDING_NAMES = /^(embed_tokens|wte|word_embeddings|embed_in|tok_embeddings|shared)$/;
 
-export async function loadMLX(source: AdapterSource, opts: LoadOptions = {}): Promise<AdapterSpec> {
-  const files = await toFileSet(source, { fetch: opts.fetch });
+/** LoadOptions plus the caps of this load (DEFAULT_LIMITS where unset). */
+export type MlxLoadOptions = LoadOptions & { limits?: Partial<LoadLimits> };
+
+export async function loadMLX(source: AdapterSource, opts: MlxLoadOptions = {}): Promise<AdapterSpec> {
+  const files = await toFileSet(source, { fetch: opts.fetch, limits: opts.limits });
   return loadMLXFrom(files, await readConfigJson(files, MLX_FILES.config, opts), opts);
 }
 
 /** `loadMLX` for a FileSet whose config JSON was already read (used by format detection). */
-export async function loadMLXFrom(files: FileSet, rawConfig: unknown, opts: LoadOptions = {}): Promise<AdapterSpec> {
+export async function loadMLXFrom(files: FileSet, rawConfig: unknown, opts: MlxLoadOptions = {}): Promise<AdapterSpec> {
   const config = parseMlxConfig(rawConfig, MLX_FILES.config);
   const bytes = await files.readAll(MLX_FILES.weights, { signal: opts.signal, onProgress: opts.onProgress });
   if (!bytes) throw new AdapterError('weights_missing', 'adapter weights not found', { file: files.name, expected: MLX_FILES.weights, got: 'no such file' });
-  const tensors = safetensorsTensors(bytes, MLX_FILES.weights);
+  const reader = SafetensorsReader.fromBytes(bytes, { file: MLX_FILES.weights, limits: opts.limits ?? files.limits });
+  const tensors = new Map<string, RawTensor>();
+  for (const [name, t] of reader.tensors) tensors.set(name, { dtype: t.dtype, shape: t.shape, data: reader.bytesSync(name) });
   await convertReady();
   return specFromMlx(config, tensors, { adapterName: opts.adapterName });
 }

@@ -12,12 +12,19 @@ export type ModuleClass<T extends Module> = Function & { readonly prototype: T }
  * (Linear, Embedding, LoRALinear, …) are Modules whose `forward` calls one backend op.
  */
 export class Module {
+  /**
+   * Bumped by every `set` / `replace` on any module: caches of a tree's layers (setLoRAEnabled's list of LoRA
+   * layers) compare it to know they are still true, so a toggle costs O(LoRA layers), not a tree walk.
+   */
+  static treeVersion = 0;
+
   /** Named children, in insertion order. */
   readonly children = new Map<string, Module>();
 
   /** Adds or replaces the direct child `name`; returns `this` for chaining. */
   set(name: string, child: Module): this {
     this.children.set(name, child);
+    Module.treeVersion++;
     return this;
   }
 
@@ -48,6 +55,7 @@ export class Module {
     const old = parent?.children.get(name);
     if (!parent || !old) throw new ApplyError('module_not_found', 'no module to replace', { expected: 'an existing module path', got: path, where: 'Module.replace' });
     parent.children.set(name, module);
+    Module.treeVersion++;
     return old;
   }
 

@@ -51,10 +51,27 @@ export interface PeftWasmExports {
   peft_f32_to_f16__scalar(n: number, src: number, dst: number): void;
   peft_f32_to_bf16(n: number, src: number, dst: number): void;
   peft_f32_to_bf16__scalar(n: number, src: number, dst: number): void;
+  peft_f32_rms_norm(m: number, d: number, x: number, w: number, y: number, eps: number): void;
+  peft_f32_rms_norm__scalar(m: number, d: number, x: number, w: number, y: number, eps: number): void;
+  peft_f32_layer_norm(m: number, d: number, x: number, w: number, b: number, y: number, eps: number): void;
+  peft_f32_layer_norm__scalar(m: number, d: number, x: number, w: number, b: number, y: number, eps: number): void;
+  peft_f32_rope(m: number, heads: number, hd: number, x: number, cos: number, sin: number, start: number): void;
+  peft_f32_rope__scalar(m: number, heads: number, hd: number, x: number, cos: number, sin: number, start: number): void;
+  peft_f32_add_inplace(n: number, a: number, b: number): void;
+  peft_f32_add_inplace__scalar(n: number, a: number, b: number): void;
+  peft_f32_swiglu(n: number, g: number, u: number, y: number): void;
+  peft_f32_swiglu__scalar(n: number, g: number, u: number, y: number): void;
+  peft_f32_gelu_tanh(n: number, x: number, y: number): void;
+  peft_f32_gelu_tanh__scalar(n: number, x: number, y: number): void;
+  peft_f32_kv_write(m: number, kvHeads: number, hd: number, maxLen: number, start: number, src: number, cache: number): void;
+  peft_f32_kv_write__scalar(m: number, kvHeads: number, hd: number, maxLen: number, start: number, src: number, cache: number): void;
+  peft_f32_attention_scratch_bytes(nKeys: number): number;
+  peft_f32_attention(m: number, heads: number, kvHeads: number, hd: number, maxLen: number, start: number, q: number, k: number, v: number, y: number, scale: number, scratch: number): void;
+  peft_f32_attention__scalar(m: number, heads: number, kvHeads: number, hd: number, maxLen: number, start: number, q: number, k: number, v: number, y: number, scale: number, scratch: number): void;
 }
 
 /** The ABI version cpp/exports.cpp reports; bumped with any signature or struct-layout change. */
-export const ABI_VERSION = 4;
+export const ABI_VERSION = 5;
 
 /**
  * The smallest module that uses a SIMD128 instruction: `(func (result v128) i32.const 0 i32x4.splat)`.

@@ -10,6 +10,7 @@ import { chromium, type BrowserContext } from 'playwright-core';
 const ROOT = resolve(import.meta.dirname, '../..');
 const TYPES: Record<string, string> = {
   '.html': 'text/html; charset=utf-8',
+  '.css': 'text/css; charset=utf-8',
   '.js': 'text/javascript',
   '.mjs': 'text/javascript',
   '.json': 'application/json',

@@ -33,11 +33,46 @@ describe('peftjs CLI', () => {
     for (const row of rows) expect(row.split(/\s+/).slice(1, 5)).toEqual(['linear', String(cfg.r), String(cfg.lora_alpha), String(s)]);
   });
 
-  it('demo (npm start) runs on a small embedded default and says off ≡ base', () => {
-    const r = run('demo', '--m', '2', '--k', '64', '--n', '48', '--r', '4');
+  it('layer-demo runs on a small embedded default and says off ≡ base', () => {
+    const r = run('layer-demo', '--m', '2', '--k', '64', '--n', '48', '--r', '4');
     expect(r.status).toBe(0);
     expect(r.stdout).toMatch(/\| wasm \|.*\| yes \|/);
     expect(r.stdout).toMatch(/\| js \|.*\| yes \|/);
+  });
+
+  it('demo (npm start): pycoder off writes the oracle code, on the oracle prose; off ≡ base; speculative is lossless', () => {
+    const o = JSON.parse(readFileSync(`${ROOT}test/fixtures/models/pycoder/oracle.json`, 'utf8')) as { prompts: { text: string; greedy_off_text: string; greedy_on_text: string }[] };
+    const r = spawnSync(process.execPath, [`${ROOT}dist/cli.js`, 'demo'], { encoding: 'utf8', timeout: 120_000 });
+    expect(r.status, r.stderr).toBe(0);
+    const flat = (s: string) => s.replace(/\n/g, '⏎ ');
+    // The demo prints the first 95 characters of prompt + continuation for 'def ' and 'The ' (oracle prompts 0 and 2).
+    for (const p of [o.prompts[0], o.prompts[2]]) {
+      expect(r.stdout).toContain(`LoRA off │ ${flat(p.text + p.greedy_off_text).slice(0, 80)}`);
+      expect(r.stdout).toContain(`LoRA on  │ ${flat(p.text + p.greedy_on_text).slice(0, 80)}`);
+    }
+    expect(r.stdout).toContain('identical (every bit of every logit)');
+    expect(r.stdout).toContain('yes, token for token');
+  });
+
+  it('generate streams the oracle continuation (LoRA off, then on) and prints stats on stderr', () => {
+    const o = JSON.parse(readFileSync(`${ROOT}test/fixtures/models/pycoder/oracle.json`, 'utf8')) as { prompts: { text: string; greedy_off_text: string; greedy_on_text: string }[] };
+    const p = o.prompts[1];
+    const r = run('generate', '--model', `${ROOT}models/pycoder/base`, '--adapter', `${ROOT}models/pycoder/adapter`, '--prompt', p.text, '--lora', 'both', '--max-new', '64');
+    expect(r.status, r.stderr).toBe(0);
+    expect(r.stdout).toBe(`${p.text}${p.greedy_off_text}\n${p.text}${p.greedy_on_text}\n`);
+    expect(r.stderr).toMatch(/64 tokens · prefill \d+ tok\/s · decode \d+ tok\/s/);
+    const spec = run('generate', '--model', `${ROOT}models/pycoder/base`, '--draft', `${ROOT}models/pycoder/draft-l3`, '--exit-after', '3', '--prompt', p.text, '--max-new', '64');
+    expect(spec.status, spec.stderr).toBe(0);
+    expect(spec.stdout).toBe(`${p.text}${p.greedy_off_text}\n`);
+    expect(spec.stderr).toMatch(/speculative: acceptance \d+ %/);
+  });
+
+  it('generate without --prompt, with a bad --lora or an unknown model dir: exit 1 and a message', () => {
+    expect(run('generate').stderr).toContain('generate needs --prompt');
+    expect(run('generate', '--prompt', 'x', '--lora', 'maybe').stderr).toContain('--lora must be on, off or both');
+    const r = run('generate', '--model', '/nonexistent-model', '--prompt', 'x');
+    expect(r.status).toBe(1);
+    expect(r.stderr).toMatch(/^peftjs: /);
   });
 
   it('bad input: exit code 1 and a message, no stack trace', () => {

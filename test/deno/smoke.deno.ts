@@ -1,7 +1,7 @@
 // Deno: the built package loads its wasm, computes one LoRA linear right, and loads a PEFT adapter from a directory
 // (run by `npm test` via scripts/run-runtimes.mjs).
 import * as lib from '../../dist/index.js';
-import { runGoldenSmoke, runSmoke } from '../runtimes/smoke.mjs';
+import { runGoldenSmoke, runModelSmoke, runSmoke } from '../runtimes/smoke.mjs';
 
 const CASE = new URL('../fixtures/golden/basic/', import.meta.url);
 
@@ -17,4 +17,11 @@ Deno.test('deno: LoRAContainer.fromPEFT(directory) → apply → y_on of the gol
     readBytes: (name: string) => Deno.readFile(new URL(name, CASE)),
   });
   if (!res.ok) throw new Error(`golden smoke failed: ${JSON.stringify(res)}`);
+});
+
+Deno.test('deno: CausalLM (pycoder + prose LoRA) generates the oracle text, adapter off and on', async () => {
+  const root = new URL('../../', import.meta.url);
+  const oracle = JSON.parse(await Deno.readTextFile(new URL('test/fixtures/models/pycoder/oracle.json', root)));
+  const res = await runModelSmoke(lib, { model: new URL('models/pycoder/base', root).pathname, adapter: new URL('models/pycoder/adapter', root).pathname, oracle });
+  if (!res.ok) throw new Error(`model smoke failed: ${JSON.stringify(res)}`);
 });

@@ -268,3 +268,107 @@ describe('torch zip: refusals', () => {
     }
   });
 });
+
+// ── Hostile checkpoints (issue 8 items 2–6 and "Also"): each is refused by a cap or a bound, with a typed error ──
+interface RawEntry {
+  name: string;
+  data: Uint8Array; // bytes as stored
+  method?: number;
+  crc?: number;
+  /** Central-directory size fields (default data.length); 0xffffffff defers to the Zip64 extra. */
+  size?: number;
+  compressedSize?: number;
+  /** Central-directory extra field bytes. */
+  extra?: number[];
+}
+/** A zip whose every field the test chooses (APPNOTE §4.3.7 local header, §4.3.12 central header, §4.3.16 EOCD). */
+function rawZip(entries: RawEntry[]): Uint8Array {
+  const u16 = (n: number) => [n & 0xff, n >>> 8];
+  const locals: number[] = [];
+  const central: number[] = [];
+  for (const e of entries) {
+    const nameB = [...enc.encode(e.name)];
+    const crc = e.crc ?? crc32(e.data);
+    const offset = locals.length;
+    locals.push(...u32(0x04034b50), ...u16(20), ...u16(0), ...u16(e.method ?? 0), ...u16(0), ...u16(0), ...u32(crc), ...u32(e.data.length), ...u32(e.data.length), ...u16(nameB.length), ...u16(0), ...nameB, ...e.data);
+    const extra = e.extra ?? [];
+    central.push(...u32(0x02014b50), ...u16(45), ...u16(20), ...u16(0), ...u16(e.method ?? 0), ...u16(0), ...u16(0), ...u32(crc), ...u32(e.compressedSize ?? e.data.length), ...u32(e.size ?? e.data.length));
+    central.push(...u16(nameB.length), ...u16(extra.length), ...u16(0), ...u16(0), ...u16(0), ...u32(0), ...u32(offset), ...nameB, ...extra);
+  }
+  const eocd = [...u32(0x06054b50), ...u16(0), ...u16(0), ...u16(entries.length), ...u16(entries.length), ...u32(central.length), ...u32(locals.length), ...u16(0)];
+  return new Uint8Array([...locals, ...central, ...eocd]);
+}
+const u64le = (n: bigint) => Array.from({ length: 8 }, (_, i) => Number((n >> BigInt(8 * i)) & 0xffn));
+const oneTensor = (o: Parameters<typeof tensorItem>[1]) => stateDict(tensorItem('w', o));
+
+describe('torch zip: hostile checkpoints get typed errors before any large allocation', () => {
+  it('a huge shape with zero strides (4·10¹² elements) is refused by maxElements, not allocated (issue 8 #2)', T, async () => {
+    const z = await ckpt(oneTensor({ key: '0', numel: 1, shape: [2_000_000, 2_000_000], stride: [0, 0] }), { '0': f32bytes([1]) });
+    expect(await caught(readTorchZip(z))).toMatchInlineSnapshot(`"PickleError too_large: tensor has too many elements: expected ≤ 4294967296 (maxElements), got [2000000,2000000] → at checkpoint.bin › w"`);
+  });
+  it('a 16384² view of one element (523 bytes of pickle) is refused by the inflate-ratio cap, not copied (issue 8 #3)', T, async () => {
+    const z = await ckpt(oneTensor({ key: '0', numel: 1, shape: [16384, 16384], stride: [0, 0] }), { '0': f32bytes([1]) });
+    expect(await caught(readTorchZip(z))).toMatchInlineSnapshot(`"PickleError too_large: strided view repeats its storage more than the inflate-ratio cap allows: expected ≤ 128 bytes (4 storage bytes × maxInflateRatio 32), got 1073741824 (shape [16384, 16384], stride [0, 0]) → at checkpoint.bin › w"`);
+    // The same view under a budget smaller than its copy: the budget says no first when the ratio allows it.
+    expect(await caught(readTorchZip(z, { limits: { maxInflateRatio: 2 ** 40, maxTotalBytes: 2 ** 20 } }))).toMatchInlineSnapshot(`"PickleError too_large: strided copy exceeds the byte budget of this load: expected ≤ 1048576 bytes (maxTotalBytes), got 1073741824 → at checkpoint.bin › w"`);
+  });
+  it('a modest expand (stride 0) within the cap is copied, row by row, as torch would materialise it', T, async () => {
+    // x = torch.tensor([1., 2., 3.]).expand(4, 3): stride (0, 1); contiguous() repeats the row 4 times.
+    const m = await readTorchZip(await ckpt(oneTensor({ key: '0', numel: 3, shape: [4, 3], stride: [0, 1] }), { '0': f32bytes([1, 2, 3]) }));
+    expect([...new Float32Array(m.get('w')!.data.slice().buffer)]).toEqual([1, 2, 3, 1, 2, 3, 1, 2, 3, 1, 2, 3]);
+    // x.expand(3, 2).t() style: stride (1, 0) on a 2-element storage → [[a, a, a], [b, b, b]].
+    const t = await readTorchZip(await ckpt(oneTensor({ key: '0', numel: 2, shape: [2, 3], stride: [1, 0] }), { '0': f32bytes([5, 6]) }));
+    expect([...new Float32Array(t.get('w')!.data.slice().buffer)]).toEqual([5, 5, 5, 6, 6, 6]);
+  });
+  it('more dimensions than maxRank', T, async () => {
+    const z = await ckpt(oneTensor({ key: '0', numel: 1, shape: new Array(40).fill(1), stride: new Array(40).fill(1) }), { '0': f32bytes([1]) });
+    expect(await caught(readTorchZip(z))).toMatchInlineSnapshot(`"PickleError bad_storage: too many dimensions: expected ≤ 32 (maxRank), got 40 → at checkpoint.bin › w"`);
+  });
+  it('a Zip64 size claiming 2⁴⁰ bytes is refused before allocating (issue 8 #4)', T, async () => {
+    const z = rawZip([{ name: 'archive/data.pkl', data: new Uint8Array(100), method: 8, size: 0xffffffff, extra: [0x01, 0x00, 8, 0, ...u64le(2n ** 40n)] }]);
+    expect(await caught(readTorchZip(z))).toMatchInlineSnapshot(`"PickleError too_large: deflated entry declares more bytes than the inflate-ratio cap allows: expected ≤ 3200 bytes (100 compressed bytes × maxInflateRatio 32), got 1099511627776 → at checkpoint.bin › archive/data.pkl"`);
+  });
+  it('a Zip64 extra field running past its record is a bounds error, not an out-of-bounds read (issue 8 #5)', T, async () => {
+    const z = rawZip([{ name: 'archive/data.pkl', data: stateDict(), size: 0xffffffff, extra: [0x01, 0x00, 0xff, 0xff, 0, 0, 0, 0] }]);
+    expect(await caught(readTorchZip(z))).toMatchInlineSnapshot(`"PickleError bad_zip: malformed zip: expected ≤ 4 bytes, got 65535 (extra field of archive/data.pkl runs past its record) → at checkpoint.bin"`);
+    // At the very end of the file: the extra's length field itself would be read past the end.
+    const cut = rawZip([{ name: 'archive/data.pkl', data: stateDict(), extra: [0x01, 0x00, 0xff, 0xff] }]);
+    expect(await caught(readTorchZip(cut))).toMatchInlineSnapshot(`"PickleError bad_zip: malformed zip: expected ≤ 0 bytes, got 65535 (extra field of archive/data.pkl runs past its record) → at checkpoint.bin"`);
+  });
+  it('an honest deflate bomb (4 MiB of zeros in ~4 KiB) is refused by the ratio cap before inflating (issue 8 #6)', T, async () => {
+    const zeros = new Uint8Array(4 << 20);
+    const z = await zip({ 'archive/data.pkl': stateDict(tensorItem('w', { key: '0', numel: 1 << 20, shape: [1 << 20], stride: [1] })), 'archive/data/0': zeros }, true);
+    expect(await caught(readTorchZip(z))).toMatchInlineSnapshot(`"PickleError too_large: deflated entry declares more bytes than the inflate-ratio cap allows: expected ≤ 130560 bytes (4080 compressed bytes × maxInflateRatio 32), got 4194304 → at checkpoint.bin › archive/data/0"`);
+    // Raising the cap lets it through: the cap is the only thing that refused it.
+    const m = await readTorchZip(z, { limits: { maxInflateRatio: 2000 } });
+    expect(m.get('w')!.data.byteLength).toBe(4 << 20);
+  });
+  it('the CRC-32 of every entry is checked (issue 8, Also)', T, async () => {
+    const z = await ckpt(oneTensor({ key: '0', numel: 2, shape: [2], stride: [1] }), { '0': f32bytes([1, 2]) });
+    const bad = new Uint8Array(z);
+    const at = storedEntry(bad, 'archive/data/0', 8).byteOffset;
+    bad[at] ^= 1;
+    expect(await caught(readTorchZip(bad))).toMatchInlineSnapshot(`"PickleError bad_zip: entry checksum mismatch (CRC-32): expected 0x2e3fa576, got 0xe295a5e8 → at checkpoint.bin › archive/data/0"`);
+    expect(caughtSyncZip(bad)).toMatch(/^PickleError bad_zip: entry checksum mismatch/);
+  });
+  it('two data.pkl records (same name, or two archives) are refused: no "last one wins" (issue 8, Also)', T, async () => {
+    const pkl = stateDict();
+    expect(await caught(readTorchZip(rawZip([{ name: 'archive/data.pkl', data: pkl }, { name: 'archive/data.pkl', data: pkl }])))).toMatchInlineSnapshot(`"PickleError bad_zip: malformed zip: expected unique entry names, got two archive/data.pkl (entry archive/data.pkl appears twice) → at checkpoint.bin"`);
+    expect(await caught(readTorchZip(rawZip([{ name: 'a/data.pkl', data: pkl }, { name: 'b/data.pkl', data: pkl }])))).toMatchInlineSnapshot(`"PickleError bad_zip: checkpoint has more than one data.pkl: expected one <archive>/data.pkl, got ["a/data.pkl","b/data.pkl"] → at checkpoint.bin"`);
+  });
+  it('an entry count the central directory cannot hold', T, async () => {
+    const z = rawZip([{ name: 'archive/data.pkl', data: stateDict() }]);
+    new DataView(z.buffer).setUint16(z.length - 12, 0xfffe, true); // total entries
+    expect(await caught(readTorchZip(z))).toMatchInlineSnapshot(`"PickleError bad_zip: malformed zip: expected ≤ 1, got 65534 (entry count larger than the central directory holds) → at checkpoint.bin"`);
+  });
+});
+
+function caughtSyncZip(b: Uint8Array): string {
+  try {
+    readTorchZipSync(b);
+  } catch (e) {
+    if (e instanceof PeftError) return `${e.name} ${e.code}: ${e.message}`;
+    throw e;
+  }
+  return 'no error';
+}

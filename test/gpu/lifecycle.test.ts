@@ -6,6 +6,7 @@ import type { Backend, LoRADelta } from '../../src/backends/backend.js';
 import { createAutoBackend, requestGpu, type WebGPUBackend } from '../../src/backends/webgpu/index.js';
 import { BackendError } from '../../src/errors.js';
 import { Tensor } from '../../src/tensor.js';
+import { JsBackend } from '../../src/backends/js.js';
 import { gpuBackend, nodeGpu } from './env.js';
 import { compare, refLinear } from './golden.js';
 
@@ -152,9 +153,16 @@ describe('errors', () => {
   });
 });
 
+/** The transformer ops of a JsBackend, bound (the stand-in below only replaces the layer ops). */
+function opsOf(js: JsBackend) {
+  const names = ['zeros', 'rmsNorm', 'layerNorm', 'rope', 'addInPlace', 'swiglu', 'geluTanh', 'sliceColumns', 'sliceRows', 'kvWrite', 'attention'] as const;
+  return Object.fromEntries(names.map((n) => [n, (js[n] as (...a: unknown[]) => unknown).bind(js)])) as Pick<JsBackend, (typeof names)[number]>;
+}
+
 /** A float64 stand-in for the wasm backend (the real one is built in parallel). */
 function cpuStandIn(): Backend {
   return {
+    ...opsOf(new JsBackend()),
     name: 'js',
     upload: (t) => t,
     linear: (x, w, bias, ds, rs) => Tensor.f32(refLinear(x, w, bias, ds, rs), [x.size / x.shape[x.shape.length - 1], w.shape[0]]),

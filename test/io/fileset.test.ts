@@ -108,9 +108,12 @@ describe('FileSet: in memory', () => {
     expect(await caught(toFileSet(42 as unknown as string))).toMatchInlineSnapshot(`"IoError unsupported_source: cannot read an adapter from this value: expected URL, path, FileSet, Record/Map of files or FileSystemDirectoryHandle, got number"`);
     expect(await caught(toFileSet(new URL('ftp://example.com/x')))).toMatchInlineSnapshot(`"IoError unsupported_source: unsupported URL scheme: expected http:, https: or file:, got ftp:"`);
   });
-  it('a FileSet passes through', T, async () => {
-    const fs = memoryFileSet({});
-    expect(await toFileSet(fs)).toBe(fs);
+  it('a FileSet is read through, under the load limits; a limited FileSet passes through', T, async () => {
+    const fs = memoryFileSet({ 'a.bin': new Uint8Array([1, 2, 3]) });
+    const limited = await toFileSet(fs);
+    expect(await limited.readAll('a.bin')).toEqual(new Uint8Array([1, 2, 3]));
+    expect(limited.budget?.used).toBe(3);
+    expect(await toFileSet(limited)).toBe(limited);
   });
 });
 

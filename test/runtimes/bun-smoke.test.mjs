@@ -2,7 +2,7 @@
 // (run by `npm test` via scripts/run-runtimes.mjs).
 import { expect, test } from 'bun:test';
 import * as lib from '../../dist/index.js';
-import { runGoldenSmoke, runSmoke } from './smoke.mjs';
+import { runGoldenSmoke, runModelSmoke, runSmoke } from './smoke.mjs';
 
 const CASE = new URL('../fixtures/golden/basic/', import.meta.url);
 
@@ -22,4 +22,12 @@ test('bun: LoRAContainer.fromPEFT(directory) → apply → y_on of the golden ba
   expect(res.scales).toEqual([2, 2, 2, 2]);
   expect(res.offEqualsBase).toBe(true);
   expect(res.maxErr).toBeLessThanOrEqual(res.tol);
+});
+
+test('bun: CausalLM (pycoder + prose LoRA) generates the oracle text, adapter off and on', async () => {
+  const root = new URL('../../', import.meta.url);
+  const oracle = JSON.parse(await Bun.file(new URL('test/fixtures/models/pycoder/oracle.json', root)).text());
+  const res = await runModelSmoke(lib, { model: new URL('models/pycoder/base', root).pathname, adapter: new URL('models/pycoder/adapter', root).pathname, oracle });
+  expect(res.texts.off).toBe(oracle.prompts[0].greedy_off_text);
+  expect(res.texts.on).toBe(oracle.prompts[0].greedy_on_text);
 });

@@ -94,3 +94,23 @@ export async function runGoldenSmoke(lib, { adapter, readBytes }) {
   setLoRAEnabled(model, true);
   return { modules: applied.length, scales: container.spec.modules.map((m) => m.scale), maxErr, tol: 1e-4, offEqualsBase, ok: maxErr <= 1e-4 && offEqualsBase && applied.length === 4 };
 }
+
+/**
+ * The language model end to end: pycoder (`model`: its base/ folder as a path or URL) with its prose LoRA
+ * (`adapter`) generates the transformers + PEFT oracle's greedy text for the prompt "def " with the adapter off
+ * and on (`oracle`: the parsed test/fixtures/models/pycoder/oracle.json).
+ */
+export async function runModelSmoke(lib, { model, adapter, oracle }) {
+  await lib.init();
+  const lm = await lib.CausalLM.load(model, { weightDtype: 'bf16' });
+  const prose = await lib.LoRAContainer.fromPEFT(adapter);
+  prose.apply(lm);
+  const p = oracle.prompts[0];
+  const texts = {};
+  for (const on of [false, true]) {
+    prose.enabled = on;
+    texts[on ? 'on' : 'off'] = (await lm.generate(p.text, { maxNewTokens: 64 })).text;
+  }
+  lm.dispose();
+  return { texts, ok: texts.off === p.greedy_off_text && texts.on === p.greedy_on_text };
+}

@@ -7,7 +7,7 @@
  */
 import { BackendError } from '../../errors.js';
 import type { Tensor } from '../../tensor.js';
-import type { Backend, BackendName, LoRADelta, QuantizedWeight, UploadOptions } from '../backend.js';
+import type { AttentionShape, Backend, BackendName, LoRADelta, QuantizedWeight, UploadOptions } from '../backend.js';
 import { WebGPUBackend } from './backend.js';
 import { requestGpu, type WebGPUOptions } from './device.js';
 
@@ -84,6 +84,39 @@ class Auto implements AutoBackend {
   }
   embedding(ids: Tensor, table: Tensor, deltas: readonly LoRADelta[]): Tensor {
     return this.run(() => this.current.embedding(this.host(ids), this.host(table), this.ds(deltas)));
+  }
+  zeros(shape: readonly number[]): Tensor {
+    return this.run(() => this.current.zeros(shape));
+  }
+  rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
+    return this.run(() => this.current.rmsNorm(this.host(x), this.host(w), eps));
+  }
+  layerNorm(x: Tensor, w: Tensor, b: Tensor, eps: number): Tensor {
+    return this.run(() => this.current.layerNorm(this.host(x), this.host(w), this.host(b), eps));
+  }
+  rope(x: Tensor, cos: Tensor, sin: Tensor, heads: number, headDim: number, start: number): void {
+    this.run(() => this.current.rope(this.host(x), this.host(cos), this.host(sin), heads, headDim, start));
+  }
+  addInPlace(a: Tensor, b: Tensor): void {
+    this.run(() => this.current.addInPlace(this.host(a), this.host(b)));
+  }
+  swiglu(g: Tensor, u: Tensor): Tensor {
+    return this.run(() => this.current.swiglu(this.host(g), this.host(u)));
+  }
+  geluTanh(x: Tensor): Tensor {
+    return this.run(() => this.current.geluTanh(this.host(x)));
+  }
+  sliceColumns(x: Tensor, start: number, width: number): Tensor {
+    return this.run(() => this.current.sliceColumns(this.host(x), start, width));
+  }
+  sliceRows(x: Tensor, start: number, count: number): Tensor {
+    return this.run(() => this.current.sliceRows(this.host(x), start, count));
+  }
+  kvWrite(cache: Tensor, src: Tensor, start: number, kvHeads: number, headDim: number): void {
+    this.run(() => this.current.kvWrite(this.host(cache), this.host(src), start, kvHeads, headDim));
+  }
+  attention(q: Tensor, kCache: Tensor, vCache: Tensor, start: number, shape: AttentionShape, scale: number): Tensor {
+    return this.run(() => this.current.attention(this.host(q), this.host(kCache), this.host(vCache), start, shape, scale));
   }
   dispose(): void {
     this.current.dispose?.();

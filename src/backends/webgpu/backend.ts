@@ -12,7 +12,7 @@
 import type { DType } from '../../dtype.js';
 import { BackendError } from '../../errors.js';
 import { Tensor } from '../../tensor.js';
-import type { Backend, LoRADelta, QuantizedWeight, UploadOptions } from '../backend.js';
+import type { AttentionShape, Backend, LoRADelta, QuantizedWeight, UploadOptions } from '../backend.js';
 import { BufferPool } from './buffer-pool.js';
 import { widen16 } from './convert.js';
 import { assertAlive, type GpuContext, type WebGPUOptions } from './device.js';
@@ -467,6 +467,44 @@ export class WebGPUBackend implements Backend, GpuOwner {
       call.fail();
       throw e;
     }
+  }
+
+  // ── transformer ops (WGSL twins of cpu-ops.ts: to be written) ──────────────────────────────────────
+  private notYet(op: string): never {
+    throw new BackendError('dtype_unsupported', 'this transformer op has no WebGPU kernel yet', { expected: 'wasm or js backend', got: 'webgpu', where: `WebGPUBackend.${op}` });
+  }
+  zeros(_shape: readonly number[]): Tensor {
+    return this.notYet('zeros');
+  }
+  rmsNorm(_x: Tensor, _w: Tensor, _eps: number): Tensor {
+    return this.notYet('rmsNorm');
+  }
+  layerNorm(_x: Tensor, _w: Tensor, _b: Tensor, _eps: number): Tensor {
+    return this.notYet('layerNorm');
+  }
+  rope(_x: Tensor, _cos: Tensor, _sin: Tensor, _heads: number, _headDim: number, _start: number): void {
+    this.notYet('rope');
+  }
+  addInPlace(_a: Tensor, _b: Tensor): void {
+    this.notYet('addInPlace');
+  }
+  swiglu(_g: Tensor, _u: Tensor): Tensor {
+    return this.notYet('swiglu');
+  }
+  geluTanh(_x: Tensor): Tensor {
+    return this.notYet('geluTanh');
+  }
+  sliceColumns(_x: Tensor, _start: number, _width: number): Tensor {
+    return this.notYet('sliceColumns');
+  }
+  sliceRows(_x: Tensor, _start: number, _count: number): Tensor {
+    return this.notYet('sliceRows');
+  }
+  kvWrite(_cache: Tensor, _src: Tensor, _start: number, _kvHeads: number, _headDim: number): void {
+    this.notYet('kvWrite');
+  }
+  attention(_q: Tensor, _k: Tensor, _v: Tensor, _start: number, _shape: AttentionShape, _scale: number): Tensor {
+    return this.notYet('attention');
   }
 
   /** Frees pooled buffers and pipelines; destroys the device if this backend created it. */

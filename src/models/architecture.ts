@@ -1,0 +1,59 @@
+import type { Tensor } from '../tensor.js';
+import type { LayerOptions } from '../nn/linear.js';
+import type { Module } from '../nn/module.js';
+import type { ConfigReader, DecoderConfig } from './config.js';
+import type { KVCache } from './kv-cache.js';
+import type { ExpectedTensor, WeightBag } from './weights.js';
+
+/** Options of one decoder forward. */
+export interface DecoderForwardOptions {
+  /** Run only the first `layers` decoder layers, then the final norm and head (early exit; default all). */
+  readonly layers?: number;
+  /** Logits for the last row only (generation); default every row. */
+  readonly lastOnly?: boolean;
+}
+
+/**
+ * A built decoder: its module tree hangs under the CausalLM (HF paths, so PEFT adapters apply by name) and
+ * `forward` walks it, looking children up at call time so LoRA wrappers put in by `container.apply` are used.
+ */
+export interface Decoder {
+  readonly config: DecoderConfig;
+  /**
+   * ids [m] i32 at positions `start … start+m−1` (the cache holds `start` positions) → logits [m or 1, vocab] f32
+   * on the backend. Writes K/V of the layers it runs at those positions.
+   */
+  forward(ids: Tensor, start: number, cache: KVCache, opts?: DecoderForwardOptions): Tensor;
+}
+
+/**
+ * One architecture = one file (models/llama.ts, qwen2.ts, mistral.ts, gpt2.ts) registering this: how to read its
+ * config.json, which tensors it needs, and how to build its modules under `root`.
+ */
+export interface Architecture<C extends DecoderConfig = DecoderConfig> {
+  /** HF `model_type` values it handles. */
+  readonly modelTypes: readonly string[];
+  parseConfig(r: ConfigReader): C;
+  tensors(c: C): ExpectedTensor[];
+  create(root: Module, c: C, weights: WeightBag, opts: LayerOptions): Decoder;
+}
+
+const registry = new Map<string, Architecture>();
+
+/** Adds an architecture (adding one is one new file calling this). */
+export function registerArchitecture<C extends DecoderConfig>(arch: Architecture<C>): void {
+  for (const t of arch.modelTypes) registry.set(t, arch as unknown as Architecture);
+}
+
+export function architectureFor(modelType: string): Architecture | undefined {
+  return registry.get(modelType);
+}
+
+export function supportedModelTypes(): string[] {
+  return [...registry.keys()];
+}
+
+/** The child `name` of `parent` as it is now (a LoRA wrapper after apply). */
+export function child<T extends Module = Module & { forward(x: Tensor): Tensor }>(parent: Module, name: string): T {
+  return parent.children.get(name) as T;
+}
