@@ -1,4 +1,4 @@
-// The README's API sketch, step by step, on the golden `basic` case: it must keep working as written.
+// docs/api.md's walkthrough (the former README API sketch), step by step, on the golden `basic` case: it must keep working as written.
 import { copyFileSync, mkdtempSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
@@ -6,7 +6,7 @@ import { expect, test } from 'vitest';
 import { init, LoRAContainer, loadModel, setLoRAEnabled, Tensor, type LoRALinear } from '../src/index.js';
 import { GOLDEN, readSafetensors } from './lora/helpers.js';
 
-test('README API sketch: loadModel → fromPEFT → apply → forward → off → scale → fuse → unload', async () => {
+test('docs/api.md walkthrough: loadModel → fromPEFT → apply → forward → off → scale → fuse → unload', async () => {
   const dir = mkdtempSync(join(tmpdir(), 'peftjs-readme-'));
   copyFileSync(join(GOLDEN, 'basic/base.safetensors'), join(dir, 'model.safetensors'));
   const io = readSafetensors(join(GOLDEN, 'basic/io.safetensors'));
