@@ -208,7 +208,12 @@ function buildSpec(config: PeftConfig, tensors: ReadonlyMap<string, RawTensor>, 
   for (const r of reps) checkReplacement(r, tensors, config, issues, file);
   issues.throwIfAny('adapter');
   if (!plans.length && !reps.length && !ignored.length) throw new AdapterError('invalid_adapter', 'the adapter holds no LoRA tensors', { file, expected: 'lora_A/lora_B pairs', got: 'none' });
-  warnings.push(...missingTargets(config, kept.map((g) => g.path)));
+  // Modules PEFT guards from targeting (exclude_modules, modules_to_save) never miss keys.
+  const guarded = (p: string) => {
+    const t = matcher.targets(p);
+    return t === 'exclude_modules' || t === 'modules_to_save';
+  };
+  warnings.push(...missingTargets(config, [...kept.map((g) => g.path), ...ignored.filter(guarded)], guarded));
 
   const modules: AdapterModule[] = plans.map((p) => buildModule(p, tensors, config.fan_in_fan_out));
   const replacements: AdapterReplacement[] = reps.map((r) => buildReplacement(r, tensors, config));
@@ -225,7 +230,7 @@ function buildSpec(config: PeftConfig, tensors: ReadonlyMap<string, RawTensor>, 
 const MISSING_NOTE = 'if the model has such modules, PEFT wraps them with untrained LoRA weights and warns "Found missing adapter keys while loading the checkpoint"';
 
 /** `target_modules` entries no module with LoRA tensors answers to: PEFT's missing-keys case, seen from the file. */
-function missingTargets(config: PeftConfig, kept: readonly string[]): string[] {
+function missingTargets(config: PeftConfig, kept: readonly string[], guarded: (name: string) => boolean): string[] {
   const t = config.target_modules;
   if (Array.isArray(t)) {
     const names = new Set<string>();
@@ -233,7 +238,7 @@ function missingTargets(config: PeftConfig, kept: readonly string[]): string[] {
       names.add(p);
       for (let i = p.indexOf('.'); i >= 0; i = p.indexOf('.', i + 1)) names.add(p.slice(i + 1));
     }
-    const missing = t.filter((e) => !names.has(e));
+    const missing = t.filter((e) => !names.has(e) && !guarded(e));
     return missing.length ? [`no LoRA tensors for target_modules ${missing.map((e) => JSON.stringify(e)).join(', ')}: ${MISSING_NOTE}`] : [];
   }
   if (typeof t === 'string' && t.toLowerCase() !== 'all-linear' && !kept.length) return [`no LoRA tensors match target_modules ${JSON.stringify(t)}: ${MISSING_NOTE}`];

@@ -256,7 +256,7 @@ class Parser {
         if (minus) this.fail('unknown flag', '-', this.p - 1);
         minus = true;
       } else if (c !== undefined && 'aiLmsux'.includes(c)) {
-        if (c === 'L') this.fail('the LOCALE flag is not supported (and Python refuses it for str patterns)', '(?L', start);
+        if (c === 'L') this.fail("bad inline flags: cannot use 'L' flag with a str pattern", '(?L', start);
         if (minus && 'au'.includes(c)) this.fail("bad inline flags: cannot turn off flags 'a', 'u' and 'L'", `-${c}`, this.p - 1);
         (minus ? off : on).add(c);
       } else break;
