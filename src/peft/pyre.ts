@@ -690,13 +690,90 @@ function pike(prog: readonly Inst[], run: Run, start: number, fullEnd: number | 
   return matched;
 }
 
+/**
+ * {@link pike} without captures: whether any thread reaches Match (at `fullEnd` when given). Thread lists are
+ * typed arrays of program counters, so a step allocates nothing; this is the path every yes/no question takes.
+ */
+function pikeBool(prog: readonly Inst[], run: Run, start: number, fullEnd: number | undefined): boolean {
+  const text = run.text;
+  const limit = fullEnd ?? text.length;
+  const n = prog.length;
+  const mark = new Int32Array(n).fill(-1);
+  let clist = new Int32Array(n);
+  let nlist = new Int32Array(n);
+  let ccount = 0;
+  let ncount = 0;
+  const stack = new Int32Array(n + 1);
+  const budget = run.budget;
+
+  const add = (list: Int32Array, count: number, pc0: number, pos: number, gen: number): number => {
+    let sp = 0;
+    stack[sp++] = pc0;
+    while (sp) {
+      const pc = stack[--sp]!;
+      if (mark[pc] === gen) continue;
+      mark[pc] = gen;
+      if (--budget.steps < 0) throw new PyRegexBudgetError(run.source);
+      const i = prog[pc]!;
+      switch (i.op) {
+        case Op.Jmp:
+          stack[sp++] = i.x;
+          break;
+        case Op.Split:
+          stack[sp++] = i.y;
+          stack[sp++] = i.x;
+          break;
+        case Op.Save:
+          stack[sp++] = pc + 1;
+          break;
+        case Op.Assert:
+          if (assertHolds(i.node, text, pos)) stack[sp++] = pc + 1;
+          break;
+        case Op.Look:
+          if (look(i, run, pos) !== i.neg) stack[sp++] = pc + 1;
+          break;
+        default:
+          list[count++] = pc;
+      }
+    }
+    return count;
+  };
+
+  let gen = 0;
+  ccount = add(clist, 0, 0, start, gen++);
+  for (let pos = start; ; pos++) {
+    const cp = pos < limit ? text[pos] : undefined;
+    const g = gen++;
+    ncount = 0;
+    for (let k = 0; k < ccount; k++) {
+      const pc = clist[k]!;
+      const i = prog[pc]!;
+      if (i.op === Op.Match) {
+        if (fullEnd === undefined || pos === fullEnd) return true;
+        continue;
+      }
+      if (cp === undefined) continue;
+      if (--budget.steps < 0) throw new PyRegexBudgetError(run.source);
+      let ok: boolean;
+      if (i.op === Op.Char) ok = i.fold === undefined ? cp === i.cp : cp === i.cp || fold(cp) === i.fold;
+      else if (i.op === Op.Any) ok = i.dotall || cp !== 10;
+      else if (i.op === Op.Class) ok = classHas(i.node, cp);
+      else ok = false;
+      if (ok) ncount = add(nlist, ncount, pc + 1, pos + 1, g);
+    }
+    if (cp === undefined || !ncount) return false;
+    [clist, nlist] = [nlist, clist];
+    ccount = ncount;
+  }
+}
+
 function look(i: Extract<Inst, { op: Op.Look }>, run: Run, pos: number): boolean {
   const key = i.id * (run.text.length + 1) + pos;
   const memo = run.looks.get(key);
   if (memo !== undefined) return memo;
   let hit: boolean;
-  if (i.behind) hit = pos >= i.width && pike(i.prog, run, pos - i.width, pos, 0) !== null;
-  else hit = pike(i.prog, run, pos, undefined, 0) !== null;
+  if (i.behind) hit = pos >= i.width && pikeBool(i.prog, run, pos - i.width, pos);
+  else hit = pikeBool(i.prog, run, pos, undefined);
   run.looks.set(key, hit);
   return hit;
 }
@@ -706,10 +783,16 @@ export class PyRegex {
   private readonly prog: Inst[];
   /** Number of capturing groups. */
   readonly groups: number;
+  /**
+   * The longest run of literal characters every match must contain (from the pattern's mandatory sequence):
+   * a text without it cannot match, which `match` / `fullmatch` check before running the VM.
+   */
+  readonly required: string;
 
-  private constructor(readonly source: string, prog: Inst[], groups: number) {
+  private constructor(readonly source: string, prog: Inst[], groups: number, required: string) {
     this.prog = prog;
     this.groups = groups;
+    this.required = required;
   }
 
   /** Compiles `source` with Python 3.11+ `re` syntax (no flags argument: inline flags only, as in configs). */
@@ -719,7 +802,7 @@ export class PyRegex {
     }
     const parser = new Parser(source, { i: false, s: false, m: false, x: false, a: false });
     const root = parser.parse();
-    return new PyRegex(source, new Compiler(source).program(root), parser.groups);
+    return new PyRegex(source, new Compiler(source).program(root), parser.groups, requiredLiteral(root));
   }
 
   /** `re.match(p, text)` (anchored at the start); with `full`, `re.fullmatch`. Group spans as [start, end) in code points. */
@@ -739,11 +822,40 @@ export class PyRegex {
 
   /** `bool(re.match(p, text))`. */
   match(text: string, budget: PyBudget): boolean {
-    return this.exec(text, budget) !== null;
+    return this.test(text, budget, false);
   }
 
   /** `bool(re.fullmatch(p, text))`. */
   fullmatch(text: string, budget: PyBudget): boolean {
-    return this.exec(text, budget, true) !== null;
+    return this.test(text, budget, true);
   }
+
+  private test(text: string, budget: PyBudget, full: boolean): boolean {
+    if (this.required && !text.includes(this.required)) return false;
+    const cps = Array.from(text, (c) => c.codePointAt(0)!);
+    return pikeBool(this.prog, { text: cps, budget, looks: new Map(), source: this.source }, 0, full ? cps.length : undefined);
+  }
+}
+
+/**
+ * The longest run of case-sensitive literal characters in the pattern's mandatory sequence: the top-level
+ * concatenation with groups flattened; repeats, alternations, classes, assertions and look-arounds end a run.
+ */
+function requiredLiteral(root: Node): string {
+  let best = '';
+  let cur = '';
+  const end = () => {
+    if (cur.length > best.length) best = cur;
+    cur = '';
+  };
+  const walk = (n: Node) => {
+    if (n.t === 'char' && !n.fold) cur += String.fromCodePoint(n.cp);
+    else if (n.t === 'cat') n.items.forEach(walk);
+    else if (n.t === 'group') walk(n.body);
+    else if (n.t === 'repeat' && n.min === 1 && n.max === 1) walk(n.body);
+    else end();
+  };
+  walk(root);
+  end();
+  return best;
 }

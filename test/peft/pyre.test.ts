@@ -71,13 +71,20 @@ describe('bounded work', () => {
   test('steps grow linearly with the text', () => {
     const cost = (n: number) => {
       const b = { steps: 1e9 };
-      PyRegex.compile('(.*a){12}x').match('a'.repeat(n), b);
+      PyRegex.compile('(.*a){12}x').fullmatch(`x${'a'.repeat(n)}`, b);
       return 1e9 - b.steps;
     };
     expect(cost(2000)).toBeLessThan(2.2 * cost(1000));
   });
   test('an exhausted budget is an error, not a hang', () => {
-    expect(() => PyRegex.compile('(a|aa)*c').match('a'.repeat(5000), { steps: 1000 })).toThrow(PyRegexBudgetError);
+    expect(() => PyRegex.compile('(a|aa)*c').match(`${'a'.repeat(5000)}c`, { steps: 1000 })).toThrow(PyRegexBudgetError);
+  });
+  test('a literal every match needs is checked before the VM runs', () => {
+    const re = PyRegex.compile('(.*\\.)?(layers\\.\\d+\\.self_attn\\.(q|k)_proj)$');
+    expect(re.required).toBe('.self_attn.');
+    const b = { steps: 100 };
+    expect(re.match('model.layers.0.mlp.up_proj', b)).toBe(false);
+    expect(b.steps).toBe(100);
   });
   test('counted repeats are expanded up to a program-size limit', () => {
     expect(compileError('(a{1000}){1000}').problem).toMatch(/more than 10000 instructions/);
