@@ -9,7 +9,7 @@ import { parsePeftConfig, type PeftConfig } from './config.js';
 import { bytesPer, convertReady, isFloatDType, toF32, toF32Transposed, toI32 } from './convert-f32.js';
 import { IssueList } from './issues.js';
 import { groupPeftKeys, parsePeftKey, stripPrefix, type FactorKeys, type ReplacementKeys } from './keys.js';
-import { effectiveModulesToSave, PatternError, PeftMatcher, scaleOf, type NotTargeted } from './scaling.js';
+import { effectiveModulesToSave, PatternError, patternConfigError, PeftMatcher, scaleOf, type NotTargeted } from './scaling.js';
 
 /**
  * Loads a PEFT LoRA adapter folder: `adapter_config.json` + `adapter_model.safetensors` (or the older
@@ -148,14 +148,12 @@ export function specFromPeft(
 ): AdapterSpec {
   // Compiled once for this load and dropped with it.
   const matcher = new PeftMatcher(config);
-  const p = matcher.problems[0];
-  if (p) throw new ConfigError(p.code, p.problem, { file: PEFT_FILES.config, key: p.key, got: p.got, detail: p.detail });
+  if (matcher.problems.length) throw patternConfigError(matcher.problems[0]!);
   try {
     return buildSpec(config, tensors, matcher, opts);
   } catch (e) {
     if (!(e instanceof PatternError)) throw e;
-    const i = e.info;
-    throw new ConfigError(i.code, i.problem, { file: PEFT_FILES.config, key: i.key, got: i.got, detail: i.detail });
+    throw patternConfigError(e.info);
   }
 }
 
@@ -253,6 +251,7 @@ function missingTargets(config: PeftConfig, kept: readonly string[], guarded: (n
 export function missingAdapterKeys(spec: AdapterSpec, modulePaths: Iterable<string>): string[] {
   if (spec.format !== 'peft') return [];
   const matcher = new PeftMatcher(spec.config as PeftConfig);
+  if (matcher.problems.length) throw patternConfigError(matcher.problems[0]!);
   const have = new Set(spec.modules.map((m) => m.path));
   const out: string[] = [];
   try {
@@ -261,7 +260,7 @@ export function missingAdapterKeys(spec: AdapterSpec, modulePaths: Iterable<stri
     }
   } catch (e) {
     if (!(e instanceof PatternError)) throw e;
-    throw new ConfigError(e.info.code, e.info.problem, { file: PEFT_FILES.config, key: e.info.key, got: e.info.got });
+    throw patternConfigError(e.info);
   }
   return out;
 }

@@ -1,3 +1,4 @@
+import { ConfigError } from '../errors.js';
 import type { PeftConfig } from './config.js';
 import { PyRegex, PyRegexBudgetError, PyRegexError, type PyBudget } from './pyre.js';
 
@@ -334,14 +335,24 @@ const tables = new WeakMap<object, PatternTable>();
 
 /** The first key of `pattern` (in the object's order) matching module `path`, as PEFT's `get_pattern_key`. */
 export function patternKey(pattern: Readonly<Record<string, unknown>>, path: string, field = 'rank_pattern'): string | undefined {
-  let t = tables.get(pattern);
-  if (!t) {
-    const problems: PatternProblem[] = [];
-    t = new PatternTable(field, pattern, problems);
-    if (problems.length) throw new PatternError(problems[0]!);
-    tables.set(pattern, t);
+  try {
+    let t = tables.get(pattern);
+    if (!t) {
+      const problems: PatternProblem[] = [];
+      t = new PatternTable(field, pattern, problems);
+      if (problems.length) throw new PatternError(problems[0]!);
+      tables.set(pattern, t);
+    }
+    return t.size ? t.find(path, { steps: PATTERN_LIMITS.steps }) : undefined;
+  } catch (e) {
+    if (!(e instanceof PatternError)) throw e;
+    throw patternConfigError(e.info);
   }
-  return t.size ? t.find(path, { steps: PATTERN_LIMITS.steps }) : undefined;
+}
+
+/** A pattern problem as the ConfigError callers see (file adapter_config.json, the config key, the pattern). */
+export function patternConfigError(p: PatternProblem): ConfigError {
+  return new ConfigError(p.code, p.problem, { file: 'adapter_config.json', key: p.key, got: p.got, detail: p.detail });
 }
 
 /** Rank PEFT gives module `path`: `rank_pattern`'s first match, else `r`. */
