@@ -8,7 +8,7 @@ import { Tensor } from '../tensor.js';
 import { parsePeftConfig, type PeftConfig } from './config.js';
 import { bytesPer, convertReady, isFloatDType, toF32, toF32Transposed, toI32 } from './convert-f32.js';
 import { IssueList } from './issues.js';
-import { groupPeftKeys, parsePeftKey, stripPrefix, type FactorKeys, type ReplacementKeys } from './keys.js';
+import { groupPeftKeys, type FactorKeys, type ReplacementKeys } from './keys.js';
 import { effectiveModulesToSave, PatternError, patternConfigError, PeftMatcher, scaleOf, type NotTargeted } from './scaling.js';
 
 /**
@@ -237,7 +237,9 @@ function missingTargets(config: PeftConfig, kept: readonly string[], guarded: (n
       for (let i = p.indexOf('.'); i >= 0; i = p.indexOf('.', i + 1)) names.add(p.slice(i + 1));
     }
     const missing = t.filter((e) => !names.has(e) && !guarded(e));
-    return missing.length ? [`no LoRA tensors for target_modules ${missing.map((e) => JSON.stringify(e)).join(', ')}: ${MISSING_NOTE}`] : [];
+    if (!missing.length) return [];
+    const named = missing.slice(0, 20).map((e) => JSON.stringify(e)).join(', ') + (missing.length > 20 ? ` and ${missing.length - 20} more` : '');
+    return [`no LoRA tensors for target_modules ${named}: ${MISSING_NOTE}`];
   }
   if (typeof t === 'string' && t.toLowerCase() !== 'all-linear' && !kept.length) return [`no LoRA tensors match target_modules ${JSON.stringify(t)}: ${MISSING_NOTE}`];
   return [];

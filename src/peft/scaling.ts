@@ -21,6 +21,8 @@ export const PATTERN_LIMITS = {
   keys: 65_536,
   /** Entries that need the regex engine (anything but plain names), summed over every pattern field. */
   regexKeys: 256,
+  /** Distinct shapes (length and dot positions) of plain keys: each shape is one hash lookup per module. */
+  shapes: 1024,
   /** Regex VM steps one load may spend (about 0.2–0.5 s of matching). */
   steps: 20_000_000,
 };
@@ -80,7 +82,9 @@ interface Compiled {
 export class PatternTable {
   private readonly keys: string[];
   /** Plain-dotted keys: length → groups of keys sharing their dot positions → key text → first index. */
-  private readonly byLen = new Map<number, { dots: number[]; first: Map<string, number> }[]>();
+  private readonly byLen = new Map<number, Map<string, { dots: number[]; first: Map<string, number> }>>();
+  /** Distinct plain-key shapes. */
+  shapes = 0;
   private readonly regexes: { idx: number; re: PyRegex; suffix?: string }[] = [];
   private readonly lazy = new Map<number, PyRegex>();
 
@@ -95,10 +99,13 @@ export class PatternTable {
         const dots: number[] = [];
         for (let i = k.indexOf('.'); i >= 0; i = k.indexOf('.', i + 1)) dots.push(i);
         let groups = this.byLen.get(k.length);
-        if (!groups) this.byLen.set(k.length, (groups = []));
+        if (!groups) this.byLen.set(k.length, (groups = new Map()));
         const sig = dots.join(',');
-        let g = groups.find((x) => x.dots.join(',') === sig);
-        if (!g) groups.push((g = { dots, first: new Map() }));
+        let g = groups.get(sig);
+        if (!g) {
+          groups.set(sig, (g = { dots, first: new Map() }));
+          this.shapes++;
+        }
         if (!g.first.has(k)) g.first.set(k, idx);
         return;
       }
@@ -121,7 +128,7 @@ export class PatternTable {
       for (const s of dottedSuffixes(path)) {
         const groups = this.byLen.get(s.length);
         if (!groups) continue;
-        for (const g of groups) {
+        for (const g of groups.values()) {
           let masked = s;
           if (g.dots.length) {
             const chars = s.split('');
@@ -268,6 +275,10 @@ export class PeftMatcher {
     }
 
     const regexCount = this.rank.regexCount + this.alpha.regexCount + (this.target.kind === 'regex' ? 1 : 0) + (this.exclude?.kind === 'regex' ? 1 : 0) + this.saved.filter((s) => 're' in s).length + this.layerRes.length;
+    const shapes = this.rank.shapes + this.alpha.shapes;
+    if (shapes > PATTERN_LIMITS.shapes) {
+      problems.push({ code: 'too_many_patterns', problem: `rank_pattern and alpha_pattern keys come in more than ${PATTERN_LIMITS.shapes} shapes (length and dot positions; a limit of this implementation)`, key: 'rank_pattern', got: shapes });
+    }
     if (regexCount > PATTERN_LIMITS.regexKeys) {
       problems.push({ code: 'too_many_patterns', problem: `the config has more than ${PATTERN_LIMITS.regexKeys} regular-expression patterns (a limit of this implementation; plain names are not counted)`, key: 'rank_pattern', got: regexCount });
     }

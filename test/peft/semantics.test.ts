@@ -280,6 +280,9 @@ describe('user regexes cannot hang a load (issue 8 items 8–11)', () => {
     expect([e.code, e.got]).toEqual(['too_many_patterns', PATTERN_LIMITS.keys + 1]);
     const regexes = Object.fromEntries(Array.from({ length: PATTERN_LIMITS.regexKeys + 1 }, (_, i) => [`m${i}\\d+`, 2]));
     expect(configFail({ peft_type: 'LORA', r: 4, target_modules: ['q'], alpha_pattern: regexes }).code).toBe('too_many_patterns');
+    // Plain keys are hashed by shape (length, dot positions); a config with more shapes than the limit is refused.
+    const shapes = Object.fromEntries(Array.from({ length: PATTERN_LIMITS.shapes + 1 }, (_, i) => [`${'x'.repeat(i)}.q`, 2]));
+    expect(configFail({ peft_type: 'LORA', r: 4, target_modules: ['q'], rank_pattern: shapes }).code).toBe('too_many_patterns');
   });
   test('a load that runs out of matching steps is a ConfigError regex_budget naming the pattern', async () => {
     PATTERN_LIMITS.steps = 5_000;
