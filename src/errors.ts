@@ -199,7 +199,10 @@ export type ConfigCode =
   | 'bad_rank'
   | 'unsupported_feature'
   | 'unsupported_fine_tune'
-  | 'unknown_format';
+  | 'unknown_format'
+  | 'bad_regex'
+  | 'too_many_patterns'
+  | 'regex_budget';
 export class ConfigError extends PeftError<ConfigCode> {
   override readonly name = 'ConfigError';
 }

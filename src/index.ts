@@ -25,7 +25,9 @@ export { readTorchZip, type RawTensor } from './formats/torch-zip.js';
 
 // Adapters
 export { parsePeftConfig, type PeftConfig } from './peft/config.js';
-export { loadPEFT } from './peft/load.js';
+export { loadPEFT, missingAdapterKeys, missingKeysWarning } from './peft/load.js';
+export { PATTERN_LIMITS } from './peft/scaling.js';
+export { PY_RE_LIMITS } from './peft/pyre.js';
 export { savePEFT } from './peft/save.js';
 export { loadAdapter } from './peft/detect.js';
 export { loadMLX } from './mlx/load.js';

@@ -1,6 +1,7 @@
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
 import { IssueList } from './issues.js';
+import { PeftMatcher } from './scaling.js';
 
 /**
  * `adapter_config.json` of a PEFT LoRA adapter (peft `LoraConfig` + `PeftConfigMixin`), validated with zod.
@@ -25,7 +26,8 @@ export const PeftConfigSchema = z.object({
   peft_version: z.string().nullish(),
   inference_mode: flag,
   auto_mapping: z.unknown().optional(),
-  r: z.number().int(),
+  // LoraConfig's dataclass default: a config without "r" gets rank 8.
+  r: z.number().int().optional().transform((v) => v ?? 8),
   lora_alpha: z.number().finite().nullish().transform((v) => v ?? 8),
   lora_dropout: z.number().nullish().transform((v) => v ?? 0),
   use_rslora: flag,
@@ -67,6 +69,12 @@ const KNOWN_EXTRA_KEYS = new Set([
   'ensure_weight_tying',
   'lora_ga_config',
 ]);
+
+/** peft's `TaskType` values (`utils/peft_types.py`); `PeftConfigMixin.__post_init__` refuses others. */
+export const TASK_TYPES = ['SEQ_CLS', 'SEQ_2_SEQ_LM', 'CAUSAL_LM', 'TOKEN_CLS', 'QUESTION_ANS', 'FEATURE_EXTRACTION'] as const;
+
+/** Python truthiness of a config value (`if self.layers_pattern and not self.layers_to_transform`). */
+const truthy = (v: unknown) => !(v === null || v === undefined || v === false || v === 0 || v === '' || (Array.isArray(v) && v.length === 0));
 
 /** Schema keys not filled in with their default when the file lacks them. */
 const ONLY_IF_PRESENT = new Set(['enable_lora', 'merge_weights', 'use_qalora', 'alora_invocation_tokens', 'arrow_config', 'target_parameters', 'trainable_token_indices', 'layer_replication', 'auto_mapping']);
@@ -129,6 +137,30 @@ export function parsePeftConfig(raw: unknown, file = 'adapter_config.json'): Par
     issues.add('unsupported_feature', 'activated LoRA (alora_invocation_tokens) is not supported', { file, key: 'alora_invocation_tokens', expected: null, got: c.alora_invocation_tokens });
   }
   if (c.arrow_config != null) issues.add('unsupported_feature', 'Arrow routing (arrow_config) is not supported', { file, key: 'arrow_config', expected: null, got: 'an object' });
+
+  // Combinations PEFT refuses (PeftConfigMixin.__post_init__ and LoraConfig.__post_init__, peft/tuners/lora/config.py).
+  if (c.task_type != null && !(TASK_TYPES as readonly string[]).includes(c.task_type)) {
+    issues.add('config_invalid', 'invalid task type', { file, key: 'task_type', expected: TASK_TYPES.join(' | '), got: c.task_type });
+  }
+  if (typeof c.target_modules === 'string' && c.layers_to_transform !== null) {
+    issues.add('config_invalid', '`layers_to_transform` cannot be used when `target_modules` is a str', { file, key: 'layers_to_transform', expected: 'null with a regex target_modules', got: c.layers_to_transform });
+  }
+  if (typeof c.target_modules === 'string' && c.layers_pattern !== null) {
+    issues.add('config_invalid', '`layers_pattern` cannot be used when `target_modules` is a str', { file, key: 'layers_pattern', expected: 'null with a regex target_modules', got: c.layers_pattern });
+  }
+  if (truthy(c.layers_pattern) && !truthy(c.layers_to_transform)) {
+    issues.add('config_invalid', 'when `layers_pattern` is specified, `layers_to_transform` must also be specified', { file, key: 'layers_to_transform', expected: 'a layer index or a non-empty list', got: c.layers_to_transform });
+  }
+  if (c.lora_bias && c.init_lora_weights !== true && c.init_lora_weights !== false) {
+    issues.add('config_invalid', 'lora_bias=True is only supported with init_lora_weights=True or False', { file, key: 'init_lora_weights', expected: 'true or false', got: c.init_lora_weights });
+  }
+  if (c.lora_bias && c.use_dora) {
+    issues.add('config_invalid', 'lora_bias=True is not supported for DoRA', { file, key: 'lora_bias', expected: 'false with use_dora', got: true });
+  }
+  issues.throwIfAny('config');
+
+  // Every pattern compiles as Python would compile it (or the construct is named), within the documented limits.
+  for (const p of new PeftMatcher(c).problems) issues.add(p.code, p.problem, { file, key: p.key, got: p.got, detail: p.detail });
   issues.throwIfAny('config');
 
   // zod strips unknown keys: put them back (in the file's order), and say which ones we did not expect.

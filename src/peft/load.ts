@@ -8,8 +8,8 @@ import { Tensor } from '../tensor.js';
 import { parsePeftConfig, type PeftConfig } from './config.js';
 import { bytesPer, convertReady, isFloatDType, toF32, toF32Transposed, toI32 } from './convert-f32.js';
 import { IssueList } from './issues.js';
-import { groupPeftKeys, parsePeftKey, stripPrefix, type FactorKeys, type ReplacementKeys } from './keys.js';
-import { alphaFor, badPatternKeys, isTargeted, patternKey, rankFor, scaleOf } from './scaling.js';
+import { groupPeftKeys, type FactorKeys, type ReplacementKeys } from './keys.js';
+import { effectiveModulesToSave, PatternError, patternConfigError, PeftMatcher, scaleOf, type NotTargeted } from './scaling.js';
 
 /**
  * Loads a PEFT LoRA adapter folder: `adapter_config.json` + `adapter_model.safetensors` (or the older
@@ -146,23 +146,72 @@ export function specFromPeft(
   tensors: ReadonlyMap<string, RawTensor>,
   opts: { file?: string; warnings?: string[]; adapterName?: string } = {},
 ): AdapterSpec {
+  // Compiled once for this load and dropped with it.
+  const matcher = new PeftMatcher(config);
+  if (matcher.problems.length) throw patternConfigError(matcher.problems[0]!);
+  try {
+    return buildSpec(config, tensors, matcher, opts);
+  } catch (e) {
+    if (!(e instanceof PatternError)) throw e;
+    throw patternConfigError(e.info);
+  }
+}
+
+/** At most this many ignored modules are named one per warning line; the rest are counted. */
+const MAX_IGNORED_LISTED = 100;
+
+const NOT_TARGETED_WHY: Record<NotTargeted, string> = {
+  exclude_modules: 'it matches exclude_modules',
+  modules_to_save: 'it is a modules_to_save module',
+  target_modules: 'it does not match target_modules',
+  layers_to_transform: 'its layer index is not in layers_to_transform',
+};
+
+function buildSpec(config: PeftConfig, tensors: ReadonlyMap<string, RawTensor>, matcher: PeftMatcher, opts: { file?: string; warnings?: string[]; adapterName?: string }): AdapterSpec {
   const file = opts.file ?? PEFT_FILES.safetensors;
   const warnings = [...(opts.warnings ?? [])];
-  rejectMergedLinear(tensors, file);
 
   const issues = new IssueList(`invalid LoRA adapter ${file}`);
-  for (const k of badPatternKeys(config)) issues.add('invalid_adapter', 'rank_pattern/alpha_pattern key is not a valid regex', { file: 'adapter_config.json', key: k, got: k });
-  const grouped = groupPeftKeys([...tensors.keys()], config, issues, warnings, { file, adapterName: opts.adapterName });
+  // The task head PEFT adds to modules_to_save itself (SEQ_CLS `classifier`/`score`, …) is a replacement too.
+  const keyConfig = { bias: config.bias, modules_to_save: effectiveModulesToSave(config) };
+  const grouped = groupPeftKeys([...tensors.keys()], keyConfig, issues, warnings, { file, adapterName: opts.adapterName });
+  if (!opts.adapterName && grouped.adapterName !== undefined && grouped.adapterName !== 'default') {
+    warnings.push(
+      `the keys name adapter "${grouped.adapterName}" (…lora_A.${grouped.adapterName}.weight): loaded as adapter "${grouped.adapterName}"; ` +
+        'PEFT, loading the default adapter, would not match these keys and would report them missing (pass adapterName to choose)',
+    );
+  }
+
+  // PEFT only wraps the modules its config targets (check_target_module_exists); tensors for any other module
+  // are unexpected keys to `load_state_dict(strict=False)`, i.e. dropped. Do the same, and say so.
+  const ignored: string[] = [];
+  const kept: FactorKeys[] = [];
+  for (const g of grouped.modules.values()) {
+    const t = matcher.targets(g.path);
+    if (t === true || t === undefined) kept.push(g);
+    else {
+      if (ignored.length < MAX_IGNORED_LISTED) warnings.push(`${g.path}: LoRA tensors ignored, as PEFT ignores them: ${NOT_TARGETED_WHY[t]}`);
+      ignored.push(g.path);
+    }
+  }
+  if (ignored.length > MAX_IGNORED_LISTED) warnings.push(`… and ${ignored.length - MAX_IGNORED_LISTED} more modules whose LoRA tensors were ignored (${ignored.length} in all)`);
+  rejectMergedLinear(kept, tensors, file);
 
   const plans: Planned[] = [];
-  for (const g of grouped.modules.values()) {
-    const p = planModule(g, tensors, config, issues, warnings, file);
+  for (const g of kept) {
+    const p = planModule(g, tensors, config, matcher, issues, warnings, file);
     if (p) plans.push(p);
   }
   const reps = [...grouped.replacements.values()];
   for (const r of reps) checkReplacement(r, tensors, config, issues, file);
   issues.throwIfAny('adapter');
-  if (!plans.length && !reps.length) throw new AdapterError('invalid_adapter', 'the adapter holds no LoRA tensors', { file, expected: 'lora_A/lora_B pairs', got: 'none' });
+  if (!plans.length && !reps.length && !ignored.length) throw new AdapterError('invalid_adapter', 'the adapter holds no LoRA tensors', { file, expected: 'lora_A/lora_B pairs', got: 'none' });
+  // Modules PEFT guards from targeting (exclude_modules, modules_to_save) never miss keys.
+  const guarded = (p: string) => {
+    const t = matcher.targets(p);
+    return t === 'exclude_modules' || t === 'modules_to_save';
+  };
+  warnings.push(...missingTargets(config, [...kept.map((g) => g.path), ...ignored.filter(guarded)], guarded));
 
   const modules: AdapterModule[] = plans.map((p) => buildModule(p, tensors, config.fan_in_fan_out));
   const replacements: AdapterReplacement[] = reps.map((r) => buildReplacement(r, tensors, config));
@@ -176,11 +225,59 @@ export function specFromPeft(
   };
 }
 
+const MISSING_NOTE = 'if the model has such modules, PEFT wraps them with untrained LoRA weights and warns "Found missing adapter keys while loading the checkpoint"';
+
+/** `target_modules` entries no module with LoRA tensors answers to: PEFT's missing-keys case, seen from the file. */
+function missingTargets(config: PeftConfig, kept: readonly string[], guarded: (name: string) => boolean): string[] {
+  const t = config.target_modules;
+  if (Array.isArray(t)) {
+    const names = new Set<string>();
+    for (const p of kept) {
+      names.add(p);
+      for (let i = p.indexOf('.'); i >= 0; i = p.indexOf('.', i + 1)) names.add(p.slice(i + 1));
+    }
+    const missing = t.filter((e) => !names.has(e) && !guarded(e));
+    if (!missing.length) return [];
+    const named = missing.slice(0, 20).map((e) => JSON.stringify(e)).join(', ') + (missing.length > 20 ? ` and ${missing.length - 20} more` : '');
+    return [`no LoRA tensors for target_modules ${named}: ${MISSING_NOTE}`];
+  }
+  if (typeof t === 'string' && t.toLowerCase() !== 'all-linear' && !kept.length) return [`no LoRA tensors match target_modules ${JSON.stringify(t)}: ${MISSING_NOTE}`];
+  return [];
+}
+
+/**
+ * The keys PEFT would report missing when this adapter is put on a model whose adaptable modules (Linear,
+ * Conv1D, Embedding) are `modulePaths`: modules the config targets that the checkpoint has no tensors for.
+ * `PeftModel.from_pretrained` warns with {@link missingKeysWarning}; loaders that know the model can do the same.
+ */
+export function missingAdapterKeys(spec: AdapterSpec, modulePaths: Iterable<string>): string[] {
+  if (spec.format !== 'peft') return [];
+  const matcher = new PeftMatcher(spec.config as PeftConfig);
+  if (matcher.problems.length) throw patternConfigError(matcher.problems[0]!);
+  const have = new Set(spec.modules.map((m) => m.path));
+  const out: string[] = [];
+  try {
+    for (const p of modulePaths) {
+      if (!have.has(p) && matcher.targets(p) === true) out.push(`base_model.model.${p}.lora_A.${spec.name}.weight`, `base_model.model.${p}.lora_B.${spec.name}.weight`);
+    }
+  } catch (e) {
+    if (!(e instanceof PatternError)) throw e;
+    throw patternConfigError(e.info);
+  }
+  return out;
+}
+
+/** PEFT's warning text (`PeftModel.from_pretrained`), with the key list as Python prints it. */
+export function missingKeysWarning(keys: readonly string[]): string {
+  return `Found missing adapter keys while loading the checkpoint: [${keys.map((k) => `'${k}'`).join(', ')}].`;
+}
+
 /** PEFT 0.2's MergedLinear stored lora_B as a grouped Conv1d weight [out, r, 1]: a 3-D lora_B. */
-function rejectMergedLinear(tensors: ReadonlyMap<string, RawTensor>, file: string): void {
-  for (const [key, t] of tensors) {
-    const p = parsePeftKey(stripPrefix(key).rest);
-    if (p.kind === 'factor' && p.factor === 'lora_B' && p.param === 'weight' && t.shape.length === 3) {
+function rejectMergedLinear(groups: readonly FactorKeys[], tensors: ReadonlyMap<string, RawTensor>, file: string): void {
+  for (const g of groups) {
+    const key = g.lora_B;
+    const t = key === undefined ? undefined : tensors.get(key)!;
+    if (key !== undefined && t && t.shape.length === 3) {
       throw new ConfigError('unsupported_merged_linear', 'a 3-D lora_B (PEFT 0.2-era MergedLinear or Conv1d LoRA) is not supported', {
         file,
         tensor: key,
@@ -193,7 +290,7 @@ function rejectMergedLinear(tensors: ReadonlyMap<string, RawTensor>, file: strin
 
 const shapeStr = (s: readonly number[]) => `[${s.join(', ')}]`;
 
-function planModule(g: FactorKeys, tensors: ReadonlyMap<string, RawTensor>, config: PeftConfig, issues: IssueList, warnings: string[], file: string): Planned | undefined {
+function planModule(g: FactorKeys, tensors: ReadonlyMap<string, RawTensor>, config: PeftConfig, matcher: PeftMatcher, issues: IssueList, warnings: string[], file: string): Planned | undefined {
   const path = g.path;
   const embedding = g.lora_embedding_A !== undefined || g.lora_embedding_B !== undefined;
   if (embedding && (g.lora_A !== undefined || g.lora_B !== undefined)) {
@@ -236,10 +333,10 @@ function planModule(g: FactorKeys, tensors: ReadonlyMap<string, RawTensor>, conf
     issues.add('rank_mismatch', `${aName} and ${bName} disagree on the rank`, { file, module: path, expected: `${bName} [${outF}, ${rank}]`, got: `${bName} ${shapeStr(B.shape)}` });
     return;
   }
-  const want = rankFor(config, path);
+  const rankKey = matcher.rankKey(path);
+  const want = rankKey === undefined ? config.r : config.rank_pattern[rankKey]!;
   if (rank !== want) {
-    const key = patternKey(config.rank_pattern, path);
-    const from = key === undefined ? `r = ${config.r}` : `rank_pattern["${key}"] = ${want}`;
+    const from = rankKey === undefined ? `r = ${config.r}` : `rank_pattern["${rankKey}"] = ${want}`;
     issues.add('rank_mismatch', 'tensor rank does not match the config', { file, tensor: aKey, module: path, expected: want, got: rank, detail: `config says ${from}` });
     return;
   }
@@ -261,8 +358,8 @@ function planModule(g: FactorKeys, tensors: ReadonlyMap<string, RawTensor>, conf
     issues.add('unpaired_factor', 'use_dora is set but the DoRA magnitude is missing', { file, module: path, expected: `${path}.lora_magnitude_vector`, got: 'absent' });
     return;
   }
-  if (isTargeted(config, path) === false) warnings.push(`${path}: has LoRA tensors but does not match target_modules/layers_to_transform`);
-  const alpha = alphaFor(config, path);
+  const alphaKey = matcher.alphaKey(path);
+  const alpha = alphaKey === undefined ? config.lora_alpha : config.alpha_pattern[alphaKey]!;
   const dtype = [A, B, bias, mag].filter((t): t is RawTensor => !!t).map((t) => t.dtype).reduce((w, d) => (bytesPer(d) > bytesPer(w) ? d : w));
   return {
     path,
