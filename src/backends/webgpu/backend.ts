@@ -371,7 +371,12 @@ export class WebGPUBackend implements Backend, GpuOwner {
    */
   flush(): void {
     const batch = this.batch;
-    if (!batch || this.disposed) return;
+    if (this.disposed) return;
+    if (!batch) {
+      // Nothing recorded: whatever was released is referenced by submitted work only.
+      this.pool.afterSubmit();
+      return;
+    }
     this.batch = undefined;
     this.endPass(batch);
     if (batch.ringUsed > 0) this.device.queue.writeBuffer(this.ring, 0, this.ringHost, 0, batch.ringUsed);
