@@ -264,17 +264,21 @@ describe('decoder chain', () => {
   });
 
   it('repeated decode steps (intermediates disposed) allocate no buffer and create no bind group once warm', async () => {
-    const w = Object.fromEntries(Object.entries(W).map(([k, t]) => [k, be.upload(t)])) as Record<keyof typeof W, Tensor>;
-    const tables = { cos: be.upload(TABLES.cos), sin: be.upload(TABLES.sin) };
-    const kc = be.zeros([KV, MAXLEN, HD]), vc = be.zeros([KV, MAXLEN, HD]);
+    // A backend of its own: tensors other tests dropped without dispose would return to this pool whenever the
+    // garbage collector runs, and change which buffers (hence bind groups) the ops get.
+    const fresh = await gpuBackend();
+    const w = Object.fromEntries(Object.entries(W).map(([k, t]) => [k, fresh.upload(t)])) as Record<keyof typeof W, Tensor>;
+    const tables = { cos: fresh.upload(TABLES.cos), sin: fresh.upload(TABLES.sin) };
+    const kc = fresh.zeros([KV, MAXLEN, HD]), vc = fresh.zeros([KV, MAXLEN, HD]);
     // The pool hands buffers out last-released-first, so which buffer each op gets settles after a few steps.
     let before: number[] = [];
     for (let i = 0; i < 8; i++) {
-      if (i === 4) before = [be.pool.buffersCreated, be.stats.bindGroups, be.pipelines.compiled];
+      if (i === 4) before = [fresh.pool.buffersCreated, fresh.stats.bindGroups, fresh.pipelines.compiled];
       const made: Tensor[] = [];
-      await step(be, w, tables, kc, vc, [i], 2, made).read();
+      await step(fresh, w, tables, kc, vc, [i], 2, made).read();
       made.forEach((t) => t.dispose());
     }
-    expect([be.pool.buffersCreated, be.stats.bindGroups, be.pipelines.compiled]).toEqual(before);
+    expect([fresh.pool.buffersCreated, fresh.stats.bindGroups, fresh.pipelines.compiled]).toEqual(before);
+    fresh.dispose();
   });
 });
