@@ -7,7 +7,7 @@
 // expected test passed; such an abort after it is reported loudly, and any other failure fails.
 import { spawnSync } from 'node:child_process';
 
-const EXPECTED_TESTS = 4;
+const EXPECTED_TESTS = 5;
 const deno = 'node_modules/.bin/deno';
 const args = ['test', '-A', '--sloppy-imports', 'test/deno/webgpu.deno.ts'];
 const env = {

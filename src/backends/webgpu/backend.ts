@@ -8,6 +8,13 @@
  *
  * Dispatches per layer: linear off 1; on, m ≤ 4 with one adapter 1 (fused GEMV); otherwise
  * (one shrink per adapter) + 1. quantizedLinear and embedding: 1 off, adapters + 1 / adapters on.
+ * Transformer ops: 1 dispatch each (zeros: a clear).
+ *
+ * Submission: ops record into one shared command encoder (`Batch`), submitted when a tensor is read, every
+ * `submitEvery` dispatches (default SUBMIT_EVERY), or when a host upload needs a buffer the open batch still
+ * holds (see buffer-pool.ts). Uniforms go to a CPU-side ring written to one GPU uniform buffer per submit and
+ * bound with dynamic offsets, and bind groups are cached by the buffers they bind: a decode step that reuses
+ * its buffers creates no bind group, no uniform buffer and issues a few submits instead of one per op.
  */
 import type { DType } from '../../dtype.js';
 import { BackendError } from '../../errors.js';
@@ -18,7 +25,7 @@ import { widen16 } from './convert.js';
 import { assertAlive, type GpuContext, type WebGPUOptions } from './device.js';
 import { GpuStorage, type GpuOwner } from './gpu-storage.js';
 import * as K from './kernels.js';
-import { PipelineCache, type Shader, type StorageType } from './pipelines.js';
+import { type Compiled, PipelineCache, type Shader, type StorageType } from './pipelines.js';
 
 // GPUBufferUsage values (spelled out so this module loads where the global is missing).
 const MAP_READ = 0x0001;
@@ -27,6 +34,18 @@ const COPY_DST = 0x0008;
 const UNIFORM = 0x0040;
 const STORAGE = 0x0080;
 const TENSOR_USAGE = STORAGE | COPY_SRC | COPY_DST;
+
+/**
+ * Dispatches recorded before the shared encoder is submitted: enough to spread one submit's fixed cost over a
+ * few decoder layers, few enough that the GPU starts on a step while the rest is still being recorded.
+ */
+export const SUBMIT_EVERY = 64;
+
+/** Uniform blocks the ring holds (one slot per dispatch, each aligned to minUniformBufferOffsetAlignment). */
+const RING_SLOTS = 256;
+
+/** Cached bind groups (least recently used dropped first): a few decode steps' worth of distinct bindings. */
+const BIND_GROUP_CACHE = 4096;
 
 /** Counters benches read (dispatches per forward) and tests assert on. */
 export interface WebGPUStats {
@@ -38,6 +57,8 @@ export interface WebGPUStats {
   /** Non-GPU inputs copied in for one call. */
   inputUploads: number;
   readbacks: number;
+  /** Bind groups created (a cache miss each). */
+  bindGroups: number;
 }
 
 /** A buffer bound to a kernel and the element type the kernel must read it as. */
@@ -90,21 +111,24 @@ function shapeError(what: string, expected: unknown, got: unknown, where: string
   return new BackendError('shape_mismatch', `${what} has the wrong shape`, { expected, got, where });
 }
 
-/** One op (internal): its command encoder, one compute pass, and the pooled buffers to release after submit. */
+/** The shared command encoder (internal): ops append to it until `WebGPUBackend.flush` submits it. */
+interface Batch {
+  readonly encoder: GPUCommandEncoder;
+  pass: GPUComputePassEncoder | undefined;
+  /** Bytes of the uniform ring used. */
+  ringUsed: number;
+  dispatches: number;
+}
+
+/** One op (internal): the pooled buffers it holds while recording, released when it ends. */
 export class Call {
-  private readonly encoder: GPUCommandEncoder;
-  private readonly pass: GPUComputePassEncoder;
   readonly temps: GPUBuffer[] = [];
   private readonly outputs: GPUBuffer[] = [];
-  private recorded = 0;
 
   constructor(
     private readonly be: WebGPUBackend,
     readonly label: string,
-  ) {
-    this.encoder = be.device.createCommandEncoder({ label });
-    this.pass = this.encoder.beginComputePass({ label });
-  }
+  ) {}
 
   /**
    * A non-GPU tensor copied into a pooled buffer for this call; a GPU tensor bound as is. A resident bf16 weight
@@ -113,10 +137,7 @@ export class Call {
    */
   input(t: Tensor, keepF16: boolean, what: string, bf16Ok = false): Bound {
     if (t.storage instanceof GpuStorage) {
-      if (t.storage.owner !== this.be) {
-        throw new BackendError('wrong_device', 'tensor lives on another GPU backend', { where: `${this.label} › ${what}` });
-      }
-      if (t.storage.disposed) throw new BackendError('wrong_device', 'tensor was disposed', { where: `${this.label} › ${what}` });
+      this.own(t, what);
       if (t.dtype === 'bf16') {
         if (!bf16Ok) throw new BackendError('dtype_unsupported', 'a bf16 GPU tensor is read only as a linear weight or an embedding table', { got: what, where: this.label });
         return { buffer: t.storage.buffer, type: 'bf16' };
@@ -132,68 +153,64 @@ export class Call {
     return { buffer, type: dtype === 'f16' ? 'f16' : 'f32' };
   }
 
-  /** The op's output buffer (kept after submit; released only if the call fails). */
+  /**
+   * The GPU buffer of a tensor an op writes in place (rope, addInPlace, kvWrite): an f32 activation of this
+   * backend. An uploaded weight is refused: it keeps the host bytes it came from, which would go stale.
+   */
+  target(t: Tensor, what: string): GPUBuffer {
+    if (!(t.storage instanceof GpuStorage)) {
+      throw new BackendError('wrong_device', 'an in-place op needs a tensor on this GPU backend', { expected: 'a tensor this backend returned (zeros, an op output)', got: `${t.device} tensor`, where: `${this.label} › ${what}` });
+    }
+    this.own(t, what);
+    if (t.dtype !== 'f32') throw new BackendError('dtype_unsupported', 'an in-place op writes f32 only', { expected: 'f32', got: t.dtype, where: `${this.label} › ${what}` });
+    if (t.storage.host) throw new BackendError('wrong_device', 'an uploaded weight cannot be written in place', { expected: 'an activation (zeros, an op output)', got: 'an uploaded weight', where: `${this.label} › ${what}` });
+    return t.storage.buffer;
+  }
+
+  private own(t: Tensor, what: string): void {
+    const st = t.storage as GpuStorage;
+    if (st.owner !== this.be) throw new BackendError('wrong_device', 'tensor lives on another GPU backend', { where: `${this.label} › ${what}` });
+    if (st.disposed) throw new BackendError('wrong_device', 'tensor was disposed', { where: `${this.label} › ${what}` });
+  }
+
+  /** The op's output buffer (kept when the op ends; released only if the call fails). */
   output(bytes: number, what: string): GPUBuffer {
-    const buffer = this.be.pool.acquire(bytes, TENSOR_USAGE, `${this.label} ${what}`);
+    const buffer = this.be.pool.acquireGpu(bytes, TENSOR_USAGE, `${this.label} ${what}`);
     this.outputs.push(buffer);
     return buffer;
   }
 
   /**
-   * The call threw before its main dispatch. Work already recorded (a cached B pack or f32 copy) is still
-   * submitted so the caches hold real data; the output and temporaries go back to the pool.
+   * The call threw. Work it already recorded (a cached B pack or f32 copy) stays in the batch, so the caches
+   * hold real data once it is submitted; the output and temporaries go back to the pool.
    */
   fail(): void {
-    if (this.recorded > 0) {
-      try {
-        this.submit();
-      } catch {
-        // the original error is the one to report
-      }
-    }
     this.temps.push(...this.outputs);
     this.outputs.length = 0;
     this.done();
   }
 
-  /** A pooled f32 scratch buffer released after submit. */
+  /** A pooled f32 scratch buffer, released when the op ends. */
   scratch(floats: number, what: string): GPUBuffer {
-    const buffer = this.be.pool.acquire(Math.max(4, floats * 4), TENSOR_USAGE, `${this.label} › ${what}`);
+    const buffer = this.be.pool.acquireGpu(Math.max(4, floats * 4), TENSOR_USAGE, `${this.label} › ${what}`);
     this.temps.push(buffer);
     return buffer;
   }
 
   dispatch<S>(shader: Shader<S>, uniforms: ArrayBuffer, buffers: GPUBuffer[], shape: S): void {
-    const be = this.be;
-    const pipeline = be.pipelines.get(shader);
-    const ub = be.pool.acquire(uniforms.byteLength, UNIFORM | COPY_DST, `${shader.name} uniforms`);
-    be.device.queue.writeBuffer(ub, 0, uniforms);
-    this.temps.push(ub);
-    const bindGroup = be.device.createBindGroup({
-      label: shader.name,
-      layout: pipeline.getBindGroupLayout(0),
-      entries: [ub, ...buffers].map((buffer, binding) => ({ binding, resource: { buffer } })),
-    });
-    this.pass.setPipeline(pipeline);
-    this.pass.setBindGroup(0, bindGroup);
-    const [x, y, z] = shader.dispatch(shape);
-    this.pass.dispatchWorkgroups(x, y, z);
-    this.recorded++;
-    be.stats.dispatches++;
+    this.be.record(shader, uniforms, buffers, shape);
   }
 
+  /** The op is recorded: its temporaries go back to the pool, and the batch is submitted if it is long enough. */
   submit(): void {
-    this.pass.end();
-    this.be.device.queue.submit([this.encoder.finish()]);
-    this.be.stats.submits++;
     this.done();
+    this.be.maybeFlush();
   }
 
-  /** Releases the temporaries (after submit, or when the call failed before it). */
+  /** Releases the temporaries. */
   done(): void {
     for (const b of this.temps) this.be.pool.release(b);
     this.temps.length = 0;
-    this.be.pool.afterSubmit();
   }
 }
 
@@ -209,7 +226,7 @@ function uniforms(u32: number[], f32: Record<number, number> = {}): ArrayBuffer 
 
 export class WebGPUBackend implements Backend, GpuOwner {
   readonly name = 'webgpu' as const;
-  readonly stats: WebGPUStats = { dispatches: 0, submits: 0, uploads: 0, uploadBytes: 0, inputUploads: 0, readbacks: 0 };
+  readonly stats: WebGPUStats = { dispatches: 0, submits: 0, uploads: 0, uploadBytes: 0, inputUploads: 0, readbacks: 0, bindGroups: 0 };
   readonly device: GPUDevice;
   readonly pool: BufferPool;
   readonly pipelines: PipelineCache;
@@ -222,6 +239,16 @@ export class WebGPUBackend implements Backend, GpuOwner {
   private readonly packs = new WeakMap<Tensor, Packed>();
   private readonly f32Copies = new Map<GPUBuffer, GPUBuffer>();
   private disposed = false;
+  /** Dispatches per submit (≥ 1). */
+  private readonly submitEvery: number;
+  private batch: Batch | undefined;
+  /** The uniform ring: staged on the CPU, written to `ring` once per submit. */
+  private readonly ring: GPUBuffer;
+  private readonly ringHost: Uint8Array<ArrayBuffer>;
+  private readonly ringAlign: number;
+  private readonly bindGroupCache = new Map<string, GPUBindGroup>();
+  private readonly bufferIds = new WeakMap<GPUBuffer, number>();
+  private nextBufferId = 1;
 
   constructor(
     readonly ctx: GpuContext,
@@ -233,7 +260,8 @@ export class WebGPUBackend implements Backend, GpuOwner {
     const sink = (e: BackendError) => {
       this.asyncError ??= e;
     };
-    this.pool = new BufferPool(this.device, sink);
+    this.submitEvery = Math.max(1, Math.floor(opts.submitEvery ?? SUBMIT_EVERY));
+    this.pool = new BufferPool(this.device, sink, () => this.flush());
     this.pipelines = new PipelineCache(this.device, sink);
     this.device.addEventListener?.('uncapturederror', (ev) => {
       const err = (ev as GPUUncapturedErrorEvent).error;
@@ -245,6 +273,9 @@ export class WebGPUBackend implements Backend, GpuOwner {
     });
     // Bound in place of absent optional inputs (bias, row scale, A, t, B); never read.
     this.dummy = this.pool.acquire(16, TENSOR_USAGE, 'peftjs unused binding');
+    this.ringAlign = Math.max(16, this.device.limits.minUniformBufferOffsetAlignment ?? 256);
+    this.ringHost = new Uint8Array(RING_SLOTS * this.ringAlign);
+    this.ring = this.pool.acquire(this.ringHost.byteLength, UNIFORM | COPY_DST, 'peftjs uniform ring');
   }
 
   /** True on a software adapter (SwiftShader…): correct, slower than wasm. */
@@ -290,7 +321,7 @@ export class WebGPUBackend implements Backend, GpuOwner {
   widened(call: Call, src: GPUBuffer, count: number, what: string): GPUBuffer {
     let copy = this.f32Copies.get(src);
     if (!copy) {
-      copy = this.pool.acquire(count * 4, TENSOR_USAGE, `${what} (f32 copy)`);
+      copy = this.pool.acquireGpu(count * 4, TENSOR_USAGE, `${what} (f32 copy)`);
       call.dispatch(K.loraPack({ src_t: 'f16' }), uniforms([count, 0, 0, 0]), [src, copy], { count });
       this.f32Copies.set(src, copy);
     }
@@ -301,11 +332,11 @@ export class WebGPUBackend implements Backend, GpuOwner {
     this.check();
     const size = Math.ceil(byteLength / 4) * 4;
     const staging = this.pool.acquire(size, MAP_READ | COPY_DST, `${buffer.label} (readback)`);
-    const enc = this.device.createCommandEncoder({ label: 'peftjs readback' });
-    enc.copyBufferToBuffer(buffer, 0, staging, 0, size);
-    this.device.queue.submit([enc.finish()]);
-    this.pool.afterSubmit();
-    this.stats.submits++;
+    // The copy rides at the end of the open batch: one submit runs the pending ops and the copy.
+    const batch = this.open();
+    this.endPass(batch);
+    batch.encoder.copyBufferToBuffer(buffer, 0, staging, 0, size);
+    this.flush();
     this.stats.readbacks++;
     try {
       await staging.mapAsync(GPUMapMode.READ, 0, size);
@@ -316,9 +347,95 @@ export class WebGPUBackend implements Backend, GpuOwner {
     }
     const out = new Uint8Array(staging.getMappedRange(0, size).slice(0, byteLength));
     staging.unmap();
-    this.pool.release(staging);
+    // Submitted and read: no open batch holds it, so the next read takes it without forcing a submit.
+    this.pool.releaseIdle(staging);
     this.check();
     return out;
+  }
+
+  // ── the shared encoder ──────────────────────────────────────────────────────────────────────────
+
+  private open(): Batch {
+    this.batch ??= { encoder: this.device.createCommandEncoder({ label: 'peftjs batch' }), pass: undefined, ringUsed: 0, dispatches: 0 };
+    return this.batch;
+  }
+
+  private endPass(batch: Batch): void {
+    batch.pass?.end();
+    batch.pass = undefined;
+  }
+
+  /**
+   * Submits the recorded ops (their uniforms first, in one write), and frees the buffers they released.
+   * Reading a tensor does this; call it to start the GPU on recorded work without reading anything.
+   */
+  flush(): void {
+    const batch = this.batch;
+    if (this.disposed) return;
+    if (!batch) {
+      // Nothing recorded: whatever was released is referenced by submitted work only.
+      this.pool.afterSubmit();
+      return;
+    }
+    this.batch = undefined;
+    this.endPass(batch);
+    if (batch.ringUsed > 0) this.device.queue.writeBuffer(this.ring, 0, this.ringHost, 0, batch.ringUsed);
+    this.device.queue.submit([batch.encoder.finish()]);
+    this.stats.submits++;
+    this.pool.afterSubmit();
+  }
+
+  /** Submits once the open batch holds `submitEvery` dispatches (called as each op ends). */
+  maybeFlush(): void {
+    if (this.batch && this.batch.dispatches >= this.submitEvery) this.flush();
+  }
+
+  /** Records one dispatch: uniforms into the ring, a (cached) bind group, the pipeline. */
+  record<S>(shader: Shader<S>, uniforms: ArrayBuffer, buffers: GPUBuffer[], shape: S): void {
+    const compiled = this.pipelines.get(shader);
+    let batch = this.open();
+    let offset = Math.ceil(batch.ringUsed / this.ringAlign) * this.ringAlign;
+    if (offset + uniforms.byteLength > this.ringHost.byteLength) {
+      this.flush();
+      batch = this.open();
+      offset = 0;
+    }
+    this.ringHost.set(new Uint8Array(uniforms), offset);
+    batch.ringUsed = offset + uniforms.byteLength;
+    batch.pass ??= batch.encoder.beginComputePass({ label: 'peftjs ops' });
+    batch.pass.setPipeline(compiled.pipeline);
+    batch.pass.setBindGroup(0, this.bindGroup(compiled, uniforms.byteLength, buffers), [offset]);
+    const [x, y, z] = shader.dispatch(shape);
+    batch.pass.dispatchWorkgroups(x, y, z);
+    batch.dispatches++;
+    this.stats.dispatches++;
+  }
+
+  /** The bind group of (pipeline, ring, buffers), created on first use and kept in an LRU map. */
+  private bindGroup(compiled: Compiled, uniformBytes: number, buffers: GPUBuffer[]): GPUBindGroup {
+    let key = `${compiled.id}|${uniformBytes}`;
+    for (const b of buffers) {
+      let id = this.bufferIds.get(b);
+      if (id === undefined) this.bufferIds.set(b, (id = this.nextBufferId++));
+      key += `|${id}`;
+    }
+    let bg = this.bindGroupCache.get(key);
+    if (bg) {
+      this.bindGroupCache.delete(key);
+    } else {
+      bg = this.device.createBindGroup({
+        label: compiled.id,
+        layout: compiled.layout,
+        entries: [
+          { binding: 0, resource: { buffer: this.ring, offset: 0, size: uniformBytes } },
+          ...buffers.map((buffer, i) => ({ binding: i + 1, resource: { buffer } })),
+        ],
+      });
+      this.stats.bindGroups++;
+      if (this.bindGroupCache.size >= BIND_GROUP_CACHE) this.bindGroupCache.delete(this.bindGroupCache.keys().next().value as string);
+    }
+    this.bindGroupCache.set(key, bg);
+    return bg;
   }
 
   // ── Backend ─────────────────────────────────────────────────────────────────────────────────────
@@ -469,54 +586,210 @@ export class WebGPUBackend implements Backend, GpuOwner {
     }
   }
 
-  // ── transformer ops (WGSL twins of cpu-ops.ts: to be written) ──────────────────────────────────────
-  private notYet(op: string): never {
-    throw new BackendError('dtype_unsupported', 'this transformer op has no WebGPU kernel yet', { expected: 'wasm or js backend', got: 'webgpu', where: `WebGPUBackend.${op}` });
+  // ── transformer ops (WGSL twins of cpu-ops.ts; shaders/norm, rope, elementwise, strided_copy, attention) ──
+
+  /** A zero-filled f32 tensor (a clear command in the batch). */
+  zeros(shape: readonly number[]): Tensor {
+    this.check();
+    const n = shape.reduce((a, b) => a * b, 1);
+    if (!shape.every((d) => Number.isInteger(d) && d >= 0)) throw shapeError('zeros', 'non-negative integer dims', shape, 'zeros');
+    const buffer = this.pool.acquireGpu(Math.max(4, n * 4), TENSOR_USAGE, `zeros ${shape.join('x')}`);
+    const batch = this.open();
+    this.endPass(batch);
+    batch.encoder.clearBuffer(buffer);
+    return this.gpuTensor(shape, 'f32', buffer, n * 4);
   }
-  zeros(_shape: readonly number[]): Tensor {
-    return this.notYet('zeros');
+
+  rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
+    return this.norm('rmsNorm', x, w, undefined, eps);
   }
-  rmsNorm(_x: Tensor, _w: Tensor, _eps: number): Tensor {
-    return this.notYet('rmsNorm');
+
+  layerNorm(x: Tensor, w: Tensor, b: Tensor, eps: number): Tensor {
+    if (b.size !== w.size) throw shapeError('b', `[${w.size}]`, b.shape, 'layerNorm › b');
+    return this.norm('layerNorm', x, w, b, eps);
   }
-  layerNorm(_x: Tensor, _w: Tensor, _b: Tensor, _eps: number): Tensor {
-    return this.notYet('layerNorm');
+
+  rope(x: Tensor, cos: Tensor, sin: Tensor, heads: number, headDim: number, start: number): void {
+    this.check();
+    const width = heads * headDim;
+    const m = this.rowsOf(x, width, 'rope');
+    const half = headDim / 2;
+    if (!Number.isInteger(half) || half < 1) throw shapeError('headDim', 'an even number ≥ 2', headDim, 'rope');
+    for (const [t, what] of [[cos, 'cos'], [sin, 'sin']] as const) {
+      if (t.ndim !== 2 || t.shape[1] !== half || start < 0 || start + m > t.shape[0]) {
+        throw new BackendError('shape_mismatch', 'rope: the cos/sin tables do not cover these positions', { expected: `[≥ ${start + m}, ${half}]`, got: t.shape, where: `rope › ${what}` });
+      }
+    }
+    this.op('rope', (call) => {
+      const xb = call.target(x, 'x');
+      const cb = call.input(cos, false, 'cos');
+      const sb = call.input(sin, false, 'sin');
+      call.dispatch(K.rope(), uniforms([m, heads, headDim, start]), [xb, cb.buffer, sb.buffer], { count: m * heads * half });
+    });
   }
-  rope(_x: Tensor, _cos: Tensor, _sin: Tensor, _heads: number, _headDim: number, _start: number): void {
-    this.notYet('rope');
+
+  addInPlace(a: Tensor, b: Tensor): void {
+    this.check();
+    if (a.size !== b.size) throw shapeError('b', `${a.size} elements`, b.shape, 'addInPlace');
+    this.op('addInPlace', (call) => {
+      const ab = call.target(a, 'a');
+      let bb = call.input(b, false, 'b').buffer;
+      if (bb === ab) {
+        // a += a: a buffer cannot be bound read-write and read-only in one dispatch.
+        const copy = call.scratch(a.size, 'b copy');
+        this.copy(call, bb, copy, { na: 1, nb: 1, nt: a.size, srcOff: 0, srcA: 0, srcB: 0, dstOff: 0, dstA: 0, dstB: 0 });
+        bb = copy;
+      }
+      call.dispatch(K.addInPlace(), uniforms([a.size, 0, 0, 0]), [ab, bb], { count: a.size });
+    });
   }
-  addInPlace(_a: Tensor, _b: Tensor): void {
-    this.notYet('addInPlace');
+
+  swiglu(g: Tensor, u: Tensor): Tensor {
+    this.check();
+    if (g.size !== u.size) throw shapeError('u', `${g.size} elements`, u.shape, 'swiglu');
+    return this.activation('swiglu', 0, g, u);
   }
-  swiglu(_g: Tensor, _u: Tensor): Tensor {
-    return this.notYet('swiglu');
+
+  geluTanh(x: Tensor): Tensor {
+    this.check();
+    return this.activation('geluTanh', 1, x, undefined);
   }
-  geluTanh(_x: Tensor): Tensor {
-    return this.notYet('geluTanh');
+
+  sliceColumns(x: Tensor, start: number, width: number): Tensor {
+    this.check();
+    const c = x.shape[x.shape.length - 1];
+    if (!(Number.isInteger(start) && Number.isInteger(width) && start >= 0 && width >= 0 && start + width <= c)) {
+      throw new BackendError('shape_mismatch', 'sliceColumns out of range', { expected: `start + width ≤ ${c}`, got: { start, width }, where: 'sliceColumns' });
+    }
+    const m = c === 0 ? 0 : x.size / c;
+    return this.op('sliceColumns', (call) => {
+      const xb = call.input(x, false, 'x');
+      const y = call.output(m * width * 4, `y ${m}x${width}`);
+      this.copy(call, xb.buffer, y, { na: m, nb: 1, nt: width, srcOff: start, srcA: c, srcB: 0, dstOff: 0, dstA: width, dstB: 0 });
+      return this.gpuTensor([...x.shape.slice(0, -1), width], 'f32', y, m * width * 4);
+    });
   }
-  sliceColumns(_x: Tensor, _start: number, _width: number): Tensor {
-    return this.notYet('sliceColumns');
+
+  sliceRows(x: Tensor, start: number, count: number): Tensor {
+    this.check();
+    const c = x.shape[x.shape.length - 1];
+    const m = c === 0 ? 0 : x.size / c;
+    if (!(Number.isInteger(start) && Number.isInteger(count) && start >= 0 && count >= 0 && start + count <= m)) {
+      throw new BackendError('shape_mismatch', 'sliceRows out of range', { expected: `start + count ≤ ${m}`, got: { start, count }, where: 'sliceRows' });
+    }
+    return this.op('sliceRows', (call) => {
+      const xb = call.input(x, false, 'x');
+      const y = call.output(count * c * 4, `y ${count}x${c}`);
+      this.copy(call, xb.buffer, y, { na: 1, nb: 1, nt: count * c, srcOff: start * c, srcA: 0, srcB: 0, dstOff: 0, dstA: 0, dstB: 0 });
+      return this.gpuTensor([count, c], 'f32', y, count * c * 4);
+    });
   }
-  sliceRows(_x: Tensor, _start: number, _count: number): Tensor {
-    return this.notYet('sliceRows');
+
+  kvWrite(cache: Tensor, src: Tensor, start: number, kvHeads: number, headDim: number): void {
+    this.check();
+    const width = kvHeads * headDim;
+    const m = this.rowsOf(src, width, 'kvWrite');
+    const maxLen = width === 0 ? 0 : cache.size / width;
+    if (!Number.isInteger(maxLen) || !Number.isInteger(start) || start < 0 || start + m > maxLen) {
+      throw new BackendError('shape_mismatch', 'kvWrite past the end of the cache', { expected: `cache [${kvHeads}, maxLen, ${headDim}], start + m ≤ maxLen`, got: { cache: cache.shape, start, m }, where: 'kvWrite' });
+    }
+    this.op('kvWrite', (call) => {
+      const cb = call.target(cache, 'cache');
+      const sb = call.input(src, false, 'src');
+      if (sb.buffer === cb) throw new BackendError('shape_mismatch', 'kvWrite: src is the cache itself', { where: 'kvWrite' });
+      this.copy(call, sb.buffer, cb, { na: m, nb: kvHeads, nt: headDim, srcOff: 0, srcA: width, srcB: headDim, dstOff: start * headDim, dstA: headDim, dstB: maxLen * headDim });
+    });
   }
-  kvWrite(_cache: Tensor, _src: Tensor, _start: number, _kvHeads: number, _headDim: number): void {
-    this.notYet('kvWrite');
-  }
-  attention(_q: Tensor, _k: Tensor, _v: Tensor, _start: number, _shape: AttentionShape, _scale: number): Tensor {
-    return this.notYet('attention');
+
+  attention(q: Tensor, kCache: Tensor, vCache: Tensor, start: number, shape: AttentionShape, scale: number): Tensor {
+    this.check();
+    const { heads, kvHeads, headDim: hd } = shape;
+    const width = heads * hd;
+    const m = this.rowsOf(q, width, 'attention');
+    const maxLen = kvHeads * hd === 0 ? 0 : kCache.size / (kvHeads * hd);
+    if (!(heads > 0 && kvHeads > 0 && heads % kvHeads === 0) || !Number.isInteger(maxLen) || vCache.size !== kCache.size || !Number.isInteger(start) || start < 0 || start + m > maxLen) {
+      throw new BackendError('shape_mismatch', 'attention: bad head counts or positions past the cache', {
+        expected: `heads % kvHeads = 0, caches [${kvHeads}, maxLen, ${hd}], start + m ≤ maxLen`,
+        got: { heads, kvHeads, k: kCache.shape, v: vCache.shape, end: start + m },
+        where: 'attention',
+      });
+    }
+    if (!(hd >= 1 && hd <= K.ATTENTION_MAX_HEAD_DIM)) throw shapeError('headDim', `1 … ${K.ATTENTION_MAX_HEAD_DIM}`, hd, 'attention');
+    return this.op('attention', (call) => {
+      const qb = call.input(q, false, 'q');
+      const kb = call.input(kCache, false, 'kCache');
+      const vb = call.input(vCache, false, 'vCache');
+      const y = call.output(q.size * 4, `y ${m}x${width}`);
+      const u = uniforms([m, heads, hd, maxLen, start, heads / kvHeads, 0, 0], { 6: scale });
+      if (m > 0) call.dispatch(K.attention(), u, [qb.buffer, kb.buffer, vb.buffer, y], { pairs: m * heads });
+      return this.gpuTensor(q.shape, 'f32', y, q.size * 4);
+    });
   }
 
   /** Frees pooled buffers and pipelines; destroys the device if this backend created it. */
   dispose(): void {
     if (this.disposed) return;
     this.disposed = true;
+    this.batch = undefined;
+    this.bindGroupCache.clear();
     this.pool.destroy();
     this.pipelines.clear();
     if (this.ctx.ownsDevice) this.device.destroy();
   }
 
   // ── helpers ─────────────────────────────────────────────────────────────────────────────────────
+
+  /** Runs one op's recording in a Call: ends it (maybe submitting), or fails it and rethrows. */
+  private op<T>(label: string, body: (call: Call) => T): T {
+    const call = new Call(this, label);
+    try {
+      const out = body(call);
+      call.submit();
+      return out;
+    } catch (e) {
+      call.fail();
+      throw e;
+    }
+  }
+
+  /** Rows of x when its last dimension is `width` (a typed error otherwise). */
+  private rowsOf(x: Tensor, width: number, op: string): number {
+    const last = x.shape[x.shape.length - 1];
+    if (x.ndim < 1 || last !== width) throw shapeError('x', `[m, ${width}]`, x.shape, op);
+    return width === 0 ? 0 : x.size / width;
+  }
+
+  private norm(op: string, x: Tensor, w: Tensor, b: Tensor | undefined, eps: number): Tensor {
+    this.check();
+    const d = w.size;
+    const m = this.rowsOf(x, d, op);
+    return this.op(op, (call) => {
+      const xb = call.input(x, false, 'x');
+      const wb = call.input(w, false, 'w');
+      const bb = b ? call.input(b, false, 'b').buffer : this.dummy;
+      const y = call.output(x.size * 4, `y ${m}x${d}`);
+      if (m > 0 && d > 0) call.dispatch(K.norm(), uniforms([m, d, b ? 1 : 0, 0], { 3: eps }), [xb.buffer, wb.buffer, bb, y], { m });
+      return this.gpuTensor(x.shape, 'f32', y, x.size * 4);
+    });
+  }
+
+  private activation(op: string, mode: number, g: Tensor, u: Tensor | undefined): Tensor {
+    return this.op(op, (call) => {
+      const gb = call.input(g, false, 'x');
+      const ub = u ? call.input(u, false, 'u').buffer : this.dummy;
+      const y = call.output(g.size * 4, `y ${g.shape.join('x')}`);
+      if (g.size > 0) call.dispatch(K.activation(), uniforms([g.size, mode, 0, 0]), [gb.buffer, ub, y], { count: g.size });
+      return this.gpuTensor(g.shape, 'f32', y, g.size * 4);
+    });
+  }
+
+  /** One strided_copy dispatch (see its WGSL for the index map); nothing when the copy is empty. */
+  private copy(call: Call, src: GPUBuffer, dst: GPUBuffer, c: { na: number; nb: number; nt: number; srcOff: number; srcA: number; srcB: number; dstOff: number; dstA: number; dstB: number }): void {
+    const count = c.na * c.nb * c.nt;
+    if (count === 0) return;
+    const u = uniforms([c.na, c.nb, c.nt, c.srcOff, c.srcA, c.srcB, c.dstOff, c.dstA, c.dstB]);
+    call.dispatch(K.stridedCopy(), u, [src, dst], { count });
+  }
 
   private unused(): Bound {
     return { buffer: this.dummy, type: 'f32' };
@@ -568,7 +841,7 @@ export class WebGPUBackend implements Backend, GpuOwner {
     if (hit && hit.parts.length === parts.length && hit.parts.every((p, i) => p === parts[i])) return { buffer: hit.buffer, type: 'f32' };
     const total = parts.reduce((s, p) => s + p.size, 0);
     // Long-lived (like a weight): not a call temporary. Replaces a stale pack for the same first B.
-    const buffer = this.pool.acquire(total * 4, TENSOR_USAGE, 'lora B stacked');
+    const buffer = this.pool.acquireGpu(total * 4, TENSOR_USAGE, 'lora B stacked');
     if (hit) call.temps.push(hit.buffer);
     let off = 0;
     parts.forEach((p, i) => {

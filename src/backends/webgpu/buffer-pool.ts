@@ -1,9 +1,15 @@
 /// <reference types="@webgpu/types" />
 /**
- * GPUBuffer pool keyed by (rounded size, usage). `release` only queues a buffer: it returns to the free list
- * at the next `afterSubmit()`, because commands already encoded (not yet submitted) may still read it while
- * a `queue.writeBuffer` for its next owner would land before them. Leak tests read `bytesInUse`,
- * `bytesAllocated` and `buffersCreated`.
+ * GPUBuffer pool keyed by (rounded size, usage). The backend records ops into one shared command encoder and
+ * submits it now and then (see `Batch` in backend.ts), so a released buffer may still be read by commands
+ * recorded but not yet submitted. Two ways out follow from WebGPU's ordering rules:
+ * - `acquire` (any use, including `queue.writeBuffer`): only buffers freed at a past submit. A write through the
+ *   queue lands before every command of the open batch, so it must not hit a buffer that batch still reads.
+ *   When none is free but one of the size is waiting, the pool asks its owner to submit (`onStarved`) rather
+ *   than allocate: allocation stays bounded however long the batch.
+ * - `acquireGpu` (written only by commands recorded after this call): a buffer released in the open batch is
+ *   reused at once, since commands in one encoder run in order.
+ * Leak tests read `bytesInUse`, `bytesAllocated` and `buffersCreated`.
  */
 import { BackendError } from '../../errors.js';
 
@@ -18,7 +24,8 @@ export type PoolErrorSink = (e: BackendError) => void;
 
 export class BufferPool {
   private readonly free = new Map<string, GPUBuffer[]>();
-  private pending: GPUBuffer[] = [];
+  /** Released since the last submit, by key. */
+  private pending = new Map<string, GPUBuffer[]>();
   private readonly live = new Set<GPUBuffer>();
   /** Bytes of every buffer this pool created and has not destroyed (in use, pending or free). */
   bytesAllocated = 0;
@@ -30,14 +37,30 @@ export class BufferPool {
   constructor(
     private readonly device: GPUDevice,
     private readonly onError: PoolErrorSink,
+    /** Submits the open batch (then calls `afterSubmit`); called when only a waiting buffer would fit. */
+    private readonly onStarved: () => void = () => undefined,
   ) {}
 
-  /** A buffer of at least `bytes` bytes with exactly `usage`; reused when one is free. */
+  /** A buffer of at least `bytes` bytes with exactly `usage`, safe for `queue.writeBuffer`; reused when one is free. */
   acquire(bytes: number, usage: GPUBufferUsageFlags, label: string): GPUBuffer {
     const size = roundSize(bytes);
     const key = `${size}:${usage}`;
-    const list = this.free.get(key);
-    let buf = list?.pop();
+    if (!this.free.get(key)?.length && this.pending.get(key)?.length) this.onStarved();
+    return this.take(this.free.get(key)?.pop(), size, usage, label);
+  }
+
+  /**
+   * A buffer that only commands recorded from now on write (op outputs, scratch): one released in the open
+   * batch first (its earlier readers run before those commands), else as `acquire`.
+   */
+  acquireGpu(bytes: number, usage: GPUBufferUsageFlags, label: string): GPUBuffer {
+    const size = roundSize(bytes);
+    const key = `${size}:${usage}`;
+    return this.take(this.pending.get(key)?.pop() ?? this.free.get(key)?.pop(), size, usage, label);
+  }
+
+  private take(found: GPUBuffer | undefined, size: number, usage: GPUBufferUsageFlags, label: string): GPUBuffer {
+    let buf = found;
     if (buf) {
       buf.label = label;
     } else {
@@ -65,21 +88,32 @@ export class BufferPool {
     return buf;
   }
 
-  /** Queues `buf` for reuse after the next submit. */
+  /** Queues `buf` for reuse: by `acquireGpu` at once, by `acquire` after the next submit. */
   release(buf: GPUBuffer): void {
     this.bytesInUse -= buf.size;
-    this.pending.push(buf);
+    const key = `${buf.size}:${buf.usage}`;
+    let list = this.pending.get(key);
+    if (!list) this.pending.set(key, (list = []));
+    list.push(buf);
   }
 
-  /** Call right after `queue.submit`: released buffers become reusable. */
+  /** Returns a buffer no recorded command references (a mapped-and-read staging buffer) straight to the free list. */
+  releaseIdle(buf: GPUBuffer): void {
+    this.bytesInUse -= buf.size;
+    const key = `${buf.size}:${buf.usage}`;
+    let list = this.free.get(key);
+    if (!list) this.free.set(key, (list = []));
+    list.push(buf);
+  }
+
+  /** Call right after `queue.submit` of the batch: released buffers become free for any use. */
   afterSubmit(): void {
-    for (const buf of this.pending) {
-      const key = `${buf.size}:${buf.usage}`;
+    for (const [key, bufs] of this.pending) {
       let list = this.free.get(key);
       if (!list) this.free.set(key, (list = []));
-      list.push(buf);
+      list.push(...bufs);
     }
-    this.pending = [];
+    this.pending.clear();
   }
 
   /** Destroys free buffers (keeps those in use). */
@@ -99,7 +133,7 @@ export class BufferPool {
     for (const buf of this.live) buf.destroy();
     this.live.clear();
     this.free.clear();
-    this.pending = [];
+    this.pending.clear();
     this.bytesAllocated = 0;
     this.bytesInUse = 0;
   }

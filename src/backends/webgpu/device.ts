@@ -16,6 +16,11 @@ export interface WebGPUOptions {
   f16?: boolean;
   /** Largest m routed to the GEMV kernels (default 4, decode); 0 forces the tiled GEMM for every m. */
   gemvMaxM?: number;
+  /**
+   * Dispatches recorded into the shared command encoder before it is submitted (default 64, see SUBMIT_EVERY in
+   * backend.ts); reading a tensor submits whatever is recorded. 1 submits after every op.
+   */
+  submitEvery?: number;
 }
 
 /**

@@ -2,12 +2,17 @@
  * The kernel table: one factory per WGSL file, returning the shader as data for a set of storage types.
  * Workgroup sizes and tiles are named here with their reasons; they reach the WGSL as `override` values.
  */
+import { ATTENTION_WGSL } from './shaders/attention.wgsl.js';
+import { ACTIVATION_WGSL, ADD_INPLACE_WGSL } from './shaders/elementwise.wgsl.js';
 import { EMBEDDING_WGSL } from './shaders/embedding.wgsl.js';
 import { LINEAR_GEMM_WGSL } from './shaders/linear_gemm.wgsl.js';
 import { LINEAR_GEMV_WGSL } from './shaders/linear_gemv.wgsl.js';
 import { LORA_PACK_WGSL } from './shaders/lora_pack.wgsl.js';
 import { LORA_SHRINK_WGSL } from './shaders/lora_shrink.wgsl.js';
+import { NORM_WGSL } from './shaders/norm.wgsl.js';
 import { QUANTIZED_LINEAR_WGSL } from './shaders/quantized_linear.wgsl.js';
+import { ROPE_WGSL } from './shaders/rope.wgsl.js';
+import { STRIDED_COPY_WGSL } from './shaders/strided_copy.wgsl.js';
 import { type Shader, type StorageType, specialize, spread, typesKey } from './pipelines.js';
 
 /**
@@ -127,5 +132,58 @@ export function loraPack(types: { src_t: StorageType }): Shader<{ count: number 
     wgsl: specialize(LORA_PACK_WGSL, types),
     constants: { WORKGROUP: WORKGROUP_SIZE },
     dispatch: ({ count }) => spread(Math.ceil(count / WORKGROUP_SIZE)),
+  }));
+}
+
+// ── transformer ops ─────────────────────────────────────────────────────────────────────────────────
+
+/** Invocations per row of the norms: a row of d ≤ 8192 is ≤ 32 strided loads per invocation, then one tree. */
+export const NORM_WORKGROUP = 256;
+
+/** Widest head_dim the attention kernel takes (its `MAX_HD`: q in workgroup memory, 4 accumulators each). */
+export const ATTENTION_MAX_HEAD_DIM = 256;
+
+/** A one-invocation-per-element kernel over `count` elements (spread over x and y). */
+function flat(name: string, wgsl: string): Shader<{ count: number }> {
+  return memo(name, {}, (key) => ({
+    name,
+    key,
+    wgsl,
+    constants: { WORKGROUP: WORKGROUP_SIZE },
+    dispatch: ({ count }) => spread(Math.ceil(count / WORKGROUP_SIZE)),
+  }));
+}
+
+/** RMSNorm (mode 0) or LayerNorm (mode 1), a workgroup per row; shape {m}. */
+export function norm(): Shader<{ m: number }> {
+  return memo('norm', {}, (key) => ({
+    name: 'norm',
+    key,
+    wgsl: NORM_WGSL,
+    constants: { WORKGROUP: NORM_WORKGROUP },
+    dispatch: ({ m }) => spread(m),
+  }));
+}
+
+/** Rotary embedding in place; shape {count} = m·heads·hd/2 pairs. */
+export const rope = (): Shader<{ count: number }> => flat('rope', ROPE_WGSL);
+
+/** `a += b`; shape {count}. */
+export const addInPlace = (): Shader<{ count: number }> => flat('add_inplace', ADD_INPLACE_WGSL);
+
+/** SwiGLU (mode 0) or GELU-tanh (mode 1); shape {count}. */
+export const activation = (): Shader<{ count: number }> => flat('activation', ACTIVATION_WGSL);
+
+/** Strided copy (slices, kvWrite); shape {count} = na·nb·nt. */
+export const stridedCopy = (): Shader<{ count: number }> => flat('strided_copy', STRIDED_COPY_WGSL);
+
+/** Causal GQA attention, a workgroup per (row, head); shape {pairs} = m·heads. */
+export function attention(): Shader<{ pairs: number }> {
+  return memo('attention', {}, (key) => ({
+    name: 'attention',
+    key,
+    wgsl: ATTENTION_WGSL,
+    constants: {},
+    dispatch: ({ pairs }) => spread(pairs),
   }));
 }

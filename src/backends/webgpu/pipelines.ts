@@ -3,6 +3,9 @@
  * Shaders as data and the pipeline cache. A shader is `{name, key, wgsl, constants, dispatch(shape)}`;
  * its pipeline is compiled once and cached under `name[key]`, where the key holds only what changes the
  * source (storage types), never shapes: sizes, scales and the adapter toggle travel in uniforms.
+ * Each pipeline gets an explicit bind-group layout read off its WGSL (binding 0 the uniform block, with a
+ * dynamic offset into the backend's uniform ring; then storage buffers, read-only or read_write), so one
+ * bind group serves every dispatch that binds the same buffers.
  */
 import { BackendError } from '../../errors.js';
 
@@ -73,8 +76,32 @@ export function typesKey(types: Record<string, StorageType>): string {
     .join(',');
 }
 
+/** GPUShaderStage.COMPUTE (spelled out so this module loads where the global is missing). */
+const COMPUTE_STAGE = 0x4;
+
+/** A compiled shader: its pipeline, its bind-group layout and its cache id (`name[key]`). */
+export interface Compiled {
+  readonly id: string;
+  readonly pipeline: GPUComputePipeline;
+  readonly layout: GPUBindGroupLayout;
+}
+
+/**
+ * The group-0 bindings a WGSL source declares, in binding order: `uniform` (binding 0, the uniform block),
+ * `read-only-storage` or `storage` (read_write).
+ */
+export function bindingsOf(wgsl: string): GPUBufferBindingType[] {
+  const out: GPUBufferBindingType[] = [];
+  for (const [, n, kind] of wgsl.matchAll(/@group\(0\)\s*@binding\((\d+)\)\s*var<([^>]+)>/g)) {
+    const k = kind.replace(/\s+/g, '');
+    out[Number(n)] = k === 'uniform' ? 'uniform' : k === 'storage,read' ? 'read-only-storage' : 'storage';
+  }
+  if (out[0] !== 'uniform' || out.some((t) => t === undefined)) throw new Error('shader bindings must be 0 = uniform, then 1… without gaps');
+  return out;
+}
+
 export class PipelineCache {
-  private readonly pipelines = new Map<string, GPUComputePipeline>();
+  private readonly pipelines = new Map<string, Compiled>();
   /** How many pipelines were compiled (a toggle or scale change must not move it). */
   compiled = 0;
 
@@ -83,15 +110,23 @@ export class PipelineCache {
     private readonly onError: (e: BackendError) => void,
   ) {}
 
-  get<S>(shader: Shader<S>): GPUComputePipeline {
+  get<S>(shader: Shader<S>): Compiled {
     const id = `${shader.name}[${shader.key}]`;
-    let pipeline = this.pipelines.get(id);
-    if (pipeline) return pipeline;
+    let hit = this.pipelines.get(id);
+    if (hit) return hit;
     this.device.pushErrorScope('validation');
     const module = this.device.createShaderModule({ label: id, code: shader.wgsl });
-    pipeline = this.device.createComputePipeline({
+    const layout = this.device.createBindGroupLayout({
       label: id,
-      layout: 'auto',
+      entries: bindingsOf(shader.wgsl).map((type, binding) => ({
+        binding,
+        visibility: COMPUTE_STAGE,
+        buffer: { type, hasDynamicOffset: type === 'uniform' },
+      })),
+    });
+    const pipeline = this.device.createComputePipeline({
+      label: id,
+      layout: this.device.createPipelineLayout({ label: id, bindGroupLayouts: [layout] }),
       compute: { module, entryPoint: 'main', constants: shader.constants },
     });
     void this.device.popErrorScope().then(
@@ -101,8 +136,9 @@ export class PipelineCache {
       () => undefined,
     );
     this.compiled++;
-    this.pipelines.set(id, pipeline);
-    return pipeline;
+    hit = { id, pipeline, layout };
+    this.pipelines.set(id, hit);
+    return hit;
   }
 
   get size(): number {

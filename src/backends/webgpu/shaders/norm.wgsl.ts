@@ -1,0 +1,66 @@
+/**
+ * WGSL twin of cpu-ops.ts `rmsNorm` / `layerNorm`, one workgroup per row (x [m,d] → y [m,d]):
+ *
+ *   mode 0 (RMSNorm):   y = x / √(Σx²/d + eps) ⊙ w
+ *   mode 1 (LayerNorm): μ = Σx/d;  y = (x − μ) / √(Σ(x − μ)²/d + eps) ⊙ w + b      (biased variance, two passes)
+ *
+ * The invocations stride over the row (coalesced), then tree-reduce in workgroup memory: the summation order
+ * depends only on d, never on m, so a row's output is the same whatever batch it rides in. f32 accumulation.
+ */
+export const NORM_WGSL = /* wgsl */ `
+struct Uniforms {
+  m: u32,
+  d: u32,
+  mode: u32,
+  eps: f32,
+}
+
+// Invocations per row; a power of two (tree reduction).
+override WORKGROUP: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> u: Uniforms;
+@group(0) @binding(1) var<storage, read> x: array<f32>;
+@group(0) @binding(2) var<storage, read> w: array<f32>;
+@group(0) @binding(3) var<storage, read> b: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+var<workgroup> red: array<f32, WORKGROUP>;
+
+// Sum of v over the workgroup; every invocation gets it.
+fn reduce_sum(lid: u32, v: f32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = WORKGROUP / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) { red[lid] += red[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+
+@compute @workgroup_size(WORKGROUP, 1, 1)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let row = wg.y * nwg.x + wg.x;
+  if (row >= u.m) { return; }
+  let base = row * u.d;
+  var mean = 0.0;
+  if (u.mode == 1u) {
+    var s = 0.0;
+    for (var j = lid; j < u.d; j += WORKGROUP) { s += x[base + j]; }
+    mean = reduce_sum(lid, s) / f32(u.d);
+  }
+  var ss = 0.0;
+  for (var j = lid; j < u.d; j += WORKGROUP) {
+    let c = x[base + j] - mean;
+    ss += c * c;
+  }
+  let inv = 1.0 / sqrt(reduce_sum(lid, ss) / f32(u.d) + u.eps);
+  for (var j = lid; j < u.d; j += WORKGROUP) {
+    var v = (x[base + j] - mean) * inv * w[j];
+    if (u.mode == 1u) { v += b[j]; }
+    y[base + j] = v;
+  }
+}
+`;
