@@ -7,19 +7,24 @@
 //   Every term of the epilogue is optional: with no terms, no loraBias and no rowScale the result is
 //   exactly  Σ x·W + bias, computed by the very same code (the "adapter off" path is bit-identical to a
 //   plain linear because it *is* the plain linear).
+// Reduction order (batch invariance)
+//   Every path computes each output element in one order, whatever m is and whichever rows ride along:
+//     acc = 0;  acc += x[i,0]·W[j,0];  acc += x[i,1]·W[j,1];  …  acc += x[i,k−1]·W[j,k−1]   (f32, in p order)
+//   then the epilogue terms in the order written above. So a row computed in a batch of m equals the same row
+//   computed alone, bit for bit (speculative decoding verifies a batch of drafted tokens and must equal
+//   token-by-token decoding), and the SIMD kernels equal their scalar twins bit for bit.
 // Kernel shape (W is always read in its native [n,k] layout: the long-lived weight is never copied or packed)
-//   m ≤ 4, GEMV "dot form" f32_gemm_MRxNR: MR rows of x × NR rows of W, each accumulator a 4-lane partial sum
-//   over k, reduced horizontally once per tile; W is streamed exactly once. (Also used on quant.h's strips.)
-//   m = 1 (SIMD128) uses its row-sequential variant f32_gemv1 (8 W rows per tile read one after the other,
-//   4 accumulators per row): W is read as one sequential stream.
+//   m ≤ 4, GEMV "transposed form" f32_gemvt_MxNR: 4 rows of W × 4 k-steps are loaded and transposed in registers,
+//   so each vector holds 4 outputs (lanes = W rows) and x[i,p] is splatted: the k sum stays sequential per
+//   output. W is streamed exactly once; the transposes ride under the memory time of a decode GEMV.
 //   m > 4, GEMM "broadcast form" f32_gemm_8xNW: x is packed per call into 8-row panels (scratch from the caller,
-//   f32_linear_scratch_floats), W rows are splatted: ≈ 45 GFLOP/s vs ≈ 25 for the dot form at k = n = 2048.
+//   f32_linear_scratch_floats), W rows are splatted (lanes = rows of x, sequential in p); between k-blocks the
+//   accumulators are carried through y (a block starts from y's partial sums), so blocking keeps the order.
 // Tails
-//   k % 4 is finished by a scalar loop inside the kernel; m % MR and n % NR by narrower instantiations of
-//   the same template (MR' < MR, NR' = 1). Unaligned pointers are fine (v128.load has no alignment need).
+//   k % 4 is finished by a scalar loop inside the kernel (still in p order); n % 4 rows by the scalar kernel,
+//   m % 8 by zero-padded panels. Unaligned pointers are fine (v128.load has no alignment need).
 // Accuracy
-//   f32 accumulation; |y − y_exact| ≤ ~(k/4 + 2 + r)·2⁻²⁴·Σ|terms| (4-lane pairwise split of the k sum;
-//   16-lane for f32_gemv1, a tighter bound).
+//   f32 accumulation in k order; |y − y_exact| ≤ ~(k + 2 + r)·2⁻²⁴·Σ|terms|.
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -48,7 +53,8 @@ struct Epilogue {
 
 // ---------------------------------------------------------------------------------------------------------
 // Epilogue on one MR×NR block of sums `out`, stored at y (row i0, column j0). `prev`: add y's current value
-// (k-blocking). `ep == nullptr`: not the last k-block, store the partial sums only.
+// (the kernels here pass false: a later k-block starts its sums from y instead, which keeps the k order).
+// `ep == nullptr`: not the last k-block, store the partial sums only.
 template <int MR, int NR>
 static inline void f32_store_tile__scalar(float (&out)[MR][NR], float* __restrict y, size_t ldy, bool prev,
                                           const Epilogue* ep, size_t i0, size_t j0) {
@@ -116,79 +122,99 @@ static inline void f32_store_tile__simd128(float (&out)[MR][NR], float* __restri
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// f32_gemm_MRxNR: out = x[0:MR, 0:kc] · W[0:NR, 0:kc]ᵀ, then the epilogue. Same signature for both ISAs.
+// f32_gemm_MRxNR__scalar: out = (prev ? y : 0) + x[0:MR, 0:kc] · W[0:NR, 0:kc]ᵀ in p order, then the epilogue
+// (`ep` only on the last k-block).
 template <int MR, int NR>
 static inline void f32_gemm__scalar(size_t kc, const float* __restrict x, const float* __restrict w,
                                     float* __restrict y, size_t ldx, size_t ldw, size_t ldy, bool prev,
                                     const Epilogue* ep, size_t i0, size_t j0) {
   assert(kc > 0 && x && w && y);
-  float out[MR][NR] = {};
+  float out[MR][NR];
+  for (int i = 0; i < MR; i++)  // a later k-block continues the sums already in y (the order stays sequential)
+    for (int j = 0; j < NR; j++) out[i][j] = prev ? y[i * ldy + j] : 0.0f;
   for (size_t p = 0; p < kc; p++)
     for (int i = 0; i < MR; i++)
       for (int j = 0; j < NR; j++) out[i][j] += x[i * ldx + p] * w[j * ldw + p];
-  f32_store_tile__scalar<MR, NR>(out, y, ldy, prev, ep, i0, j0);
-}
-
-template <int MR, int NR>
-static inline void f32_gemm__simd128(size_t kc, const float* __restrict x, const float* __restrict w,
-                                     float* __restrict y, size_t ldx, size_t ldw, size_t ldy, bool prev,
-                                     const Epilogue* ep, size_t i0, size_t j0) {
-  assert(kc > 0 && x && w && y);
-  v128_t acc[MR][NR];
-  for (int i = 0; i < MR; i++)
-    for (int j = 0; j < NR; j++) acc[i][j] = wasm_f32x4_splat(0.0f);
-  size_t p = 0;
-  for (; p + 4 <= kc; p += 4) {
-    v128_t xv[MR];
-    for (int i = 0; i < MR; i++) xv[i] = wasm_v128_load(x + i * ldx + p);
-    for (int j = 0; j < NR; j++) {
-      const v128_t wv = wasm_v128_load(w + j * ldw + p);
-      for (int i = 0; i < MR; i++) acc[i][j] = wasm_f32x4_add(acc[i][j], wasm_f32x4_mul(xv[i], wv));
-    }
-  }
-  alignas(16) float out[MR][NR];
-  for (int i = 0; i < MR; i++) {
-    int j = 0;
-    // Four accumulators → one vector of four sums (a 4×4 transpose folded into the adds).
-    for (; j + 4 <= NR; j += 4) {
-      const v128_t a0 = acc[i][j], a1 = acc[i][j + 1], a2 = acc[i][j + 2], a3 = acc[i][j + 3];
-      const v128_t s01 = wasm_f32x4_add(wasm_i32x4_shuffle(a0, a1, 0, 4, 1, 5), wasm_i32x4_shuffle(a0, a1, 2, 6, 3, 7));
-      const v128_t s23 = wasm_f32x4_add(wasm_i32x4_shuffle(a2, a3, 0, 4, 1, 5), wasm_i32x4_shuffle(a2, a3, 2, 6, 3, 7));
-      const v128_t s = wasm_f32x4_add(wasm_i32x4_shuffle(s01, s23, 0, 1, 4, 5), wasm_i32x4_shuffle(s01, s23, 2, 3, 6, 7));
-      wasm_v128_store(&out[i][j], s);
-    }
-    for (; j < NR; j++) {
-      const v128_t a = acc[i][j];
-      out[i][j] = (wasm_f32x4_extract_lane(a, 0) + wasm_f32x4_extract_lane(a, 2)) +
-                  (wasm_f32x4_extract_lane(a, 1) + wasm_f32x4_extract_lane(a, 3));
-    }
-  }
-  for (; p < kc; p++)
-    for (int i = 0; i < MR; i++)
-      for (int j = 0; j < NR; j++) out[i][j] += x[i * ldx + p] * w[j * ldw + p];
-  f32_store_tile__simd128<MR, NR>(out, y, ldy, prev, ep, i0, j0);
+  f32_store_tile__scalar<MR, NR>(out, y, ldy, false, ep, i0, j0);
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// Dispatcher. Isa supplies the tile template; the driver does full tiles, then narrower ones, no shape
-// branches inside kernels.
-static inline void f32_gemv1__simd128(size_t n, size_t k, const float* x, const float* w, float* y,
-                                      const Epilogue* ep);
-template <class Isa, int M>
-static inline void f32_gemv(size_t n, size_t k, const float* x, const float* w, float* y, const Epilogue* ep);
+// GEMV m = 1..4 (decode, small batches), transposed form. W rows j..j+3 at p..p+3 are loaded as four vectors and
+// transposed (8 shuffles), giving c[q] = W[j..j+3, p+q]; then acc[i] += splat(x[i,p+q])·c[q] for q = 0..3 in
+// order: each lane is one output, summed in p order, as the GEMM's lanes are. G groups of 4 W rows give G·M
+// independent chains (the adds of one chain are serial by construction). Measured at k = n = 4096 (x86-64 V8):
+// see the README's batch-invariance table.
+static inline void f32_load_4x4t__simd128(const float* __restrict w, size_t ldw, v128_t (&c)[4]) {
+  const v128_t r0 = wasm_v128_load(w), r1 = wasm_v128_load(w + ldw);
+  const v128_t r2 = wasm_v128_load(w + 2 * ldw), r3 = wasm_v128_load(w + 3 * ldw);
+  const v128_t t0 = wasm_i32x4_shuffle(r0, r1, 0, 4, 1, 5), t1 = wasm_i32x4_shuffle(r2, r3, 0, 4, 1, 5);
+  const v128_t t2 = wasm_i32x4_shuffle(r0, r1, 2, 6, 3, 7), t3 = wasm_i32x4_shuffle(r2, r3, 2, 6, 3, 7);
+  c[0] = wasm_i32x4_shuffle(t0, t1, 0, 1, 4, 5);
+  c[1] = wasm_i32x4_shuffle(t0, t1, 2, 3, 6, 7);
+  c[2] = wasm_i32x4_shuffle(t2, t3, 0, 1, 4, 5);
+  c[3] = wasm_i32x4_shuffle(t2, t3, 2, 3, 6, 7);
+}
+
+// y[0:M, j0:j0+4G] = epilogue(x [M,k] · W[0:4G, :]ᵀ), W rows at stride k; ldy = n (also LoRA B's row stride).
+template <int M, int G>
+static inline void f32_gemvt__simd128(size_t k, const float* __restrict x, const float* __restrict w,
+                                      float* __restrict y, size_t ldy, const Epilogue* ep, size_t j0) {
+  constexpr int NR = 4 * G;
+  v128_t acc[M][G];
+  for (int i = 0; i < M; i++)
+    for (int g = 0; g < G; g++) acc[i][g] = wasm_f32x4_splat(0.0f);
+  size_t p = 0;
+  for (; p + 4 <= k; p += 4)
+    for (int g = 0; g < G; g++) {
+      v128_t c[4];
+      f32_load_4x4t__simd128(w + 4 * g * k + p, k, c);
+      for (int q = 0; q < 4; q++)
+        for (int i = 0; i < M; i++)
+          acc[i][g] = wasm_f32x4_add(acc[i][g], wasm_f32x4_mul(wasm_v128_load32_splat(x + i * k + p + q), c[q]));
+    }
+  alignas(16) float out[M][NR];
+  for (int i = 0; i < M; i++)
+    for (int g = 0; g < G; g++) wasm_v128_store(&out[i][4 * g], acc[i][g]);
+  for (; p < k; p++)
+    for (int i = 0; i < M; i++)
+      for (int j = 0; j < NR; j++) out[i][j] += x[i * k + p] * w[j * k + p];
+  f32_store_tile__simd128<M, NR>(out, y, ldy, false, ep, 0, j0);
+}
+
+// GEMV path (m = 1..4): one tile of m rows covers all of x, so each W row is read exactly once.
+template <int M>
+static inline void f32_gemv__simd128(size_t n, size_t k, const float* x, const float* w, float* y, const Epilogue* ep) {
+  constexpr int G = M == 1 ? 4 : 2;  // 16 W rows for one x row, 8 for more (accumulators + 4 W vectors ≤ 16 registers)
+  size_t j = 0;
+  for (; j + 4 * G <= n; j += 4 * G) f32_gemvt__simd128<M, G>(k, x, w + j * k, y + j, n, ep, j);
+  for (; j + 4 <= n; j += 4) f32_gemvt__simd128<M, 1>(k, x, w + j * k, y + j, n, ep, j);
+  for (; j < n; j++) f32_gemm__scalar<M, 1>(k, x, w + j * k, y + j, k, k, n, false, ep, 0, j);
+}
+
+template <int M>
+static inline void f32_gemv__scalar(size_t n, size_t k, const float* x, const float* w, float* y, const Epilogue* ep) {
+  size_t j = 0;
+  for (; j + 4 <= n; j += 4) f32_gemm__scalar<M, 4>(k, x, w + j * k, y + j, k, k, n, false, ep, 0, j);
+  for (; j < n; j++) f32_gemm__scalar<M, 1>(k, x, w + j * k, y + j, k, k, n, false, ep, 0, j);
+}
+
+// Dispatcher. Isa supplies the GEMV for m ≤ 4 and the tile for f32_gemm_columns; the driver does full tiles,
+// then narrower ones, no shape branches inside kernels.
 struct Simd128 {
-  static inline void gemv1(size_t n, size_t k, const float* x, const float* w, float* y, const Epilogue* ep) {
-    f32_gemv1__simd128(n, k, x, w, y, ep);
+  template <int M>
+  static inline void gemv(size_t n, size_t k, const float* x, const float* w, float* y, const Epilogue* ep) {
+    f32_gemv__simd128<M>(n, k, x, w, y, ep);
   }
   template <int MR, int NR>
   static inline void gemm(size_t kc, const float* x, const float* w, float* y, size_t ldx, size_t ldw, size_t ldy,
                           bool prev, const Epilogue* ep, size_t i0, size_t j0) {
-    f32_gemm__simd128<MR, NR>(kc, x, w, y, ldx, ldw, ldy, prev, ep, i0, j0);
+    f32_gemm__scalar<MR, NR>(kc, x, w, y, ldx, ldw, ldy, prev, ep, i0, j0);  // strip drivers only (not a hot path)
   }
 };
 struct Scalar {
-  static inline void gemv1(size_t n, size_t k, const float* x, const float* w, float* y, const Epilogue* ep) {
-    f32_gemv<Scalar, 1>(n, k, x, w, y, ep);
+  template <int M>
+  static inline void gemv(size_t n, size_t k, const float* x, const float* w, float* y, const Epilogue* ep) {
+    f32_gemv__scalar<M>(n, k, x, w, y, ep);
   }
   template <int MR, int NR>
   static inline void gemm(size_t kc, const float* x, const float* w, float* y, size_t ldx, size_t ldw, size_t ldy,
@@ -197,7 +223,7 @@ struct Scalar {
   }
 };
 
-// Main tile (measured on x86-64 V8, 16 xmm registers: MR·NR accumulators + MR x-vectors + 1 W-vector ≤ 16).
+// Main tile of f32_gemm_columns (the scalar strip drivers of linear_bf16.h and quant.h).
 #ifndef PEFT_GEMM_MR
 #define PEFT_GEMM_MR 3
 #endif
@@ -230,74 +256,6 @@ static inline void f32_gemm_column(size_t i_begin, size_t i_end, size_t kc, cons
     case 5: Isa::template gemm<5, NR>(kc, x + i * ldx, w, y + i * ldy + j0, ldx, ldw, ldy, prev, ep, i, j0); break;
     default: assert(false);
   }
-}
-
-// GEMV m = 1 (decode), "row-sequential dot form": the NR rows of a tile are streamed one after the other,
-// each into U independent 4-lane accumulators (k unrolled by 4·U), and the NR row sums are reduced together
-// (4×4 transposes) before the shared SIMD epilogue. W [n,k] is contiguous, so the whole matrix is read as a
-// single sequential stream (what the hardware prefetcher follows best; XNNPACK / MLAS get the same from their
-// packed weights) while x (k floats) stays in L1. Measured at k = n = 4096, W cache-cold, x86-64 V8:
-// ≈ 21 GB/s vs ≈ 17.5 for the 1×4 interleaved tile (NR 4 → 8 and U 2 → 4 each matter; U = 8 is slower).
-// m = 2..4 keep the interleaved MR×4 tile: there x reloads would make the row-sequential form load-bound.
-#ifndef PEFT_GEMV1_NR
-#define PEFT_GEMV1_NR 8
-#endif
-#ifndef PEFT_GEMV1_U
-#define PEFT_GEMV1_U 4
-#endif
-template <int NR, int U>
-static inline void f32_gemv1_rows__simd128(size_t k, const float* __restrict x, const float* __restrict w,
-                                           float* __restrict y, size_t ldy, const Epilogue* ep, size_t j0) {
-  v128_t row[NR];
-  for (int j = 0; j < NR; j++) {
-    const float* wr = w + j * k;
-    v128_t acc[U];
-    for (int u = 0; u < U; u++) acc[u] = wasm_f32x4_splat(0.0f);
-    size_t p = 0;
-    for (; p + 4 * U <= k; p += 4 * U)
-      for (int u = 0; u < U; u++)
-        acc[u] = wasm_f32x4_add(acc[u], wasm_f32x4_mul(wasm_v128_load(x + p + 4 * u), wasm_v128_load(wr + p + 4 * u)));
-    for (; p + 4 <= k; p += 4)
-      acc[0] = wasm_f32x4_add(acc[0], wasm_f32x4_mul(wasm_v128_load(x + p), wasm_v128_load(wr + p)));
-    for (int v = U / 2; v > 0; v /= 2)  // pairwise: (a0+a2)+(a1+a3)
-      for (int u = 0; u < v; u++) acc[u] = wasm_f32x4_add(acc[u], acc[u + v]);
-    row[j] = acc[0];
-  }
-  alignas(16) float out[1][NR];
-  int j = 0;
-  for (; j + 4 <= NR; j += 4) {
-    const v128_t a0 = row[j], a1 = row[j + 1], a2 = row[j + 2], a3 = row[j + 3];
-    const v128_t s01 = wasm_f32x4_add(wasm_i32x4_shuffle(a0, a1, 0, 4, 1, 5), wasm_i32x4_shuffle(a0, a1, 2, 6, 3, 7));
-    const v128_t s23 = wasm_f32x4_add(wasm_i32x4_shuffle(a2, a3, 0, 4, 1, 5), wasm_i32x4_shuffle(a2, a3, 2, 6, 3, 7));
-    const v128_t s = wasm_f32x4_add(wasm_i32x4_shuffle(s01, s23, 0, 1, 4, 5), wasm_i32x4_shuffle(s01, s23, 2, 3, 6, 7));
-    wasm_v128_store(&out[0][j], s);
-  }
-  for (; j < NR; j++) {
-    const v128_t a = row[j];
-    out[0][j] = (wasm_f32x4_extract_lane(a, 0) + wasm_f32x4_extract_lane(a, 2)) +
-                (wasm_f32x4_extract_lane(a, 1) + wasm_f32x4_extract_lane(a, 3));
-  }
-  for (size_t p = k & ~(size_t)3; p < k; p++)
-    for (int jj = 0; jj < NR; jj++) out[0][jj] += x[p] * w[jj * k + p];
-  f32_store_tile__simd128<1, NR>(out, y, ldy, false, ep, 0, j0);  // ldy = n: also the row stride of LoRA B
-}
-
-static inline void f32_gemv1__simd128(size_t n, size_t k, const float* x, const float* w, float* y,
-                                      const Epilogue* ep) {
-  constexpr int NR = PEFT_GEMV1_NR, U = PEFT_GEMV1_U;
-  static_assert(NR % 4 == 0 && U >= 1 && (U & (U - 1)) == 0, "NR: multiple of 4; U: power of two");
-  size_t j = 0;
-  for (; j + NR <= n; j += NR) f32_gemv1_rows__simd128<NR, U>(k, x, w + j * k, y + j, n, ep, j);
-  for (; j + 4 <= n; j += 4) f32_gemv1_rows__simd128<4, U>(k, x, w + j * k, y + j, n, ep, j);
-  for (; j < n; j++) f32_gemv1_rows__simd128<1, U>(k, x, w + j * k, y + j, n, ep, j);
-}
-
-// GEMV path (m = 1..4): one tile of m rows covers all of x, so each W row is read exactly once.
-template <class Isa, int M>
-static inline void f32_gemv(size_t n, size_t k, const float* x, const float* w, float* y, const Epilogue* ep) {
-  size_t j = 0;
-  for (; j + 4 <= n; j += 4) Isa::template gemm<M, 4>(k, x, w + j * k, y + j, k, k, n, false, ep, 0, j);
-  for (; j < n; j++) Isa::template gemm<M, 1>(k, x, w + j * k, y + j, k, k, n, false, ep, 0, j);
 }
 
 // Columns [j_begin, j_end) of y for all m rows, with W rows starting at `w` (= row j_begin). Used by the
@@ -365,10 +323,13 @@ static inline void f32_gemm_8xNW__scalar(size_t kc, const float* __restrict xp, 
                                          float* __restrict y, size_t ldw, size_t ldy, size_t rows, bool prev,
                                          const Epilogue* ep, size_t i0, size_t j0) {
   float out[PANEL][NW] = {};
+  if (prev)  // continue the sums of the earlier k-blocks (padding rows stay 0)
+    for (size_t i = 0; i < rows; i++)
+      for (int j = 0; j < NW; j++) out[i][j] = y[i * ldy + j];
   for (size_t p = 0; p < kc; p++)
     for (size_t i = 0; i < PANEL; i++)
       for (int j = 0; j < NW; j++) out[i][j] += xp[p * PANEL + i] * w[j * ldw + p];
-  f32_store_panel<NW>(out, rows, y, ldy, prev, ep, i0, j0, [](auto& o, float* yy, size_t l, bool pr, const Epilogue* e, size_t ii, size_t jj) {
+  f32_store_panel<NW>(out, rows, y, ldy, false, ep, i0, j0, [](auto& o, float* yy, size_t l, bool pr, const Epilogue* e, size_t ii, size_t jj) {
     f32_store_tile__scalar(o, yy, l, pr, e, ii, jj);
   });
 }
@@ -378,7 +339,17 @@ static inline void f32_gemm_8xNW__simd128(size_t kc, const float* __restrict xp,
                                           float* __restrict y, size_t ldw, size_t ldy, size_t rows, bool prev,
                                           const Epilogue* ep, size_t i0, size_t j0) {
   v128_t lo[NW], hi[NW];  // lo[j]: y[i0+0..3, j0+j], hi[j]: y[i0+4..7, j0+j]
-  for (int j = 0; j < NW; j++) lo[j] = hi[j] = wasm_f32x4_splat(0.0f);
+  if (prev) {  // continue the sums of the earlier k-blocks, so blocking keeps the sequential order
+    alignas(16) float init[NW][PANEL] = {};
+    for (size_t i = 0; i < rows; i++)
+      for (int j = 0; j < NW; j++) init[j][i] = y[i * ldy + j];
+    for (int j = 0; j < NW; j++) {
+      lo[j] = wasm_v128_load(&init[j][0]);
+      hi[j] = wasm_v128_load(&init[j][4]);
+    }
+  } else {
+    for (int j = 0; j < NW; j++) lo[j] = hi[j] = wasm_f32x4_splat(0.0f);
+  }
   for (size_t p = 0; p < kc; p++) {
     const v128_t x0 = wasm_v128_load(xp + p * PANEL), x1 = wasm_v128_load(xp + p * PANEL + 4);
     for (int j = 0; j < NW; j++) {
@@ -397,7 +368,7 @@ static inline void f32_gemm_8xNW__simd128(size_t kc, const float* __restrict xp,
       out[i + 4][j] = h[i];
     }
   }
-  f32_store_panel<NW>(out, rows, y, ldy, prev, ep, i0, j0, [](auto& o, float* yy, size_t l, bool pr, const Epilogue* e, size_t ii, size_t jj) {
+  f32_store_panel<NW>(out, rows, y, ldy, false, ep, i0, j0, [](auto& o, float* yy, size_t l, bool pr, const Epilogue* e, size_t ii, size_t jj) {
     f32_store_tile__simd128(o, yy, l, pr, e, ii, jj);
   });
 }
@@ -505,10 +476,10 @@ static inline void f32_linear(size_t m, size_t n, size_t k, const float* __restr
     return;
   }
   switch (m) {
-    case 1: Isa::gemv1(n, k, x, w, y, ep); return;
-    case 2: f32_gemv<Isa, 2>(n, k, x, w, y, ep); return;
-    case 3: f32_gemv<Isa, 3>(n, k, x, w, y, ep); return;
-    case 4: f32_gemv<Isa, 4>(n, k, x, w, y, ep); return;
+    case 1: Isa::template gemv<1>(n, k, x, w, y, ep); return;
+    case 2: Isa::template gemv<2>(n, k, x, w, y, ep); return;
+    case 3: Isa::template gemv<3>(n, k, x, w, y, ep); return;
+    case 4: Isa::template gemv<4>(n, k, x, w, y, ep); return;
     default:
       f32_gemm_packed<P>(m, n, k, x, y, ep, scratch,
                          [w, k](size_t j, size_t, size_t p0, size_t) { return WStrip{w + j * k + p0, k}; });
