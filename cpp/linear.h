@@ -438,12 +438,14 @@ static inline size_t f32_packed_strips_scratch_floats(size_t m, size_t k) {
   return f32_linear_scratch_floats(m, k) + PEFT_GEMM_NW * kc;
 }
 
-// y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ). One entry for every shape; picks GEMV for m ≤ 4.
-// The epilogue as a separate pass over y [m,n] holding the plain sums: y += Σ_d t_d·B_d (B streamed row by row),
-// then + lora_bias, × row_scale, + bias — the order f32_store_tile__* use, so the bits are the same.
-static inline void f32_gemv_epilogue(size_t m, size_t n, float* __restrict y, const Epilogue* ep) {
+// The epilogue as a separate pass over rows of y [·,n] holding the plain sums: y += Σ_d t_d·B_d (B streamed row by
+// row), then + lora_bias, × row_scale, + bias — the order f32_store_tile__* use, so the bits are the same. Row i of
+// the pass is row `rows[i]` of y (i itself when `rows` is null) and row i of every t_d: a route's group of rows,
+// wherever they sit in the batch (the SGMV "expand" of a segment), or the whole batch.
+static inline void f32_epilogue_rows(size_t m, size_t n, const int32_t* __restrict rows, float* __restrict y,
+                                     const Epilogue* ep) {
   for (size_t i = 0; i < m; i++) {
-    float* yr = y + i * n;
+    float* yr = y + (rows ? (size_t)rows[i] : i) * n;
     for (int32_t d = 0; d < ep->nterms; d++) {
       const LoraTerm& lt = ep->terms[d];
       for (int32_t q = 0; q < lt.r; q++) {
@@ -461,7 +463,11 @@ static inline void f32_gemv_epilogue(size_t m, size_t n, float* __restrict y, co
     }
   }
 }
+static inline void f32_gemv_epilogue(size_t m, size_t n, float* __restrict y, const Epilogue* ep) {
+  f32_epilogue_rows(m, n, nullptr, y, ep);
+}
 
+// y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ). One entry for every shape; picks GEMV for m ≤ 4.
 template <class Isa, class P>
 static inline void f32_linear(size_t m, size_t n, size_t k, const float* __restrict x, const float* __restrict w,
                               float* __restrict y, const Epilogue* ep, float* __restrict scratch) {

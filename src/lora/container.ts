@@ -230,8 +230,8 @@ export class LoRAContainer {
         mod.kind === 'embedding'
           ? base instanceof Embedding
           : mod.kind === 'dora'
-            ? (base instanceof Linear || base instanceof QuantizedLinear) && !stacked
-            : isProjection && !(target instanceof DoRALinear);
+            ? base instanceof Linear || base instanceof QuantizedLinear
+            : isProjection;
       if (!fits) {
         const got = stacked ? `${target.constructor.name} (stacking ${mod.kind} is not supported on it)` : base.constructor.name;
         push('not_wrappable', `a ${mod.kind} adapter cannot wrap this module`, { expected: wants, got });

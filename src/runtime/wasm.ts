@@ -19,6 +19,7 @@ export interface PeftWasmExports {
   peft_f32_linear_scratch_bytes(m: number, k: number): number;
   peft_f32_linear(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
   peft_f32_linear__scalar(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
+  peft_f32_epilogue_rows(m: number, n: number, rows: number, y: number, ep: number): void;
   peft_f32xbf16_linear_scratch_bytes(m: number, k: number): number;
   peft_f32xbf16_linear(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
   peft_f32xbf16_linear__scalar(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
@@ -42,7 +43,7 @@ export interface PeftWasmExports {
 }
 
 /** The ABI version cpp/exports.cpp reports; bumped with any signature or struct-layout change. */
-export const ABI_VERSION = 4;
+export const ABI_VERSION = 6;
 
 /**
  * The smallest module that uses a SIMD128 instruction: `(func (result v128) i32.const 0 i32x4.splat)`.
