@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <emscripten/emscripten.h>
+#include <malloc.h>
 
 #include "convert.h"
 #include "linear.h"
@@ -20,6 +21,8 @@ using namespace peft;
 
 // Bumped whenever a signature or the Epilogue layout changes; the TS loader checks it.
 PEFT_EXPORT int32_t peft_abi_version(void) { return 6; }
+// Bytes malloc'd and not yet freed (dlmalloc's mallinfo): leak tests compare it before and after.
+PEFT_EXPORT size_t peft_heap_bytes_in_use(void) { return mallinfo().uordblks; }
 PEFT_EXPORT int32_t peft_quant_strip_rows(void) { return (int32_t)QUANT_STRIP; }
 PEFT_EXPORT size_t peft_f32_qlinear_scratch_bytes(size_t m, size_t k) { return f32_qlinear_scratch_floats(m, k) * 4; }
 

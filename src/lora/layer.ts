@@ -305,7 +305,7 @@ export abstract class LoRAModule<B extends Module = Module> extends Module imple
    * The route for `adapters` (one entry per row, `rows` rows): names resolved to this layer's bank terms, all
    * checked before any work. Rows naming the same adapters share one list (one group in the kernels).
    */
-  protected routeFor(adapters: readonly RowAdapters[], rows: number): Route {
+  protected routeFor(adapters: readonly RowAdapters[], rows: number, lenient = false): Route {
     const where = this.path || this.constructor.name;
     if (adapters.length !== rows) {
       throw new ApplyError('bad_option', 'per-request adapters need one entry per row', { expected: rows, got: adapters.length, where });
@@ -319,16 +319,17 @@ export abstract class LoRAModule<B extends Module = Module> extends Module imple
         route[i] = NO_DELTAS;
         continue;
       }
-      const key = typeof names === 'string' ? names : (names as readonly string[]).join('\0');
+      const key = (lenient ? '~' : '') + (typeof names === 'string' ? names : (names as readonly string[]).join('\0'));
       let list = this.#routeLists.get(key);
       if (!list) {
-        const terms = (typeof names === 'string' ? [names] : (names as readonly string[])).map((name) => {
+        const wanted = typeof names === 'string' ? [names] : (names as readonly string[]);
+        const terms = (lenient ? wanted.filter((name) => this.adapter(name)) : wanted).map((name) => {
           const ad = this.adapter(name);
           if (!ad) throw new ApplyError('not_applied', 'a route names an adapter this layer does not hold', { expected: this.adapters.map((a) => a.name), got: name, where: `${where} › adapters[${i}]` });
           if (!ad.term) throw new ApplyError('bad_option', 'a route cannot name a replacement-only adapter', { expected: 'an adapter with lora_A/lora_B', got: name, where: `${where} › adapters[${i}]` });
           return ad.term;
         });
-        this.#routeLists.set(key, (list = terms));
+        this.#routeLists.set(key, (list = terms.length ? terms : NO_DELTAS));
       }
       route[i] = list;
     }
@@ -344,8 +345,8 @@ export abstract class LoRAModule<B extends Module = Module> extends Module imple
 
   /** The per-request route of this call: `opts.adapters`, else a scoped one (`withAdapters`), else none. */
   protected requestedRoute(x: Tensor, opts?: ForwardOptions): Route | undefined {
-    const adapters = opts?.adapters ?? this.scopedAdapters;
-    return adapters ? this.routeFor(adapters, this.rowsOf(x)) : undefined;
+    if (opts?.adapters) return this.routeFor(opts.adapters, this.rowsOf(x));
+    return this.scopedAdapters ? this.routeFor(this.scopedAdapters, this.rowsOf(x), true) : undefined;
   }
 
   /** The active adapters as a route with one shared list for all `rows` rows (the default forward when multi-pass). */

@@ -15,6 +15,7 @@ export interface PeftWasmExports {
   malloc(bytes: number): number;
   free(ptr: number): void;
   peft_abi_version(): number;
+  peft_heap_bytes_in_use(): number;
   peft_quant_strip_rows(): number;
   peft_f32_linear_scratch_bytes(m: number, k: number): number;
   peft_f32_linear(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
@@ -145,6 +146,10 @@ export class WasmRuntime {
   }
   free(ptr: number): void {
     if (ptr) this.exports.free(ptr);
+  }
+  /** Bytes malloc'd and not yet freed (tensors, scratch): what leak tests compare. */
+  get heapBytesInUse(): number {
+    return this.exports.peft_heap_bytes_in_use() >>> 0;
   }
 }
 
