@@ -5,16 +5,15 @@
 //   Checkpoints ship bf16; keeping W so halves its memory and the bytes a forward streams. Decode (m ≤ 4) is bound
 //   by memory bandwidth, so it runs up to 2× an f32 W.
 // Kernel shape
-//   m ≤ BF16_GEMV_MAX_M, f32xbf16_gemvt (on chunks of ≤ 4 rows of x): linear.h's transposed GEMV. 8 weights of
-//   each of 4 W rows per v128 load, split without shuffles (even = v << 16: columns p, p+2, p+4, p+6 as f32;
-//   odd = v & 0xffff0000: p+1, p+3, p+5, p+7), each half transposed 4×4, then acc += splat(x[i,p+q])·column q
-//   for q = 0..7 in order.
-//   m > BF16_GEMV_MAX_M: linear.h's packed GEMM (f32_gemm_packed); per k-block the NW×KC strip of W is
-//   widened into scratch (8 KiB, stays in L1) once and swept by every x panel, so the widening costs n·k shifts
-//   per call against 2·m·n·k flops.
+//   m ≤ BF16_GEMV_MAX_M, f32xbf16_gemv (on chunks of ≤ 4 rows of x): linear.h's dot form on bf16 W. 8 weights of
+//   a row per v128 load, widened by interleaving with zeros (each bf16 lands in the upper half of an f32: exact),
+//   low half = columns p..p+3, high half = p+4..p+7, both into the same four lanes.
+//   m > BF16_GEMV_MAX_M: linear.h's GEMM (f32_gemm_dot); per k-block the 4×KC strip of W is widened into scratch
+//   (8 KiB, stays in L1) once and swept by every row of x, so the widening costs n·k shuffles per call against
+//   2·m·n·k flops.
 // Reduction order
-//   linear.h's: each output is summed in k order on the widened W, so every m (and the scalar twin) gives the
-//   same bits for a row.
+//   linear.h's (four lanes over k, then (l0 + l2) + (l1 + l3), then the k % 4 tail) on the widened W: every m, and
+//   the scalar twin, give the same bits for a row.
 // Accuracy
 //   As linear.h on the widened W.
 #pragma once
@@ -54,75 +53,56 @@ static inline void f32xbf16_linear__scalar(size_t m, size_t n, size_t k, const f
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// SIMD128, m ≤ 4: the transposed GEMV of linear.h on bf16 W.
+// SIMD128, m ≤ 4: linear.h's dot form on bf16 W.
 
-// 0xffff0000 per lane, loaded at run time: a compile-time v128.const would be sunk into the inner loop by LLVM
-// and rematerialised by V8 on every iteration (≈ 30 % of the m = 1 kernel's instructions).
-static volatile uint32_t g_bf16_hi_mask = 0xffff0000u;
-
-static inline void f32_transpose4x4__simd128(v128_t (&r)[4]) {
-  const v128_t t0 = wasm_i32x4_shuffle(r[0], r[1], 0, 4, 1, 5), t1 = wasm_i32x4_shuffle(r[2], r[3], 0, 4, 1, 5);
-  const v128_t t2 = wasm_i32x4_shuffle(r[0], r[1], 2, 6, 3, 7), t3 = wasm_i32x4_shuffle(r[2], r[3], 2, 6, 3, 7);
-  r[0] = wasm_i32x4_shuffle(t0, t1, 0, 1, 4, 5);
-  r[1] = wasm_i32x4_shuffle(t0, t1, 2, 3, 6, 7);
-  r[2] = wasm_i32x4_shuffle(t2, t3, 0, 1, 4, 5);
-  r[3] = wasm_i32x4_shuffle(t2, t3, 2, 3, 6, 7);
+// Four bf16 at `w` (8 bytes) → f32 lanes (only for the one 4-block between k & ~7 and k & ~3).
+static inline v128_t bf16x4_to_f32x4(const uint16_t* w) {
+  return wasm_i16x8_shuffle(wasm_i32x4_splat(0), wasm_v128_load64_zero(w), 0, 8, 1, 9, 2, 10, 3, 11);
 }
 
-// y[0:M, j0:j0+4G] = epilogue(x [M,k] · widen(W[0:4G, :])ᵀ), sums in k order.
-template <int M, int G>
-static inline void f32xbf16_gemvt__simd128(size_t k, const float* __restrict x, const uint16_t* __restrict w,
-                                           float* __restrict y, size_t ldy, const Epilogue* ep, size_t j0) {
-  constexpr int NR = 4 * G;
-  const size_t k8 = k & ~(size_t)7;
-  const v128_t hi16 = wasm_i32x4_splat((int32_t)g_bf16_hi_mask);
-  v128_t acc[M][G];
+// y[0:M, j0:j0+NR] = epilogue(x [M,k] · widen(W[0:NR, :])ᵀ), W rows at stride k.
+template <int M, int NR>
+static inline void f32xbf16_gemv__simd128(size_t k, const float* __restrict x, const uint16_t* __restrict w,
+                                          float* __restrict y, size_t ldy, const Epilogue* ep, size_t j0) {
+  const size_t k8 = k & ~(size_t)7, k4 = k & ~(size_t)3;
+  const v128_t zero = wasm_i32x4_splat(0);
+  v128_t acc[M][NR];
   for (int i = 0; i < M; i++)
-    for (int g = 0; g < G; g++) acc[i][g] = wasm_f32x4_splat(0.0f);
+    for (int j = 0; j < NR; j++) acc[i][j] = wasm_f32x4_splat(0.0f);
   for (size_t p = 0; p < k8; p += 8)
-    for (int g = 0; g < G; g++) {
-      v128_t e[4], o[4];
-      for (int r = 0; r < 4; r++) {
-        const v128_t v = wasm_v128_load(w + (4 * g + r) * k + p);
-        e[r] = wasm_i32x4_shl(v, 16);
-        o[r] = wasm_v128_and(v, hi16);
+    for (int j = 0; j < NR; j++) {
+      const v128_t v = wasm_v128_load(w + j * k + p);
+      const v128_t lo = wasm_i16x8_shuffle(zero, v, 0, 8, 1, 9, 2, 10, 3, 11);    // columns p .. p+3
+      const v128_t hi = wasm_i16x8_shuffle(zero, v, 4, 12, 5, 13, 6, 14, 7, 15);  // columns p+4 .. p+7
+      for (int i = 0; i < M; i++) {
+        acc[i][j] = wasm_f32x4_add(acc[i][j], wasm_f32x4_mul(wasm_v128_load(x + i * k + p), lo));
+        acc[i][j] = wasm_f32x4_add(acc[i][j], wasm_f32x4_mul(wasm_v128_load(x + i * k + p + 4), hi));
       }
-      f32_transpose4x4__simd128(e);  // e[q]: column p + 2q of the 4 rows
-      f32_transpose4x4__simd128(o);  // o[q]: column p + 2q + 1
-      for (int q = 0; q < 4; q++)
-        for (int i = 0; i < M; i++) {
-          const float* xr = x + i * k + p + 2 * q;
-          acc[i][g] = wasm_f32x4_add(acc[i][g], wasm_f32x4_mul(wasm_v128_load32_splat(xr), e[q]));
-          acc[i][g] = wasm_f32x4_add(acc[i][g], wasm_f32x4_mul(wasm_v128_load32_splat(xr + 1), o[q]));
-        }
+    }
+  if (k4 > k8)
+    for (int j = 0; j < NR; j++) {
+      const v128_t lo = bf16x4_to_f32x4(w + j * k + k8);
+      for (int i = 0; i < M; i++) acc[i][j] = wasm_f32x4_add(acc[i][j], wasm_f32x4_mul(wasm_v128_load(x + i * k + k8), lo));
     }
   alignas(16) float out[M][NR];
   for (int i = 0; i < M; i++)
-    for (int g = 0; g < G; g++) wasm_v128_store(&out[i][4 * g], acc[i][g]);
-  for (size_t p = k8; p < k; p++)
-    for (int i = 0; i < M; i++)
-      for (int j = 0; j < NR; j++) out[i][j] += x[i * k + p] * bf16_to_f32_1(w[j * k + p]);
+    for (int j = 0; j < NR; j++) {
+      const v128_t a = acc[i][j];
+      float s = (wasm_f32x4_extract_lane(a, 0) + wasm_f32x4_extract_lane(a, 2)) +
+                (wasm_f32x4_extract_lane(a, 1) + wasm_f32x4_extract_lane(a, 3));
+      for (size_t p = k4; p < k; p++) s += x[i * k + p] * bf16_to_f32_1(w[j * k + p]);
+      out[i][j] = s;
+    }
   f32_store_tile__simd128<M, NR>(out, y, ldy, false, ep, 0, j0);  // ldy = n: also the row stride of LoRA B
 }
 
-// One W row at a time (the n % 4 tail), in k order.
 template <int M>
-static inline void f32xbf16_gemv_row__scalar(size_t k, const float* __restrict x, const uint16_t* __restrict w,
-                                             float* __restrict y, size_t ldy, const Epilogue* ep, size_t j0) {
-  float out[M][1] = {};
-  for (size_t p = 0; p < k; p++)
-    for (int i = 0; i < M; i++) out[i][0] += x[i * k + p] * bf16_to_f32_1(w[p]);
-  f32_store_tile__scalar<M, 1>(out, y, ldy, false, ep, 0, j0);
-}
-
-template <int M>
-static inline void f32xbf16_gemv__simd128(size_t n, size_t k, const float* x, const uint16_t* w, float* y,
-                                          const Epilogue* ep) {
-  constexpr int G = M == 1 ? 4 : 2;
+static inline void f32xbf16_gemv_m__simd128(size_t n, size_t k, const float* x, const uint16_t* w, float* y,
+                                            const Epilogue* ep) {
+  constexpr int NR = M == 1 ? 8 : (M == 2 ? 4 : 2);  // M·NR ≤ 8 accumulators
   size_t j = 0;
-  for (; j + 4 * G <= n; j += 4 * G) f32xbf16_gemvt__simd128<M, G>(k, x, w + j * k, y + j, n, ep, j);
-  for (; j + 4 <= n; j += 4) f32xbf16_gemvt__simd128<M, 1>(k, x, w + j * k, y + j, n, ep, j);
-  for (; j < n; j++) f32xbf16_gemv_row__scalar<M>(k, x, w + j * k, y + j, n, ep, j);
+  for (; j + NR <= n; j += NR) f32xbf16_gemv__simd128<M, NR>(k, x, w + j * k, y + j, n, ep, j);
+  for (; j < n; j++) f32xbf16_gemv__simd128<M, 1>(k, x, w + j * k, y + j, n, ep, j);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -153,7 +133,7 @@ static inline void bf16_widen_strip__simd128(size_t rows, size_t kc, size_t k, c
 #endif
 constexpr size_t BF16_GEMV_MAX_M = PEFT_BF16_GEMV_MAX_M;
 
-// Scratch floats for both twins: GEMM x panels + one W strip [NW,KC] (the GEMV needs none); the scalar twin's
+// Scratch floats for both twins: the GEMM's lanes + one W strip [4,KC] (the GEMV needs none); the scalar twin's
 // strip [BF16_STRIP,k].
 static inline size_t f32xbf16_linear_scratch_floats(size_t m, size_t k) {
   const size_t simd = m <= BF16_GEMV_MAX_M ? 0 : f32_packed_strips_scratch_floats(m, k);
@@ -173,11 +153,13 @@ static inline void f32xbf16_linear__simd128(size_t m, size_t n, size_t k, const 
     return;
   }
   if (m > BF16_GEMV_MAX_M) {
-    float* ws = scratch + f32_linear_scratch_floats(m, k);
-    f32_gemm_packed<PackedSimd128>(m, n, k, x, y, ep, scratch, [w, k, ws](size_t j, size_t rows, size_t p0, size_t kc) {
-      bf16_widen_strip__simd128(rows, kc, k, w + j * k + p0, ws);
-      return WStrip{ws, kc};
-    });
+    float* ws = scratch + m * 16 + 4;
+    f32_gemm_dot(m, n, k, x, y, ep, scratch,
+                 [w, k, ws](size_t j, size_t rows, size_t p0, size_t kc) {
+                   bf16_widen_strip__simd128(rows, kc, k, w + j * k + p0, ws);
+                   return WStrip{ws, kc};
+                 },
+                 [w, k](size_t j, size_t p) { return bf16_to_f32_1(w[j * k + p]); });
     return;
   }
   // GEMV on chunks of up to 4 rows (the epilogue left is per column: bias, row scale, lora bias).
@@ -186,10 +168,10 @@ static inline void f32xbf16_linear__simd128(size_t m, size_t n, size_t k, const 
     const float* xc = x + i * k;
     float* yc = y + i * n;
     switch (mc) {
-      case 1: f32xbf16_gemv__simd128<1>(n, k, xc, w, yc, ep); break;
-      case 2: f32xbf16_gemv__simd128<2>(n, k, xc, w, yc, ep); break;
-      case 3: f32xbf16_gemv__simd128<3>(n, k, xc, w, yc, ep); break;
-      default: f32xbf16_gemv__simd128<4>(n, k, xc, w, yc, ep); break;
+      case 1: f32xbf16_gemv_m__simd128<1>(n, k, xc, w, yc, ep); break;
+      case 2: f32xbf16_gemv_m__simd128<2>(n, k, xc, w, yc, ep); break;
+      case 3: f32xbf16_gemv_m__simd128<3>(n, k, xc, w, yc, ep); break;
+      default: f32xbf16_gemv_m__simd128<4>(n, k, xc, w, yc, ep); break;
     }
   }
 }
