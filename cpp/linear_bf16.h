@@ -69,7 +69,21 @@ static inline void f32xbf16_gemv__simd128(size_t k, const float* __restrict x, c
   v128_t acc[M][NR];
   for (int i = 0; i < M; i++)
     for (int j = 0; j < NR; j++) acc[i][j] = wasm_f32x4_splat(0.0f);
-  for (size_t p = 0; p < k8; p += 8)
+  size_t p0 = 0;
+  if constexpr (M == 1) {
+    // One x row: each row's turn reads 4 × 16 bytes of W (a cache line), as linear.h's m = 1 GEMV does.
+    for (; p0 + 32 <= k8; p0 += 32)
+      for (int j = 0; j < NR; j++)
+        for (int u = 0; u < 4; u++) {
+          const size_t p = p0 + 8 * u;
+          const v128_t v = wasm_v128_load(w + j * k + p);
+          const v128_t lo = wasm_i16x8_shuffle(zero, v, 0, 8, 1, 9, 2, 10, 3, 11);
+          const v128_t hi = wasm_i16x8_shuffle(zero, v, 4, 12, 5, 13, 6, 14, 7, 15);
+          acc[0][j] = wasm_f32x4_add(acc[0][j], wasm_f32x4_mul(wasm_v128_load(x + p), lo));
+          acc[0][j] = wasm_f32x4_add(acc[0][j], wasm_f32x4_mul(wasm_v128_load(x + p + 4), hi));
+        }
+  }
+  for (size_t p = p0; p < k8; p += 8)
     for (int j = 0; j < NR; j++) {
       const v128_t v = wasm_v128_load(w + j * k + p);
       const v128_t lo = wasm_i16x8_shuffle(zero, v, 0, 8, 1, 9, 2, 10, 3, 11);    // columns p .. p+3
