@@ -7,6 +7,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <emscripten/emscripten.h>
+#include <malloc.h>
 
 #include "convert.h"
 #include "linear.h"
@@ -21,7 +22,9 @@
 using namespace peft;
 
 // Bumped whenever a signature or the Epilogue layout changes; the TS loader checks it.
-PEFT_EXPORT int32_t peft_abi_version(void) { return 5; }
+PEFT_EXPORT int32_t peft_abi_version(void) { return 7; }
+// Bytes malloc'd and not yet freed (dlmalloc's mallinfo): leak tests compare it before and after.
+PEFT_EXPORT size_t peft_heap_bytes_in_use(void) { return mallinfo().uordblks; }
 PEFT_EXPORT int32_t peft_quant_strip_rows(void) { return (int32_t)QUANT_STRIP; }
 PEFT_EXPORT size_t peft_f32_qlinear_scratch_bytes(size_t m, size_t k) { return f32_qlinear_scratch_floats(m, k) * 4; }
 
@@ -35,6 +38,11 @@ PEFT_EXPORT void peft_f32_linear(size_t m, size_t n, size_t k, const float* x, c
 PEFT_EXPORT void peft_f32_linear__scalar(size_t m, size_t n, size_t k, const float* x, const float* w, float* y,
                                          const Epilogue* ep, float* scratch) {
   f32_linear<Scalar, PackedScalar>(m, n, k, x, w, y, ep, scratch);
+}
+
+// Applies ep to rows rows[0..m) of y [·,n] (plain sums); LoRA term t_d is [m, r_d] in that row order (a route's group).
+PEFT_EXPORT void peft_f32_epilogue_rows(size_t m, size_t n, const int32_t* rows, float* y, const Epilogue* ep) {
+  f32_epilogue_rows(m, n, rows, y, ep);
 }
 
 // ---- linear with a bf16 W [n,k] (linear_bf16.h): same contract; scratch: peft_f32xbf16_linear_scratch_bytes --

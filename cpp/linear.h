@@ -7,19 +7,25 @@
 //   Every term of the epilogue is optional: with no terms, no loraBias and no rowScale the result is
 //   exactly  Σ x·W + bias, computed by the very same code (the "adapter off" path is bit-identical to a
 //   plain linear because it *is* the plain linear).
+// Reduction order (batch invariance)
+//   Every path computes each output element in one order, whatever m is and whichever rows ride along: with
+//   k4 = k − k mod 4, four lanes l_c = Σ x[i,p]·W[j,p] over p ≡ c (mod 4), p < k4, each summed in p order; then
+//   (l_0 + l_2) + (l_1 + l_3); then + x[i,p]·W[j,p] for p = k4 … k−1 in order; then the epilogue in the order
+//   above. So a row computed in a batch of m equals the same row computed alone, bit for bit (speculative
+//   decoding verifies a batch of drafted tokens and must equal token-by-token decoding), and the SIMD kernels
+//   equal their scalar twins bit for bit.
 // Kernel shape (W is always read in its native [n,k] layout: the long-lived weight is never copied or packed)
-//   m ≤ 4, GEMV "dot form" f32_gemm_MRxNR: MR rows of x × NR rows of W, each accumulator a 4-lane partial sum
-//   over k, reduced horizontally once per tile; W is streamed exactly once. (Also used on quant.h's strips.)
-//   m = 1 (SIMD128) uses its row-sequential variant f32_gemv1 (8 W rows per tile read one after the other,
-//   4 accumulators per row): W is read as one sequential stream.
-//   m > 4, GEMM "broadcast form" f32_gemm_8xNW: x is packed per call into 8-row panels (scratch from the caller,
-//   f32_linear_scratch_floats), W rows are splatted: ≈ 45 GFLOP/s vs ≈ 25 for the dot form at k = n = 2048.
+//   "Dot form" everywhere: an accumulator is one output's four lanes (x[i,p:p+4] · W[j,p:p+4]).
+//   m ≤ 4, GEMV f32_gemm_MRxNR: MR = m rows of x × NR rows of W (NR = 8 for m = 1), over all of k; W is streamed
+//   exactly once.
+//   m > 4, GEMM f32_gemm_dot: 2×4 tiles over k-blocks of KC; per strip of 4 W rows the lanes of every row of x are
+//   carried between k-blocks in scratch (m·16 floats), so blocking keeps the order; the W strip (4·KC floats) stays
+//   in L1 while x streams from L2. A W stored in another form (bf16) is widened strip by strip into scratch.
 // Tails
-//   k % 4 is finished by a scalar loop inside the kernel; m % MR and n % NR by narrower instantiations of
-//   the same template (MR' < MR, NR' = 1). Unaligned pointers are fine (v128.load has no alignment need).
+//   k % 4 by the scalar loop after the lane sum; m % MR and n % NR by narrower instantiations of the same template.
+//   Unaligned pointers are fine (v128.load has no alignment need).
 // Accuracy
-//   f32 accumulation; |y − y_exact| ≤ ~(k/4 + 2 + r)·2⁻²⁴·Σ|terms| (4-lane pairwise split of the k sum;
-//   16-lane for f32_gemv1, a tighter bound).
+//   f32 accumulation; |y − y_exact| ≤ ~(k/4 + 2 + r)·2⁻²⁴·Σ|terms| (4-lane split of the k sum).
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -48,7 +54,8 @@ struct Epilogue {
 
 // ---------------------------------------------------------------------------------------------------------
 // Epilogue on one MR×NR block of sums `out`, stored at y (row i0, column j0). `prev`: add y's current value
-// (k-blocking). `ep == nullptr`: not the last k-block, store the partial sums only.
+// (the kernels here pass false: a later k-block starts its sums from y instead, which keeps the k order).
+// `ep == nullptr`: not the last k-block, store the partial sums only.
 template <int MR, int NR>
 static inline void f32_store_tile__scalar(float (&out)[MR][NR], float* __restrict y, size_t ldy, bool prev,
                                           const Epilogue* ep, size_t i0, size_t j0) {
@@ -116,22 +123,32 @@ static inline void f32_store_tile__simd128(float (&out)[MR][NR], float* __restri
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// f32_gemm_MRxNR: out = x[0:MR, 0:kc] · W[0:NR, 0:kc]ᵀ, then the epilogue. Same signature for both ISAs.
+// f32_gemm_MRxNR: out = x[0:MR, 0:k] · W[0:NR, 0:k]ᵀ in the order above, then the epilogue. Same signature for
+// both ISAs.
 template <int MR, int NR>
 static inline void f32_gemm__scalar(size_t kc, const float* __restrict x, const float* __restrict w,
-                                    float* __restrict y, size_t ldx, size_t ldw, size_t ldy, bool prev,
+                                    float* __restrict y, size_t ldx, size_t ldw, size_t ldy,
                                     const Epilogue* ep, size_t i0, size_t j0) {
   assert(kc > 0 && x && w && y);
-  float out[MR][NR] = {};
-  for (size_t p = 0; p < kc; p++)
+  float lane[MR][NR][4] = {};
+  const size_t k4 = kc & ~(size_t)3;
+  for (size_t p = 0; p < k4; p += 4)
     for (int i = 0; i < MR; i++)
-      for (int j = 0; j < NR; j++) out[i][j] += x[i * ldx + p] * w[j * ldw + p];
-  f32_store_tile__scalar<MR, NR>(out, y, ldy, prev, ep, i0, j0);
+      for (int j = 0; j < NR; j++)
+        for (int c = 0; c < 4; c++) lane[i][j][c] += x[i * ldx + p + c] * w[j * ldw + p + c];
+  float out[MR][NR];
+  for (int i = 0; i < MR; i++)
+    for (int j = 0; j < NR; j++) {
+      float s = (lane[i][j][0] + lane[i][j][2]) + (lane[i][j][1] + lane[i][j][3]);
+      for (size_t p = k4; p < kc; p++) s += x[i * ldx + p] * w[j * ldw + p];
+      out[i][j] = s;
+    }
+  f32_store_tile__scalar<MR, NR>(out, y, ldy, false, ep, i0, j0);
 }
 
 template <int MR, int NR>
 static inline void f32_gemm__simd128(size_t kc, const float* __restrict x, const float* __restrict w,
-                                     float* __restrict y, size_t ldx, size_t ldw, size_t ldy, bool prev,
+                                     float* __restrict y, size_t ldx, size_t ldw, size_t ldy,
                                      const Epilogue* ep, size_t i0, size_t j0) {
   assert(kc > 0 && x && w && y);
   v128_t acc[MR][NR];
@@ -166,313 +183,220 @@ static inline void f32_gemm__simd128(size_t kc, const float* __restrict x, const
   for (; p < kc; p++)
     for (int i = 0; i < MR; i++)
       for (int j = 0; j < NR; j++) out[i][j] += x[i * ldx + p] * w[j * ldw + p];
-  f32_store_tile__simd128<MR, NR>(out, y, ldy, prev, ep, i0, j0);
+  f32_store_tile__simd128<MR, NR>(out, y, ldy, false, ep, i0, j0);
 }
 
+
 // ---------------------------------------------------------------------------------------------------------
-// Dispatcher. Isa supplies the tile template; the driver does full tiles, then narrower ones, no shape
-// branches inside kernels.
-static inline void f32_gemv1__simd128(size_t n, size_t k, const float* x, const float* w, float* y,
-                                      const Epilogue* ep);
-template <class Isa, int M>
-static inline void f32_gemv(size_t n, size_t k, const float* x, const float* w, float* y, const Epilogue* ep);
+// GEMV path (m = 1..4): one tile of m rows covers all of x, so each W row is read exactly once. m = 1 takes 8 W
+// rows per tile (8 independent accumulators keep the adds off one chain; 10 registers).
 struct Simd128 {
-  static inline void gemv1(size_t n, size_t k, const float* x, const float* w, float* y, const Epilogue* ep) {
-    f32_gemv1__simd128(n, k, x, w, y, ep);
-  }
   template <int MR, int NR>
   static inline void gemm(size_t kc, const float* x, const float* w, float* y, size_t ldx, size_t ldw, size_t ldy,
-                          bool prev, const Epilogue* ep, size_t i0, size_t j0) {
-    f32_gemm__simd128<MR, NR>(kc, x, w, y, ldx, ldw, ldy, prev, ep, i0, j0);
+                          const Epilogue* ep, size_t i0, size_t j0) {
+    f32_gemm__simd128<MR, NR>(kc, x, w, y, ldx, ldw, ldy, ep, i0, j0);
   }
 };
 struct Scalar {
-  static inline void gemv1(size_t n, size_t k, const float* x, const float* w, float* y, const Epilogue* ep) {
-    f32_gemv<Scalar, 1>(n, k, x, w, y, ep);
-  }
   template <int MR, int NR>
   static inline void gemm(size_t kc, const float* x, const float* w, float* y, size_t ldx, size_t ldw, size_t ldy,
-                          bool prev, const Epilogue* ep, size_t i0, size_t j0) {
-    f32_gemm__scalar<MR, NR>(kc, x, w, y, ldx, ldw, ldy, prev, ep, i0, j0);
+                          const Epilogue* ep, size_t i0, size_t j0) {
+    f32_gemm__scalar<MR, NR>(kc, x, w, y, ldx, ldw, ldy, ep, i0, j0);
   }
 };
+// Tags naming the GEMM form of f32_linear (kept for the exports' template arguments).
+struct PackedSimd128 {};
+struct PackedScalar {};
 
-// Main tile (measured on x86-64 V8, 16 xmm registers: MR·NR accumulators + MR x-vectors + 1 W-vector ≤ 16).
+
+#ifndef PEFT_GEMV1_NR
+#define PEFT_GEMV1_NR 8
+#endif
+#ifndef PEFT_GEMV1_U
+#define PEFT_GEMV1_U 8
+#endif
+// m = 1: NR W rows at once, k unrolled by 4·U so each row's turn reads whole cache lines (U = 8: 128 bytes); every
+// row keeps one accumulator (its four lanes), so the order is the dot form's. Measured at k = n = 4096 (x86-64 V8,
+// W cache-cold, min of 30): NR 8, U 8 within ≈ 5 % of the old row-sequential 16-lane GEMV; U 4 ≈ +6–11 %,
+// NR 4 ≈ +12–20 %, NR 12 ≈ +12 %, the plain 1×8 tile ≈ +19 %.
+template <int NR, int U>
+static inline void f32_gemv1__simd128(size_t k, const float* __restrict x, const float* __restrict w,
+                                      float* __restrict y, size_t ldy, const Epilogue* ep, size_t j0) {
+  v128_t acc[NR];
+  for (int j = 0; j < NR; j++) acc[j] = wasm_f32x4_splat(0.0f);
+  const size_t k4 = k & ~(size_t)3;
+  size_t p = 0;
+  for (; p + 4 * U <= k4; p += 4 * U) {
+    v128_t xv[U];
+    for (int u = 0; u < U; u++) xv[u] = wasm_v128_load(x + p + 4 * u);
+    for (int j = 0; j < NR; j++)
+      for (int u = 0; u < U; u++) acc[j] = wasm_f32x4_add(acc[j], wasm_f32x4_mul(xv[u], wasm_v128_load(w + j * k + p + 4 * u)));
+  }
+  for (; p < k4; p += 4) {
+    const v128_t xv = wasm_v128_load(x + p);
+    for (int j = 0; j < NR; j++) acc[j] = wasm_f32x4_add(acc[j], wasm_f32x4_mul(xv, wasm_v128_load(w + j * k + p)));
+  }
+  alignas(16) float out[1][NR];
+  for (int j = 0; j < NR; j++) {
+    const v128_t a = acc[j];
+    float s = (wasm_f32x4_extract_lane(a, 0) + wasm_f32x4_extract_lane(a, 2)) +
+              (wasm_f32x4_extract_lane(a, 1) + wasm_f32x4_extract_lane(a, 3));
+    for (size_t q = k4; q < k; q++) s += x[q] * w[j * k + q];
+    out[0][j] = s;
+  }
+  f32_store_tile__simd128<1, NR>(out, y, ldy, false, ep, 0, j0);
+}
+template <class Isa>
+static inline void f32_gemv1_rows(size_t k, const float* x, const float* w, float* y, size_t ldy, const Epilogue* ep, size_t j0) {
+  if constexpr (__is_same(Isa, Simd128)) f32_gemv1__simd128<PEFT_GEMV1_NR, PEFT_GEMV1_U>(k, x, w, y, ldy, ep, j0);
+  else Isa::template gemm<1, PEFT_GEMV1_NR>(k, x, w, y, k, k, ldy, ep, 0, j0);
+}
+template <class Isa, int M>
+static inline void f32_gemv(size_t n, size_t k, const float* x, const float* w, float* y, const Epilogue* ep) {
+  size_t j = 0;
+  if (M == 1)
+    for (; j + PEFT_GEMV1_NR <= n; j += PEFT_GEMV1_NR) f32_gemv1_rows<Isa>(k, x, w + j * k, y + j, n, ep, j);
+  for (; j + 4 <= n; j += 4) Isa::template gemm<M, 4>(k, x, w + j * k, y + j, k, k, n, ep, 0, j);
+  for (; j < n; j++) Isa::template gemm<M, 1>(k, x, w + j * k, y + j, k, k, n, ep, 0, j);
+}
+
+// Tile of the scalar column driver.
 #ifndef PEFT_GEMM_MR
 #define PEFT_GEMM_MR 3
 #endif
 #ifndef PEFT_GEMM_NR
 #define PEFT_GEMM_NR 4
 #endif
-// k-block: a W strip (NW·KC floats, 8 KiB) stays in L1 while it sweeps every x panel; KC = 512, 1024, 2048
-// measured within noise at k = n = 2048 (≈ 46–48 GFLOP/s), so take the smallest scratch.
-#ifndef PEFT_GEMM_KC
-#define PEFT_GEMM_KC 512
-#endif
-// m-block: MC rows of x · KC stay in L2 while W streams through once per m-block.
-#ifndef PEFT_GEMM_MC
-#define PEFT_GEMM_MC 96
-#endif
 
-// Rows [i_begin, i_end) × columns [j0, j0+NR) of one k-block: full MR tiles, then one narrower tile.
+// Rows [0, m) × columns [j0, j0+NR), over all of k: full MR tiles, then one narrower tile.
 template <class Isa, int MR, int NR>
-static inline void f32_gemm_column(size_t i_begin, size_t i_end, size_t kc, const float* x, const float* w, float* y,
-                                   size_t ldx, size_t ldw, size_t ldy, bool prev, const Epilogue* ep, size_t j0) {
-  size_t i = i_begin;
-  for (; i + MR <= i_end; i += MR)
-    Isa::template gemm<MR, NR>(kc, x + i * ldx, w, y + i * ldy + j0, ldx, ldw, ldy, prev, ep, i, j0);
-  switch (i_end - i) {
+static inline void f32_gemm_column(size_t m, size_t k, const float* x, const float* w, float* y, size_t n,
+                                   const Epilogue* ep, size_t j0) {
+  size_t i = 0;
+  for (; i + MR <= m; i += MR) Isa::template gemm<MR, NR>(k, x + i * k, w, y + i * n + j0, k, k, n, ep, i, j0);
+  switch (m - i) {
     case 0: break;
-    case 1: Isa::template gemm<1, NR>(kc, x + i * ldx, w, y + i * ldy + j0, ldx, ldw, ldy, prev, ep, i, j0); break;
-    case 2: Isa::template gemm<2, NR>(kc, x + i * ldx, w, y + i * ldy + j0, ldx, ldw, ldy, prev, ep, i, j0); break;
-    case 3: Isa::template gemm<3, NR>(kc, x + i * ldx, w, y + i * ldy + j0, ldx, ldw, ldy, prev, ep, i, j0); break;
-    case 4: Isa::template gemm<4, NR>(kc, x + i * ldx, w, y + i * ldy + j0, ldx, ldw, ldy, prev, ep, i, j0); break;
-    case 5: Isa::template gemm<5, NR>(kc, x + i * ldx, w, y + i * ldy + j0, ldx, ldw, ldy, prev, ep, i, j0); break;
+    case 1: Isa::template gemm<1, NR>(k, x + i * k, w, y + i * n + j0, k, k, n, ep, i, j0); break;
+    case 2: Isa::template gemm<2, NR>(k, x + i * k, w, y + i * n + j0, k, k, n, ep, i, j0); break;
     default: assert(false);
   }
 }
 
-// GEMV m = 1 (decode), "row-sequential dot form": the NR rows of a tile are streamed one after the other,
-// each into U independent 4-lane accumulators (k unrolled by 4·U), and the NR row sums are reduced together
-// (4×4 transposes) before the shared SIMD epilogue. W [n,k] is contiguous, so the whole matrix is read as a
-// single sequential stream (what the hardware prefetcher follows best; XNNPACK / MLAS get the same from their
-// packed weights) while x (k floats) stays in L1. Measured at k = n = 4096, W cache-cold, x86-64 V8:
-// ≈ 21 GB/s vs ≈ 17.5 for the 1×4 interleaved tile (NR 4 → 8 and U 2 → 4 each matter; U = 8 is slower).
-// m = 2..4 keep the interleaved MR×4 tile: there x reloads would make the row-sequential form load-bound.
-#ifndef PEFT_GEMV1_NR
-#define PEFT_GEMV1_NR 8
-#endif
-#ifndef PEFT_GEMV1_U
-#define PEFT_GEMV1_U 4
-#endif
-template <int NR, int U>
-static inline void f32_gemv1_rows__simd128(size_t k, const float* __restrict x, const float* __restrict w,
-                                           float* __restrict y, size_t ldy, const Epilogue* ep, size_t j0) {
-  v128_t row[NR];
-  for (int j = 0; j < NR; j++) {
-    const float* wr = w + j * k;
-    v128_t acc[U];
-    for (int u = 0; u < U; u++) acc[u] = wasm_f32x4_splat(0.0f);
-    size_t p = 0;
-    for (; p + 4 * U <= k; p += 4 * U)
-      for (int u = 0; u < U; u++)
-        acc[u] = wasm_f32x4_add(acc[u], wasm_f32x4_mul(wasm_v128_load(x + p + 4 * u), wasm_v128_load(wr + p + 4 * u)));
-    for (; p + 4 <= k; p += 4)
-      acc[0] = wasm_f32x4_add(acc[0], wasm_f32x4_mul(wasm_v128_load(x + p), wasm_v128_load(wr + p)));
-    for (int v = U / 2; v > 0; v /= 2)  // pairwise: (a0+a2)+(a1+a3)
-      for (int u = 0; u < v; u++) acc[u] = wasm_f32x4_add(acc[u], acc[u + v]);
-    row[j] = acc[0];
-  }
-  alignas(16) float out[1][NR];
-  int j = 0;
-  for (; j + 4 <= NR; j += 4) {
-    const v128_t a0 = row[j], a1 = row[j + 1], a2 = row[j + 2], a3 = row[j + 3];
-    const v128_t s01 = wasm_f32x4_add(wasm_i32x4_shuffle(a0, a1, 0, 4, 1, 5), wasm_i32x4_shuffle(a0, a1, 2, 6, 3, 7));
-    const v128_t s23 = wasm_f32x4_add(wasm_i32x4_shuffle(a2, a3, 0, 4, 1, 5), wasm_i32x4_shuffle(a2, a3, 2, 6, 3, 7));
-    const v128_t s = wasm_f32x4_add(wasm_i32x4_shuffle(s01, s23, 0, 1, 4, 5), wasm_i32x4_shuffle(s01, s23, 2, 3, 6, 7));
-    wasm_v128_store(&out[0][j], s);
-  }
-  for (; j < NR; j++) {
-    const v128_t a = row[j];
-    out[0][j] = (wasm_f32x4_extract_lane(a, 0) + wasm_f32x4_extract_lane(a, 2)) +
-                (wasm_f32x4_extract_lane(a, 1) + wasm_f32x4_extract_lane(a, 3));
-  }
-  for (size_t p = k & ~(size_t)3; p < k; p++)
-    for (int jj = 0; jj < NR; jj++) out[0][jj] += x[p] * w[jj * k + p];
-  f32_store_tile__simd128<1, NR>(out, y, ldy, false, ep, 0, j0);  // ldy = n: also the row stride of LoRA B
-}
-
-static inline void f32_gemv1__simd128(size_t n, size_t k, const float* x, const float* w, float* y,
-                                      const Epilogue* ep) {
-  constexpr int NR = PEFT_GEMV1_NR, U = PEFT_GEMV1_U;
-  static_assert(NR % 4 == 0 && U >= 1 && (U & (U - 1)) == 0, "NR: multiple of 4; U: power of two");
-  size_t j = 0;
-  for (; j + NR <= n; j += NR) f32_gemv1_rows__simd128<NR, U>(k, x, w + j * k, y + j, n, ep, j);
-  for (; j + 4 <= n; j += 4) f32_gemv1_rows__simd128<4, U>(k, x, w + j * k, y + j, n, ep, j);
-  for (; j < n; j++) f32_gemv1_rows__simd128<1, U>(k, x, w + j * k, y + j, n, ep, j);
-}
-
-// GEMV path (m = 1..4): one tile of m rows covers all of x, so each W row is read exactly once.
-template <class Isa, int M>
-static inline void f32_gemv(size_t n, size_t k, const float* x, const float* w, float* y, const Epilogue* ep) {
-  size_t j = 0;
-  for (; j + 4 <= n; j += 4) Isa::template gemm<M, 4>(k, x, w + j * k, y + j, k, k, n, false, ep, 0, j);
-  for (; j < n; j++) Isa::template gemm<M, 1>(k, x, w + j * k, y + j, k, k, n, false, ep, 0, j);
-}
-
-// Columns [j_begin, j_end) of y for all m rows, with W rows starting at `w` (= row j_begin). Used by the
-// f32 driver and by the quantised driver on a dequantised strip.
+// Columns [j_begin, j_end) of y for all m rows, with W rows starting at `w` (= row j_begin): the scalar twins'
+// driver (f32, and the strips of linear_bf16.h and quant.h). No k-blocking: the order is the kernel's.
 template <class Isa>
 static inline void f32_gemm_columns(size_t m, size_t n, size_t k, size_t j_begin, size_t j_end, const float* x,
                                     const float* w, float* y, const Epilogue* ep) {
   constexpr int MR = PEFT_GEMM_MR, NR = PEFT_GEMM_NR;
-  const size_t kc_max = m <= 4 ? k : PEFT_GEMM_KC;
-  for (size_t ib = 0; ib < m; ib += PEFT_GEMM_MC) {
-    const size_t ie = ib + PEFT_GEMM_MC < m ? ib + PEFT_GEMM_MC : m;
-    for (size_t p0 = 0; p0 < k; p0 += kc_max) {
-      const size_t kc = p0 + kc_max < k ? kc_max : k - p0;
-      const bool last = p0 + kc == k;
-      const Epilogue* e = last ? ep : nullptr;
-      const bool prev = p0 != 0;
-      size_t j = j_begin;
-      for (; j + NR <= j_end; j += NR)
-        f32_gemm_column<Isa, MR, NR>(ib, ie, kc, x + p0, w + (j - j_begin) * k + p0, y, k, k, n, prev, e, j);
-      for (; j < j_end; j++)
-        f32_gemm_column<Isa, MR, 1>(ib, ie, kc, x + p0, w + (j - j_begin) * k + p0, y, k, k, n, prev, e, j);
-    }
-  }
+  static_assert(MR == 3, "f32_gemm_column's tail handles up to 2 rows");
+  size_t j = j_begin;
+  for (; j + NR <= j_end; j += NR) f32_gemm_column<Isa, MR, NR>(m, k, x, w + (j - j_begin) * k, y, n, ep, j);
+  for (; j < j_end; j++) f32_gemm_column<Isa, MR, 1>(m, k, x, w + (j - j_begin) * k, y, n, ep, j);
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// GEMM path (m > 4): "broadcast form" on packed x. x[:, p0:p0+kc] is copied per call into panels of 8 rows,
-// xp [⌈m/8⌉][kc][8] (zero-padded), so one k step is two contiguous vector loads of x plus one splat per W row:
-// 8·NW multiply-adds for 2 + NW loads. W stays in its [n,k] layout (the weight is never copied or packed).
-// Tile f32_gemm_8xNW: 8 rows of x (vector lanes) × NW rows of W; accumulators hold yᵀ, transposed once at the end.
-constexpr size_t PANEL = 8;
-
-static inline void f32_pack_x8(size_t m, size_t kc, const float* __restrict x, size_t ldx, float* __restrict xp) {
-  for (size_t i0 = 0; i0 < m; i0 += PANEL) {
-    float* d = xp + (i0 / PANEL) * kc * PANEL;
-    const size_t rows = i0 + PANEL <= m ? PANEL : m - i0;
-    for (size_t i = 0; i < PANEL; i++) {
-      if (i < rows) {
-        const float* s = x + (i0 + i) * ldx;
-        for (size_t p = 0; p < kc; p++) d[p * PANEL + i] = s[p];
-      } else {
-        for (size_t p = 0; p < kc; p++) d[p * PANEL + i] = 0.0f;
-      }
-    }
-  }
-}
-
-// Stores rows [0, rows) of an 8×NW block (a tail panel stores fewer than 8 rows).
-template <int NW, class Store>
-static inline void f32_store_panel(float (&out)[PANEL][NW], size_t rows, float* y, size_t ldy, bool prev,
-                                   const Epilogue* ep, size_t i0, size_t j0, Store store) {
-  if (rows == PANEL) {
-    store(out, y, ldy, prev, ep, i0, j0);
-  } else {
-    for (size_t i = 0; i < rows; i++) {
-      float row[1][NW];
-      for (int j = 0; j < NW; j++) row[0][j] = out[i][j];
-      store(row, y + i * ldy, ldy, prev, ep, i0 + i, j0);
-    }
-  }
-}
-
-template <int NW>
-static inline void f32_gemm_8xNW__scalar(size_t kc, const float* __restrict xp, const float* __restrict w,
-                                         float* __restrict y, size_t ldw, size_t ldy, size_t rows, bool prev,
-                                         const Epilogue* ep, size_t i0, size_t j0) {
-  float out[PANEL][NW] = {};
-  for (size_t p = 0; p < kc; p++)
-    for (size_t i = 0; i < PANEL; i++)
-      for (int j = 0; j < NW; j++) out[i][j] += xp[p * PANEL + i] * w[j * ldw + p];
-  f32_store_panel<NW>(out, rows, y, ldy, prev, ep, i0, j0, [](auto& o, float* yy, size_t l, bool pr, const Epilogue* e, size_t ii, size_t jj) {
-    f32_store_tile__scalar(o, yy, l, pr, e, ii, jj);
-  });
-}
-
-template <int NW>
-static inline void f32_gemm_8xNW__simd128(size_t kc, const float* __restrict xp, const float* __restrict w,
-                                          float* __restrict y, size_t ldw, size_t ldy, size_t rows, bool prev,
-                                          const Epilogue* ep, size_t i0, size_t j0) {
-  v128_t lo[NW], hi[NW];  // lo[j]: y[i0+0..3, j0+j], hi[j]: y[i0+4..7, j0+j]
-  for (int j = 0; j < NW; j++) lo[j] = hi[j] = wasm_f32x4_splat(0.0f);
-  for (size_t p = 0; p < kc; p++) {
-    const v128_t x0 = wasm_v128_load(xp + p * PANEL), x1 = wasm_v128_load(xp + p * PANEL + 4);
-    for (int j = 0; j < NW; j++) {
-      const v128_t wv = wasm_v128_load32_splat(w + j * ldw + p);
-      lo[j] = wasm_f32x4_add(lo[j], wasm_f32x4_mul(x0, wv));
-      hi[j] = wasm_f32x4_add(hi[j], wasm_f32x4_mul(x1, wv));
-    }
-  }
-  alignas(16) float out[PANEL][NW];
-  for (int j = 0; j < NW; j++) {
-    alignas(16) float l[4], h[4];
-    wasm_v128_store(l, lo[j]);
-    wasm_v128_store(h, hi[j]);
-    for (int i = 0; i < 4; i++) {
-      out[i][j] = l[i];
-      out[i + 4][j] = h[i];
-    }
-  }
-  f32_store_panel<NW>(out, rows, y, ldy, prev, ep, i0, j0, [](auto& o, float* yy, size_t l, bool pr, const Epilogue* e, size_t ii, size_t jj) {
-    f32_store_tile__simd128(o, yy, l, pr, e, ii, jj);
-  });
-}
-
-struct PackedSimd128 {
-  template <int NW>
-  static inline void gemm(size_t kc, const float* xp, const float* w, float* y, size_t ldw, size_t ldy, size_t rows,
-                          bool prev, const Epilogue* ep, size_t i0, size_t j0) {
-    f32_gemm_8xNW__simd128<NW>(kc, xp, w, y, ldw, ldy, rows, prev, ep, i0, j0);
-  }
-};
-struct PackedScalar {
-  template <int NW>
-  static inline void gemm(size_t kc, const float* xp, const float* w, float* y, size_t ldw, size_t ldy, size_t rows,
-                          bool prev, const Epilogue* ep, size_t i0, size_t j0) {
-    f32_gemm_8xNW__scalar<NW>(kc, xp, w, y, ldw, ldy, rows, prev, ep, i0, j0);
-  }
-};
-
-// W rows per tile of the packed GEMM (8·NW accumulators + 2 x vectors + 1 splat ≤ 16 xmm registers).
-#ifndef PEFT_GEMM_NW
-#define PEFT_GEMM_NW 4
+// GEMM path (m > 4), f32_gemm_dot: per strip of NR = 4 W rows, k in blocks of KC (a multiple of 4); each 2×4 tile
+// of a block starts from the lanes the previous block left in P [m][4] (v128 each) and stores them back; after
+// the last block the lanes are summed, the k tail added, the epilogue applied. 8 accumulators + 2 x + 1 W vector
+// fit the 15 registers V8 gives wasm SIMD on x86-64 (a 3×4 tile spills).
+#ifndef PEFT_GEMM_KC
+#define PEFT_GEMM_KC 512
 #endif
+static_assert(PEFT_GEMM_KC % 4 == 0, "k-blocks must keep the lanes aligned");
 
-// Scratch the packed GEMM needs for m rows: ⌈m/8⌉·8·KC floats.
-static inline size_t f32_linear_scratch_floats(size_t m, size_t k) {
-  const size_t kc = k < PEFT_GEMM_KC ? k : PEFT_GEMM_KC;
-  return (m + PANEL - 1) / PANEL * PANEL * kc;
-}
-
-// The rows×kc block of W at (row j, column p0) as the packed kernel reads it: a pointer and a row stride.
+// The rows×kc block of W at (row j, column p0) as the GEMM reads it: a pointer and a row stride.
 struct WStrip {
   const float* w;
   size_t ldw;
 };
 
-// Packed GEMM driver: per k-block, x is packed once into 8-row panels, then each NW-row strip of W, from
-// `strip(j, rows, p0, kc)`, is swept by every panel. An f32 W is its own strip (no copy); a W stored in another
-// form (bf16, quantised) is widened into ws [rows, kc] (NW·KC floats, stays in L1) by its strip function, once per
-// weight per call: n·k against 2·m·n·k flops.
-template <class P, class Strip>
-static inline void f32_gemm_packed(size_t m, size_t n, size_t k, const float* x, float* y, const Epilogue* ep,
-                                   float* xp, Strip strip) {
-  constexpr int NW = PEFT_GEMM_NW;
-  for (size_t p0 = 0; p0 < k; p0 += PEFT_GEMM_KC) {
-    const size_t kc = p0 + PEFT_GEMM_KC < k ? PEFT_GEMM_KC : k - p0;
-    const Epilogue* e = p0 + kc == k ? ep : nullptr;
-    const bool prev = p0 != 0;
-    f32_pack_x8(m, kc, x + p0, k, xp);
-    size_t j = 0;
-    for (; j + NW <= n; j += NW) {
-      const WStrip s = strip(j, (size_t)NW, p0, kc);
-      for (size_t i = 0; i < m; i += PANEL)
-        P::template gemm<NW>(kc, xp + i * kc, s.w, y + i * n + j, s.ldw, n, m - i < PANEL ? m - i : PANEL, prev, e, i, j);
+template <int MR, int NR>
+static inline void f32_gemm_dot_block__simd128(size_t kc, const float* __restrict x, size_t ldx, const float* __restrict w,
+                                               size_t ldw, v128_t* __restrict lanes) {
+  v128_t acc[MR][NR];
+  for (int i = 0; i < MR; i++)
+    for (int j = 0; j < NR; j++) acc[i][j] = wasm_v128_load(&lanes[i * 4 + j]);
+  for (size_t p = 0; p < kc; p += 4) {
+    v128_t xv[MR];
+    for (int i = 0; i < MR; i++) xv[i] = wasm_v128_load(x + i * ldx + p);
+    for (int j = 0; j < NR; j++) {
+      const v128_t wv = wasm_v128_load(w + j * ldw + p);
+      for (int i = 0; i < MR; i++) acc[i][j] = wasm_f32x4_add(acc[i][j], wasm_f32x4_mul(xv[i], wv));
     }
-    for (; j < n; j++) {
-      const WStrip s = strip(j, (size_t)1, p0, kc);
-      for (size_t i = 0; i < m; i += PANEL)
-        P::template gemm<1>(kc, xp + i * kc, s.w, y + i * n + j, s.ldw, n, m - i < PANEL ? m - i : PANEL, prev, e, i, j);
+  }
+  for (int i = 0; i < MR; i++)
+    for (int j = 0; j < NR; j++) wasm_v128_store(&lanes[i * 4 + j], acc[i][j]);
+}
+
+template <int NR>
+static inline void f32_gemm_dot_rows__simd128(size_t m, size_t kc, const float* x, size_t ldx, const float* w,
+                                              size_t ldw, v128_t* lanes) {
+  size_t i = 0;
+  for (; i + 2 <= m; i += 2) f32_gemm_dot_block__simd128<2, NR>(kc, x + i * ldx, ldx, w, ldw, lanes + i * 4);
+  if (i < m) f32_gemm_dot_block__simd128<1, NR>(kc, x + i * ldx, ldx, w, ldw, lanes + i * 4);
+}
+
+// Lanes → sums, + the k tail (W[j, p] from `wtail(j, p)`), then the epilogue, for NR columns at j0 of every row.
+template <int NR, class Tail>
+static inline void f32_gemm_dot_finish__simd128(size_t m, size_t n, size_t k, const float* x, const v128_t* lanes,
+                                                float* y, const Epilogue* ep, size_t j0, Tail wtail) {
+  const size_t k4 = k & ~(size_t)3;
+  for (size_t i = 0; i < m; i++) {
+    float out[1][NR];
+    for (int j = 0; j < NR; j++) {
+      const v128_t a = lanes[i * 4 + j];
+      float s = (wasm_f32x4_extract_lane(a, 0) + wasm_f32x4_extract_lane(a, 2)) +
+                (wasm_f32x4_extract_lane(a, 1) + wasm_f32x4_extract_lane(a, 3));
+      for (size_t p = k4; p < k; p++) s += x[i * k + p] * wtail(j0 + j, p);
+      out[0][j] = s;
     }
+    f32_store_tile__simd128<1, NR>(out, y + i * n + j0, n, false, ep, i, j0);
   }
 }
 
-// Scratch floats of f32_gemm_packed with a widened strip: x panels, then one strip.
-static inline size_t f32_packed_strips_scratch_floats(size_t m, size_t k) {
+// Scratch floats the GEMM needs: the lanes P [m][4] v128 (m·16 floats), then one widened W strip [4, KC].
+static inline size_t f32_linear_scratch_floats(size_t m, size_t k) {
   const size_t kc = k < PEFT_GEMM_KC ? k : PEFT_GEMM_KC;
-  return f32_linear_scratch_floats(m, k) + PEFT_GEMM_NW * kc;
+  return m * 16 + 4 * kc + 4;  // + 4: P is aligned to 16 bytes inside the block
+}
+static inline size_t f32_packed_strips_scratch_floats(size_t m, size_t k) { return f32_linear_scratch_floats(m, k); }
+
+// y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ) in dot form; `strip(j, rows, p0, kc)` gives W's rows×kc block at (j, p0)
+// (an f32 W is its own strip; bf16 widens it into ws = scratch after P), `wtail(j, p)` one element of W.
+template <class Strip, class Tail>
+static inline void f32_gemm_dot(size_t m, size_t n, size_t k, const float* x, float* y, const Epilogue* ep,
+                                float* scratch, Strip strip, Tail wtail) {
+  v128_t* lanes = (v128_t*)(((uintptr_t)scratch + 15) & ~(uintptr_t)15);
+  const size_t k4 = k & ~(size_t)3;
+  size_t j = 0;
+  for (; j + 4 <= n; j += 4) {
+    for (size_t q = 0; q < m * 4; q++) lanes[q] = wasm_f32x4_splat(0.0f);
+    for (size_t p0 = 0; p0 < k4; p0 += PEFT_GEMM_KC) {
+      const size_t kc = p0 + PEFT_GEMM_KC < k4 ? PEFT_GEMM_KC : k4 - p0;
+      const WStrip s = strip(j, (size_t)4, p0, kc);
+      f32_gemm_dot_rows__simd128<4>(m, kc, x + p0, k, s.w, s.ldw, lanes);
+    }
+    f32_gemm_dot_finish__simd128<4>(m, n, k, x, lanes, y, ep, j, wtail);
+  }
+  for (; j < n; j++) {
+    for (size_t q = 0; q < m * 4; q++) lanes[q] = wasm_f32x4_splat(0.0f);
+    for (size_t p0 = 0; p0 < k4; p0 += PEFT_GEMM_KC) {
+      const size_t kc = p0 + PEFT_GEMM_KC < k4 ? PEFT_GEMM_KC : k4 - p0;
+      const WStrip s = strip(j, (size_t)1, p0, kc);
+      f32_gemm_dot_rows__simd128<1>(m, kc, x + p0, k, s.w, s.ldw, lanes);
+    }
+    f32_gemm_dot_finish__simd128<1>(m, n, k, x, lanes, y, ep, j, wtail);
+  }
 }
 
-// y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ). One entry for every shape; picks GEMV for m ≤ 4.
-// The epilogue as a separate pass over y [m,n] holding the plain sums: y += Σ_d t_d·B_d (B streamed row by row),
-// then + lora_bias, × row_scale, + bias — the order f32_store_tile__* use, so the bits are the same.
-static inline void f32_gemv_epilogue(size_t m, size_t n, float* __restrict y, const Epilogue* ep) {
+// The epilogue as a separate pass over rows of y [·,n] holding the plain sums: y += Σ_d t_d·B_d (B streamed row by
+// row), then + lora_bias, × row_scale, + bias — the order f32_store_tile__* use, so the bits are the same. Row i of
+// the pass is row `rows[i]` of y (i itself when `rows` is null) and row i of every t_d: a route's group of rows,
+// wherever they sit in the batch (the SGMV "expand" of a segment), or the whole batch.
+static inline void f32_epilogue_rows(size_t m, size_t n, const int32_t* __restrict rows, float* __restrict y,
+                                     const Epilogue* ep) {
   for (size_t i = 0; i < m; i++) {
-    float* yr = y + i * n;
+    float* yr = y + (rows ? (size_t)rows[i] : i) * n;
     for (int32_t d = 0; d < ep->nterms; d++) {
       const LoraTerm& lt = ep->terms[d];
       for (int32_t q = 0; q < lt.r; q++) {
@@ -490,7 +414,11 @@ static inline void f32_gemv_epilogue(size_t m, size_t n, float* __restrict y, co
     }
   }
 }
+static inline void f32_gemv_epilogue(size_t m, size_t n, float* __restrict y, const Epilogue* ep) {
+  f32_epilogue_rows(m, n, nullptr, y, ep);
+}
 
+// y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ). One entry for every shape; picks GEMV for m ≤ 4.
 template <class Isa, class P>
 static inline void f32_linear(size_t m, size_t n, size_t k, const float* __restrict x, const float* __restrict w,
                               float* __restrict y, const Epilogue* ep, float* __restrict scratch) {
@@ -504,15 +432,21 @@ static inline void f32_linear(size_t m, size_t n, size_t k, const float* __restr
     f32_gemv_epilogue(m, n, y, ep);
     return;
   }
-  switch (m) {
-    case 1: Isa::gemv1(n, k, x, w, y, ep); return;
-    case 2: f32_gemv<Isa, 2>(n, k, x, w, y, ep); return;
-    case 3: f32_gemv<Isa, 3>(n, k, x, w, y, ep); return;
-    case 4: f32_gemv<Isa, 4>(n, k, x, w, y, ep); return;
-    default:
-      f32_gemm_packed<P>(m, n, k, x, y, ep, scratch,
-                         [w, k](size_t j, size_t, size_t p0, size_t) { return WStrip{w + j * k + p0, k}; });
-      return;
+  if constexpr (__is_same(P, PackedScalar)) {
+    f32_gemm_columns<Isa>(m, n, k, 0, n, x, w, y, ep);
+    return;
+  } else {
+    switch (m) {
+      case 1: f32_gemv<Isa, 1>(n, k, x, w, y, ep); return;
+      case 2: f32_gemv<Isa, 2>(n, k, x, w, y, ep); return;
+      case 3: f32_gemv<Isa, 3>(n, k, x, w, y, ep); return;
+      case 4: f32_gemv<Isa, 4>(n, k, x, w, y, ep); return;
+      default:
+        f32_gemm_dot(m, n, k, x, y, ep, scratch,
+                     [w, k](size_t j, size_t, size_t p0, size_t) { return WStrip{w + j * k + p0, k}; },
+                     [w, k](size_t j, size_t p) { return w[j * k + p]; });
+        return;
+    }
   }
 }
 

@@ -8,11 +8,14 @@
 //   multiply-add, rounded as written: the kernels and the reference agree bit for bit on W).
 //   Requires k % group == 0 and group ∈ {32, 64, 128}, so a 32-element chunk never straddles two groups.
 // Linear
-//   y = epilogue(x · Wᵀ). m ≤ 4 (SIMD128): a fused decode GEMV that never writes W out (f32_qgemv, below);
-//   m > 4 (SIMD128): linear.h's packed GEMM over NW×KC strips dequantised on the fly.
+//   y = epilogue(x · Wᵀ). SIMD128: the fused GEMV that never writes W out (f32_qgemv, below), on chunks of ≤ 4
+//   rows of x for every m, so a row's bits never depend on the batch (each chunk re-decodes W: a prefill of m
+//   rows decodes it ⌈m/4⌉ times; the decode step, the case that matters, decodes it once).
 //   In the scalar reference: strips of QUANT_STRIP rows are dequantised into caller scratch
 //   [QUANT_STRIP, k] f32 and fed to the f32 GEMM of linear.h; the packed weight is read once per call, the f32
-//   strip stays in L1/L2. Accuracy: that of linear.h on the dequantised W (the fused GEMV: see there).
+//   strip stays in L1/L2. Its order is linear.h's (k order on the dequantised W), also the same for every m;
+//   it agrees with the SIMD kernel within tolerance, not bit for bit (the fused form sums per group first).
+//   Accuracy: that of linear.h on the dequantised W (the fused GEMV: see there).
 #pragma once
 #include <stddef.h>
 #include <stdint.h>
@@ -163,7 +166,7 @@ static inline void f32_qgemv_rows__simd128(size_t k, size_t group, const float* 
                                            const float* __restrict xs, const uint8_t* __restrict wq,
                                            const float* __restrict scales, const float* __restrict biases,
                                            float* __restrict y, size_t ldy, const Epilogue* ep, size_t j0) {
-  constexpr int P = M == 1 ? 2 : 1;  // partial sums per x row: two keep M = 1's adds off one chain
+  constexpr int P = 1;  // one partial sum per x row and column, the same for every M (batch invariance)
   const size_t groups = k / group, row_bytes = k * BITS / 8, blocks = group / 32;
   const QConsts consts;
   alignas(16) float out[M][NR];
@@ -237,51 +240,39 @@ static inline void f32_qgemv_m__simd128(size_t m, size_t n, size_t k, size_t gro
 }
 
 // Scratch floats the quantised linear needs for m rows (both twins).
-static inline size_t f32_qlinear_scratch_floats(size_t m, size_t k) {
-  const size_t strips = QUANT_STRIP * k, packed = f32_packed_strips_scratch_floats(m, k);
-  return m > 4 && packed > strips ? packed : strips;
-}
+static inline size_t f32_qlinear_scratch_floats(size_t, size_t k) { return QUANT_STRIP * k; }
 
 // y [m,n] = epilogue(x [m,k] · dequantize(Wq)ᵀ); scratch: f32_qlinear_scratch_floats(m, k).
-// SIMD128: m ≤ 4 the fused decode kernel above, m > 4 linear.h's packed GEMM on dequantised strips. The scalar
-// twin (the reference): strips of QUANT_STRIP rows dequantised into scratch and fed to linear.h's GEMM.
+// SIMD128: the fused GEMV above on chunks of ≤ 4 rows (the same per-row sums for every m). The scalar twin (the
+// reference): strips of QUANT_STRIP rows dequantised into scratch and fed to linear.h's GEMM.
 template <class Isa>
 static inline void f32_qlinear(size_t m, size_t n, size_t k, size_t bits, size_t group, const float* __restrict x,
                                const uint32_t* __restrict wq, const float* __restrict scales,
                                const float* __restrict biases, float* __restrict scratch, float* __restrict y,
                                const Epilogue* ep) {
   assert(m > 0 && n > 0 && k > 0 && x && wq && scales && biases && scratch && y);
-  if (Isa::kFusedQGemv && m <= 4) {
+  if constexpr (Isa::kFusedQGemv) {
     if (ep && ep->nterms > 0) {  // as f32_linear: plain sums, then the B-streaming epilogue pass
       f32_qlinear<Isa>(m, n, k, bits, group, x, wq, scales, biases, scratch, y, nullptr);
       f32_gemv_epilogue(m, n, y, ep);
       return;
     }
-    float* xq = scratch;             // [m,k]
-    float* xs = scratch + m * k;     // [m, k/group]  (m·k + m·k/32 ≤ QUANT_STRIP·k)
-    f32_qgemv_prepare(m, k, bits, group, x, xq, xs);
-    if (bits == 4) f32_qgemv_m__simd128<4>(m, n, k, group, xq, xs, wq, scales, biases, y, ep);
-    else f32_qgemv_m__simd128<8>(m, n, k, group, xq, xs, wq, scales, biases, y, ep);
+    float* xq = scratch;          // [4,k]
+    float* xs = scratch + 4 * k;  // [4, k/group]  (4·k + 4·k/32 ≤ QUANT_STRIP·k)
+    for (size_t i = 0; i < m; i += 4) {
+      const size_t mc = m - i < 4 ? m - i : 4;
+      f32_qgemv_prepare(mc, k, bits, group, x + i * k, xq, xs);
+      if (bits == 4) f32_qgemv_m__simd128<4>(mc, n, k, group, xq, xs, wq, scales, biases, y + i * n, ep);
+      else f32_qgemv_m__simd128<8>(mc, n, k, group, xq, xs, wq, scales, biases, y + i * n, ep);
+    }
     return;
-  }
-  const size_t words = k * bits / 32, groups = k / group;
-  if (Isa::kFusedQGemv && m > 4) {
-    // linear.h's packed GEMM, each NW×KC strip dequantised row by row (KC is a multiple of every group size).
-    float* ws = scratch + f32_linear_scratch_floats(m, k);
-    f32_gemm_packed<PackedSimd128>(m, n, k, x, y, ep, scratch, [=](size_t j, size_t rows, size_t p0, size_t kc) {
-      for (size_t r = 0; r < rows; r++) {
-        const size_t row = j + r;
-        f32_dequantize__simd128(1, kc, bits, group, wq + row * words + p0 * bits / 32, scales + row * groups + p0 / group,
-                                biases + row * groups + p0 / group, ws + r * kc);
-      }
-      return WStrip{ws, kc};
-    });
-    return;
-  }
-  for (size_t j = 0; j < n; j += QUANT_STRIP) {
-    const size_t rows = j + QUANT_STRIP <= n ? QUANT_STRIP : n - j;
-    Isa::dequantize(rows, k, bits, group, wq + j * words, scales + j * groups, biases + j * groups, scratch);
-    f32_gemm_columns<Isa>(m, n, k, j, j + rows, x, scratch, y, ep);
+  } else {
+    const size_t words = k * bits / 32, groups = k / group;
+    for (size_t j = 0; j < n; j += QUANT_STRIP) {
+      const size_t rows = j + QUANT_STRIP <= n ? QUANT_STRIP : n - j;
+      Isa::dequantize(rows, k, bits, group, wq + j * words, scales + j * groups, biases + j * groups, scratch);
+      f32_gemm_columns<Isa>(m, n, k, j, j + rows, x, scratch, y, ep);
+    }
   }
 }
 

@@ -7,7 +7,7 @@ export { Tensor, CpuStorage, type Storage } from './tensor.js';
 export { DEFAULT_LIMITS, resolveLimits, ByteBudget, type LoadLimits } from './limits.js';
 
 // Backends
-export type { Backend, BackendName, LoRADelta, QuantizedWeight, UploadOptions } from './backends/backend.js';
+export type { Backend, BackendName, LinearWeight, LoRADelta, QuantizedWeight, Route, RouteTerm, UploadOptions } from './backends/backend.js';
 export { createBackend, defaultBackend, init, setDefaultBackend, type CreatableBackend } from './backends/index.js';
 export { JsBackend, refLinear, refMatmul, type RefDelta } from './backends/js.js';
 export { WasmBackend } from './backends/wasm.js';
@@ -36,20 +36,20 @@ export type { AdapterModule, AdapterReplacement, AdapterSpec } from './lora/spec
 export { buildReport, type AdapterReport, type ReportRow } from './lora/report.js';
 
 // Layers and models
-export { Module, type ModuleClass } from './nn/module.js';
+export { Module, disposeModule, type ModuleClass } from './nn/module.js';
 export { Linear, type Projection, type LayerOptions } from './nn/linear.js';
 export { Conv1D } from './nn/conv1d.js';
 export { QuantizedLinear, type QuantizeOptions } from './nn/quantized-linear.js';
 export { Embedding } from './nn/embedding.js';
 export { modelFromWeights, loadModel, type ModelFromWeightsOptions } from './nn/model-from-weights.js';
-export { LoRAModule, LayerAdapter, isLoRALayer, type LoRALayer, type AdapterInit, type FuseOptions } from './lora/layer.js';
+export { LoRAModule, LayerAdapter, isLoRALayer, type LoRALayer, type AdapterInit, type AdapterVariant, type ForwardOptions, type FuseOptions, type RowAdapters } from './lora/layer.js';
 export { LoRALinear } from './lora/lora-linear.js';
 export { QLoRALinear } from './lora/qlora-linear.js';
 export { DoRALinear } from './lora/dora-linear.js';
 export { QDoRALinear } from './lora/qdora-linear.js';
 export { LoRAEmbedding } from './lora/lora-embedding.js';
 export { LoRAContainer, type AppliedModule, type ContainerOptions, type ContainerLoadOptions } from './lora/container.js';
-export { setLoRAEnabled, type SetEnabledOptions } from './lora/set-enabled.js';
+export { setLoRAEnabled, withAdapters, type SetEnabledOptions } from './lora/set-enabled.js';
 
 // Language models and generation
 export { CausalLM, type CausalLMLoadOptions, type DraftSpec, type GenerateOptions, type GenerateResult, type StreamChunk } from './models/causal-lm.js';

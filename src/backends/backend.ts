@@ -16,6 +16,58 @@ export interface LoRADelta {
 }
 
 /**
+ * One adapter a route applies to a row: a LoRA delta, or a DoRA one when `gain` is set
+ * (`gain [n]` = m / ‖W + s·(A·B)ᵀ‖ per output row, computed by the layer for this scale).
+ */
+export interface RouteTerm extends LoRADelta {
+  readonly gain?: Tensor;
+}
+
+/**
+ * Which adapters apply to which rows: `route[i]` lists row i's terms in order; an empty list is the base row.
+ * Rows whose lists are the same array object form one group (one shrink per adapter, one expand pass).
+ * Per row, with y = x·Wᵀ (no bias), the terms are applied in order, consecutive LoRA terms as one pass:
+ *   LoRA run:  y += Σ sᵢ·(x·Aᵢ)·Bᵢ + Σ sᵢ·biasᵢ        DoRA term:  y = g ⊙ (y + s·(x·A)·B + s·bias)
+ * then y += bias. (PEFT's order: a DoRA adapter rescales what the adapters before it added.) A row with no terms
+ * is exactly the base layer's row; a row whose terms form one pass is exactly `linear(x, w, bias, deltas, gain)`.
+ */
+export type Route = readonly (readonly RouteTerm[])[];
+
+/** The weight of a linear op: a dense W [n,k] tensor (f32, or bf16 kept by upload) or an MLX-quantised one. */
+export type LinearWeight = Tensor | QuantizedWeight;
+
+/** True when `w` is a quantised weight (the weight kind is data: one op takes both). */
+export function isQuantized(w: LinearWeight): w is QuantizedWeight {
+  return (w as QuantizedWeight).bits !== undefined && (w as QuantizedWeight).scales !== undefined;
+}
+
+/**
+ * The passes of one row's route: consecutive LoRA terms together, each DoRA term alone with its gain.
+ * (`deltas`, `rowScale`) of one pass is what `linear`'s epilogue takes.
+ */
+export function routePasses(terms: readonly RouteTerm[]): { deltas: RouteTerm[]; rowScale?: Tensor }[] {
+  const out: { deltas: RouteTerm[]; rowScale?: Tensor }[] = [];
+  for (const t of terms) {
+    const last = out[out.length - 1];
+    if (t.gain) out.push({ deltas: [t], rowScale: t.gain });
+    else if (last && !last.rowScale) last.deltas.push(t);
+    else out.push({ deltas: [t] });
+  }
+  return out;
+}
+
+/** The groups of a route: each distinct terms array with the rows that use it, in first-seen order. */
+export function routeGroups(route: Route): { terms: readonly RouteTerm[]; rows: number[] }[] {
+  const byTerms = new Map<readonly RouteTerm[], number[]>();
+  for (let i = 0; i < route.length; i++) {
+    const rows = byTerms.get(route[i]);
+    if (rows) rows.push(i);
+    else byTerms.set(route[i], [i]);
+  }
+  return [...byTerms].map(([terms, rows]) => ({ terms, rows }));
+}
+
+/**
  * MLX affine quantised weight: `w [n, k·bits/32] u32` (values packed little-end first, bits 4 or 8),
  * `scales [n, k/groupSize]`, `biases [n, k/groupSize]`; dequantised `W[i,j] = scales[i,g]·q[i,j] + biases[i,g]`, g = j/groupSize.
  */
@@ -62,6 +114,13 @@ export interface Backend {
 
   /** Same as `linear` with a quantised W (dequantised on the fly). */
   quantizedLinear(x: Tensor, q: QuantizedWeight, bias: Tensor | undefined, deltas: readonly LoRADelta[], rowScale?: Tensor): Tensor;
+
+  /**
+   * `linear` / `quantizedLinear` with a route: each row gets its own adapters (see `Route`); x [m,k], `route.length`
+   * = m. The base product runs once for the whole batch; rows are grouped by route for the adapter terms. A row's
+   * output never depends on the other rows (batch invariance: bit for bit on wasm and js).
+   */
+  linearRouted?(x: Tensor, w: LinearWeight, bias: Tensor | undefined, route: Route): Tensor;
 
   /** `y = E[ids] + Σ sᵢ·A_e[ids]·B_e`;  ids [m] i32, E [vocab,dim] (f32, or bf16 as for `linear`) → y [m,dim] f32. */
   embedding(ids: Tensor, table: Tensor, deltas: readonly LoRADelta[]): Tensor;

@@ -1,7 +1,7 @@
 import { BackendError } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import { toF64 as tensorToF64 } from '../float16.js';
-import type { AttentionShape, Backend, LoRADelta, QuantizedWeight, UploadOptions } from './backend.js';
+import { isQuantized, routeGroups, routePasses, type AttentionShape, type Backend, type LinearWeight, type LoRADelta, type QuantizedWeight, type Route, type UploadOptions } from './backend.js';
 import { CpuOps } from './cpu-ops.js';
 
 /**
@@ -130,6 +130,45 @@ export function refEmbedding(
   return y;
 }
 
+/** One row's route as plain arrays: passes of deltas, each with an optional DoRA gain (see `Route`). */
+export interface RefPass {
+  readonly deltas: readonly RefDelta[];
+  readonly rowScale?: ArrayLike<number>;
+}
+
+/**
+ * One row of a routed linear in float64: `y = x·Wᵀ`, then each pass `y += Σ s·((x·A)·B + bias)` and, for a DoRA
+ * pass, `y ⊙= g`; then `+ bias`. A single pass is `refLinear` on that row, operation for operation.
+ * x [k] (at `xOff`), W [n,k] → y [n] written at `yOff`.
+ */
+export function refLinearRow(
+  x: ArrayLike<number>, xOff: number, k: number, w: ArrayLike<number>, n: number, bias: ArrayLike<number> | undefined,
+  passes: readonly RefPass[], y: Float64Array, yOff: number,
+): void {
+  for (let j = 0; j < n; j++) {
+    let acc = 0;
+    for (let p = 0; p < k; p++) acc += x[xOff + p] * w[j * k + p];
+    y[yOff + j] = acc;
+  }
+  for (const pass of passes) {
+    for (const d of pass.deltas) {
+      const t = new Float64Array(d.r);
+      for (let q = 0; q < d.r; q++) {
+        let acc = 0;
+        for (let p = 0; p < k; p++) acc += x[xOff + p] * d.a[p * d.r + q];
+        t[q] = acc;
+      }
+      for (let j = 0; j < n; j++) {
+        let acc = 0;
+        for (let q = 0; q < d.r; q++) acc += t[q] * d.b[q * n + j];
+        y[yOff + j] += d.scale * (acc + (d.bias ? d.bias[j] : 0));
+      }
+    }
+    if (pass.rowScale) for (let j = 0; j < n; j++) y[yOff + j] *= pass.rowScale[j];
+  }
+  if (bias) for (let j = 0; j < n; j++) y[yOff + j] += bias[j];
+}
+
 function refDelta(d: LoRADelta): RefDelta {
   return {
     a: tensorToF64(d.a),
@@ -145,6 +184,28 @@ function rowsOf(x: Tensor, k: number, where: string): number {
   const xk = x.shape[x.shape.length - 1];
   if (xk !== k) throw new BackendError('shape_mismatch', 'input features do not match the weight', { expected: k, got: xk, where });
   return x.size / k;
+}
+
+/** A route has one entry per row and terms that fit the layer: checked before any work. */
+export function checkRoute(route: Route, m: number, k: number, n: number, where: string): void {
+  if (route.length !== m) throw new BackendError('shape_mismatch', 'the route must have one entry per row', { expected: m, got: route.length, where });
+  const seen = new Set<readonly unknown[]>();
+  for (let i = 0; i < route.length; i++) {
+    if (seen.has(route[i])) continue;
+    seen.add(route[i]);
+    for (const t of route[i]) {
+      const r = t.a.shape[1];
+      const fits = t.a.ndim === 2 && t.a.shape[0] === k && t.b.ndim === 2 && t.b.shape[0] === r && t.b.shape[1] === n &&
+        (!t.bias || t.bias.size === n) && (!t.gain || t.gain.size === n);
+      if (!fits) {
+        throw new BackendError('shape_mismatch', 'a route term does not fit the layer', {
+          expected: `A [${k}, r], B [r, ${n}], bias/gain [${n}]`,
+          got: `A [${t.a.shape}], B [${t.b.shape}]${t.bias ? `, bias [${t.bias.shape}]` : ''}${t.gain ? `, gain [${t.gain.shape}]` : ''}`,
+          where: `${where} › route[${i}]`,
+        });
+      }
+    }
+  }
 }
 
 function outShape(x: Tensor, n: number): number[] {
@@ -181,6 +242,31 @@ export class JsBackend implements Backend {
     const w = refDequantize(q.w.data as Uint32Array, tensorToF64(q.scales), tensorToF64(q.biases), q.n, q.k, q.bits, q.groupSize);
     const y = refLinear(tensorToF64(x), m, q.k, w, q.n, bias && tensorToF64(bias), deltas.map(refDelta), rowScale && tensorToF64(rowScale));
     return Tensor.from(Float32Array.from(y), outShape(x, q.n), 'f32');
+  }
+
+  /** Rows grouped by route; each row computed alone in float64 (`refLinearRow`), so batch invariance is by construction. */
+  linearRouted(x: Tensor, w: LinearWeight, bias: Tensor | undefined, route: Route): Tensor {
+    const q = isQuantized(w) ? w : undefined;
+    const [n, k] = q ? [q.n, q.k] : (w as Tensor).shape;
+    const m = rowsOf(x, k, 'JsBackend.linearRouted');
+    checkRoute(route, m, k, n, 'JsBackend.linearRouted');
+    const groups = routeGroups(route);
+    if (groups.length === 1) {
+      const passes = routePasses(groups[0].terms);
+      if (passes.length <= 1) {
+        const [deltas, rs] = [passes[0]?.deltas ?? [], passes[0]?.rowScale];
+        return q ? this.quantizedLinear(x, q, bias, deltas, rs) : this.linear(x, w as Tensor, bias, deltas, rs);
+      }
+    }
+    const wf = q ? refDequantize(q.w.data as Uint32Array, tensorToF64(q.scales), tensorToF64(q.biases), n, k, q.bits, q.groupSize) : tensorToF64(w as Tensor);
+    const xf = tensorToF64(x);
+    const bf = bias && tensorToF64(bias);
+    const y = new Float64Array(m * n);
+    for (const g of groups) {
+      const passes = routePasses(g.terms).map((p) => ({ deltas: p.deltas.map(refDelta), rowScale: p.rowScale && tensorToF64(p.rowScale) }));
+      for (const i of g.rows) refLinearRow(xf, i * k, k, wf, n, bf, passes, y, i * n);
+    }
+    return Tensor.from(Float32Array.from(y), outShape(x, n), 'f32');
   }
 
   embedding(ids: Tensor, table: Tensor, deltas: readonly LoRADelta[]): Tensor {

@@ -3,7 +3,8 @@ import type { Tensor } from '../tensor.js';
 import { ScratchArena, ScratchLayout } from '../runtime/scratch.js';
 import { WasmStorage, allocWasmTensor, wasmPtrOf } from '../runtime/storage.js';
 import { type WasmRuntime, initWasm } from '../runtime/wasm.js';
-import type { AttentionShape, Backend, LoRADelta, QuantizedWeight, UploadOptions } from './backend.js';
+import { isQuantized, routeGroups, routePasses, type AttentionShape, type Backend, type LinearWeight, type LoRADelta, type QuantizedWeight, type Route, type UploadOptions } from './backend.js';
+import { checkRoute } from './js.js';
 import { toF32Tensor } from './wasm/convert.js';
 import {
   type EpilogueTerm,
@@ -98,6 +99,89 @@ export class WasmBackend implements Backend {
     return this.run('quantizedLinear', x, k, n, [q.w, q.scales, q.biases], bias, deltas, rowScale, qs, (xp, yp, ep, m, ptrs, qsp) =>
       f32QLinear(this.runtime, m, n, k, bits, groupSize, xp, ptrs[0], ptrs[1], ptrs[2], qsp, yp, ep, this.kernels),
     );
+  }
+
+  /**
+   * The base product once for the whole batch (the plain kernel, no epilogue), then per group of rows sharing a
+   * route (SGMV-style): its x rows gathered, one shrink per adapter (t = s·x·A), and one epilogue pass over its y
+   * rows (`peft_f32_epilogue_rows`: Σ t·B, lora bias, DoRA gain, bias) per route pass. The epilogue is the one the
+   * plain kernel runs for m ≤ 4, so a row equals that row alone, bit for bit, in any batch. One group with one pass
+   * (toggle on, or all rows off) is the plain `linear` call itself.
+   */
+  linearRouted(x: Tensor, w: LinearWeight, bias: Tensor | undefined, route: Route): Tensor {
+    const q = isQuantized(w) ? w : undefined;
+    const [n, k] = q ? [q.n, q.k] : (w as Tensor).shape;
+    const xk = x.shape[x.shape.length - 1];
+    if (xk !== k) throw new BackendError('shape_mismatch', 'input features do not match the weight', { expected: k, got: xk, where: 'WasmBackend.linearRouted' });
+    const m = x.size / k;
+    checkRoute(route, m, k, n, 'WasmBackend.linearRouted');
+    if (bias) this.checkShape('bias', bias.shape, [n]);
+    const base = (b: Tensor | undefined, deltas: readonly LoRADelta[], rs?: Tensor) =>
+      q ? this.quantizedLinear(x, q, b, deltas, rs) : this.linear(x, w as Tensor, b, deltas, rs);
+    const groups = routeGroups(route);
+    if (groups.length === 1) {
+      const passes = routePasses(groups[0].terms);
+      if (passes.length <= 1) return base(bias, passes[0]?.deltas ?? [], passes[0]?.rowScale);
+    }
+    const rt = this.runtime;
+    const temps: Tensor[] = [];
+    const y = base(undefined, []);
+    try {
+      const xp = this.f32Ptr(x, temps);
+      const bp = bias ? this.f32Ptr(bias, temps) : 0;
+      const yp = (y.storage as WasmStorage).ptr;
+      for (const { terms, rows } of groups) {
+        const g = rows.length;
+        const passes = routePasses(terms).map((p) => ({
+          terms: p.deltas.map((d) => ({ d, a: this.f32Ptr(d.a, temps), b: this.f32Ptr(d.b, temps), bias: d.bias ? this.f32Ptr(d.bias, temps) : 0, r: d.a.shape[1] })),
+          rs: p.rowScale ? this.f32Ptr(p.rowScale, temps) : 0,
+        }));
+        if (!passes.length && !bias) continue;
+        // Scratch: [row indices][x rows of the group][epilogue][t of each term][Σ s·lora_bias].
+        const L = new ScratchLayout();
+        const rowsOff = L.take(g * 4);
+        const xsOff = L.take(g * k * 4);
+        const epOff = L.take(epilogueBytes(Math.max(1, ...passes.map((p) => p.terms.length))));
+        const tOff = passes.map((p) => p.terms.map((t) => L.take(g * t.r * 4)));
+        const lbOff = L.take(n * 4);
+        const sp = this.scratch.ensure(L.total);
+        const u32 = rt.u32;
+        for (let i = 0; i < g; i++) u32[((sp + rowsOff) >>> 2) + i] = rows[i];
+        if (!passes.length) {
+          writeEpilogue(rt, sp + epOff, { bias: bp, rowScale: 0, loraBias: 0, terms: [] });
+          rt.exports.peft_f32_epilogue_rows(g, n, sp + rowsOff, yp, sp + epOff);
+          continue;
+        }
+        const f32 = rt.f32;
+        const xs = sp + xsOff;
+        for (let i = 0; i < g; i++) f32.copyWithin((xs >>> 2) + i * k, (xp >>> 2) + rows[i] * k, (xp >>> 2) + (rows[i] + 1) * k);
+        passes.forEach((pass, pi) => {
+          const eterms: EpilogueTerm[] = pass.terms.map((t, ti) => {
+            const tp = sp + tOff[pi][ti];
+            f32LoraShrink(rt, g, k, t.r, xs, t.a, tp, t.d.scale, this.kernels);
+            return { t: tp, b: t.b, r: t.r };
+          });
+          let lb = 0;
+          if (pass.terms.some((t) => t.bias)) {
+            lb = sp + lbOff;
+            const v = rt.f32;
+            for (let j = 0; j < n; j++) {
+              let acc = 0;
+              for (const t of pass.terms) if (t.bias) acc += t.d.scale * v[(t.bias >>> 2) + j]; // as `run`: float64, rounded once
+              v[(lb >>> 2) + j] = acc;
+            }
+          }
+          writeEpilogue(rt, sp + epOff, { bias: pi === passes.length - 1 ? bp : 0, rowScale: pass.rs, loraBias: lb, terms: eterms });
+          rt.exports.peft_f32_epilogue_rows(g, n, sp + rowsOff, yp, sp + epOff);
+        });
+      }
+      return y;
+    } catch (e) {
+      y.dispose();
+      throw e;
+    } finally {
+      for (const t of temps) t.dispose();
+    }
   }
 
   embedding(ids: Tensor, table: Tensor, deltas: readonly LoRADelta[]): Tensor {

@@ -72,6 +72,8 @@ export class LoRAContainer {
   #enabled = true;
   #scale = 1;
   #fused?: FuseOptions;
+  /** Backend copies of the factors made by `apply` (shared across the layers it reached), freed by `unload`. */
+  readonly #uploads: Tensor[] = [];
 
   constructor(spec: AdapterSpec, opts: ContainerOptions = {}) {
     this.spec = spec;
@@ -158,6 +160,7 @@ export class LoRAContainer {
 
     const applied: AppliedModule[] = [];
     const uploads = new Map<Backend, Map<Tensor, Tensor>>();
+    const made = this.#uploads;
     try {
       for (const plan of plans.values()) {
         const target = model.get(plan.path)!;
@@ -165,7 +168,14 @@ export class LoRAContainer {
         const layer = wrapped ? wrap(target as Base, plan) : target;
         const base = layer.original as Base;
         const cache = uploads.get(base.backend) ?? uploads.set(base.backend, new Map()).get(base.backend)!;
-        const upload = (t: Tensor) => cache.get(t) ?? cache.set(t, base.backend.upload(t)).get(t)!;
+        const upload = (t: Tensor) => {
+          let u = cache.get(t);
+          if (!u) {
+            cache.set(t, (u = base.backend.upload(t)));
+            if (u !== t) made.push(u); // this container's copy, shared by its layers: freed at unload
+          }
+          return u;
+        };
         layer.addAdapter(this.#init(plan, base), upload);
         if (wrapped) {
           layer.path = plan.path;
@@ -238,8 +248,8 @@ export class LoRAContainer {
         mod.kind === 'embedding'
           ? base instanceof Embedding
           : mod.kind === 'dora'
-            ? (base instanceof Linear || base instanceof QuantizedLinear) && !stacked
-            : isProjection && !(target instanceof DoRALinear);
+            ? base instanceof Linear || base instanceof QuantizedLinear
+            : isProjection;
       if (!fits) {
         const got = stacked ? `${target.constructor.name} (stacking ${mod.kind} is not supported on it)` : base.constructor.name;
         push('not_wrappable', `a ${mod.kind} adapter cannot wrap this module`, { expected: wants, got });
@@ -253,7 +263,7 @@ export class LoRAContainer {
         push('rank_mismatch', 'lora_A and lora_B ranks differ', { expected: mod.rank, got: { a: a.shape, b: b.shape } });
       if (mod.bias && mod.bias.shape[0] !== n) push('out_mismatch', 'lora_B bias does not match the layer', { expected: n, got: mod.bias.shape[0] });
       if (mod.magnitude && mod.magnitude.shape[0] !== n) push('out_mismatch', 'DoRA magnitude does not match the layer', { expected: n, got: mod.magnitude.shape[0] });
-      for (const t of [a, b, mod.bias, mod.magnitude]) if (t && t.dtype !== 'f32') push('dtype_mismatch', 'adapter factors must be f32', { expected: 'f32', got: t.dtype });
+      for (const t of [a, b, mod.bias, mod.magnitude]) if (t && !FLOAT_DTYPES.includes(t.dtype)) push('dtype_mismatch', 'adapter factors must be float tensors (each backend widens them on upload)', { expected: FLOAT_DTYPES, got: t.dtype });
       if (!(base instanceof QuantizedLinear) && 'weight' in base && !FLOAT_DTYPES.includes((base.weight as Tensor).dtype))
         push('dtype_mismatch', 'the base weight is not a float tensor', { expected: FLOAT_DTYPES, got: (base.weight as Tensor).dtype });
     }
@@ -348,6 +358,15 @@ export class LoRAContainer {
       if (layer.adapter(this.name)) layer.removeAdapter(this.name);
       if (layer.adapters.length === 0 && model.get(path) === layer) model.replace(path, layer.original);
     }
+    for (const t of this.#uploads.splice(0)) t.dispose();
+  }
+
+  /** Unloads this adapter if it is applied (its backend copies are freed then); the spec stays readable. Idempotent. */
+  dispose(): void {
+    if (this.#model) this.unload();
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
   }
 
   #needApplied(): void {

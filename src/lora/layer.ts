@@ -1,8 +1,8 @@
-import type { Backend, LoRADelta } from '../backends/backend.js';
+import { routePasses, type Backend, type LoRADelta, type Route, type RouteTerm } from '../backends/backend.js';
 import { ApplyError, type ApplyCode } from '../errors.js';
 import { FLOAT_DTYPES, toF64 } from '../nn/float.js';
 import { NO_DELTAS } from '../nn/linear.js';
-import { Module } from '../nn/module.js';
+import { Module, disposeModule } from '../nn/module.js';
 import type { Tensor } from '../tensor.js';
 
 /** Options of `fuse`: keep the original weights for runtime "off" (`keepOriginal`), keep a quantized base dense (`dequantize`). */
@@ -30,21 +30,42 @@ export interface AdapterInit<B extends Module = Module> {
   replacement?: B;
 }
 
-/** The delta objects the backend reads; `scale` is mutated in place so a scale change allocates nothing. */
-interface LiveDelta {
+/**
+ * The route term the backend reads for one adapter (also its legacy delta); `scale` and `gain` are mutated in
+ * place, so a scale change allocates nothing and every cached route stays valid.
+ */
+interface LiveTerm {
   a: Tensor;
   b: Tensor;
   bias?: Tensor;
   scale: number;
+  gain?: Tensor;
 }
 
-/** One named adapter on one layer. */
+/** How an adapter's delta enters the output: LoRA adds `s·(x·A)·B`; DoRA rescales by `m/‖W + s·(A·B)ᵀ‖` (see `Route`). */
+export type AdapterVariant = 'lora' | 'dora';
+
+/** What a row of a per-request route names: an adapter, `null` for the base, or adapters to stack (in order). */
+export type RowAdapters = string | null | readonly string[];
+
+/** Options of a LoRA layer's `forward`. */
+export interface ForwardOptions {
+  /**
+   * Per-request adapters: `adapters[i]` applies to row i of x (one entry per row). Explicit, so it ignores the
+   * layer's toggles (`loraEnabled`, `enabled`); scales are each adapter's current scale. Unknown names are a
+   * typed error before any work.
+   */
+  adapters?: readonly RowAdapters[];
+}
+
+/** One named adapter on one layer: an entry of the layer's bank (factors, scale, variant), data for routes. */
 export class LayerAdapter<B extends Module = Module> {
   readonly name: string;
-  /** Host (CPU) tensors for the fuse and DoRA maths; the backend copies are in `delta`. */
+  /** Host tensors for the fuse and DoRA maths (as given; any float dtype); the backend copies are in `delta`. */
   readonly host: { readonly a?: Tensor; readonly b?: Tensor; readonly bias?: Tensor; readonly magnitude?: Tensor };
   /** The scale at multiplier 1 (α/r). */
   readonly baseScale: number;
+  readonly variant: AdapterVariant;
   readonly replacement?: B;
   /** What the backend receives while this adapter is active (absent for a replacement-only adapter). */
   readonly delta?: LoRADelta;
@@ -52,17 +73,30 @@ export class LayerAdapter<B extends Module = Module> {
   /** Set while merged into the layer's base weights. */
   fused?: Required<FuseOptions>;
   #multiplier = 1;
+  /** Backend tensors this adapter uploaded itself (freed by `dispose`); shared uploads belong to their container. */
+  readonly #owned: Tensor[] = [];
 
-  constructor(init: AdapterInit<B>, upload: (t: Tensor) => Tensor) {
+  constructor(init: AdapterInit<B>, upload: (t: Tensor) => Tensor, owns = false) {
     this.name = init.name;
     this.host = { a: init.a, b: init.b, bias: init.bias, magnitude: init.magnitude };
     this.baseScale = init.scale ?? 1;
+    this.variant = init.magnitude ? 'dora' : 'lora';
     if (init.replacement) this.replacement = init.replacement;
     if (init.a && init.b) {
-      const d: LiveDelta = { a: upload(init.a), b: upload(init.b), scale: this.baseScale };
-      if (init.bias) d.bias = upload(init.bias);
+      const up = (t: Tensor) => {
+        const u = upload(t);
+        if (owns && u !== t) this.#owned.push(u);
+        return u;
+      };
+      const d: LiveTerm = { a: up(init.a), b: up(init.b), scale: this.baseScale };
+      if (init.bias) d.bias = up(init.bias);
       this.delta = d;
     }
+  }
+
+  /** The route term of this adapter (the same live object as `delta`). */
+  get term(): RouteTerm | undefined {
+    return this.delta;
   }
 
   get rank(): number {
@@ -79,7 +113,24 @@ export class LayerAdapter<B extends Module = Module> {
   /** @internal use `layer.setScale` so the layer can react (DoRA). */
   setMultiplier(k: number): void {
     this.#multiplier = k;
-    if (this.delta) (this.delta as LiveDelta).scale = k * this.baseScale;
+    if (this.delta) (this.delta as LiveTerm).scale = k * this.baseScale;
+  }
+  /** DoRA's m/‖W + s·(A·B)ᵀ‖ at the current scale (on the backend), set by the layer; the old one is freed. */
+  get gain(): Tensor | undefined {
+    return (this.delta as LiveTerm | undefined)?.gain;
+  }
+  /** @internal */
+  setGain(g: Tensor | undefined): void {
+    const d = this.delta as LiveTerm | undefined;
+    if (!d) return;
+    if (d.gain && d.gain !== g) d.gain.dispose();
+    d.gain = g;
+  }
+
+  /** Frees what this adapter holds on the backend (its own uploads and DoRA gain). Idempotent. */
+  dispose(): void {
+    this.setGain(undefined);
+    for (const t of this.#owned.splice(0)) t.dispose();
   }
 }
 
@@ -156,11 +207,16 @@ export abstract class LoRAModule<B extends Module = Module> extends Module imple
   /** Base layer and delta list passed to the backend now; swapped (not rebuilt) by the toggle. */
   protected base_: B;
   protected deltas: readonly LoRADelta[] = NO_DELTAS;
-  /** DoRA's m/‖W + s·A·B‖ while on; undefined otherwise. */
+  /** DoRA's m/‖W + s·A·B‖ while on and the active adapters are one DoRA pass; undefined otherwise. */
   protected rowScale?: Tensor;
-  /** The row scale the subclass wants while its deltas are active (DoRA); undefined for plain LoRA. */
-  protected gain?: Tensor;
-  readonly #active: LoRADelta[] = [];
+  /** The active adapters need the routed op (a DoRA stacked with others: more than one pass). */
+  protected multiPass = false;
+  /** The same active terms for every row, as a route (built on demand for multi-pass forwards). */
+  readonly #active: RouteTerm[] = [];
+  /** Route row lists by adapter names (`a`, `a\0b`), shared so equal rows group; cleared when the bank changes. */
+  readonly #routeLists = new Map<string, readonly RouteTerm[]>();
+  /** Set by `withAdapters`: the route a plain `forward(x)` takes (per-request adapters through an unchanged caller). */
+  scopedAdapters?: readonly RowAdapters[];
   #onBase: B;
 
   /** One backend call: x [m, in] → y [m, out] (an embedding: ids [m] → rows [m, dim]). Declared here so an
@@ -239,17 +295,78 @@ export abstract class LoRAModule<B extends Module = Module> extends Module imple
     const on = this.#enabled;
     this.base_ = on ? this.#onBase : this.original;
     this.deltas = on && this.#active.length > 0 ? this.#active : NO_DELTAS;
-    this.rowScale = this.deltas.length > 0 ? this.gain : undefined;
+    const passes = this.deltas.length > 0 ? routePasses(this.#active) : [];
+    this.multiPass = passes.length > 1;
+    this.rowScale = passes.length === 1 ? passes[0].rowScale : undefined;
+  }
+
+  /** The gain of the single active DoRA adapter (what `rowScale` is while on), for views such as DoRALinear. */
+  protected get gain(): Tensor | undefined {
+    return this.adapters.find((ad) => ad.variant === 'dora')?.gain;
+  }
+
+  /**
+   * The route for `adapters` (one entry per row, `rows` rows): names resolved to this layer's bank terms, all
+   * checked before any work. Rows naming the same adapters share one list (one group in the kernels).
+   */
+  protected routeFor(adapters: readonly RowAdapters[], rows: number, lenient = false): Route {
+    const where = this.path || this.constructor.name;
+    if (adapters.length !== rows) {
+      throw new ApplyError('bad_option', 'per-request adapters need one entry per row', { expected: rows, got: adapters.length, where });
+    }
+    const fused = this.adapters.find((ad) => ad.fused);
+    if (fused) throw new ApplyError('fused', 'per-request adapters need unfused adapters', { expected: 'unfuse() first', got: `adapter "${fused.name}" fused`, where });
+    const route: (readonly RouteTerm[])[] = new Array(rows);
+    for (let i = 0; i < rows; i++) {
+      const names = adapters[i];
+      if (names === null || (Array.isArray(names) && names.length === 0)) {
+        route[i] = NO_DELTAS;
+        continue;
+      }
+      const key = (lenient ? '~' : '') + (typeof names === 'string' ? names : (names as readonly string[]).join('\0'));
+      let list = this.#routeLists.get(key);
+      if (!list) {
+        const wanted = typeof names === 'string' ? [names] : (names as readonly string[]);
+        const terms = (lenient ? wanted.filter((name) => this.adapter(name)) : wanted).map((name) => {
+          const ad = this.adapter(name);
+          if (!ad) throw new ApplyError('not_applied', 'a route names an adapter this layer does not hold', { expected: this.adapters.map((a) => a.name), got: name, where: `${where} › adapters[${i}]` });
+          if (!ad.term) throw new ApplyError('bad_option', 'a route cannot name a replacement-only adapter', { expected: 'an adapter with lora_A/lora_B', got: name, where: `${where} › adapters[${i}]` });
+          return ad.term;
+        });
+        this.#routeLists.set(key, (list = terms.length ? terms : NO_DELTAS));
+      }
+      route[i] = list;
+    }
+    return route;
+  }
+
+  /** Row count of an input (x [..., k] → m; ids [m] → m). */
+  protected rowsOf(x: Tensor): number {
+    return x.size / (this.inputWidth || 1);
+  }
+  /** Features per row of the input: k for a projection, 1 for an embedding's ids. */
+  protected abstract get inputWidth(): number;
+
+  /** The per-request route of this call: `opts.adapters`, else a scoped one (`withAdapters`), else none. */
+  protected requestedRoute(x: Tensor, opts?: ForwardOptions): Route | undefined {
+    if (opts?.adapters) return this.routeFor(opts.adapters, this.rowsOf(x));
+    return this.scopedAdapters ? this.routeFor(this.scopedAdapters, this.rowsOf(x), true) : undefined;
+  }
+
+  /** The active adapters as a route with one shared list for all `rows` rows (the default forward when multi-pass). */
+  protected activeRoute(rows: number): Route {
+    return new Array<readonly RouteTerm[]>(rows).fill(this.deltas as readonly RouteTerm[]);
   }
 
   /** Rebuilds the active list in place (no new array) and picks the base for "on". */
   protected rebuild(): void {
     this.#active.length = 0;
+    this.#routeLists.clear();
     let key = 0;
     for (let i = 0; i < this.adapters.length; i++) {
       const ad = this.adapters[i];
       if (!ad.enabled) continue;
-      if (ad.delta && !ad.fused) this.#active.push(ad.delta);
+      if (ad.term && !ad.fused) this.#active.push(ad.term);
       if (ad.fused || ad.replacement) key |= 1 << i;
     }
     let onBase = this.#merged.get(key);
@@ -274,14 +391,18 @@ export abstract class LoRAModule<B extends Module = Module> extends Module imple
     return ad;
   }
 
-  /** Adds a named adapter; its tensors are uploaded to this layer's backend once, here. */
-  addAdapter(init: AdapterInit<B>, upload: (t: Tensor) => Tensor = (t) => this.backend.upload(t)): LayerAdapter<B> {
+  /**
+   * Adds a named adapter to the bank; its tensors are uploaded to this layer's backend once, here. With the default
+   * upload the layer owns the copies (freed by `removeAdapter` / `dispose`); a caller's `upload` keeps ownership.
+   */
+  addAdapter(init: AdapterInit<B>, upload?: (t: Tensor) => Tensor): LayerAdapter<B> {
+    if (this.#disposed) throw new ApplyError('not_applied', 'the layer was disposed', { got: init.name, where: this.path });
     if (this.adapter(init.name)) throw new ApplyError('already_applied', 'adapter already on this layer', { got: init.name, where: this.path });
     this.checkFactors(init);
-    const ad = new LayerAdapter(init, upload);
+    const ad = new LayerAdapter(init, upload ?? ((t) => this.backend.upload(t)), upload === undefined);
     this.adapters.push(ad);
     LoRAModule.adapterVersion++;
-    this.#merged.clear();
+    this.#clearMerged();
     this.changed();
     this.rebuild();
     return ad;
@@ -289,11 +410,44 @@ export abstract class LoRAModule<B extends Module = Module> extends Module imple
 
   /** Removes a named adapter (fused or not); the base goes back to what the others make it. */
   removeAdapter(name: string): void {
-    this.adapters.splice(this.adapters.indexOf(this.#need(name)), 1);
+    const ad = this.#need(name);
+    this.adapters.splice(this.adapters.indexOf(ad), 1);
     LoRAModule.adapterVersion++;
-    this.#merged.clear();
+    this.#clearMerged();
     this.changed();
     this.rebuild();
+    ad.dispose();
+  }
+
+  #disposed = false;
+  /**
+   * Frees everything this layer holds on its backend: each adapter's own uploads and DoRA gains, merged copies
+   * of the base, and the wrapped original (the layer stands for it in the model). To keep the original, `unload`
+   * the adapters instead. Idempotent.
+   */
+  dispose(): void {
+    if (this.#disposed) return;
+    this.#disposed = true;
+    for (const ad of this.adapters.splice(0)) ad.dispose();
+    LoRAModule.adapterVersion++;
+    this.#clearMerged();
+    this.#active.length = 0;
+    this.#routeLists.clear();
+    this.base_ = this.#onBase = this.original;
+    this.deltas = NO_DELTAS;
+    this.rowScale = undefined;
+    this.multiPass = false;
+    disposeModule(this.original);
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
+  }
+
+  /** Drops the cached merged bases, freeing the ones this layer built (never the original or a replacement). */
+  #clearMerged(): void {
+    const keep = new Set<Module>([this.original, ...this.adapters.map((a) => a.replacement).filter((r): r is B => !!r)]);
+    for (const m of this.#merged.values()) if (!keep.has(m)) disposeModule(m);
+    this.#merged.clear();
   }
 
   /** Enables or disables one adapter on this layer (the layer-wide switch is `loraEnabled`). */
@@ -320,7 +474,7 @@ export abstract class LoRAModule<B extends Module = Module> extends Module imple
     const ad = this.#need(name);
     ad.fused = { keepOriginal: opts.keepOriginal ?? false, dequantize: opts.dequantize ?? false };
     ad.enabled = true;
-    this.#merged.clear();
+    this.#clearMerged();
     this.rebuild();
   }
 
@@ -329,7 +483,7 @@ export abstract class LoRAModule<B extends Module = Module> extends Module imple
     const ad = this.#need(name);
     if (!ad.fused) throw new ApplyError('not_fused', 'adapter is not fused', { got: name, where: this.path });
     delete ad.fused;
-    this.#merged.clear();
+    this.#clearMerged();
     this.rebuild();
   }
 

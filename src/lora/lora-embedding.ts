@@ -1,7 +1,7 @@
-import type { Backend } from '../backends/backend.js';
+import { routeGroups, type Backend } from '../backends/backend.js';
 import type { Embedding } from '../nn/embedding.js';
-import type { Tensor } from '../tensor.js';
-import { addScaledProduct, LoRAModule, type AdapterInit, type LayerAdapter } from './layer.js';
+import { Tensor } from '../tensor.js';
+import { addScaledProduct, LoRAModule, type AdapterInit, type ForwardOptions, type LayerAdapter } from './layer.js';
 
 /**
  * y = E[ids] + Σ s·A[ids]·B
@@ -23,8 +23,30 @@ export class LoRAEmbedding extends LoRAModule<Embedding> {
     return [this.original.vocab, this.original.dim];
   }
 
-  forward(ids: Tensor): Tensor {
-    return this.base.lookup(ids, this.deltas);
+  protected get inputWidth(): number {
+    return 1;
+  }
+
+  /**
+   * `opts.adapters[i]` applies to ids[i] (see `ForwardOptions`). Rows are independent, so each group of rows sharing
+   * a route is looked up on its own and written to its rows (hosts with readable outputs: wasm, js).
+   */
+  forward(ids: Tensor, opts?: ForwardOptions): Tensor {
+    const route = this.requestedRoute(ids, opts);
+    if (!route) return this.base.lookup(ids, this.deltas);
+    const groups = routeGroups(route);
+    if (groups.length === 1) return this.original.lookup(ids, groups[0].terms);
+    const dim = this.original.dim;
+    const idv = ids.data as Int32Array;
+    const y = Tensor.zeros([...ids.shape, dim], 'f32');
+    const out = y.data as Float32Array;
+    for (const g of groups) {
+      const part = this.original.lookup(Tensor.from(Int32Array.from(g.rows, (i) => idv[i]), [g.rows.length], 'i32'), g.terms);
+      const src = part.data as Float32Array;
+      g.rows.forEach((row, i) => out.set(src.subarray(i * dim, (i + 1) * dim), row * dim));
+      part.dispose();
+    }
+    return this.backend.upload(y);
   }
 
   /** E + Σ s·A·B in float64, rounded once. */

@@ -1,5 +1,6 @@
 import { Module } from '../nn/module.js';
-import { LoRAModule, fusedError, isLoRALayer } from './layer.js';
+import { ApplyError } from '../errors.js';
+import { LoRAModule, fusedError, isLoRALayer, type RowAdapters } from './layer.js';
 
 export interface SetEnabledOptions {
   /** Only this adapter (by name) on each layer; default: the whole layer (`loraEnabled`). */
@@ -52,4 +53,34 @@ export function loraLayersOf(model: Module, adapter?: string): readonly LoRAModu
   let some = list.byAdapter.get(adapter);
   if (!some) list.byAdapter.set(adapter, (some = list.all.filter((l) => l.adapter(adapter))));
   return some;
+}
+
+/**
+ * Runs `fn` with per-request adapters on every LoRA layer of `model`: each layer's plain `forward(x)` then takes
+ * `adapters[i]` for row i (see `ForwardOptions`), so a caller that knows nothing of routes (a decoder's blocks)
+ * runs a mixed batch. A name no layer of the model holds is a typed error before `fn` runs; a layer that does not
+ * hold a named adapter runs those rows without it (PEFT: an adapter only touches the modules it targets).
+ * The scope ends when `fn` returns (or its promise settles).
+ */
+export function withAdapters<T>(model: Module, adapters: readonly RowAdapters[], fn: () => T): T {
+  const layers = loraLayersOf(model);
+  const known = new Set(layers.flatMap((l) => l.adapters.map((a) => a.name)));
+  adapters.forEach((names, i) => {
+    for (const name of names === null ? [] : typeof names === 'string' ? [names] : names) {
+      if (!known.has(name)) throw new ApplyError('not_applied', 'a route names an adapter the model does not hold', { expected: [...known], got: name, where: `adapters[${i}]` });
+    }
+  });
+  const prev = layers.map((l) => l.scopedAdapters);
+  const restore = () => layers.forEach((l, i) => (l.scopedAdapters = prev[i]));
+  for (const l of layers) l.scopedAdapters = adapters;
+  let out: T;
+  try {
+    out = fn();
+  } catch (e) {
+    restore();
+    throw e;
+  }
+  if (out instanceof Promise) return out.finally(restore) as T;
+  restore();
+  return out;
 }

@@ -1,9 +1,9 @@
 import { BackendError } from '../errors.js';
-import type { Backend, LoRADelta } from '../backends/backend.js';
+import type { Backend, LoRADelta, Route } from '../backends/backend.js';
 import { defaultBackend } from '../backends/index.js';
 import { Tensor } from '../tensor.js';
 import { fromF64, toF64 } from './float.js';
-import { addBias, NO_DELTAS, storedWeight, type LayerOptions, type Projection } from './linear.js';
+import { addBias, NO_DELTAS, routed, storedWeight, type LayerOptions, type Projection } from './linear.js';
 import { Module } from './module.js';
 
 /** `[rows, cols]` → `[cols, rows]`, element for element (exact for every dtype). */
@@ -36,8 +36,8 @@ export class Conv1D extends Module implements Projection {
     this.backend = opts.backend ?? defaultBackend();
     this.weightDtype = opts.weightDtype ?? 'f32';
     this.weight = storedWeight(weight, this.weightDtype);
-    this.weightT = opts.weightT ?? this.backend.upload(transpose(this.weight), { keepBf16: this.weightDtype === 'bf16' });
-    if (bias) this.bias = this.backend.upload(bias);
+    this.weightT = opts.weightT ?? this.own(transpose(this.weight), (t) => this.backend.upload(t, { keepBf16: this.weightDtype === 'bf16' }));
+    if (bias) this.bias = this.own(bias, (t) => this.backend.upload(t));
   }
 
   get k(): number {
@@ -55,6 +55,10 @@ export class Conv1D extends Module implements Projection {
     return this.backend.linear(x, this.weightT, this.bias, deltas, rowScale);
   }
 
+  projectRouted(x: Tensor, route: Route): Tensor {
+    return routed(this.backend, 'Conv1D')(x, this.weightT, this.bias, route);
+  }
+
   denseF64(): Float64Array {
     return toF64(this.weightT);
   }
@@ -69,6 +73,14 @@ export class Conv1D extends Module implements Projection {
 
   withBias(bias: Tensor | undefined): Conv1D {
     return new Conv1D(this.weight, bias, { backend: this.backend, weightDtype: this.weightDtype, weightT: this.weightT });
+  }
+
+  /** Frees the tensors this layer uploaded (not ones it was handed resident). Idempotent. */
+  dispose(): void {
+    this.freeOwned();
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
   }
 
   override toString(): string {

@@ -22,7 +22,7 @@ export class Embedding extends Module {
     if (weight.ndim !== 2) throw new BackendError('shape_mismatch', 'an embedding table is 2-D', { expected: '[vocab, dim]', got: `[${weight.shape.join(', ')}]`, where: 'Embedding' });
     this.backend = opts.backend ?? defaultBackend();
     this.weightDtype = opts.weightDtype ?? 'f32';
-    this.weight = this.backend.upload(storedWeight(weight, this.weightDtype), { keepBf16: this.weightDtype === 'bf16' });
+    this.weight = this.own(storedWeight(weight, this.weightDtype), (t) => this.backend.upload(t, { keepBf16: this.weightDtype === 'bf16' }));
   }
 
   get vocab(): number {
@@ -59,6 +59,14 @@ export class Embedding extends Module {
     const d = this.dim;
     for (let t = 0; t < indices.length; t++) e.set(r.subarray(t * d, (t + 1) * d), indices[t] * d);
     return new Embedding(fromF64(e, this.weight.shape, this.weight.dtype), { backend: this.backend, weightDtype: this.weightDtype });
+  }
+
+  /** Frees the tensors this layer uploaded (not ones it was handed resident). Idempotent. */
+  dispose(): void {
+    this.freeOwned();
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
   }
 
   override toString(): string {

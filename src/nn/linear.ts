@@ -1,5 +1,5 @@
 import { BackendError } from '../errors.js';
-import type { Backend, LoRADelta } from '../backends/backend.js';
+import type { Backend, LinearWeight, LoRADelta, Route } from '../backends/backend.js';
 import { defaultBackend } from '../backends/index.js';
 import type { Tensor } from '../tensor.js';
 import { fromF64, toF64 } from './float.js';
@@ -46,12 +46,21 @@ export interface Projection extends Module {
   forward(x: Tensor): Tensor;
   /** `rowScale ⊙ (x·Wᵀ + Σ s·(x·A)·B) + bias`, one backend call. */
   project(x: Tensor, deltas: readonly LoRADelta[], rowScale?: Tensor): Tensor;
+  /** The same with a per-row route (`Backend.linearRouted`): the base product once, adapters per row. */
+  projectRouted(x: Tensor, route: Route): Tensor;
   /** W as float64 in nn.Linear orientation `[n,k]` (dequantised if need be). */
   denseF64(): Float64Array;
   /** A new layer of the same kind with `W + dW` and `b + db` (`dW [n,k]` float64), rounded once to W's dtype. */
   merged(dW: Float64Array, db?: Float64Array, opts?: { dequantize?: boolean }): Projection;
   /** The same weights with another bias (no copy). */
   withBias(bias: Tensor | undefined): Projection;
+}
+
+/** The backend's routed linear, or a typed error when the backend has none (a custom Backend). */
+export function routed(backend: Backend, where: string): (x: Tensor, w: LinearWeight, bias: Tensor | undefined, route: Route) => Tensor {
+  const f = backend.linearRouted;
+  if (!f) throw new BackendError('dtype_unsupported', 'this backend has no routed linear (per-row adapters)', { expected: 'Backend.linearRouted', got: backend.name, where });
+  return f.bind(backend);
 }
 
 /** `b + db` in float64, rounded once; `db` alone when the layer had no bias. */
@@ -79,8 +88,8 @@ export class Linear extends Module implements Projection {
     if (weight.ndim !== 2) throw new BackendError('shape_mismatch', 'a Linear weight is 2-D', { expected: '[n, k]', got: `[${weight.shape.join(', ')}]`, where: 'Linear' });
     this.backend = opts.backend ?? defaultBackend();
     this.weightDtype = opts.weightDtype ?? 'f32';
-    this.weight = this.backend.upload(storedWeight(weight, this.weightDtype), { keepBf16: this.weightDtype === 'bf16' });
-    if (bias) this.bias = this.backend.upload(bias);
+    this.weight = this.own(storedWeight(weight, this.weightDtype), (t) => this.backend.upload(t, { keepBf16: this.weightDtype === 'bf16' }));
+    if (bias) this.bias = this.own(bias, (t) => this.backend.upload(t));
   }
 
   get n(): number {
@@ -96,6 +105,10 @@ export class Linear extends Module implements Projection {
 
   project(x: Tensor, deltas: readonly LoRADelta[], rowScale?: Tensor): Tensor {
     return this.backend.linear(x, this.weight, this.bias, deltas, rowScale);
+  }
+
+  projectRouted(x: Tensor, route: Route): Tensor {
+    return routed(this.backend, 'Linear')(x, this.weight, this.bias, route);
   }
 
   denseF64(): Float64Array {
@@ -119,6 +132,14 @@ export class Linear extends Module implements Projection {
   /** MLX affine quantisation of this layer (the inverse of `QuantizedLinear.toLinear`). */
   toQuantized(opts: QuantizeOptions = {}): QuantizedLinear {
     return QuantizedLinear.fromLinear(this, opts);
+  }
+
+  /** Frees the tensors this layer uploaded (not ones it was handed resident). Idempotent. */
+  dispose(): void {
+    this.freeOwned();
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
   }
 
   override toString(): string {

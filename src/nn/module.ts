@@ -1,4 +1,5 @@
 import { ApplyError } from '../errors.js';
+import type { Tensor } from '../tensor.js';
 
 /**
  * A Module subclass, as `Module.get` takes it to check what it returns. Typed by its prototype, not a `new`
@@ -68,10 +69,35 @@ export class Module {
     }
   }
 
+  /** Backend tensors this module uploaded itself (not ones it was handed already resident); freed by `dispose`. */
+  protected readonly owned: Tensor[] = [];
+
+  /** `backend.upload(t)`, remembering the copy when one was made, so `dispose` frees exactly what this module made. */
+  protected own(t: Tensor, upload: (t: Tensor) => Tensor): Tensor {
+    const u = upload(t);
+    if (u !== t) this.owned.push(u);
+    return u;
+  }
+
+  /** Frees what `own` recorded (layers call it from their `dispose`). */
+  protected freeOwned(): void {
+    for (const t of this.owned.splice(0)) t.dispose();
+  }
+
   /** `Module(3 children)`; layers override with their shapes. */
   toString(): string {
     return `Module(${this.children.size} children)`;
   }
+}
+
+/**
+ * Frees a whole module tree's backend memory now (wasm memory, GPU buffers) instead of waiting for GC: every
+ * module in it that has a `dispose` (layers: their own uploads; LoRA layers: their adapters, merged copies and
+ * the wrapped original) — `root` included. The tree must not be used afterwards.
+ */
+export function disposeModule(root: Module): void {
+  const all: Module[] = [root, ...Array.from(root.namedModules(), ([, m]) => m)];
+  for (const m of all.reverse()) (m as { dispose?: () => void }).dispose?.();
 }
 
 /** Builds nested plain Modules along `path` under `root` (creating missing ones) and sets `leaf` there. */

@@ -1,9 +1,9 @@
-import type { Backend, LoRADelta, QuantizedWeight } from '../backends/backend.js';
+import type { Backend, LoRADelta, QuantizedWeight, Route } from '../backends/backend.js';
 import { defaultBackend } from '../backends/index.js';
 import { ApplyError } from '../errors.js';
 import { Tensor } from '../tensor.js';
 import { fromF64, toF64 } from './float.js';
-import { addBias, Linear, NO_DELTAS, type LayerOptions, type Projection } from './linear.js';
+import { addBias, Linear, NO_DELTAS, routed, type LayerOptions, type Projection } from './linear.js';
 import { Module } from './module.js';
 
 /** Quantisation options and their defaults (MLX's affine mode), with the values accepted. */
@@ -51,7 +51,7 @@ export class QuantizedLinear extends Module implements Projection {
         got: { scales: scales.shape, biases: biases.shape },
       });
     this.backend = opts.backend ?? defaultBackend();
-    const up = (t: Tensor) => this.backend.upload(t);
+    const up = (t: Tensor) => this.own(t, (u) => this.backend.upload(u));
     this.q = { w: up(w), scales: up(scales), biases: up(biases), bits, groupSize, k, n };
     if (opts.bias) this.bias = up(opts.bias);
   }
@@ -75,6 +75,10 @@ export class QuantizedLinear extends Module implements Projection {
 
   project(x: Tensor, deltas: readonly LoRADelta[], rowScale?: Tensor): Tensor {
     return this.backend.quantizedLinear(x, this.q, this.bias, deltas, rowScale);
+  }
+
+  projectRouted(x: Tensor, route: Route): Tensor {
+    return routed(this.backend, 'QuantizedLinear')(x, this.q, this.bias, route);
   }
 
   /** Ŵ [n,k] in float64: the one home of the dequantisation formula. */
@@ -114,7 +118,10 @@ export class QuantizedLinear extends Module implements Projection {
     for (let i = 0; i < w.length; i++) w[i] += dW[i];
     const dtype = this.q.scales.dtype === 'f16' || this.q.scales.dtype === 'bf16' ? this.q.scales.dtype : 'f32';
     const dense = new Linear(fromF64(w, [this.n, this.k], dtype), addBias(this.bias, db, this.n), { backend: this.backend });
-    return opts.dequantize ? dense : QuantizedLinear.fromLinear(dense, { bits: this.bits, groupSize: this.groupSize });
+    if (opts.dequantize) return dense;
+    const q = QuantizedLinear.fromLinear(dense, { bits: this.bits, groupSize: this.groupSize });
+    dense.weight.dispose(); // the dense intermediate's own upload (its bias is shared with the result)
+    return q;
   }
 
   withBias(bias: Tensor | undefined): QuantizedLinear {
@@ -174,6 +181,14 @@ export class QuantizedLinear extends Module implements Projection {
       fromF64(biases, [n, groups], sdtype),
       { bits, groupSize, bias: linear.bias, backend: linear.backend },
     );
+  }
+
+  /** Frees the tensors this layer uploaded (not ones it was handed resident). Idempotent. */
+  dispose(): void {
+    this.freeOwned();
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
   }
 
   override toString(): string {

@@ -1,12 +1,14 @@
 import { bf16ToF32, f16ToF32, f32ToBf16, f32ToF16 } from '../backends/wasm/convert.js';
 import { AdapterError } from '../errors.js';
 import { SAFE_DTYPES, toTyped, type SafeDType } from '../formats/safetensors.js';
-import { initWasm } from '../runtime/wasm.js';
+import { bf16ToNumber, f16ToNumber, numberToBf16, numberToF16 } from '../float16.js';
+import { checkWasmSupport, initWasm, wasmReady } from '../runtime/wasm.js';
 
 /**
- * Checkpoint tensors → f32 and back. f16/bf16 use the wasm kernels (cpp/convert.h): widening is exact
- * (bf16→f32 is a 16-bit shift), narrowing rounds to nearest even, so f32 values that came from a 16-bit
- * tensor narrow back to the very same bits. Call `await convertReady()` once before `toF32`/`fromF32`.
+ * Checkpoint tensors → f32 and back. f16/bf16 use the wasm kernels (cpp/convert.h) once the runtime is up, and an
+ * exact JavaScript loop otherwise, so loading needs no wasm (a runtime without WebAssembly SIMD can still load an
+ * adapter and run it on the js backend). Both give the same bits: widening is exact (bf16→f32 is a 16-bit shift),
+ * narrowing rounds to nearest even, so f32 values that came from a 16-bit tensor narrow back to the very same bits.
  */
 
 /** Float dtypes a LoRA factor may be stored in (and saved back to). */
@@ -16,9 +18,35 @@ export function isFloatDType(d: string): d is 'F64' | 'F32' | 'F16' | 'BF16' {
   return (FLOAT_SAFE_DTYPES as readonly string[]).includes(d);
 }
 
-/** Compiles the wasm module (idempotent). */
+/**
+ * Starts the wasm module when this runtime has WebAssembly SIMD (idempotent), for its faster conversions; without
+ * it the JavaScript conversions are used and loading still works.
+ */
 export async function convertReady(): Promise<void> {
-  await initWasm();
+  try {
+    checkWasmSupport();
+  } catch {
+    return;
+  }
+  await initWasm().catch(() => undefined);
+}
+
+/** 16-bit floats → f32 through the wasm kernel when ready, else exactly in JavaScript. */
+function halfToF32(kind: 'F16' | 'BF16', src: Uint16Array): Float32Array<ArrayBuffer> {
+  if (wasmReady()) return (kind === 'F16' ? f16ToF32(src) : bf16ToF32(src)) as Float32Array<ArrayBuffer>;
+  const out = new Float32Array(src.length);
+  const widen = kind === 'F16' ? f16ToNumber : bf16ToNumber;
+  for (let i = 0; i < src.length; i++) out[i] = widen(src[i]);
+  return out;
+}
+
+/** f32 → 16-bit floats (round to nearest even) through the wasm kernel when ready, else in JavaScript. */
+function f32ToHalf(kind: 'F16' | 'BF16', src: Float32Array): Uint16Array {
+  if (wasmReady()) return kind === 'F16' ? f32ToF16(src) : f32ToBf16(src);
+  const out = new Uint16Array(src.length);
+  const narrow = kind === 'F16' ? numberToF16 : numberToBf16;
+  for (let i = 0; i < src.length; i++) out[i] = narrow(src[i]);
+  return out;
 }
 
 /** Little-endian checkpoint bytes of `dtype` → a fresh Float32Array (never a view of `bytes`). */
@@ -30,9 +58,9 @@ export function toF32(dtype: SafeDType, bytes: Uint8Array, where = 'tensor'): Fl
       return out;
     }
     case 'F16':
-      return f16ToF32(toTyped('F16', bytes) as Uint16Array) as Float32Array<ArrayBuffer>;
+      return halfToF32('F16', toTyped('F16', bytes) as Uint16Array);
     case 'BF16':
-      return bf16ToF32(toTyped('BF16', bytes) as Uint16Array) as Float32Array<ArrayBuffer>;
+      return halfToF32('BF16', toTyped('BF16', bytes) as Uint16Array);
     case 'F64':
       return Float32Array.from(toTyped('F64', bytes) as Float64Array);
     default:
@@ -62,10 +90,10 @@ export function fromF32(dtype: SafeDType, data: Float32Array, where = 'tensor'):
       out = Float32Array.from(data);
       break;
     case 'F16':
-      out = f32ToF16(data);
+      out = f32ToHalf('F16', data);
       break;
     case 'BF16':
-      out = f32ToBf16(data);
+      out = f32ToHalf('BF16', data);
       break;
     case 'F64':
       out = Float64Array.from(data);

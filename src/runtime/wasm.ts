@@ -27,10 +27,12 @@ export interface PeftWasmExports {
   malloc(bytes: number): number;
   free(ptr: number): void;
   peft_abi_version(): number;
+  peft_heap_bytes_in_use(): number;
   peft_quant_strip_rows(): number;
   peft_f32_linear_scratch_bytes(m: number, k: number): number;
   peft_f32_linear(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
   peft_f32_linear__scalar(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
+  peft_f32_epilogue_rows(m: number, n: number, rows: number, y: number, ep: number): void;
   peft_f32xbf16_linear_scratch_bytes(m: number, k: number): number;
   peft_f32xbf16_linear(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
   peft_f32xbf16_linear__scalar(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
@@ -71,7 +73,7 @@ export interface PeftWasmExports {
 }
 
 /** The ABI version cpp/exports.cpp reports; bumped with any signature or struct-layout change. */
-export const ABI_VERSION = 5;
+export const ABI_VERSION = 7;
 
 /**
  * The smallest module that uses a SIMD128 instruction: `(func (result v128) i32.const 0 i32x4.splat)`.
@@ -173,6 +175,10 @@ export class WasmRuntime {
   }
   free(ptr: number): void {
     if (ptr) this.exports.free(ptr);
+  }
+  /** Bytes malloc'd and not yet freed (tensors, scratch): what leak tests compare. */
+  get heapBytesInUse(): number {
+    return this.exports.peft_heap_bytes_in_use() >>> 0;
   }
 }
 

@@ -7,7 +7,7 @@
  */
 import { BackendError } from '../../errors.js';
 import type { Tensor } from '../../tensor.js';
-import type { AttentionShape, Backend, BackendName, LoRADelta, QuantizedWeight, UploadOptions } from '../backend.js';
+import { isQuantized, type AttentionShape, type Backend, type BackendName, type LinearWeight, type LoRADelta, type QuantizedWeight, type Route, type RouteTerm, type UploadOptions } from '../backend.js';
 import { WebGPUBackend } from './backend.js';
 import { requestGpu, type WebGPUOptions } from './device.js';
 
@@ -81,6 +81,17 @@ class Auto implements AutoBackend {
         this.opt(rowScale),
       ),
     );
+  }
+  linearRouted(x: Tensor, w: LinearWeight, bias: Tensor | undefined, route: Route): Tensor {
+    return this.run(() => {
+      const routed = this.current.linearRouted;
+      if (!routed) throw new BackendError('dtype_unsupported', 'this backend has no routed linear', { where: `${this.current.name}.linearRouted` });
+      const q = isQuantized(w) ? { ...w, w: this.host(w.w), scales: this.host(w.scales), biases: this.host(w.biases) } : this.host(w);
+      // Map each distinct row list once, so rows that shared a list still share one (the grouping is by identity).
+      const lists = new Map<readonly RouteTerm[], readonly RouteTerm[]>();
+      const r = route.map((terms) => lists.get(terms) ?? lists.set(terms, this.ds(terms).map((d, i) => ({ ...d, gain: this.opt(terms[i].gain) }))).get(terms)!);
+      return routed.call(this.current, this.host(x), q, this.opt(bias), r);
+    });
   }
   embedding(ids: Tensor, table: Tensor, deltas: readonly LoRADelta[]): Tensor {
     return this.run(() => this.current.embedding(this.host(ids), this.host(table), this.ds(deltas)));

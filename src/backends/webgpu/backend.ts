@@ -19,7 +19,9 @@
 import type { DType } from '../../dtype.js';
 import { BackendError } from '../../errors.js';
 import { Tensor } from '../../tensor.js';
-import type { AttentionShape, Backend, LoRADelta, QuantizedWeight, UploadOptions } from '../backend.js';
+import { isQuantized, routeGroups, routePasses, type AttentionShape, type Backend, type LinearWeight, type LoRADelta, type QuantizedWeight, type Route, type UploadOptions } from '../backend.js';
+import { checkRoute } from '../js.js';
+import { toF64 } from '../../float16.js';
 import { BufferPool } from './buffer-pool.js';
 import { widen16 } from './convert.js';
 import { assertAlive, type GpuContext, type WebGPUOptions } from './device.js';
@@ -551,6 +553,70 @@ export class WebGPUBackend implements Backend, GpuOwner {
       call.fail();
       throw e;
     }
+  }
+
+  /**
+   * Per group of rows sharing a route: its x rows gathered (buffer copies), the `linear` / `quantizedLinear` op on
+   * them, its y rows scattered into the output (buffer copies, in queue order). Correct first: a dispatch per group;
+   * the shared-base SGMV form is the wasm backend's. A row stacking a DoRA with other adapters (two passes) is not
+   * supported here yet (typed error).
+   */
+  linearRouted(x: Tensor, w: LinearWeight, bias: Tensor | undefined, route: Route): Tensor {
+    this.check();
+    const q = isQuantized(w) ? w : undefined;
+    const [n, k] = q ? [q.n, q.k] : (w as Tensor).shape;
+    const xk = x.shape[x.shape.length - 1];
+    if (xk !== k) throw shapeError('x', `[m, ${k}]`, x.shape, 'linearRouted › x');
+    const m = x.size / k;
+    checkRoute(route, m, k, n, 'WebGPUBackend.linearRouted');
+    const groups = routeGroups(route).map((g) => ({ ...g, passes: routePasses(g.terms) }));
+    if (groups.some((g) => g.passes.length > 1)) {
+      throw new BackendError('dtype_unsupported', 'a row stacking a DoRA adapter with other adapters is not supported on WebGPU yet', {
+        expected: 'rows with LoRA adapters only, or one DoRA adapter alone',
+        where: 'WebGPUBackend.linearRouted',
+      });
+    }
+    const run = (xs: Tensor, p: (typeof groups)[number]['passes']) =>
+      q ? this.quantizedLinear(xs, q, bias, p[0]?.deltas ?? [], p[0]?.rowScale) : this.linear(xs, w as Tensor, bias, p[0]?.deltas ?? [], p[0]?.rowScale);
+    if (groups.length === 1) return run(x, groups[0].passes);
+    const yBytes = m * n * 4;
+    const y = this.pool.acquire(yBytes, TENSOR_USAGE, `linearRouted y ${m}x${n}`);
+    try {
+      for (const g of groups) {
+        const sub = this.gatherRows(x, g.rows, k);
+        const out = run(sub, g.passes);
+        const enc = this.device.createCommandEncoder({ label: 'linearRouted scatter' });
+        const ob = (out.storage as GpuStorage).buffer;
+        g.rows.forEach((row, i) => enc.copyBufferToBuffer(ob, i * n * 4, y, row * n * 4, n * 4));
+        this.device.queue.submit([enc.finish()]);
+        this.stats.submits++;
+        out.dispose();
+        if (sub !== x) sub.dispose();
+        this.pool.afterSubmit();
+      }
+    } catch (e) {
+      this.pool.release(y);
+      throw e;
+    }
+    return this.gpuTensor([...x.shape.slice(0, -1), n], 'f32', y, yBytes);
+  }
+
+  /** Rows `rows` of x [m,k] as a [rows.length, k] f32 tensor: host rows sliced, GPU rows copied buffer to buffer. */
+  private gatherRows(x: Tensor, rows: readonly number[], k: number): Tensor {
+    if (!(x.storage instanceof GpuStorage)) {
+      const src = x.dtype === 'f32' ? (x.data as Float32Array) : Float32Array.from(toF64(x));
+      const out = new Float32Array(rows.length * k);
+      rows.forEach((row, i) => out.set(src.subarray(row * k, (row + 1) * k), i * k));
+      return Tensor.from(out, [rows.length, k], 'f32');
+    }
+    if (x.dtype !== 'f32') throw new BackendError('dtype_unsupported', 'a routed GPU input must be f32', { got: x.dtype, where: 'WebGPUBackend.linearRouted' });
+    const bytes = rows.length * k * 4;
+    const buf = this.pool.acquire(bytes, TENSOR_USAGE, 'linearRouted x rows');
+    const enc = this.device.createCommandEncoder({ label: 'linearRouted gather' });
+    rows.forEach((row, i) => enc.copyBufferToBuffer((x.storage as GpuStorage).buffer, row * k * 4, buf, i * k * 4, k * 4));
+    this.device.queue.submit([enc.finish()]);
+    this.stats.submits++;
+    return this.gpuTensor([rows.length, k], 'f32', buf, bytes);
   }
 
   embedding(ids: Tensor, table: Tensor, deltas: readonly LoRADelta[]): Tensor {

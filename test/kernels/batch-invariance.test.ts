@@ -1,0 +1,128 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import type { Backend, LoRADelta, QuantizedWeight } from '../../src/backends/backend.js';
+import { JsBackend } from '../../src/backends/js.js';
+import { WasmBackend } from '../../src/backends/wasm.js';
+import { Linear } from '../../src/nn/linear.js';
+import { QuantizedLinear } from '../../src/nn/quantized-linear.js';
+import { Tensor } from '../../src/tensor.js';
+import { randomF32, rng } from './helpers.js';
+
+/**
+ * Batch invariance: a row's output never depends on how many rows ride with it. Every row of a batch of
+ * m = 5, 9, 17 (the GEMV m ≤ 4 chunks, the small-m and the packed-GEMM paths) must equal, bit for bit, the same
+ * row computed alone (m = 1), and the first four rows computed as a batch of 4. f32, bf16 and 4-bit W, with and
+ * without LoRA deltas (+ lora bias and a DoRA row scale). k crosses the GEMM's k-block (512) and leaves tails
+ * (k % 8, n % 16). The reference is the same backend on m = 1: what speculative decoding compares against.
+ * On wasm the scalar twins are also checked against the SIMD kernels (f32 and bf16: same order, same bits).
+ */
+
+type WeightKind = 'f32' | 'bf16' | 'q4';
+interface Case {
+  kind: WeightKind;
+  k: number;
+  n: number;
+  ranks: number[];
+  rowScale: boolean;
+}
+const cases: Case[] = [];
+for (const kind of ['f32', 'bf16', 'q4'] as const) {
+  const k = kind === 'q4' ? 576 : 1030;
+  cases.push({ kind, k, n: 45, ranks: [], rowScale: false });
+  cases.push({ kind, k, n: 45, ranks: [8], rowScale: false });
+  cases.push({ kind, k, n: 37, ranks: [16, 3], rowScale: true });
+}
+
+interface Layer {
+  project(x: Tensor, deltas: readonly LoRADelta[], rowScale?: Tensor): Tensor;
+}
+
+function build(be: Backend, c: Case, seed: number): { layer: Layer; deltas: LoRADelta[]; rowScale?: Tensor } {
+  const rand = rng(seed);
+  const w = Tensor.from(randomF32(rand, c.n * c.k), [c.n, c.k], 'f32');
+  const bias = Tensor.from(randomF32(rand, c.n), [c.n], 'f32');
+  const dense = new Linear(w, bias, { backend: be, weightDtype: c.kind === 'bf16' ? 'bf16' : 'f32' });
+  let layer: Layer = dense;
+  if (c.kind === 'q4') {
+    const q = QuantizedLinear.fromLinear(dense, { bits: 4, groupSize: 64 });
+    const qw: QuantizedWeight = q.q;
+    layer = { project: (x, d, rs) => be.quantizedLinear(x, qw, bias, d, rs) };
+  }
+  const up = (a: Float32Array<ArrayBuffer>, shape: number[]) => be.upload(Tensor.from(a, shape, 'f32'));
+  const deltas = c.ranks.map((r, i) => ({
+    a: up(randomF32(rand, c.k * r), [c.k, r]),
+    b: up(randomF32(rand, r * c.n), [r, c.n]),
+    scale: 0.75 + i,
+    ...(i === 1 ? { bias: up(randomF32(rand, c.n), [c.n]) } : {}),
+  }));
+  const rowScale = c.rowScale ? up(Float32Array.from(randomF32(rand, c.n), (v) => 0.5 + Math.abs(v)), [c.n]) : undefined;
+  return { layer, deltas, rowScale };
+}
+
+function rows(be: Backend, l: { layer: Layer; deltas: LoRADelta[]; rowScale?: Tensor }, x: Float32Array, k: number, from: number, count: number): Uint32Array {
+  const xt = Tensor.from(x.slice(from * k, (from + count) * k), [count, k], 'f32');
+  const y = l.layer.project(xt, l.deltas, l.rowScale);
+  const out = new Uint32Array(Float32Array.from(y.data as Float32Array).buffer);
+  y.dispose();
+  return out;
+}
+
+/** First differing element, printed with its row and column, or undefined when the bits agree. */
+function firstDiff(got: Uint32Array, ref: Uint32Array, n: number): string | undefined {
+  for (let i = 0; i < ref.length; i++) {
+    if (got[i] !== ref[i]) {
+      const f = (u: number) => new Float32Array(Uint32Array.of(u).buffer)[0];
+      return `row ${Math.floor(i / n)} col ${i % n}: alone ${f(ref[i])}, in batch ${f(got[i])}`;
+    }
+  }
+  return undefined;
+}
+
+const backends: Record<string, () => Promise<Backend>> = {
+  'wasm simd128': () => WasmBackend.create({ kernels: 'simd128' }),
+  'wasm scalar': () => WasmBackend.create({ kernels: 'scalar' }),
+  js: async () => new JsBackend(),
+};
+
+for (const [name, make] of Object.entries(backends)) {
+  describe(`batch invariance (${name})`, () => {
+    let be: Backend;
+    beforeAll(async () => {
+      be = await make();
+    });
+    cases.forEach((c, ci) => {
+      const title = `${c.kind} W, k=${c.k} n=${c.n} r=[${c.ranks}]${c.rowScale ? ' rowScale' : ''}: rows of m = 4, 5, 9, 17 equal each row alone`;
+      it(title, () => {
+        const l = build(be, c, 100 + ci);
+        const x = randomF32(rng(7 + ci), 17 * c.k);
+        const alone: Uint32Array[] = [];
+        for (let i = 0; i < 17; i++) alone.push(rows(be, l, x, c.k, i, 1));
+        for (const m of [4, 5, 9, 17]) {
+          const got = rows(be, l, x, c.k, 0, m);
+          const ref = new Uint32Array(m * c.n);
+          for (let i = 0; i < m; i++) ref.set(alone[i], i * c.n);
+          expect(firstDiff(got, ref, c.n), `m=${m}`).toBeUndefined();
+        }
+        // A row's bits do not depend on its position in the batch either.
+        const mid = rows(be, l, x, c.k, 3, 9);
+        const ref = new Uint32Array(9 * c.n);
+        for (let i = 0; i < 9; i++) ref.set(alone[3 + i], i * c.n);
+        expect(firstDiff(mid, ref, c.n), 'rows 3..11').toBeUndefined();
+      });
+    });
+  });
+}
+
+describe('SIMD128 kernels equal their scalar twins bit for bit (same k order)', () => {
+  for (const c of cases.filter((q) => q.kind !== 'q4')) {
+    it(`${c.kind} W, k=${c.k} n=${c.n} r=[${c.ranks}], m = 1, 3, 9`, async () => {
+      const simd = await WasmBackend.create({ kernels: 'simd128' });
+      const scalar = await WasmBackend.create({ kernels: 'scalar' });
+      const x = randomF32(rng(3), 9 * c.k);
+      for (const m of [1, 3, 9]) {
+        const a = rows(simd, build(simd, c, 5), x, c.k, 0, m);
+        const b = rows(scalar, build(scalar, c, 5), x, c.k, 0, m);
+        expect(firstDiff(a, b, c.n), `m=${m}`).toBeUndefined();
+      }
+    });
+  }
+});
