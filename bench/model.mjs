@@ -12,7 +12,8 @@
 //     hardware one; otherwise the reason it was skipped.
 // Timing: interleaved rounds, each round runs every engine once per task in a shuffled (seeded) order; a figure is
 // the median over rounds, a ratio the median of the per-round ratios (a burst of load hits a round's engines alike).
-//   node model.mjs [--quick] [--part pycoder,synthetic,speculative,webgpu]    (writes results-model.md)
+//   node model.mjs [--quick] [--part pycoder,synthetic,speculative,webgpu]
+// writes results-model.md (--quick: .scratch/results-model-quick.md, so a smoke run keeps the full run's figures).
 process.env.VK_ICD_FILENAMES ??= '/usr/lib/chromium/vk_swiftshader_icd.json'; // before Dawn starts: see webgpu.mjs
 import { execFileSync, spawn } from 'node:child_process';
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs';
@@ -812,7 +813,10 @@ function commit() {
   }
 }
 
-/** Writes results-model.md: date, commit, machine, versions and every table of this run. */
+/**
+ * Writes results-model.md: date, commit, machine, versions and every table of this run. A --quick run writes
+ * .scratch/results-model-quick.md instead (git-ignored), so a smoke run never replaces the figures of a full one.
+ */
 export function writeModelResults(r, md) {
   const head = [
     '# Language-model benchmark (bench/model.mjs)',
@@ -824,7 +828,10 @@ export function writeModelResults(r, md) {
     `- peer: onnxruntime-web ${pkgVersion('onnxruntime-web')} (WASM EP)`,
     '',
   ].join('\n');
-  writeFileSync(new URL('./results-model.md', import.meta.url), `${head}\n${md}\n`);
+  const file = new URL(r.quick ? './.scratch/results-model-quick.md' : './results-model.md', import.meta.url);
+  mkdirSync(new URL('.', file), { recursive: true });
+  writeFileSync(file, `${head}\n${md}\n`);
+  return fileURLToPath(file);
 }
 
 if (import.meta.url === `file://${process.argv[1]}` && process.argv.includes(CHILD_FLAG)) {
@@ -846,8 +853,7 @@ if (import.meta.url === `file://${process.argv[1]}` && process.argv.includes(CHI
   const r = await runModel({ quick, parts });
   const md = modelTables(r);
   console.log(`\n${md}`);
-  writeModelResults(r, md);
-  console.error('wrote bench/results-model.md');
+  console.error(`wrote ${writeModelResults(r, md)}`);
   process.exit(modelOk(r) ? 0 : 1); // Dawn (webgpu) keeps the event loop alive
 }
 
