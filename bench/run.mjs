@@ -1,5 +1,6 @@
-// Runs every bench question (or `--only gemm,quant,load,gpu`), prints markdown tables the README can take as they are,
-// and writes the same to results.md. `--quick` runs a reduced set for a smoke test (not for the README).
+// Runs every bench question (or `--only gemm,quant,load,gpu,model`), prints markdown tables the README can take as they
+// are, and writes the same to results.md (`model` also writes its own results-model.md). `--quick` runs a reduced set for
+// a smoke test (not for the README).
 // From the repo root: `npm run bench` (builds the library, installs the peers from bench/package-lock.json).
 process.env.VK_ICD_FILENAMES ??= '/usr/lib/chromium/vk_swiftshader_icd.json'; // before Dawn starts: see webgpu.mjs
 import { writeFileSync } from 'node:fs';
@@ -7,6 +8,7 @@ import { args, machine, pkgVersion } from './lib/common.mjs';
 import { gemmTables, runGemm } from './gemm.mjs';
 import { gpuTables, runGpu } from './webgpu.mjs';
 import { loadTables, runLoad } from './load.mjs';
+import { modelTables, runModel, writeModelResults } from './model.mjs';
 import { quantTables, runQuant } from './quant.mjs';
 
 const QUESTIONS = {
@@ -14,6 +16,12 @@ const QUESTIONS = {
   quant: async (o) => quantTables(await runQuant(o)),
   load: async (o) => loadTables(await runLoad(o)),
   gpu: async (o) => gpuTables(await runGpu(o)),
+  model: async (o) => {
+    const r = await runModel(o);
+    const md = modelTables(r);
+    writeModelResults(r, md);
+    return md;
+  },
 };
 
 const a = args();
