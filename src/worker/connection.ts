@@ -6,7 +6,9 @@ import { PROTOCOL, fromWireError, isPeftMessage, type Reply, type Request } from
  * Worker (Node: `on`, `ref`/`unref`, `terminate()` resolving with the exit code).
  */
 export interface WorkerLike {
-  postMessage(message: unknown, transfer?: Transferable[]): void;
+  // `any[]`: Node's worker_threads and the DOM each have their own Transferable type, and neither accepts the other's.
+  // eslint-disable-next-line @typescript-eslint/no-explicit-any
+  postMessage(message: unknown, transfer?: any[]): void;
   terminate(): unknown;
   on?(event: string, fn: (...args: never[]) => void): unknown;
   addEventListener?(event: string, fn: (e: never) => void): void;

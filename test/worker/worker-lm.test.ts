@@ -122,7 +122,7 @@ describe('WorkerLM (worker_threads, from the sources)', () => {
     expect(missing).toMatchObject({ name: 'IoError', code: 'not_found', file: 'model.safetensors' });
 
     // Checked before anything is sent: a FileSet holds functions, which no worker can receive.
-    const fileSet = await caught(WorkerLM.load(await toFileSet(`${PYCODER}/base`), {}, { worker: lm }));
+    const fileSet = await caught(WorkerLM.load((await toFileSet(`${PYCODER}/base`)) as never, {}, { worker: lm }));
     expect(fileSet).toBeInstanceOf(IoError);
     expect(fileSet).toMatchObject({ code: 'unsupported_source' });
     const response = await caught(lm.addAdapter({ source: { 'adapter_config.json': new Response('{}') as never } }));
