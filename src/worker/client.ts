@@ -122,7 +122,12 @@ export class WorkerLM {
     let conn: Connection;
     let owned = false;
     if (where.worker instanceof WorkerLM) conn = where.worker.#conn;
-    else if (where.worker) conn = new Connection(where.worker, { owned: false, timeoutMs: where.timeoutMs });
+    else if (where.worker) {
+      // One connection per worker: two would both hear every answer, and their request ids would collide.
+      let c = connections.get(where.worker);
+      if (!c || c.closed) connections.set(where.worker, (c = new Connection(where.worker, { owned: false, timeoutMs: where.timeoutMs })));
+      conn = c;
+    }
     else {
       conn = new Connection(await spawnWorker(), { owned: true, timeoutMs: where.timeoutMs });
       owned = true;
@@ -291,6 +296,9 @@ export class WorkerLM {
     return `WorkerLM(${this.#info.description})`;
   }
 }
+
+/** The connection to each worker a caller passed in. */
+const connections = new WeakMap<WorkerLike, Connection>();
 
 function isFile(v: unknown): v is WorkerFile {
   return v instanceof Uint8Array || v instanceof ArrayBuffer || (typeof Blob !== 'undefined' && v instanceof Blob);

@@ -186,6 +186,12 @@ describe('WorkerLM (worker_threads, from the sources)', () => {
     await lm.addAdapter({ name: 'draft', source: `${PYCODER}/draft-l2`, enabled: false });
     const s = await lm.generate(p0.text, { maxNewTokens: 32, draft: { adapter: 'draft', exitAfterLayers: 2 } });
     expect(s.tokens).toEqual(p0.greedy_off.slice(0, 32));
+    // The same raw Worker passed again: the one connection it already has (ids do not collide), a third model.
+    const third = await WorkerLM.load(`${PYCODER}/base`, { weightDtype: 'bf16' }, { worker });
+    const [a, b] = await Promise.all([third.generate(p0.text, { maxNewTokens: 8 }), lm.generate(p0.text, { maxNewTokens: 8 })]);
+    expect(a.tokens).toEqual(p0.greedy_off.slice(0, 8));
+    expect(b.tokens).toEqual(p0.greedy_off.slice(0, 8));
+    await third.dispose();
     await drafter.dispose();
     expect(await caught(drafter.generate(p0.text))).toMatchObject({ name: 'WorkerError', code: 'disposed' });
     expect((await lm.generate(p0.text, { maxNewTokens: 4 })).tokens).toEqual(p0.greedy_off.slice(0, 4)); // the worker lives on
