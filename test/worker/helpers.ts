@@ -1,6 +1,6 @@
 // The worker script built from src/ (as tsup builds dist/worker-script.js, with the library bundled in), so these
 // tests run the sources without `npm run build`.
-import { mkdirSync, rmSync } from 'node:fs';
+import { mkdirSync } from 'node:fs';
 import { resolve } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { Worker } from 'node:worker_threads';
@@ -11,12 +11,13 @@ export const PYCODER = resolve(ROOT, 'models/pycoder');
 
 let script: Promise<URL> | undefined;
 
-/** Builds src/worker/script.ts once per test file (a name of its own: test files run in parallel). */
+/** Builds src/worker/script.ts once per test file, into test/artifacts/worker/ (gitignored; rebuilt every run). */
 export function workerScript(): Promise<URL> {
   script ??= (async () => {
     const dir = resolve(ROOT, 'test/artifacts/worker');
     mkdirSync(dir, { recursive: true });
-    const outfile = resolve(dir, `worker-script-${process.pid}-${Math.random().toString(36).slice(2)}.mjs`);
+    // One file per vitest pool: files running in parallel never share one, and each run overwrites its own.
+    const outfile = resolve(dir, `worker-script.${process.env.VITEST_POOL_ID ?? '0'}.mjs`);
     await build({
       entryPoints: [resolve(ROOT, 'src/worker/script.ts')],
       bundle: true,
@@ -27,7 +28,6 @@ export function workerScript(): Promise<URL> {
       external: ['zod', '@huggingface/tokenizers', 'webgpu'],
       logLevel: 'error',
     });
-    process.once('exit', () => rmSync(outfile, { force: true }));
     return pathToFileURL(outfile);
   })();
   return script;
