@@ -1,5 +1,5 @@
 import { existsSync, readFileSync } from 'node:fs';
-import { resolve } from 'node:path';
+import { resolve, sep } from 'node:path';
 import type { Plugin } from 'esbuild';
 import { defineConfig, type Options } from 'tsup';
 
@@ -21,6 +21,20 @@ const browserTwins: Plugin = {
     });
   },
 };
+
+/**
+ * The worker builds import the library from the bundle beside them instead of bundling a copy: in src/worker/,
+ * `../errors.js` (peftjs/worker: its re-created errors are then instances of the classes `peftjs` exports) and
+ * `../index.js` (the worker script). `beside(format)` names that bundle.
+ */
+const fromBeside = (beside: (format: string | undefined) => string): Plugin => ({
+  name: 'peftjs-from-beside',
+  setup(build) {
+    build.onResolve({ filter: /^\.\.\/(errors|index)\.js$/ }, (args) =>
+      args.importer.includes(`${sep}src${sep}worker${sep}`) ? { path: beside(build.initialOptions.format), external: true } : undefined,
+    );
+  },
+});
 
 const library = {
   platform: 'neutral',
@@ -69,6 +83,38 @@ export default defineConfig([
     minify: true,
     // Error names come from `new.target.name` (IoError, ConfigError…): minified class names would say `L`.
     keepNames: true,
+  },
+  // peftjs/worker (WorkerLM, the main-thread side) for each condition, and the scripts its workers run.
+  {
+    ...library,
+    entry: { worker: 'src/worker/index.ts' },
+    format: ['esm', 'cjs'],
+    dts: { banner: '/// <reference lib="esnext.disposable" />' },
+    shims: true,
+    esbuildPlugins: [fromBeside((f) => (f === 'cjs' ? './index.cjs' : './index.js'))],
+    external: [/^node:/],
+  },
+  {
+    ...library,
+    entry: { 'worker.browser': 'src/worker/index.ts' },
+    format: ['esm'],
+    platform: 'browser',
+    esbuildPlugins: [fromBeside(() => './index.browser.js'), browserTwins],
+  },
+  {
+    ...library,
+    entry: { 'worker-script': 'src/worker/script.ts' },
+    format: ['esm'],
+    esbuildPlugins: [fromBeside(() => './index.js')],
+    external: [/^node:/],
+  },
+  {
+    // A Web Worker runs this as it is, with or without a bundler: it imports the standalone build (zod bundled).
+    ...library,
+    entry: { 'worker-script.browser': 'src/worker/script.ts' },
+    format: ['esm'],
+    platform: 'browser',
+    esbuildPlugins: [fromBeside(() => './peftjs.standalone.js'), browserTwins],
   },
   {
     entry: { cli: 'src/cli/index.ts' },

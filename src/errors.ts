@@ -277,3 +277,9 @@ export type ModelCode =
 export class ModelError extends PeftError<ModelCode> {
   override readonly name = 'ModelError';
 }
+
+export type WorkerCode = 'terminated' | 'crashed' | 'no_handshake' | 'bad_message' | 'disposed' | 'not_a_worker';
+/** A model run in a worker (`WorkerLM`, peftjs/worker): the worker is gone or failed, or the model was disposed. */
+export class WorkerError extends PeftError<WorkerCode> {
+  override readonly name = 'WorkerError';
+}

@@ -64,3 +64,7 @@ export { Rng, argmax, sampleToken, type SamplingOptions } from './generate/sampl
 export { decodeTokens, speculativeTokens, expectedTokens, type DecodeTarget, type DecodeStats, type SpeculativeStats, type DraftOptions } from './generate/decode.js';
 export { loraLayersOf } from './lora/set-enabled.js';
 export type { AttentionShape } from './backends/backend.js';
+
+// Workers: the worker side (`WorkerLM`, the main-thread side, is in peftjs/worker)
+export { serveLM } from './worker/host.js';
+export type { HostPort } from './worker/endpoint.js';

@@ -2,6 +2,7 @@ import { init } from '../backends/index.js';
 import { ApplyError } from '../errors.js';
 import type { AdapterSource } from '../io/fileset.js';
 import { LoRAContainer } from '../lora/container.js';
+import type { ProgressFactory } from './progress.js';
 
 /**
  * `peftjs convert <adapter> --to peft|mlx --out DIR`: rewrites an adapter in the other format (either format in,
@@ -12,12 +13,12 @@ import { LoRAContainer } from '../lora/container.js';
 export const CONVERT_TARGETS = ['peft', 'mlx'] as const;
 export type ConvertTarget = (typeof CONVERT_TARGETS)[number];
 
-export async function convertAdapter(source: AdapterSource, to: string, out: string): Promise<{ format: ConvertTarget; files: string[]; modules: number }> {
+export async function convertAdapter(source: AdapterSource, to: string, out: string, opts: { progress?: ProgressFactory } = {}): Promise<{ format: ConvertTarget; files: string[]; modules: number }> {
   if (!(CONVERT_TARGETS as readonly string[]).includes(to)) {
     throw new ApplyError('bad_option', 'unknown target format', { expected: CONVERT_TARGETS.join(' or '), got: to, where: '--to' });
   }
   await init();
-  const container = await LoRAContainer.load(source);
+  const container = await LoRAContainer.load(source, { onProgress: opts.progress?.('adapter') });
   const files = to === 'mlx' ? container.saveMLX() : container.savePEFT();
   const fs = await import('node:fs/promises');
   const { join } = await import('node:path');

@@ -3,7 +3,7 @@ import { createBackend } from '../backends/index.js';
 import { LoRAContainer } from '../lora/container.js';
 import { setLoRAEnabled } from '../lora/set-enabled.js';
 import { CausalLM, type GenerateOptions } from '../models/causal-lm.js';
-import type { LoadProgress } from '../models/checkpoint.js';
+import { progressReporter } from './progress.js';
 
 export interface GenerateCliOptions {
   model: string;
@@ -50,41 +50,20 @@ class Terminal {
   }
 }
 
-/** A progress bar on a TTY (redrawn in place), plain lines otherwise (one per 25 %), for loads over a second. */
-export function progressReporter(label: string, err: NodeJS.WriteStream = process.stderr): (p: LoadProgress) => void {
-  const t0 = Date.now();
-  let lastQuarter = -1;
-  return (p) => {
-    if (Date.now() - t0 < 1000 && p.loaded < p.total) return;
-    const frac = p.total ? p.loaded / p.total : 1;
-    if (err.isTTY) {
-      const w = 30;
-      const fill = Math.round(frac * w);
-      err.write(`\r${label} [${'█'.repeat(fill)}${' '.repeat(w - fill)}] ${(frac * 100).toFixed(0)}% ${(p.loaded / 2 ** 20).toFixed(1)} MiB${frac >= 1 ? '\n' : ''}`);
-    } else {
-      const q = Math.floor(frac * 4);
-      if (q > lastQuarter) {
-        lastQuarter = q;
-        err.write(`${label}: ${(frac * 100).toFixed(0)}% (${(p.loaded / 2 ** 20).toFixed(1)} of ${(p.total / 2 ** 20).toFixed(1)} MiB)\n`);
-      }
-    }
-  };
-}
-
 /** `peftjs generate`: loads the model (+ adapter, + drafter), streams the continuation with a live tokens/s line. */
 export async function generateCommand(o: GenerateCliOptions, term = new Terminal()): Promise<void> {
   const backend: Backend = o.backend === 'webgpu' ? await createWebGPU() : await createBackend(o.backend);
   const lm = await CausalLM.load(o.model, { backend, weightDtype: 'bf16', onProgress: progressReporter('model') });
   let adapter: LoRAContainer | undefined;
   if (o.adapter) {
-    adapter = await LoRAContainer.load(o.adapter, { name: 'adapter' });
+    adapter = await LoRAContainer.load(o.adapter, { name: 'adapter', onProgress: progressReporter('adapter') });
     adapter.apply(lm);
   } else if (o.lora !== 'off') {
     o.lora = 'off';
   }
   let draftName: string | undefined;
   if (o.draft) {
-    const d = await LoRAContainer.load(o.draft, { name: 'draft' });
+    const d = await LoRAContainer.load(o.draft, { name: 'draft', onProgress: progressReporter('drafter') });
     d.apply(lm);
     setLoRAEnabled(lm, false, { adapter: 'draft' });
     draftName = 'draft';

@@ -7,6 +7,7 @@ import { mergeCheckpoint, parseSize } from './merge.js';
 import { benchModel } from './bench-model.js';
 import { embeddedModelDir, lmDemo } from './lm-demo.js';
 import { generateCommand, type GenerateCliOptions } from './generate.js';
+import { progressReporter } from './progress.js';
 
 const HELP = `peftjs ${VERSION}: run HuggingFace PEFT LoRA adapters in JavaScript
 
@@ -102,13 +103,13 @@ async function main(argv: readonly string[]): Promise<number> {
     }
     case 'inspect': {
       if (!rest[0]) throw new Error('inspect needs an adapter directory or URL (see peftjs --help)');
-      console.log(await inspect(rest[0], { json: options.json === true, full: options.full === true }));
+      console.log(await inspect(rest[0], { json: options.json === true, full: options.full === true, progress: progressReporter }));
       return 0;
     }
     case 'convert': {
       const { to, out } = options;
       if (!rest[0] || typeof to !== 'string' || typeof out !== 'string') throw new Error('convert needs <adapter> --to peft|mlx --out DIR (see peftjs --help)');
-      const r = await convertAdapter(rest[0], to, out);
+      const r = await convertAdapter(rest[0], to, out, { progress: progressReporter });
       console.log(`wrote a ${r.format.toUpperCase()} adapter (${r.modules} LoRA modules) to ${out}: ${r.files.join(', ')}`);
       return 0;
     }
@@ -116,7 +117,7 @@ async function main(argv: readonly string[]): Promise<number> {
       const { model, adapter, out } = options;
       if (typeof model !== 'string' || typeof adapter !== 'string' || typeof out !== 'string') throw new Error('merge needs --model DIR --adapter DIR --out DIR (see peftjs --help)');
       const max = options['max-shard-size'];
-      const r = await mergeCheckpoint({ model, adapter, out, maxShardBytes: typeof max === 'string' ? parseSize(max) : undefined });
+      const r = await mergeCheckpoint({ model, adapter, out, maxShardBytes: typeof max === 'string' ? parseSize(max) : undefined, progress: progressReporter });
       console.log(`merged ${r.merged.length} layers; wrote ${r.tensors} tensors (${(r.bytes / 2 ** 20).toFixed(1)} MiB) to ${out}: ${r.files.join(', ')}`);
       return 0;
     }

@@ -13,6 +13,7 @@ import { groupPeftKeys } from '../peft/keys.js';
 import { PEFT_FILES, readConfigJson, tokenIndicesFor } from '../peft/load.js';
 import { alphaFor, rankFor, scaleOf } from '../peft/scaling.js';
 import { init } from '../backends/index.js';
+import type { ProgressFactory } from './progress.js';
 
 /**
  * `peftjs inspect <adapter>`: what an adapter holds, from `adapter_config.json` and the safetensors header alone.
@@ -27,19 +28,19 @@ export interface InspectResult {
   report: AdapterReport;
 }
 
-export async function inspectAdapter(source: string, opts: { full?: boolean } = {}): Promise<InspectResult> {
+export async function inspectAdapter(source: string, opts: { full?: boolean; progress?: ProgressFactory } = {}): Promise<InspectResult> {
   if (!opts.full) {
     const files = await toFileSet(source);
     const report = await headerReport(files);
     if (report) return { source, headerOnly: true, report };
   }
   await init();
-  const container = await LoRAContainer.load(source);
+  const container = await LoRAContainer.load(source, { onProgress: opts.progress?.('adapter') });
   return { source, headerOnly: false, report: container.report };
 }
 
 /** The table (or, with `json`, one JSON object) that `peftjs inspect` prints. */
-export async function inspect(source: string, opts: { full?: boolean; json?: boolean } = {}): Promise<string> {
+export async function inspect(source: string, opts: { full?: boolean; json?: boolean; progress?: ProgressFactory } = {}): Promise<string> {
   const r = await inspectAdapter(source, opts);
   if (!opts.json) return r.report.toString();
   const { toString: _, ...report } = r.report;

@@ -9,6 +9,7 @@ import { fromF64, toF64 } from '../nn/float.js';
 import { Linear } from '../nn/linear.js';
 import { loadModel } from '../nn/model-from-weights.js';
 import type { Tensor } from '../tensor.js';
+import type { ProgressFactory } from './progress.js';
 
 /**
  * `peftjs merge --model DIR --adapter DIR --out DIR`: what PEFT's `merge_and_unload()` + `save_pretrained()` or
@@ -26,6 +27,8 @@ export interface MergeOptions {
   out: string;
   /** Largest shard, in bytes; default 5 GiB (transformers' `max_shard_size="5GB"`). */
   maxShardBytes?: number;
+  /** Reporters for the model load, the adapter load and the writing (`progressReporter` in the CLI). */
+  progress?: ProgressFactory;
 }
 
 export interface MergeResult {
@@ -81,8 +84,8 @@ export async function mergeCheckpoint(opts: MergeOptions): Promise<MergeResult> 
   // A bf16 checkpoint is kept as bf16 in the layers, so the merged weight is rounded to bf16 once, from float64.
   const dtypes = new Set(readers.flatMap((r) => [...r.tensors.values()].map((t) => t.dtype)).filter((d) => DTYPE_OF[d]));
   await init();
-  const model = await loadModel(opts.model, dtypes.size === 1 && dtypes.has('BF16') ? { weightDtype: 'bf16' } : {});
-  const container = await LoRAContainer.load(opts.adapter);
+  const model = await loadModel(opts.model, { ...(dtypes.size === 1 && dtypes.has('BF16') ? { weightDtype: 'bf16' } : {}), onProgress: opts.progress?.('model') });
+  const container = await LoRAContainer.load(opts.adapter, { onProgress: opts.progress?.('adapter') });
   const applied = container.apply(model);
 
   // The merged tensors, by checkpoint name, in the checkpoint's dtype.
@@ -139,6 +142,8 @@ export async function mergeCheckpoint(opts: MergeOptions): Promise<MergeResult> 
   const written: string[] = [];
   const fileName = (i: number) => (shards.length === 1 ? 'model.safetensors' : `model-${String(i + 1).padStart(5, '0')}-of-${String(shards.length).padStart(5, '0')}.safetensors`);
   const weightMap: Record<string, string> = {};
+  const onWrite = opts.progress?.('write');
+  let done = 0;
   for (const [i, shard] of shards.entries()) {
     const tensors: Record<string, TensorToWrite> = {};
     for (const name of shard.names) {
@@ -150,6 +155,8 @@ export async function mergeCheckpoint(opts: MergeOptions): Promise<MergeResult> 
         tensors[name] = { dtype: t.dtype, shape: [...t.shape], data: await r.bytes(name) };
       }
       weightMap[name] = fileName(i);
+      done += tensors[name].data.byteLength;
+      onWrite?.({ loaded: done, total, file: fileName(i) });
     }
     await fs.writeFile(join(opts.out, fileName(i)), writeSafetensors(tensors, { format: 'pt' }));
     written.push(fileName(i));

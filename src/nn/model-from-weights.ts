@@ -112,8 +112,13 @@ const LOADABLE: Record<string, DType> = { F64: 'f64', F32: 'f32', F16: 'f16', BF
 /**
  * Reads a checkpoint folder (`model.safetensors`, or the shards listed by `model.safetensors.index.json`;
  * `config.json` for `model_type` and MLX `quantization` when present) and builds it with `modelFromWeights`.
+ * `onProgress` hears each tensor read: bytes so far of all shards, their total, and the shard.
  */
-export async function loadModel(source: AdapterSource, options: ModelFromWeightsOptions & { signal?: AbortSignal } = {}): Promise<Module> {
+export async function loadModel(
+  source: AdapterSource,
+  opts: ModelFromWeightsOptions & { signal?: AbortSignal; onProgress?: (p: { loaded: number; total: number; file: string }) => void } = {},
+): Promise<Module> {
+  const { onProgress, ...options } = opts;
   const files = await toFileSet(source);
   const json = async (name: string) => {
     const bytes = await files.readAll(name, { signal: options.signal });
@@ -122,13 +127,22 @@ export async function loadModel(source: AdapterSource, options: ModelFromWeights
   const index = await json('model.safetensors.index.json');
   const shards = index ? [...new Set(Object.values(index.weight_map as Record<string, string>))] : ['model.safetensors'];
   const tensors = new Map<string, Tensor>();
+  // Every shard's header first, so progress knows the total.
+  const readers: [string, SafetensorsReader][] = [];
   for (const shard of shards) {
     const src = await files.open(shard, { signal: options.signal });
     if (!src) throw new IoError('not_found', 'model file missing', { file: shard, where: files.name, expected: shards });
-    const reader = await SafetensorsReader.open(src, { file: shard, signal: options.signal });
+    readers.push([shard, await SafetensorsReader.open(src, { file: shard, signal: options.signal })]);
+  }
+  let total = 0;
+  for (const [, reader] of readers) for (const info of reader.tensors.values()) total += info.end - info.begin;
+  let loaded = 0;
+  for (const [shard, reader] of readers) {
     for (const [name, info] of reader.tensors) {
       const dtype = LOADABLE[info.dtype];
       if (dtype) tensors.set(name, Tensor.from((await reader.typed(name, options.signal)) as never, info.shape, dtype));
+      loaded += info.end - info.begin;
+      onProgress?.({ loaded, total, file: shard });
     }
   }
   const config = await json('config.json');

@@ -1,6 +1,7 @@
 // esbuild, Vite, webpack 5 and Rollup each bundle test/browser/bundlers/app.js against the packed peftjs with
 // their browser defaults and no peftjs-specific configuration; each bundle then runs in headless Chromium,
 // loads an adapter over HTTP and runs a forward. A bundler warning fails the test as an error would.
+// webpack 5 and Vite also bundle worker-app.js (peftjs/worker): the worker script is theirs to find and emit.
 import { copyFileSync, readFileSync, writeFileSync } from 'node:fs';
 import { join, relative } from 'node:path';
 import nodeResolve from '@rollup/plugin-node-resolve';
@@ -18,6 +19,7 @@ beforeAll(async () => {
   app = scratchApp('bundlers');
   copyFileSync(join(ROOT, 'test/browser/bundlers/app.js'), join(app.dir, 'app.js'));
   copyFileSync(join(ROOT, 'test/runtimes/smoke.mjs'), join(app.dir, 'smoke.mjs'));
+  copyFileSync(join(ROOT, 'test/browser/bundlers/worker-app.js'), join(app.dir, 'worker-app.js'));
   h = await startHarness();
 });
 afterAll(async () => {
@@ -136,4 +138,66 @@ test('Rollup (@rollup/plugin-node-resolve, browser: true)', async () => {
   expect(warnings).toEqual([]);
   expectBrowserBuild(join(app.dir, 'out/rollup/app.js'));
   await runInChromium(page('rollup', { src: 'app.js', module: true }));
+});
+
+const oracle = JSON.parse(readFileSync(join(ROOT, 'test/fixtures/models/pycoder/oracle.json'), 'utf8')) as { prompts: { text: string; greedy_on_text: string }[] };
+
+/** Runs a bundled worker-app.js page: the oracle text from the worker, a typed error of the page's own class. */
+async function runWorkerApp(url: string): Promise<string[]> {
+  const p = await h.context.newPage();
+  const errors: string[] = [];
+  const workers: string[] = [];
+  p.on('pageerror', (e) => errors.push(String(e)));
+  p.on('worker', (w) => workers.push(w.url()));
+  try {
+    await p.goto(url);
+    await p.waitForFunction(() => (window as unknown as { __result?: unknown }).__result !== undefined, undefined, { timeout: 60_000 });
+    const res = await p.evaluate(() => (window as unknown as { __result: unknown }).__result);
+    expect(errors).toEqual([]);
+    expect(res).toEqual({ text: oracle.prompts[0]!.greedy_on_text, error: 'ModelError:bad_option', sameClass: true });
+    return workers;
+  } finally {
+    await p.close();
+  }
+}
+
+test('peftjs/worker with webpack 5: the worker script is found by new URL(…, import.meta.url) and bundled', async () => {
+  const compiler = webpack({
+    mode: 'production',
+    context: app.dir,
+    entry: './worker-app.js',
+    target: 'web',
+    output: { path: join(app.dir, 'out/webpack-worker'), filename: 'main.js' },
+    optimization: { minimize: false },
+    performance: { hints: false },
+  });
+  const stats = await new Promise<webpack.Stats>((ok, fail) => compiler.run((err, s) => (err ? fail(err) : ok(s!))));
+  await new Promise<void>((ok) => compiler.close(() => ok()));
+  const info = stats.toJson({ all: false, errors: true, warnings: true });
+  expect((info.errors ?? []).map((e) => e.message)).toEqual([]);
+  expect((info.warnings ?? []).map((w) => w.message)).toEqual([]);
+  const workers = await runWorkerApp(page('webpack-worker', { src: 'main.js', module: false }));
+  expect(workers).toHaveLength(1);
+  expect(workers[0]).toContain('/out/webpack-worker/'); // the bundled worker, not a file of node_modules
+});
+
+test('peftjs/worker with Vite (vite build): the worker is emitted as its own chunk', async () => {
+  const warnings: string[] = [];
+  const logger = createLogger('warn', { allowClearScreen: false });
+  logger.warn = (msg) => void warnings.push(msg);
+  logger.warnOnce = (msg) => void warnings.push(msg);
+  logger.error = (msg) => void warnings.push(`error: ${msg}`);
+  writeFileSync(join(app.dir, 'worker.html'), '<!doctype html><meta charset="utf-8"><script type="module" src="./worker-app.js"></script>\n');
+  await viteBuild({
+    root: app.dir,
+    base: './',
+    configFile: false,
+    customLogger: logger,
+    logLevel: 'warn',
+    build: { outDir: join(app.dir, 'out/vite-worker'), emptyOutDir: true, chunkSizeWarningLimit: 4096, rollupOptions: { input: join(app.dir, 'worker.html') } },
+  });
+  expect(warnings).toEqual([]);
+  const workers = await runWorkerApp(`${h.base}/${relative(ROOT, join(app.dir, 'out/vite-worker'))}/worker.html`);
+  expect(workers).toHaveLength(1);
+  expect(workers[0]).toContain('/out/vite-worker/');
 });

@@ -1,7 +1,8 @@
 // Deno: the built package loads its wasm, computes one LoRA linear right, and loads a PEFT adapter from a directory
 // (run by `npm test` via scripts/run-runtimes.mjs).
 import * as lib from '../../dist/index.js';
-import { runGoldenSmoke, runModelSmoke, runSmoke } from '../runtimes/smoke.mjs';
+import * as workerLib from '../../dist/worker.js';
+import { runGoldenSmoke, runModelSmoke, runSmoke, runWorkerSmoke } from '../runtimes/smoke.mjs';
 
 const CASE = new URL('../fixtures/golden/basic/', import.meta.url);
 
@@ -24,4 +25,11 @@ Deno.test('deno: CausalLM (pycoder + prose LoRA) generates the oracle text, adap
   const oracle = JSON.parse(await Deno.readTextFile(new URL('test/fixtures/models/pycoder/oracle.json', root)));
   const res = await runModelSmoke(lib, { model: new URL('models/pycoder/base', root).pathname, adapter: new URL('models/pycoder/adapter', root).pathname, oracle });
   if (!res.ok) throw new Error(`model smoke failed: ${JSON.stringify(res)}`);
+});
+
+Deno.test('deno: WorkerLM (peftjs/worker, a Web Worker) streams the same oracle text; errors cross back typed', async () => {
+  const root = new URL('../../', import.meta.url);
+  const oracle = JSON.parse(await Deno.readTextFile(new URL('test/fixtures/models/pycoder/oracle.json', root)));
+  const res = await runWorkerSmoke(workerLib, lib, { model: new URL('models/pycoder/base', root).pathname, adapter: new URL('models/pycoder/adapter', root).pathname, oracle });
+  if (!res.ok) throw new Error(`worker smoke failed: ${JSON.stringify(res)}`);
 });

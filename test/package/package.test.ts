@@ -23,7 +23,7 @@ test('arethetypeswrong --pack: no problem for any entry point under node10, node
   const r = await run(bin('attw'), ['--pack', '.', '--format', 'json'], { cwd: ROOT, maxBuffer: 64 << 20 }).catch((e: { stdout: string }) => e);
   const json = JSON.parse(r.stdout) as { analysis: { problems: unknown[]; entrypoints: Record<string, unknown> } };
   expect(json.analysis.problems).toEqual([]);
-  expect(Object.keys(json.analysis.entrypoints).sort()).toEqual(['.', './package.json', './standalone']);
+  expect(Object.keys(json.analysis.entrypoints).sort()).toEqual(['.', './package.json', './standalone', './worker']);
 });
 
 describe('a consumer type-checks against the tarball (CJS .cts and ESM .mts, skipLibCheck false, lib es2022 + dom)', () => {
@@ -64,12 +64,14 @@ describe('a consumer type-checks against the tarball (CJS .cts and ESM .mts, ski
     expect(errors).toEqual([]);
     // Each file got the declaration file of its own module kind.
     const resolved = [...r.stdout.matchAll(/Module name '(peftjs[^']*)' was successfully resolved to '[^']*node_modules\/peftjs\/([^']*)'/g)].map((m) => `${m[1]} → ${m[2]}`);
-    expect(new Set(resolved)).toEqual(new Set(['peftjs → dist/index.d.ts', 'peftjs → dist/index.d.cts', 'peftjs/standalone → dist/index.d.ts']));
+    expect(new Set(resolved)).toEqual(
+      new Set(['peftjs → dist/index.d.ts', 'peftjs → dist/index.d.cts', 'peftjs/standalone → dist/index.d.ts', 'peftjs/worker → dist/worker.d.ts', 'peftjs/worker → dist/worker.d.cts']),
+    );
   });
 });
 
-test('the browser builds (dist/index.browser.js, dist/peftjs.standalone.js) name no Node module', () => {
-  for (const f of ['dist/index.browser.js', 'dist/peftjs.standalone.js']) {
+test('the browser builds (dist/index.browser.js, dist/peftjs.standalone.js, the worker ones) name no Node module', () => {
+  for (const f of ['dist/index.browser.js', 'dist/peftjs.standalone.js', 'dist/worker.browser.js', 'dist/worker-script.browser.js']) {
     const js = readFileSync(join(ROOT, f), 'utf8');
     expect(js.match(/["'`]node:[a-z/_]+["'`]/g) ?? [], f).toEqual([]);
     expect(js.match(/\brequire\(\s*["'`]/g) ?? [], f).toEqual([]);
@@ -86,4 +88,37 @@ test('every browser twin (src/**/x.browser.ts) exports the same names as x.ts', 
     const browser = (await import(join(ROOT, 'src', twin))) as object;
     expect(Object.keys(browser).sort(), twin).toEqual(Object.keys(node).sort());
   }
+});
+
+test('the worker builds import the library from the bundle beside them (one copy of each error class), nothing else', () => {
+  const imports = (f: string) => [...readFileSync(join(ROOT, f), 'utf8').matchAll(/(?:\bfrom|\bimport\(?|\brequire\()\s*["'`]([^"'`]+)["'`]/g)].map((m) => m[1]);
+  expect(new Set(imports('dist/worker.js'))).toEqual(new Set(['./index.js', 'node:worker_threads']));
+  expect(new Set(imports('dist/worker.cjs'))).toEqual(new Set(['./index.cjs', 'node:worker_threads']));
+  expect(new Set(imports('dist/worker.browser.js'))).toEqual(new Set(['./index.browser.js']));
+  expect(imports('dist/worker-script.js')).toEqual(['./index.js']);
+  expect(imports('dist/worker-script.browser.js')).toEqual(['./peftjs.standalone.js']);
+});
+
+describe('peftjs/worker from the tarball, in Node (ESM and CJS): the shipped worker script runs the model', () => {
+  let app: ReturnType<typeof scratchApp>;
+  beforeAll(() => {
+    app = scratchApp('worker');
+  });
+  afterAll(() => app?.cleanup());
+  const oracle = JSON.parse(readFileSync(join(ROOT, 'test/fixtures/models/pycoder/oracle.json'), 'utf8')) as { prompts: { text: string; greedy_on_text: string }[] };
+  const p0 = oracle.prompts[0]!;
+  // No terminate(): an idle worker must not keep the process alive (the process exits by itself).
+  const body = (imp: string) => `${imp}
+const lm = await WorkerLM.load(${JSON.stringify(join(ROOT, 'models/pycoder/base'))}, { weightDtype: 'bf16', adapters: [{ name: 'prose', source: ${JSON.stringify(join(ROOT, 'models/pycoder/adapter'))} }] });
+const { text } = await lm.generate(${JSON.stringify(p0.text)}, { maxNewTokens: 64 });
+const e = await lm.generate('x', { topK: -1 }).catch((e) => e);
+console.log(JSON.stringify({ text, sameClass: e instanceof peft.ModelError && e instanceof ModelError, code: e.code }));`;
+  test.each([
+    ['esm.mjs', body("import * as peft from 'peftjs'; import { WorkerLM, ModelError } from 'peftjs/worker';")],
+    ['cjs.cjs', `(async () => { ${body("const peft = require('peftjs'); const { WorkerLM, ModelError } = require('peftjs/worker');")} })();`],
+  ])('%s', async (file, src) => {
+    writeFileSync(join(app.dir, file), src);
+    const r = await run(process.execPath, [file], { cwd: app.dir, timeout: 60_000 });
+    expect(JSON.parse(r.stdout)).toEqual({ text: p0.greedy_on_text, sameClass: true, code: 'bad_option' });
+  });
 });

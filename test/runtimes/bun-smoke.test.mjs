@@ -2,7 +2,8 @@
 // (run by `npm test` via scripts/run-runtimes.mjs).
 import { expect, test } from 'bun:test';
 import * as lib from '../../dist/index.js';
-import { runGoldenSmoke, runModelSmoke, runSmoke } from './smoke.mjs';
+import * as workerLib from '../../dist/worker.js';
+import { runGoldenSmoke, runModelSmoke, runSmoke, runWorkerSmoke } from './smoke.mjs';
 
 const CASE = new URL('../fixtures/golden/basic/', import.meta.url);
 
@@ -30,4 +31,13 @@ test('bun: CausalLM (pycoder + prose LoRA) generates the oracle text, adapter of
   const res = await runModelSmoke(lib, { model: new URL('models/pycoder/base', root).pathname, adapter: new URL('models/pycoder/adapter', root).pathname, oracle });
   expect(res.texts.off).toBe(oracle.prompts[0].greedy_off_text);
   expect(res.texts.on).toBe(oracle.prompts[0].greedy_on_text);
+});
+
+test('bun: WorkerLM (peftjs/worker, a Web Worker) streams the same oracle text; errors cross back typed', async () => {
+  const root = new URL('../../', import.meta.url);
+  const oracle = JSON.parse(await Bun.file(new URL('test/fixtures/models/pycoder/oracle.json', root)).text());
+  const res = await runWorkerSmoke(workerLib, lib, { model: new URL('models/pycoder/base', root).pathname, adapter: new URL('models/pycoder/adapter', root).pathname, oracle });
+  expect(res.texts.off).toBe(oracle.prompts[0].greedy_off_text);
+  expect(res.texts.on).toBe(oracle.prompts[0].greedy_on_text);
+  expect(res.error).toBe('ModelError:bad_option');
 });

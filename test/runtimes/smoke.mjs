@@ -114,3 +114,28 @@ export async function runModelSmoke(lib, { model, adapter, oracle }) {
   lm.dispose();
   return { texts, ok: texts.off === p.greedy_off_text && texts.on === p.greedy_on_text };
 }
+
+/**
+ * The same model in a worker (peftjs/worker: a Web Worker in Deno and Bun and browsers, worker_threads in Node):
+ * `WorkerLM` streams the oracle's greedy text with the prose adapter off and on, and an error thrown in the
+ * worker comes back as the class `lib` exports (`workerLib`: dist/worker*.js, `lib`: the main entry beside it).
+ */
+export async function runWorkerSmoke(workerLib, lib, { model, adapter, oracle }) {
+  const lm = await workerLib.WorkerLM.load(model, { weightDtype: 'bf16', adapters: [{ name: 'prose', source: adapter, enabled: false }] });
+  const p = oracle.prompts[0];
+  const texts = {};
+  for (const on of [false, true]) {
+    await lm.setAdapterEnabled('prose', on);
+    let text = '';
+    for await (const c of lm.stream(p.text, { maxNewTokens: 64 })) text += c.text ?? '';
+    texts[on ? 'on' : 'off'] = text;
+  }
+  let error;
+  try {
+    await lm.generate(p.text, { temperature: -1 });
+  } catch (e) {
+    error = `${e instanceof lib.ModelError ? 'ModelError' : e?.name}:${e?.code}`;
+  }
+  await lm.terminate();
+  return { texts, error, ok: texts.off === p.greedy_off_text && texts.on === p.greedy_on_text && error === 'ModelError:bad_option' };
+}

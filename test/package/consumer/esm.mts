@@ -1,6 +1,7 @@
 // An ESM consumer of the packed peftjs: type-checked (never run) by test/package/package.test.ts.
 import { init, IoError, Linear, LoRAContainer, Module, Tensor, type AdapterReport, type IoCode } from 'peftjs';
 import * as standalone from 'peftjs/standalone';
+import { WorkerLM, ModelError, type StreamChunk } from 'peftjs/worker';
 
 export async function run(): Promise<number> {
   await init();
@@ -15,5 +16,12 @@ export async function run(): Promise<number> {
   t[Symbol.dispose]();
   const report: AdapterReport = (await LoRAContainer.fromPEFT('adapter')).report;
   const code: IoCode = new IoError('not_found', 'missing').code;
-  return (y?.shape[0] ?? 0) + report.totals.pairs + code.length + standalone.VERSION.length;
+  const lm = await WorkerLM.load('model', { weightDtype: 'bf16', adapters: [{ name: 'a', source: { 'adapter_config.json': new Uint8Array(2) } }] });
+  await lm.setAdapterEnabled('a', false);
+  let chunk: StreamChunk | undefined;
+  for await (chunk of lm.stream('def ', { maxNewTokens: 4, signal: AbortSignal.timeout(1000) }));
+  const logits: Float32Array = await lm.logits([1, 2]);
+  const bad = new ModelError('bad_option', 'x').code === 'bad_option';
+  await lm.terminate();
+  return (y?.shape[0] ?? 0) + report.totals.pairs + code.length + standalone.VERSION.length + logits.length + (chunk?.token ?? 0) + Number(bad);
 }
