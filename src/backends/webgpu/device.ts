@@ -41,6 +41,12 @@ export interface GpuContext {
   /** Set once `device.lost` resolves. */
   lost: GPUDeviceLostInfo | undefined;
   readonly ownsDevice: boolean;
+  /**
+   * The GPU entry point the device came from, held for the backend's lifetime: Node's `webgpu` package (Dawn) tears
+   * its instance down when the object `create()` returned is garbage-collected, crashing later calls. A caller
+   * may pass `{ gpu: create([]) }` and drop its own reference.
+   */
+  readonly entry: GPU | undefined;
 }
 
 function gpuEntry(opts: WebGPUOptions): GPU | undefined {
@@ -63,9 +69,10 @@ function describe(adapter: GPUAdapter | undefined): { description: string; softw
 export async function requestGpu(opts: WebGPUOptions = {}): Promise<GpuContext> {
   let adapter = opts.adapter;
   let device = opts.device;
+  const entry = gpuEntry(opts);
   if (!device) {
     if (!adapter) {
-      const gpu = gpuEntry(opts);
+      const gpu = entry;
       if (!gpu) {
         throw new BackendError('no_webgpu', 'WebGPU is not available', {
           expected: 'navigator.gpu',
@@ -103,6 +110,7 @@ export async function requestGpu(opts: WebGPUOptions = {}): Promise<GpuContext> 
     description,
     lost: undefined,
     ownsDevice: !opts.device,
+    entry,
   };
   void device.lost.then((info) => {
     ctx.lost = info;
