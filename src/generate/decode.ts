@@ -224,6 +224,10 @@ export async function* speculativeTokens(
   stats.prefillMs += now() - t;
   const seq = [...prompt, argmax(first, vocab)];
   let drafterCached = 0; // positions the drafter's own cache holds (separate drafter only)
+  let step = 0;
+  let plainStreak = 0;
+  /** With γ 'auto', a plain round every this many rounds re-measures c₁; a probe round re-measures α after this many plain ones. */
+  const PROBE = 16;
   let verifyRows = 0;
   let verifyMs = 0;
 
@@ -242,7 +246,19 @@ export async function* speculativeTokens(
     aborted(o.signal);
     const remaining = o.maxNewTokens - stats.newTokens;
     const cap = Math.min(maxTokens === 'auto' ? 8 : maxTokens, remaining - 1);
-    const gamma = cap <= 0 ? 0 : maxTokens === 'auto' && spec.rounds >= 2 ? cost.bestGamma(cap) : Math.min(maxTokens === 'auto' ? 4 : cap, cap);
+    // The first round is plain: it measures c₁, the cost of one full step, which the cost model and the predicted
+    // speed-up are relative to. With 'auto', γ is then the cost model's choice; when it says "decode plainly", a
+    // γ = 1 probe every PROBE rounds keeps α and the draft cost current (the drafter may start agreeing again).
+    let gamma: number;
+    if (cap <= 0 || step === 0) gamma = 0;
+    else if (maxTokens !== 'auto') gamma = Math.min(maxTokens, cap);
+    else if (spec.rounds < 2) gamma = Math.min(4, cap);
+    else {
+      gamma = cost.bestGamma(cap);
+      if (gamma === 0 && ++plainStreak >= PROBE) gamma = 1;
+      if (gamma > 0) plainStreak = 0;
+    }
+    step++;
     const roundStart = now();
     // Draft.
     const drafts: number[] = [];

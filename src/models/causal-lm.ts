@@ -5,8 +5,9 @@ import { decodeTokens, emptyStats, speculativeTokens, type DecodeStats, type Dec
 import type { SamplingOptions } from '../generate/sampling.js';
 import type { AdapterSource } from '../io/fileset.js';
 import type { LoadLimits } from '../limits.js';
-import { loraLayersOf, setLoRAEnabled } from '../lora/set-enabled.js';
-import { Module } from '../nn/module.js';
+import { loraLayersOf, setLoRAEnabled, withAdapters } from '../lora/set-enabled.js';
+import type { RowAdapters } from '../lora/layer.js';
+import { Module, disposeModule } from '../nn/module.js';
 import { Tensor } from '../tensor.js';
 import type { Decoder } from './architecture.js';
 import { supportedModelTypes } from './architecture.js';
@@ -150,10 +151,17 @@ export class CausalLM extends Module {
     return this.decoder.forward(this.#ids(ids), start, opts.cache ?? this.cache, { layers: opts.layers, lastOnly: opts.lastOnly });
   }
 
-  /** Logits of every position of a fresh sequence: `Float32Array [len, vocab]` (with the adapters as they are set now). */
-  async logits(ids: readonly number[] | Int32Array, opts: { layers?: number } = {}): Promise<Float32Array> {
+  /**
+   * Logits of every position of a fresh sequence: `Float32Array [len, vocab]`, with the adapters as they are set
+   * now, or per position with `adapters` (`adapters[i]`: an adapter name, `null` for the base, or a list to stack;
+   * one entry per id): every LoRA layer routes row i to its adapters (PEFT's `adapter_names`).
+   */
+  async logits(ids: readonly number[] | Int32Array, opts: { layers?: number; adapters?: readonly RowAdapters[] } = {}): Promise<Float32Array> {
+    const { adapters } = opts;
+    if (adapters && adapters.length !== ids.length) throw new ModelError('bad_option', 'adapters needs one entry per token id', { key: 'adapters', expected: ids.length, got: adapters.length });
     return this.#exclusive(async () => {
-      const t = this.forward(ids, 0, { layers: opts.layers });
+      const run = () => this.forward(ids, 0, { layers: opts.layers });
+      const t = adapters ? withAdapters(this, adapters, run) : run();
       try {
         return (await t.read()) as Float32Array;
       } finally {
@@ -315,10 +323,14 @@ export class CausalLM extends Module {
     }
   }
 
-  /** Frees the KV cache (weights are freed with their layers' tensors). */
+  /** Frees the KV cache and every layer's weights and adapters now (wasm memory, GPU buffers), not at GC. */
   dispose(): void {
     this.#cache?.dispose();
     this.#cache = undefined;
+    for (const child of this.children.values()) disposeModule(child);
+  }
+  [Symbol.dispose](): void {
+    this.dispose();
   }
 
   override toString(): string {

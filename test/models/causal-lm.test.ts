@@ -229,3 +229,25 @@ describe('loading', () => {
     await expect(CausalLM.load(url, { backend, signal: ctl.signal })).rejects.toMatchObject({ code: 'aborted' });
   });
 });
+
+describe('per-row adapters', () => {
+  it('lm.logits(ids, { adapters }): all rows on the adapter = adapter on; all null = the base, bit for bit; unknown = typed error', async () => {
+    const ids = oracle('pycoder').prompts[4].ids;
+    setLoRAEnabled(lm, true);
+    const on = await lm.logits(ids);
+    setLoRAEnabled(lm, false);
+    const off = await lm.logits(ids);
+    setLoRAEnabled(lm, true);
+    const routedOn = await lm.logits(ids, { adapters: ids.map(() => 'prose') });
+    const routedOff = await lm.logits(ids, { adapters: ids.map(() => null) });
+    expect(Array.from(routedOn)).toEqual(Array.from(on));
+    expect(Array.from(routedOff)).toEqual(Array.from(off));
+    // Mixed: the first row is the base's, exactly; later rows differ from both uniform runs.
+    const mixed = await lm.logits(ids, { adapters: [null, 'prose', 'prose'] });
+    const V = lm.config.vocab;
+    expect(Array.from(mixed.subarray(0, V))).toEqual(Array.from(off.subarray(0, V)));
+    expect(Array.from(mixed.subarray(2 * V))).not.toEqual(Array.from(on.subarray(2 * V)));
+    await expect(lm.logits(ids, { adapters: ['nope', null, null] })).rejects.toMatchObject({ code: 'not_applied' });
+    await expect(lm.logits(ids, { adapters: [null] })).rejects.toMatchObject({ code: 'bad_option' });
+  });
+});
