@@ -139,7 +139,15 @@ class CostModel {
     this.draftMs += ms;
     this.draftN++;
   }
+  /** Plain steps' times: c₁ is their median (robust to a slow first step or a busy machine). */
+  readonly plain: number[] = [];
+  get c1(): number | undefined {
+    if (!this.plain.length) return this.verifyCost(1);
+    const v = [...this.plain].sort((a, b) => a - b);
+    return v[v.length >> 1];
+  }
   addVerify(rows: number, ms: number): void {
+    if (rows === 1) this.plain.push(ms);
     const v = this.verify.get(rows) ?? { ms: 0, n: 0 };
     v.ms += ms;
     v.n++;
@@ -175,7 +183,7 @@ class CostModel {
   /** γ maximising predicted tokens per ms (0 = decode plainly); `max` caps it. */
   bestGamma(max: number): number {
     const cd = this.draftCost;
-    const c1 = this.verifyCost(1);
+    const c1 = this.c1;
     if (cd === undefined || c1 === undefined) return Math.min(4, max);
     let best = 0;
     let bestRate = 1 / c1;
@@ -228,6 +236,8 @@ export async function* speculativeTokens(
   let plainStreak = 0;
   /** With γ 'auto', a plain round every this many rounds re-measures c₁; a probe round re-measures α after this many plain ones. */
   const PROBE = 16;
+  /** Plain rounds first: c₁ is measured, not extrapolated (three samples, the median used). */
+  const WARM_PLAIN = 3;
   let verifyRows = 0;
   let verifyMs = 0;
 
@@ -250,7 +260,7 @@ export async function* speculativeTokens(
     // speed-up are relative to. With 'auto', γ is then the cost model's choice; when it says "decode plainly", a
     // γ = 1 probe every PROBE rounds keeps α and the draft cost current (the drafter may start agreeing again).
     let gamma: number;
-    if (cap <= 0 || step === 0) gamma = 0;
+    if (cap <= 0 || step < WARM_PLAIN) gamma = 0;
     else if (maxTokens !== 'auto') gamma = Math.min(maxTokens, cap);
     else if (spec.rounds < 2) gamma = Math.min(4, cap);
     else {
@@ -268,7 +278,8 @@ export async function* speculativeTokens(
       const t0 = now();
       const dl = await drafter.target.run(pending, start, true);
       const tok = argmax(dl, vocab);
-      cost.addDraft(now() - t0);
+      // A catch-up step (a separate drafter processing several accepted tokens) is not a draft step's cost.
+      if (pending.length === 1) cost.addDraft(now() - t0);
       drafts.push(tok);
       start += pending.length;
       pending = [tok];
@@ -305,7 +316,7 @@ export async function* speculativeTokens(
   }
 
   function finalize(): void {
-    const c1 = cost.verifyCost(1);
+    const c1 = cost.c1;
     const cd = cost.draftCost;
     spec.acceptanceRate = spec.accepted + spec.rejected ? spec.accepted / (spec.accepted + spec.rejected) : 0;
     spec.keptShare = spec.drafted ? spec.accepted / spec.drafted : 0;
