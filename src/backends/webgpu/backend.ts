@@ -362,6 +362,13 @@ export class WebGPUBackend implements Backend, GpuOwner {
     return this.batch;
   }
 
+  /** The open batch's encoder outside any compute pass, for buffer copies recorded in order with the ops. */
+  private copyEncoder(): GPUCommandEncoder {
+    const batch = this.open();
+    this.endPass(batch);
+    return batch.encoder;
+  }
+
   private endPass(batch: Batch): void {
     batch.pass?.end();
     batch.pass = undefined;
@@ -585,14 +592,12 @@ export class WebGPUBackend implements Backend, GpuOwner {
       for (const g of groups) {
         const sub = this.gatherRows(x, g.rows, k);
         const out = run(sub, g.passes);
-        const enc = this.device.createCommandEncoder({ label: 'linearRouted scatter' });
+        // Copies join the shared batch, so they run after the ops that produced `out` and before later ones.
+        const enc = this.copyEncoder();
         const ob = (out.storage as GpuStorage).buffer;
         g.rows.forEach((row, i) => enc.copyBufferToBuffer(ob, i * n * 4, y, row * n * 4, n * 4));
-        this.device.queue.submit([enc.finish()]);
-        this.stats.submits++;
         out.dispose();
         if (sub !== x) sub.dispose();
-        this.pool.afterSubmit();
       }
     } catch (e) {
       this.pool.release(y);
@@ -612,10 +617,8 @@ export class WebGPUBackend implements Backend, GpuOwner {
     if (x.dtype !== 'f32') throw new BackendError('dtype_unsupported', 'a routed GPU input must be f32', { got: x.dtype, where: 'WebGPUBackend.linearRouted' });
     const bytes = rows.length * k * 4;
     const buf = this.pool.acquire(bytes, TENSOR_USAGE, 'linearRouted x rows');
-    const enc = this.device.createCommandEncoder({ label: 'linearRouted gather' });
+    const enc = this.copyEncoder();
     rows.forEach((row, i) => enc.copyBufferToBuffer((x.storage as GpuStorage).buffer, row * k * 4, buf, i * k * 4, k * 4));
-    this.device.queue.submit([enc.finish()]);
-    this.stats.submits++;
     return this.gpuTensor([rows.length, k], 'f32', buf, bytes);
   }
 
