@@ -29,11 +29,11 @@ export { loadPEFT, missingAdapterKeys, missingKeysWarning } from './peft/load.js
 export { PATTERN_LIMITS } from './peft/scaling.js';
 export { PY_RE_LIMITS } from './peft/pyre.js';
 export { savePEFT } from './peft/save.js';
-export { loadAdapter } from './peft/detect.js';
+export { loadAdapter } from './adapter/detect.js';
 export { loadMLX } from './mlx/load.js';
 export { saveMLX } from './mlx/save.js';
-export type { AdapterModule, AdapterReplacement, AdapterSpec } from './lora/spec.js';
-export { buildReport, type AdapterReport, type ReportRow } from './lora/report.js';
+export type { AdapterModule, AdapterReplacement, AdapterSpec } from './adapter/spec.js';
+export { buildReport, type AdapterReport, type ReportRow } from './adapter/report.js';
 
 // Layers and models
 export { Module, disposeModule, type ModuleClass } from './nn/module.js';
@@ -48,7 +48,7 @@ export { QLoRALinear } from './lora/qlora-linear.js';
 export { DoRALinear } from './lora/dora-linear.js';
 export { QDoRALinear } from './lora/qdora-linear.js';
 export { LoRAEmbedding } from './lora/lora-embedding.js';
-export { LoRAContainer, type AppliedModule, type ContainerOptions, type ContainerLoadOptions } from './lora/container.js';
+export { LoRAContainer, type AppliedModule, type ContainerOptions, type ContainerLoadOptions } from './adapter/container.js';
 export { setLoRAEnabled, withAdapters, type SetEnabledOptions } from './lora/set-enabled.js';
 
 // Language models and generation

@@ -9,7 +9,7 @@ import { afterAll, beforeAll, describe, expect, test } from 'vitest';
 import { mergeCheckpoint, parseSize } from '../../src/cli/merge.js';
 import { init } from '../../src/backends/index.js';
 import { writeSafetensors } from '../../src/formats/safetensors.js';
-import { LoRAContainer } from '../../src/lora/container.js';
+import { LoRAContainer } from '../../src/adapter/container.js';
 import { Module } from '../../src/nn/module.js';
 import { loadModel } from '../../src/nn/model-from-weights.js';
 import { toF64 } from '../../src/nn/float.js';

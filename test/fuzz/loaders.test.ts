@@ -9,7 +9,7 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PeftError } from '../../src/errors.js';
-import { LoRAContainer } from '../../src/lora/container.js';
+import { LoRAContainer } from '../../src/adapter/container.js';
 import { INPUTS, TARGETS } from './targets.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 200);

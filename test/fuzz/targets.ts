@@ -10,7 +10,7 @@ import { SafetensorsReader, writeSafetensors, SAFE_DTYPE_ORDER, SAFE_DTYPES, typ
 import { unpickle } from '../../src/formats/pickle.js';
 import { readTorchZip } from '../../src/formats/torch-zip.js';
 import { bytesSource } from '../../src/io/source.js';
-import { LoRAContainer } from '../../src/lora/container.js';
+import { LoRAContainer } from '../../src/adapter/container.js';
 
 /** Small caps so that anything a 1 MB input can make is cheap, and a breach shows up as a typed error. */
 const LIMITS = { maxTotalBytes: 64 << 20, maxElements: 1 << 24 };
