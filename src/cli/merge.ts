@@ -7,7 +7,7 @@ import { Conv1D } from '../nn/conv1d.js';
 import { Embedding } from '../nn/embedding.js';
 import { fromF64, toF64 } from '../nn/float.js';
 import { Linear } from '../nn/linear.js';
-import { loadModel } from '../nn/model-from-weights.js';
+import { loadModel } from '../models/load-model.js';
 import type { Tensor } from '../tensor.js';
 import type { ProgressFactory } from './progress.js';
 

@@ -11,7 +11,7 @@ import { init } from '../../src/backends/index.js';
 import { writeSafetensors } from '../../src/formats/safetensors.js';
 import { LoRAContainer } from '../../src/adapter/container.js';
 import { Module } from '../../src/nn/module.js';
-import { loadModel } from '../../src/nn/model-from-weights.js';
+import { loadModel } from '../../src/models/load-model.js';
 import { toF64 } from '../../src/nn/float.js';
 import { Tensor as TensorClass, type Tensor } from '../../src/tensor.js';
 import { expectClose, GOLDEN, readSafetensors } from '../lora/helpers.js';
