@@ -39,8 +39,14 @@ export async function loadPEFTFrom(files: FileSet, rawConfig: unknown, opts: Loa
   const { config, warnings } = parsePeftConfig(rawConfig, PEFT_FILES.config);
   const limits = loadLimits(files, opts);
   const { file, tensors } = await readPeftWeights(files, { ...opts, limits });
-  // Factors stay in their dtype (no conversion); 16-bit replacements (modules_to_save) are widened, faster with wasm.
-  if ([...tensors.values()].some((t) => t.dtype === 'F16' || t.dtype === 'BF16')) await convertReady();
+  // LoRA tensors stay in their dtype (no conversion, no wasm); 16-bit replacements (modules_to_save, biases,
+  // trainable tokens) are widened to f32, faster once wasm is up.
+  for (const [k, t] of tensors) {
+    if ((t.dtype === 'F16' || t.dtype === 'BF16') && !LORA_KEY.test(k)) {
+      await convertReady();
+      break;
+    }
+  }
   const spec = specFromPeft(config, tensors, { file, warnings, adapterName: opts.adapterName, limits });
   return applyFinitePolicy(spec, opts.checkFinite, file);
 }
@@ -62,6 +68,9 @@ export async function readPeftWeights(files: FileSet, opts: LoadOptions = {}): P
 
 /** A tensor as loaded: LoRA factors streamed from a local file arrive already transposed, in their dtype (`diskT`). */
 type LoadedTensor = RawTensor & { readonly diskT?: Tensor<SpecFloat> };
+
+/** Tensors of the LoRA modules themselves (factors, lora bias, DoRA magnitude), kept in their dtype. */
+const LORA_KEY = /\.(?:lora_[AB]|lora_embedding_[AB]|lora_magnitude_vector)(?:\.|$)/;
 
 /** 2-D LoRA factors, which are transposed at load: `lora_A[.name].weight`, `lora_B[.name].weight`, `lora_embedding_A/B[.name]`. */
 const FACTOR_KEY = /\.(?:lora_[AB](?:\.[^.]+)?\.weight|lora_embedding_[AB](?:\.[^.]+)?)$/;
