@@ -219,3 +219,11 @@ describe("PEFT's missing adapter keys, at apply", () => {
     ]);
   });
 });
+
+test('one error lists at most 1,000 issues and counts the rest (a header of many bad tensors costs a count)', async () => {
+  const t: Record<string, TensorToWrite> = {};
+  for (let i = 0; i < 1500; i++) t[`base_model.model.m${i}.q.lora_A.weight`] = tensor('F32', [2, 4], vals(8, i)); // 1,500 A without B
+  const e = await error(loadPEFT({ 'adapter_config.json': enc.encode('{"peft_type":"LORA","r":2,"target_modules":["q"]}'), 'adapter_model.safetensors': writeSafetensors(t) }));
+  expect([e.code, e.issues?.length]).toEqual(['unpaired_factor', 1000]);
+  expect(e.message).toContain('… and 500 more issues (the first 1000 are listed)');
+});
