@@ -1,5 +1,6 @@
-// The long fuzz campaign: every target of test/fuzz/targets.ts with fresh seeds, FUZZ_RUNS inputs each
-// (default 20,000: 100,000 in all), failing inputs saved under test/fixtures/fuzz-regressions/.
+// The long fuzz campaign: every target of test/fuzz/targets.ts (safetensors, torchzip, pickle, config, mlx, and http: a
+// real 127.0.0.1 server answering with scripted statuses, encodings, lengths, ranges and mutated bodies) with fresh seeds, FUZZ_RUNS inputs each
+// (default 20,000 each: 120,000 in all), failing inputs saved under test/fixtures/fuzz-regressions/.
 //   npm run fuzz                      # one campaign, a fresh seed
 //   FUZZ_RUNS=2000 FUZZ_ROUNDS=5 npm run fuzz
 import { spawnSync } from 'node:child_process';

@@ -214,7 +214,9 @@ export type AdapterCode =
   | 'rank_mismatch'
   | 'shape_mismatch'
   | 'bad_dtype'
-  | 'invalid_adapter';
+  | 'invalid_adapter'
+  /** A NaN or ±Inf value in an adapter tensor, under `checkFinite: true`. */
+  | 'non_finite';
 export class AdapterError extends PeftError<AdapterCode> {
   override readonly name = 'AdapterError';
 }

@@ -29,11 +29,11 @@ export { loadPEFT, missingAdapterKeys, missingKeysWarning } from './peft/load.js
 export { PATTERN_LIMITS } from './peft/scaling.js';
 export { PY_RE_LIMITS } from './peft/pyre.js';
 export { savePEFT } from './peft/save.js';
-export { loadAdapter } from './peft/detect.js';
+export { loadAdapter } from './adapter/detect.js';
 export { loadMLX } from './mlx/load.js';
 export { saveMLX } from './mlx/save.js';
-export type { AdapterModule, AdapterReplacement, AdapterSpec } from './lora/spec.js';
-export { buildReport, type AdapterReport, type ReportRow } from './lora/report.js';
+export type { AdapterModule, AdapterReplacement, AdapterSpec } from './adapter/spec.js';
+export { buildReport, type AdapterReport, type ReportRow } from './adapter/report.js';
 
 // Layers and models
 export { Module, disposeModule, type ModuleClass } from './nn/module.js';
@@ -41,14 +41,15 @@ export { Linear, type Projection, type LayerOptions } from './nn/linear.js';
 export { Conv1D } from './nn/conv1d.js';
 export { QuantizedLinear, type QuantizeOptions } from './nn/quantized-linear.js';
 export { Embedding } from './nn/embedding.js';
-export { modelFromWeights, loadModel, type ModelFromWeightsOptions } from './nn/model-from-weights.js';
+export { modelFromWeights, type ModelFromWeightsOptions } from './nn/model-from-weights.js';
+export { loadModel } from './models/load-model.js';
 export { LoRAModule, LayerAdapter, isLoRALayer, type LoRALayer, type AdapterInit, type AdapterVariant, type ForwardOptions, type FuseOptions, type RowAdapters } from './lora/layer.js';
 export { LoRALinear } from './lora/lora-linear.js';
 export { QLoRALinear } from './lora/qlora-linear.js';
 export { DoRALinear } from './lora/dora-linear.js';
 export { QDoRALinear } from './lora/qdora-linear.js';
 export { LoRAEmbedding } from './lora/lora-embedding.js';
-export { LoRAContainer, type AppliedModule, type ContainerOptions, type ContainerLoadOptions } from './lora/container.js';
+export { LoRAContainer, type AppliedModule, type ContainerOptions, type ContainerLoadOptions } from './adapter/container.js';
 export { setLoRAEnabled, withAdapters, type SetEnabledOptions } from './lora/set-enabled.js';
 
 // Language models and generation

@@ -25,6 +25,8 @@ export interface LoadLimits {
   maxInflateRatio: number;
   /** Most entries in one zip (torch checkpoint). */
   maxZipEntries: number;
+  /** Most keys of a PEFT config's `rank_pattern` and `alpha_pattern` together (each key is matched against every module). */
+  maxPatternKeys: number;
 }
 
 /** The defaults: roomy for every real adapter and base checkpoint, tight enough that a small hostile file stays cheap. */
@@ -38,6 +40,7 @@ export const DEFAULT_LIMITS: Readonly<LoadLimits> = Object.freeze({
   maxTotalBytes: 2 ** 36,
   maxInflateRatio: 32,
   maxZipEntries: 2 ** 20,
+  maxPatternKeys: 65_536,
 });
 
 /** `DEFAULT_LIMITS` with the caller's overrides (undefined fields keep the default). */

@@ -1,6 +1,6 @@
 import type { Backend } from '../backends/backend.js';
 import { init } from '../backends/index.js';
-import { LoRAContainer } from '../lora/container.js';
+import { LoRAContainer } from '../adapter/container.js';
 import { CausalLM } from '../models/causal-lm.js';
 import { embeddedModelDir } from './lm-demo.js';
 

@@ -1,7 +1,7 @@
 import { init } from '../backends/index.js';
 import { ApplyError } from '../errors.js';
 import type { AdapterSource } from '../io/fileset.js';
-import { LoRAContainer } from '../lora/container.js';
+import { LoRAContainer } from '../adapter/container.js';
 import type { ProgressFactory } from './progress.js';
 
 /**

@@ -1,6 +1,6 @@
 import type { Backend } from '../backends/backend.js';
 import { createBackend } from '../backends/index.js';
-import { LoRAContainer } from '../lora/container.js';
+import { LoRAContainer } from '../adapter/container.js';
 import { setLoRAEnabled } from '../lora/set-enabled.js';
 import { CausalLM, type GenerateOptions } from '../models/causal-lm.js';
 import { progressReporter } from './progress.js';

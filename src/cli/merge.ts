@@ -2,12 +2,12 @@ import { init } from '../backends/index.js';
 import { ApplyError, IoError } from '../errors.js';
 import { SafetensorsReader, writeSafetensors, type SafeDType, type TensorToWrite } from '../formats/safetensors.js';
 import { toFileSet, type AdapterSource } from '../io/fileset.js';
-import { LoRAContainer } from '../lora/container.js';
+import { LoRAContainer } from '../adapter/container.js';
 import { Conv1D } from '../nn/conv1d.js';
 import { Embedding } from '../nn/embedding.js';
 import { fromF64, toF64 } from '../nn/float.js';
 import { Linear } from '../nn/linear.js';
-import { loadModel } from '../nn/model-from-weights.js';
+import { loadModel } from '../models/load-model.js';
 import type { Tensor } from '../tensor.js';
 import type { ProgressFactory } from './progress.js';
 

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
-import { IssueList } from '../peft/issues.js';
+import { IssueList } from '../adapter/issues.js';
 
 /**
  * `adapter_config.json` as mlx-lm (`mlx_lm/tuner`, `lora.py`) and mlx-swift-lm write it: the training

@@ -1,18 +1,15 @@
+import { bytesPer, isFloatDType } from '../adapter/convert-f32.js';
+import { IssueList } from '../adapter/issues.js';
+import { applyFinitePolicy, diskFloatTensor, loadLimits, readConfigJson, safetensorsTensors, type LoadOptions, type RawTensor } from '../adapter/raw.js';
+import type { AdapterModule, AdapterSpec } from '../adapter/spec.js';
 import { AdapterError } from '../errors.js';
-import { SafetensorsReader } from '../formats/safetensors.js';
 import { toFileSet, type AdapterSource, type FileSet } from '../io/fileset.js';
-import type { LoadLimits } from '../limits.js';
-import type { AdapterModule, AdapterSpec } from '../lora/spec.js';
-import { Tensor } from '../tensor.js';
-import { bytesPer, convertReady, isFloatDType, toF32 } from '../peft/convert-f32.js';
-import { IssueList } from '../peft/issues.js';
-import { readConfigJson, type LoadOptions, type RawTensor } from '../peft/load.js';
 import { parseMlxConfig, type MlxConfig } from './config.js';
 
 /**
  * Loads an MLX adapter folder (mlx-lm / mlx-swift-lm): `adapter_config.json` + `adapters.safetensors` holding
  * `<path>.lora_a [in,r]`, `<path>.lora_b [r,out]` and, for DoRA, `<path>.m [out]`. MLX already uses our layout,
- * so the factors are only converted to f32. The scale is MLX's own (`lora_parameters.scale`, y += s·(x·a)·b);
+ * so the factors are kept as stored (their dtype too; each backend widens on upload). The scale is MLX's own (`lora_parameters.scale`, y += s·(x·a)·b);
  * alpha is reported as scale·rank. Paths are kept as written: absolute (`model.layers.0.self_attn.q_proj`) or
  * relative to a block (`self_attn.q_proj`), resolved by LoRAContainer with `spec.mlx`.
  */
@@ -25,8 +22,8 @@ const MLX_SUFFIXES = { lora_a: 'a', lora_b: 'b', m: 'm' } as const;
 /** Last path segments of embedding tables (mlx-lm's LoRAEmbedding wraps nn.Embedding under these names). */
 const EMBEDDING_NAMES = /^(embed_tokens|wte|word_embeddings|embed_in|tok_embeddings|shared)$/;
 
-/** LoadOptions plus the caps of this load (DEFAULT_LIMITS where unset). */
-export type MlxLoadOptions = LoadOptions & { limits?: Partial<LoadLimits> };
+/** The options of every adapter loader (LoadOptions carries the caps, `limits`). */
+export type MlxLoadOptions = LoadOptions;
 
 export async function loadMLX(source: AdapterSource, opts: MlxLoadOptions = {}): Promise<AdapterSpec> {
   const files = await toFileSet(source, { fetch: opts.fetch, limits: opts.limits });
@@ -38,11 +35,8 @@ export async function loadMLXFrom(files: FileSet, rawConfig: unknown, opts: MlxL
   const config = parseMlxConfig(rawConfig, MLX_FILES.config);
   const bytes = await files.readAll(MLX_FILES.weights, { signal: opts.signal, onProgress: opts.onProgress });
   if (!bytes) throw new AdapterError('weights_missing', 'adapter weights not found', { file: files.name, expected: MLX_FILES.weights, got: 'no such file' });
-  const reader = SafetensorsReader.fromBytes(bytes, { file: MLX_FILES.weights, limits: opts.limits ?? files.limits });
-  const tensors = new Map<string, RawTensor>();
-  for (const [name, t] of reader.tensors) tensors.set(name, { dtype: t.dtype, shape: t.shape, data: reader.bytesSync(name) });
-  await convertReady();
-  return specFromMlx(config, tensors, { adapterName: opts.adapterName });
+  const tensors = safetensorsTensors(bytes, MLX_FILES.weights, loadLimits(files, opts));
+  return applyFinitePolicy(specFromMlx(config, tensors, { adapterName: opts.adapterName }), opts.checkFinite, MLX_FILES.weights);
 }
 
 interface Group {
@@ -54,7 +48,7 @@ interface Group {
 
 const shapeStr = (s: readonly number[]) => `[${s.join(', ')}]`;
 
-/** Builds the spec from a parsed MLX config and its tensors (needs `await convertReady()` first). */
+/** Builds the spec from a parsed MLX config and its tensors. */
 export function specFromMlx(config: MlxConfig, tensors: ReadonlyMap<string, RawTensor>, opts: { file?: string; adapterName?: string } = {}): AdapterSpec {
   const file = opts.file ?? MLX_FILES.weights;
   const issues = new IssueList(`invalid MLX adapter ${file}`);
@@ -116,9 +110,9 @@ export function specFromMlx(config: MlxConfig, tensors: ReadonlyMap<string, RawT
   issues.throwIfAny('adapter');
   if (!plans.length) throw new AdapterError('invalid_adapter', 'the adapter holds no LoRA tensors', { file, expected: 'lora_a/lora_b pairs', got: 'none' });
 
-  const f32 = (key: string) => {
+  const disk = (key: string, shape: readonly number[]) => {
     const t = tensors.get(key)!;
-    return toF32(t.dtype, t.data, key);
+    return diskFloatTensor(t.dtype, t.data, shape, key);
   };
   for (const p of plans) {
     const last = p.g.path.split('.').pop()!;
@@ -131,9 +125,9 @@ export function specFromMlx(config: MlxConfig, tensors: ReadonlyMap<string, RawT
       in: p.in,
       out: p.out,
       dtype: p.dtype,
-      a: Tensor.from(f32(p.g.a!), [p.in, p.rank], 'f32'),
-      b: Tensor.from(f32(p.g.b!), [p.rank, p.out], 'f32'),
-      ...(p.g.m ? { magnitude: Tensor.from(f32(p.g.m), [p.out], 'f32') } : {}),
+      a: disk(p.g.a!, [p.in, p.rank]),
+      b: disk(p.g.b!, [p.rank, p.out]),
+      ...(p.g.m ? { magnitude: disk(p.g.m, [p.out]) } : {}),
       fanInFanOut: false,
     });
   }

@@ -1,8 +1,8 @@
 import { AdapterError } from '../errors.js';
 import { writeSafetensors, type SafeDType, type TensorToWrite } from '../formats/safetensors.js';
-import type { AdapterSpec } from '../lora/spec.js';
-import { fromF32, isFloatDType } from '../peft/convert-f32.js';
-import { IssueList } from '../peft/issues.js';
+import type { AdapterSpec } from '../adapter/spec.js';
+import { fromF32, isFloatDType, tensorToF32 } from '../adapter/convert-f32.js';
+import { IssueList } from '../adapter/issues.js';
 import { MLX_DEFAULTS } from './config.js';
 import { MLX_FILES } from './load.js';
 
@@ -39,9 +39,9 @@ export function saveMLX(spec: AdapterSpec): Record<string, Uint8Array> {
   const tensors: Record<string, TensorToWrite> = {};
   for (const m of mods) {
     const d: SafeDType = isFloatDType(m.dtype) ? m.dtype : 'F32';
-    tensors[`${m.path}.lora_a`] = { dtype: d, shape: [m.in, m.rank], data: fromF32(d, m.a.data as Float32Array, m.path) };
-    tensors[`${m.path}.lora_b`] = { dtype: d, shape: [m.rank, m.out], data: fromF32(d, m.b.data as Float32Array, m.path) };
-    if (m.magnitude) tensors[`${m.path}.m`] = { dtype: d, shape: [m.out], data: fromF32(d, m.magnitude.data as Float32Array, m.path) };
+    tensors[`${m.path}.lora_a`] = { dtype: d, shape: [m.in, m.rank], data: fromF32(d, tensorToF32(m.a, m.path), m.path) };
+    tensors[`${m.path}.lora_b`] = { dtype: d, shape: [m.rank, m.out], data: fromF32(d, tensorToF32(m.b, m.path), m.path) };
+    if (m.magnitude) tensors[`${m.path}.m`] = { dtype: d, shape: [m.out], data: fromF32(d, tensorToF32(m.magnitude, m.path), m.path) };
   }
   return {
     [MLX_FILES.config]: new TextEncoder().encode(JSON.stringify(config, null, 2) + '\n'),

@@ -1,9 +1,5 @@
 import type { Backend } from '../backends/backend.js';
-import type { DType } from '../dtype.js';
-import { IoError } from '../errors.js';
-import { SafetensorsReader } from '../formats/safetensors.js';
-import { toFileSet, type AdapterSource } from '../io/fileset.js';
-import { Tensor } from '../tensor.js';
+import type { Tensor } from '../tensor.js';
 import { Conv1D } from './conv1d.js';
 import { Embedding } from './embedding.js';
 import { Linear } from './linear.js';
@@ -104,52 +100,4 @@ export function modelFromWeightsWithReport(tensors: Weights, options: ModelFromW
 /** `modelFromWeightsWithReport(...).model`. */
 export function modelFromWeights(tensors: Weights, options: ModelFromWeightsOptions = {}): Module {
   return modelFromWeightsWithReport(tensors, options).model;
-}
-
-/** safetensors dtypes a base layer can hold, and ours for each; other tensors (I64 buffers, BOOL masks) are skipped. */
-const LOADABLE: Record<string, DType> = { F64: 'f64', F32: 'f32', F16: 'f16', BF16: 'bf16', I32: 'i32', U32: 'u32', I8: 'i8', U8: 'u8' };
-
-/**
- * Reads a checkpoint folder (`model.safetensors`, or the shards listed by `model.safetensors.index.json`;
- * `config.json` for `model_type` and MLX `quantization` when present) and builds it with `modelFromWeights`.
- * `onProgress` hears each tensor read: bytes so far of all shards, their total, and the shard.
- */
-export async function loadModel(
-  source: AdapterSource,
-  opts: ModelFromWeightsOptions & { signal?: AbortSignal; onProgress?: (p: { loaded: number; total: number; file: string }) => void } = {},
-): Promise<Module> {
-  const { onProgress, ...options } = opts;
-  const files = await toFileSet(source);
-  const json = async (name: string) => {
-    const bytes = await files.readAll(name, { signal: options.signal });
-    return bytes ? (JSON.parse(new TextDecoder().decode(bytes)) as Record<string, unknown>) : undefined;
-  };
-  const index = await json('model.safetensors.index.json');
-  const shards = index ? [...new Set(Object.values(index.weight_map as Record<string, string>))] : ['model.safetensors'];
-  const tensors = new Map<string, Tensor>();
-  // Every shard's header first, so progress knows the total.
-  const readers: [string, SafetensorsReader][] = [];
-  for (const shard of shards) {
-    const src = await files.open(shard, { signal: options.signal });
-    if (!src) throw new IoError('not_found', 'model file missing', { file: shard, where: files.name, expected: shards });
-    readers.push([shard, await SafetensorsReader.open(src, { file: shard, signal: options.signal })]);
-  }
-  let total = 0;
-  for (const [, reader] of readers) for (const info of reader.tensors.values()) total += info.end - info.begin;
-  let loaded = 0;
-  for (const [shard, reader] of readers) {
-    for (const [name, info] of reader.tensors) {
-      const dtype = LOADABLE[info.dtype];
-      if (dtype) tensors.set(name, Tensor.from((await reader.typed(name, options.signal)) as never, info.shape, dtype));
-      loaded += info.end - info.begin;
-      onProgress?.({ loaded, total, file: shard });
-    }
-  }
-  const config = await json('config.json');
-  const q = config?.quantization as { bits?: 4 | 8; group_size?: number } | undefined;
-  return modelFromWeights(tensors, {
-    modelType: config?.model_type as string | undefined,
-    quantization: q?.bits && q.group_size ? { bits: q.bits, groupSize: q.group_size } : undefined,
-    ...options,
-  });
 }

@@ -1,6 +1,6 @@
 import { z } from 'zod';
 import { ConfigError } from '../errors.js';
-import { IssueList } from './issues.js';
+import { IssueList } from '../adapter/issues.js';
 import { PeftMatcher } from './scaling.js';
 
 /**

@@ -1,5 +1,5 @@
 import type { PeftConfig } from './config.js';
-import type { IssueList } from './issues.js';
+import type { IssueList } from '../adapter/issues.js';
 
 /**
  * PEFT state-dict key names → per-module groups. peft's `get_peft_model_state_dict` saves

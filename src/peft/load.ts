@@ -1,30 +1,26 @@
+import { applyFinitePolicy, diskFloatTensor, loadLimits, readConfigJson, safetensorsTensors, type LoadOptions, type RawTensor } from '../adapter/raw.js';
+import type { AdapterModule, AdapterReplacement, AdapterSpec, SpecFloat } from '../adapter/spec.js';
 import { AdapterError, ConfigError } from '../errors.js';
-import { SafetensorsReader, type SafeDType } from '../formats/safetensors.js';
+import { SafetensorsReader } from '../formats/safetensors.js';
 import { readTorchZip } from '../formats/torch-zip.js';
-import { toFileSet, type AdapterSource, type FileSet, type OpenOptions } from '../io/fileset.js';
+import { toFileSet, type AdapterSource, type FileSet } from '../io/fileset.js';
 import { throwIfAborted, type ByteSource } from '../io/source.js';
-import type { AdapterModule, AdapterReplacement, AdapterSpec } from '../lora/spec.js';
+import type { LoadLimits } from '../limits.js';
 import { Tensor } from '../tensor.js';
 import { parsePeftConfig, type PeftConfig } from './config.js';
-import { bytesPer, convertReady, isFloatDType, toF32, toF32Transposed, toI32 } from './convert-f32.js';
-import { IssueList } from './issues.js';
+import { bytesPer, convertReady, isFloatDType, toF32, toI32 } from '../adapter/convert-f32.js';
+import { IssueList } from '../adapter/issues.js';
 import { groupPeftKeys, type FactorKeys, type ReplacementKeys } from './keys.js';
 import { effectiveModulesToSave, PatternError, patternConfigError, PeftMatcher, scaleOf, type NotTargeted } from './scaling.js';
 
 /**
  * Loads a PEFT LoRA adapter folder: `adapter_config.json` + `adapter_model.safetensors` (or the older
  * `adapter_model.bin`, a torch zip). Everything is validated first and every problem reported at once; then
- * the factors are converted once to f32 in the internal layout `a [in,r]` = lora_Aᵀ, `b [r,out]` = lora_Bᵀ.
+ * the factors are laid out once in the internal layout `a [in,r]` = lora_Aᵀ, `b [r,out]` = lora_Bᵀ, in their
+ * on-disk float dtype (no wasm needed; each backend widens on upload).
  */
 
-export interface LoadOptions {
-  signal?: AbortSignal;
-  onProgress?: OpenOptions['onProgress'];
-  /** Which adapter to take when the keys carry names (`lora_A.<name>.weight`); also the spec's name. */
-  adapterName?: string;
-  /** fetch used for http(s) sources. */
-  fetch?: typeof fetch;
-}
+export { readConfigJson, safetensorsTensors, type LoadOptions, type RawTensor };
 
 /** File names peft writes (`peft.utils.constants`). */
 export const PEFT_FILES = {
@@ -33,65 +29,60 @@ export const PEFT_FILES = {
   bin: 'adapter_model.bin',
 } as const;
 
-/** A checkpoint tensor before conversion: dtype, shape and little-endian bytes. */
-export interface RawTensor {
-  readonly dtype: SafeDType;
-  readonly shape: readonly number[];
-  readonly data: Uint8Array;
-}
-
 export async function loadPEFT(source: AdapterSource, opts: LoadOptions = {}): Promise<AdapterSpec> {
-  const files = await toFileSet(source, { fetch: opts.fetch });
+  const files = await toFileSet(source, { fetch: opts.fetch, limits: opts.limits });
   return loadPEFTFrom(files, await readConfigJson(files, PEFT_FILES.config, opts), opts);
 }
 
 /** `loadPEFT` for a FileSet whose config JSON was already read (used by format detection). */
 export async function loadPEFTFrom(files: FileSet, rawConfig: unknown, opts: LoadOptions = {}): Promise<AdapterSpec> {
   const { config, warnings } = parsePeftConfig(rawConfig, PEFT_FILES.config);
-  const { file, tensors } = await readPeftWeights(files, opts);
-  await convertReady();
-  return specFromPeft(config, tensors, { file, warnings, adapterName: opts.adapterName });
-}
-
-/** Reads and parses a JSON config file (ConfigError 'config_missing' / 'config_not_json'). */
-export async function readConfigJson(files: FileSet, name: string, opts: LoadOptions = {}): Promise<unknown> {
-  const bytes = await files.readAll(name, { signal: opts.signal });
-  if (!bytes) throw new ConfigError('config_missing', 'adapter config not found', { file: `${files.name} › ${name}`, expected: name, got: 'no such file' });
-  try {
-    return JSON.parse(new TextDecoder().decode(bytes));
-  } catch (e) {
-    throw new ConfigError('config_not_json', 'adapter config is not valid JSON', { file: name, detail: (e as Error).message, cause: e });
+  const limits = loadLimits(files, opts);
+  const { file, tensors } = await readPeftWeights(files, { ...opts, limits });
+  // LoRA tensors stay in their dtype (no conversion, no wasm); 16-bit replacements (modules_to_save, biases,
+  // trainable tokens) are widened to f32, faster once wasm is up.
+  for (const [k, t] of tensors) {
+    if ((t.dtype === 'F16' || t.dtype === 'BF16') && !LORA_KEY.test(k)) {
+      await convertReady();
+      break;
+    }
   }
+  const spec = specFromPeft(config, tensors, { file, warnings, adapterName: opts.adapterName, limits });
+  return applyFinitePolicy(spec, opts.checkFinite, file);
 }
 
 /** The adapter's tensors: `adapter_model.safetensors`, else `adapter_model.bin` (AdapterError 'weights_missing'). */
 export async function readPeftWeights(files: FileSet, opts: LoadOptions = {}): Promise<{ file: string; tensors: Map<string, RawTensor> }> {
   const io = { signal: opts.signal, onProgress: opts.onProgress };
+  const limits = loadLimits(files, opts);
   if (files.randomAccess) {
     const src = await files.open(PEFT_FILES.safetensors, io);
-    if (src?.readInto) return { file: PEFT_FILES.safetensors, tensors: await streamSafetensors(src, PEFT_FILES.safetensors, opts) };
+    if (src?.readInto) return { file: PEFT_FILES.safetensors, tensors: await streamSafetensors(src, PEFT_FILES.safetensors, { ...opts, limits }) };
   }
   const st = await files.readAll(PEFT_FILES.safetensors, io);
-  if (st) return { file: PEFT_FILES.safetensors, tensors: safetensorsTensors(st, PEFT_FILES.safetensors) };
+  if (st) return { file: PEFT_FILES.safetensors, tensors: safetensorsTensors(st, PEFT_FILES.safetensors, limits) };
   const bin = await files.readAll(PEFT_FILES.bin, io);
-  if (bin) return { file: PEFT_FILES.bin, tensors: await readTorchZip(bin, { file: PEFT_FILES.bin }) };
+  if (bin) return { file: PEFT_FILES.bin, tensors: await readTorchZip(bin, { file: PEFT_FILES.bin, limits }) };
   throw new AdapterError('weights_missing', 'adapter weights not found', { file: files.name, expected: `${PEFT_FILES.safetensors} or ${PEFT_FILES.bin}`, got: 'neither' });
 }
 
-/** A tensor as loaded: LoRA factors streamed from a local file arrive already transposed to f32 (`f32T`). */
-type LoadedTensor = RawTensor & { readonly f32T?: Float32Array<ArrayBuffer> };
+/** A tensor as loaded: LoRA factors streamed from a local file arrive already transposed, in their dtype (`diskT`). */
+type LoadedTensor = RawTensor & { readonly diskT?: Tensor<SpecFloat> };
+
+/** Tensors of the LoRA modules themselves (factors, lora bias, DoRA magnitude), kept in their dtype. */
+const LORA_KEY = /\.(?:lora_[AB]|lora_embedding_[AB]|lora_magnitude_vector)(?:\.|$)/;
 
 /** 2-D LoRA factors, which are transposed at load: `lora_A[.name].weight`, `lora_B[.name].weight`, `lora_embedding_A/B[.name]`. */
 const FACTOR_KEY = /\.(?:lora_[AB](?:\.[^.]+)?\.weight|lora_embedding_[AB](?:\.[^.]+)?)$/;
 
 /**
  * All tensors of a local safetensors file, read in file order through one reused staging buffer: each LoRA
- * factor is transposed from the staging bytes straight into its final f32 array, so the file's bytes land in
- * fresh memory once (the point: committing fresh memory costs more than the read on many machines); other
+ * factor is transposed from the staging bytes straight into its final array (its own dtype), so the file's bytes
+ * land in fresh memory once (the point: committing fresh memory costs more than the read on many machines); other
  * tensors (biases, magnitudes, replacements) get their own copy. Validation still runs on shapes before use.
  */
-async function streamSafetensors(src: ByteSource, file: string, opts: LoadOptions): Promise<Map<string, RawTensor>> {
-  const reader = await SafetensorsReader.open(src, { file, signal: opts.signal });
+async function streamSafetensors(src: ByteSource, file: string, opts: LoadOptions & { limits: Readonly<LoadLimits> }): Promise<Map<string, RawTensor>> {
+  const reader = await SafetensorsReader.open(src, { file, signal: opts.signal, limits: opts.limits });
   const out = new Map<string, LoadedTensor>();
   let stage = new Uint8Array(0);
   let loaded = reader.dataOffset;
@@ -103,8 +94,9 @@ async function streamSafetensors(src: ByteSource, file: string, opts: LoadOption
       if (stage.byteLength < bytes) stage = new Uint8Array(Math.max(bytes, 2 * stage.byteLength));
       const view = stage.subarray(0, bytes);
       await src.readInto!(reader.dataOffset + info.begin, view, opts.signal);
-      const f32T = toF32Transposed(info.dtype, view, info.shape[0]!, info.shape[1]!, name);
-      out.set(name, { dtype: info.dtype, shape: info.shape, data: EMPTY_BYTES, f32T });
+      const [rows, cols] = info.shape as [number, number];
+      const diskT = diskFloatTensor(info.dtype, view, [cols, rows], name, [rows, cols]);
+      out.set(name, { dtype: info.dtype, shape: info.shape, data: EMPTY_BYTES, diskT });
     } else {
       const data = new Uint8Array(bytes);
       await src.readInto!(reader.dataOffset + info.begin, data, opts.signal);
@@ -116,14 +108,6 @@ async function streamSafetensors(src: ByteSource, file: string, opts: LoadOption
   return out;
 }
 const EMPTY_BYTES = new Uint8Array(0);
-
-/** All tensors of a safetensors file as RawTensors (zero-copy views). */
-export function safetensorsTensors(bytes: Uint8Array, file: string): Map<string, RawTensor> {
-  const r = SafetensorsReader.fromBytes(bytes, { file });
-  const out = new Map<string, RawTensor>();
-  for (const [name, t] of r.tensors) out.set(name, { dtype: t.dtype, shape: t.shape, data: r.bytesSync(name) });
-  return out;
-}
 
 interface Planned {
   path: string;
@@ -138,16 +122,16 @@ interface Planned {
 }
 
 /**
- * Builds the spec from a parsed config and the checkpoint's tensors (needs `await convertReady()` first).
+ * Builds the spec from a parsed config and the checkpoint's tensors (16-bit replacements convert faster after `await convertReady()`).
  * Throws one AdapterError listing every problem; nothing is converted unless all is well.
  */
 export function specFromPeft(
   config: PeftConfig,
   tensors: ReadonlyMap<string, RawTensor>,
-  opts: { file?: string; warnings?: string[]; adapterName?: string } = {},
+  opts: { file?: string; warnings?: string[]; adapterName?: string; limits?: Partial<LoadLimits> } = {},
 ): AdapterSpec {
   // Compiled once for this load and dropped with it.
-  const matcher = new PeftMatcher(config);
+  const matcher = new PeftMatcher(config, opts.limits);
   if (matcher.problems.length) throw patternConfigError(matcher.problems[0]!);
   try {
     return buildSpec(config, tensors, matcher, opts);
@@ -376,20 +360,18 @@ function planModule(g: FactorKeys, tensors: ReadonlyMap<string, RawTensor>, conf
 
 function buildModule(p: Planned, tensors: ReadonlyMap<string, RawTensor>, fanInFanOut: boolean): AdapterModule {
   const k = p.keys;
-  const f32 = (key: string) => {
+  const vec = (key: string) => {
     const t = tensors.get(key)!;
-    return toF32(t.dtype, t.data, key);
+    return diskFloatTensor(t.dtype, t.data, [p.out], key);
   };
   const aKey = (p.kind === 'embedding' ? k.lora_embedding_A : k.lora_A)!;
   const bKey = (p.kind === 'embedding' ? k.lora_embedding_B : k.lora_B)!;
   // lora_A [r,in] → a [in,r]; lora_B [out,r] → b [r,out] (embedding: A [r,vocab] → a [vocab,r], B [dim,r] → b [r,dim]).
-  const f32T = (key: string, rows: number, cols: number) => {
+  const factor = (key: string, rows: number, cols: number) => {
     const t = tensors.get(key)! as LoadedTensor;
-    return t.f32T ?? toF32Transposed(t.dtype, t.data, rows, cols, key);
+    return t.diskT ?? diskFloatTensor(t.dtype, t.data, [cols, rows], key, [rows, cols]);
   };
-  const a = Tensor.from(f32T(aKey, p.rank, p.in), [p.in, p.rank], 'f32');
-  const b = Tensor.from(f32T(bKey, p.out, p.rank), [p.rank, p.out], 'f32');
-  const m: AdapterModule = {
+  return {
     path: p.path,
     kind: p.kind,
     rank: p.rank,
@@ -398,13 +380,12 @@ function buildModule(p: Planned, tensors: ReadonlyMap<string, RawTensor>, fanInF
     in: p.in,
     out: p.out,
     dtype: p.dtype,
-    a,
-    b,
+    a: factor(aKey, p.rank, p.in),
+    b: factor(bKey, p.out, p.rank),
     fanInFanOut,
-    ...(k.lora_B_bias ? { bias: Tensor.from(f32(k.lora_B_bias), [p.out], 'f32') } : {}),
-    ...(k.lora_magnitude_vector ? { magnitude: Tensor.from(f32(k.lora_magnitude_vector), [p.out], 'f32') } : {}),
+    ...(k.lora_B_bias ? { bias: vec(k.lora_B_bias) } : {}),
+    ...(k.lora_magnitude_vector ? { magnitude: vec(k.lora_magnitude_vector) } : {}),
   };
-  return m;
 }
 
 /** Indices of trainable tokens for the embedding at `path` (`trainable_token_indices`: a list, or module name → list). */

@@ -1,8 +1,8 @@
 import { AdapterError } from '../errors.js';
 import { writeSafetensors, type SafeDType, type TensorToWrite } from '../formats/safetensors.js';
-import type { AdapterModule, AdapterReplacement, AdapterSpec } from '../lora/spec.js';
+import type { AdapterModule, AdapterReplacement, AdapterSpec } from '../adapter/spec.js';
 import type { Tensor } from '../tensor.js';
-import { fromF32, isFloatDType, transpose } from './convert-f32.js';
+import { fromF32, isFloatDType, tensorToF32, transpose } from '../adapter/convert-f32.js';
 import { PEFT_PREFIX } from './keys.js';
 import { PEFT_FILES, tokenIndicesFor } from './load.js';
 import { alphaFor, rankFor, scaleOf } from './scaling.js';
@@ -120,7 +120,7 @@ function sameList(a: readonly number[] | undefined, b: readonly number[]): boole
 const diskDType = (d: string): SafeDType => (isFloatDType(d) ? d : 'F32');
 
 function floatTensor(t: Tensor, dtype: SafeDType, shape: readonly number[], where: string, transposeFrom?: [number, number]): TensorToWrite {
-  let data = t.data as Float32Array;
+  let data = tensorToF32(t, where);
   if (transposeFrom) data = transpose(data, transposeFrom[0], transposeFrom[1]);
   return { dtype, shape, data: fromF32(dtype, data, where) };
 }

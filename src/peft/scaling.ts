@@ -1,4 +1,5 @@
 import { ConfigError } from '../errors.js';
+import { DEFAULT_LIMITS, type LoadLimits } from '../limits.js';
 import type { PeftConfig } from './config.js';
 import { PyRegex, PyRegexBudgetError, PyRegexError, type PyBudget } from './pyre.js';
 
@@ -15,10 +16,13 @@ import { PyRegex, PyRegexBudgetError, PyRegexError, type PyBudget } from './pyre
  * literal-suffix test, only while they could still come before the best literal match.
  */
 
-/** Limits on what a config may ask the matcher to do. Stricter than PEFT (which has none); documented in the README. */
+/**
+ * Limits on what a config may ask the matcher to do. Stricter than PEFT (which has none); documented in
+ * docs/limits.md. `keys` is the default of `LoadLimits.maxPatternKeys`, which a load may override.
+ */
 export const PATTERN_LIMITS = {
-  /** Keys of `rank_pattern` and `alpha_pattern` together. */
-  keys: 65_536,
+  /** Keys of `rank_pattern` and `alpha_pattern` together (default of `LoadLimits.maxPatternKeys`). */
+  keys: DEFAULT_LIMITS.maxPatternKeys,
   /** Entries that need the regex engine (anything but plain names), summed over every pattern field. */
   regexKeys: 256,
   /** Distinct shapes (length and dot positions) of plain keys: each shape is one hash lookup per module. */
@@ -230,11 +234,15 @@ export class PeftMatcher {
   private readonly layerRes: Compiled[] = [];
   private readonly layers: number | readonly number[] | null;
 
-  constructor(private readonly config: TargetFields) {
+  constructor(
+    private readonly config: TargetFields,
+    limits?: Partial<Pick<LoadLimits, 'maxPatternKeys'>>,
+  ) {
     const problems = this.problems;
+    const maxKeys = limits?.maxPatternKeys ?? PATTERN_LIMITS.keys;
     const nKeys = Object.keys(config.rank_pattern ?? {}).length + Object.keys(config.alpha_pattern ?? {}).length;
-    if (nKeys > PATTERN_LIMITS.keys) {
-      problems.push({ code: 'too_many_patterns', problem: `rank_pattern and alpha_pattern have more than ${PATTERN_LIMITS.keys} keys (a limit of this implementation)`, key: 'rank_pattern', got: nKeys });
+    if (nKeys > maxKeys) {
+      problems.push({ code: 'too_many_patterns', problem: `rank_pattern and alpha_pattern have more than ${maxKeys} keys (maxPatternKeys, a limit of this implementation)`, key: 'rank_pattern', got: nKeys, detail: `≤ ${maxKeys} (maxPatternKeys)` });
       // Keep matching cheap: patterns are not compiled when the config is refused anyway.
       this.rank = new PatternTable('rank_pattern', {}, []);
       this.alpha = new PatternTable('alpha_pattern', {}, []);
@@ -267,7 +275,7 @@ export class PeftMatcher {
     if (this.usesLayers()) {
       const lp = config.layers_pattern;
       // "empty layers_pattern (None, [], or "") means any layer pattern is ok" (check_target_module_exists).
-      if (lp === null || lp.length === 0) this.layerRes.push({ re: PyRegex.compile('.*?\\.[^.]*\\.(\\d+)\\.'), key: 'layers_pattern' });
+      if (lp == null || lp.length === 0) this.layerRes.push({ re: PyRegex.compile('.*?\\.[^.]*\\.(\\d+)\\.'), key: 'layers_pattern' });
       else for (const p of typeof lp === 'string' ? [lp] : lp) {
         const c = compileOrReport(`.*?\\.${p}\\.(\\d+)\\.`, 'layers_pattern', p, problems);
         if (c) this.layerRes.push(c);
@@ -286,7 +294,7 @@ export class PeftMatcher {
 
   private usesLayers(): boolean {
     const l = this.layers;
-    return l !== null && (!Array.isArray(l) || l.length !== 0);
+    return l != null && (!Array.isArray(l) || l.length !== 0);
   }
 
   /** The `rank_pattern` key PEFT uses for module `path`, if any. */

@@ -3,7 +3,7 @@ import { createBackend, init } from '../backends/index.js';
 import { ApplyError, ModelError, WorkerError } from '../errors.js';
 import type { AdapterSource } from '../io/fileset.js';
 import type { LoadLimits } from '../limits.js';
-import { LoRAContainer } from '../lora/container.js';
+import { LoRAContainer } from '../adapter/container.js';
 import { setLoRAEnabled } from '../lora/set-enabled.js';
 import { CausalLM, type DraftSpec, type GenerateOptions } from '../models/causal-lm.js';
 import { defaultHostPort, type HostPort } from './endpoint.js';

@@ -6,7 +6,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import { convertAdapter } from '../../src/cli/convert.js';
 import { JsBackend } from '../../src/backends/js.js';
-import { LoRAContainer } from '../../src/lora/container.js';
+import { LoRAContainer } from '../../src/adapter/container.js';
 import { modelFromWeights } from '../../src/nn/model-from-weights.js';
 import { expectClose, GOLDEN, readSafetensors } from '../lora/helpers.js';
 

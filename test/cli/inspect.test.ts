@@ -7,7 +7,7 @@ import { inspect, inspectAdapter } from '../../src/cli/inspect.js';
 import { init } from '../../src/backends/index.js';
 import type { FileSet } from '../../src/io/fileset.js';
 import { dirFileSet } from '../../src/io/node.js';
-import { LoRAContainer } from '../../src/lora/container.js';
+import { LoRAContainer } from '../../src/adapter/container.js';
 import { GOLDEN, REAL } from '../lora/helpers.js';
 
 const ROOT = new URL('../../', import.meta.url).pathname;

@@ -9,8 +9,8 @@ import { join } from 'node:path';
 import fc from 'fast-check';
 import { describe, expect, it } from 'vitest';
 import { PeftError } from '../../src/errors.js';
-import { LoRAContainer } from '../../src/lora/container.js';
-import { INPUTS, TARGETS } from './targets.js';
+import { LoRAContainer } from '../../src/adapter/container.js';
+import { HTTP_CONFIG, httpOutcome, INPUTS, TARGETS } from './targets.js';
 
 const RUNS = Number(process.env.FUZZ_RUNS ?? 200);
 const SEED = process.env.FUZZ_SEED ? Number(process.env.FUZZ_SEED) : 0x5eed;
@@ -58,5 +58,21 @@ describe('issue 8 #1: a config value nested ~4,500 deep is a typed error, not a 
     const e = await LoRAContainer.fromPEFT({ 'adapter_config.json': cfg }).catch((x: unknown) => x);
     expect(e).toBeInstanceOf(PeftError);
     expect((e as PeftError).message.length).toBeLessThan(2000);
+  });
+});
+
+describe('the http target serves what its input scripts (so the fuzzing reaches the loader)', () => {
+  // [status index, encoding index, flags, file (0 config, 1 weights), ...body]: STATUSES / ENCODINGS in targets.ts.
+  const cfg = (status: number, encoding: number, flags: number) => new Uint8Array([status, encoding, flags, 0, ...HTTP_CONFIG]);
+  it.each([
+    ['200, identity, Content-Length right', cfg(0, 0, 4), 'ok'],
+    ['200, gzip, Range honoured', cfg(0, 1, 2 | 4), 'ok'],
+    ['200, br', cfg(0, 3, 0), 'ok'],
+    ['500', cfg(8, 0, 0), 'IoError http_error'],
+    ['404 for the config', cfg(6, 0, 0), 'ConfigError config_missing'],
+    ['text/html for the config (a single-page-app fallback)', cfg(0, 0, 1), 'IoError html_response'],
+    ['Content-Encoding: gzip over plain bytes', cfg(0, 4, 0), 'IoError'],
+  ] as const)('%s', T, async (_, input, want) => {
+    expect(await httpOutcome(input)).toMatch(new RegExp(`^${want}`));
   });
 });

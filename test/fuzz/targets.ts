@@ -4,13 +4,17 @@
  * suite's fast property tests (fixed seed) and `npm run fuzz` (fresh seeds, many runs, failures saved as
  * regression fixtures under test/fixtures/fuzz-regressions/<target>-*.bin, which the suite replays).
  */
+import { createServer, type Server } from 'node:http';
+import { brotliCompressSync, deflateSync, gzipSync } from 'node:zlib';
 import fc from 'fast-check';
 import { PeftError } from '../../src/errors.js';
 import { SafetensorsReader, writeSafetensors, SAFE_DTYPE_ORDER, SAFE_DTYPES, type SafeDType, type TensorToWrite } from '../../src/formats/safetensors.js';
 import { unpickle } from '../../src/formats/pickle.js';
 import { readTorchZip } from '../../src/formats/torch-zip.js';
 import { bytesSource } from '../../src/io/source.js';
-import { LoRAContainer } from '../../src/lora/container.js';
+import { LoRAContainer } from '../../src/adapter/container.js';
+
+const enc = new TextEncoder();
 
 /** Small caps so that anything a 1 MB input can make is cheap, and a breach shows up as a typed error. */
 const LIMITS = { maxTotalBytes: 64 << 20, maxElements: 1 << 24 };
@@ -55,9 +59,95 @@ export const TARGETS: Record<string, (bytes: Uint8Array) => Promise<void>> = {
   async mlx(bytes) {
     await typed(() => LoRAContainer.fromMLX({ 'adapter_config.json': MLX_CONFIG, 'adapters.safetensors': bytes }, { limits: LIMITS }));
   },
+  /**
+   * A real HTTP server on 127.0.0.1 answering a PEFT adapter load as the input scripts it (see `HttpScript`): status,
+   * Content-Encoding (honest or lying), Content-Length (right, wrong, absent), Range honoured or not, content type,
+   * and the body of one of the two files replaced by mutated bytes.
+   */
+  async http(bytes) {
+    const port = await httpServer();
+    const id = String(++scriptId);
+    scripts.set(id, bytes);
+    try {
+      await typed(() => LoRAContainer.fromPEFT(`http://127.0.0.1:${port}/${id}/`, { limits: LIMITS }));
+    } finally {
+      scripts.delete(id);
+    }
+  },
 };
 
-const enc = new TextEncoder();
+/** The outcome of one scripted HTTP load: 'ok' or the PeftError code (the http target's work, for tests). */
+export async function httpOutcome(bytes: Uint8Array): Promise<string> {
+  const port = await httpServer();
+  const id = String(++scriptId);
+  scripts.set(id, bytes);
+  try {
+    const e = await typed(() => LoRAContainer.fromPEFT(`http://127.0.0.1:${port}/${id}/`, { limits: LIMITS }));
+    return e ? `${e.name} ${e.code}` : 'ok';
+  } finally {
+    scripts.delete(id);
+  }
+}
+export { HTTP_CONFIG };
+
+// ── HTTP: one server for the whole run, each load reads its script by the id in the URL ─────────────
+/**
+ * An HTTP input: byte 0 status, byte 1 encoding, byte 2 flags, byte 3 which file the body replaces, the rest the
+ * body. Statuses and encodings are picked by index so every byte value means something.
+ */
+const STATUSES = [200, 200, 200, 200, 206, 301, 404, 416, 500, 503, 204, 429];
+const ENCODINGS = ['identity', 'gzip', 'deflate', 'br', 'gzip-lie', 'br-lie', 'x-unknown'] as const;
+const scripts = new Map<string, Uint8Array>();
+let scriptId = 0;
+let server: Promise<number> | undefined;
+
+function httpServer(): Promise<number> {
+  return (server ??= new Promise<number>((resolve) => {
+    const srv: Server = createServer((req, res) => {
+      const [, id, ...rest] = (req.url ?? '/').split('/');
+      const name = rest.join('/');
+      const script = scripts.get(id ?? '');
+      if (!script) return void res.writeHead(404).end();
+      const [statusByte = 0, encByte = 0, flags = 0, which = 0] = script;
+      const replaced = which % 2 === 0 ? 'adapter_config.json' : 'adapter_model.safetensors';
+      let body: Uint8Array | undefined = name === replaced ? script.subarray(4) : name === 'adapter_config.json' ? HTTP_CONFIG : name === 'adapter_model.safetensors' ? TINY_ADAPTER : undefined;
+      if (!body) return void res.writeHead(404).end();
+      // Only the scripted file gets the scripted status; the other answers plainly.
+      const status = name === replaced ? STATUSES[statusByte % STATUSES.length]! : 200;
+      const headers: Record<string, string> = { 'content-type': flags & 1 ? 'text/html' : 'application/octet-stream' };
+      const range = /^bytes=(\d+)-(\d*)$/.exec(req.headers.range ?? '');
+      let code = status;
+      if (status === 200 && range && flags & 2) {
+        const start = Number(range[1]);
+        const end = range[2] ? Math.min(Number(range[2]) + 1, body.length) : body.length;
+        headers['content-range'] = flags & 8 ? `bytes ${start}-${end - 1}/*` : `bytes ${start}-${Math.max(start, end - 1)}/${body.length}`;
+        body = body.subarray(start, end);
+        code = 206;
+      }
+      const enc = ENCODINGS[encByte % ENCODINGS.length]!;
+      let wire: Uint8Array = body;
+      if (enc === 'gzip') wire = gzipSync(body);
+      else if (enc === 'deflate') wire = deflateSync(body);
+      else if (enc === 'br') wire = brotliCompressSync(body);
+      if (enc !== 'identity') headers['content-encoding'] = enc.replace('-lie', '');
+      if (flags & 4) headers['content-length'] = String(flags & 16 ? wire.length + ((flags >> 5) % 3) - 1 : wire.length);
+      try {
+        res.writeHead(code, headers);
+        // A body with a lying Content-Length ends the connection early or late: the client sees a broken stream.
+        res.end(code === 204 || req.method === 'HEAD' ? undefined : wire);
+      } catch {
+        res.destroy();
+      }
+    });
+    srv.keepAliveTimeout = 1;
+    srv.listen(0, '127.0.0.1', () => {
+      srv.unref();
+      resolve((srv.address() as { port: number }).port);
+    });
+  }));
+}
+const HTTP_CONFIG = enc.encode(JSON.stringify({ peft_type: 'LORA', r: 2, lora_alpha: 4, target_modules: ['q'] }));
+
 const TINY_ADAPTER = writeSafetensors(
   {
     'base_model.model.q.lora_A.weight': { dtype: 'F32', shape: [2, 4], data: new Float32Array(8).fill(0.5) },
@@ -226,4 +316,7 @@ export const INPUTS: Record<keyof typeof TARGETS, fc.Arbitrary<Uint8Array>> = {
   pickle: fc.oneof(randomPickle, mutated(randomPickle)),
   config: fc.oneof(configText, mutated(configText)),
   mlx: fc.oneof(validSafetensors, mutated(validSafetensors), craftedSafetensors),
+  http: fc
+    .tuple(fc.nat({ max: 255 }), fc.nat({ max: 255 }), fc.nat({ max: 255 }), fc.nat({ max: 1 }), fc.oneof(configText, mutated(configText), validSafetensors, mutated(validSafetensors)))
+    .map(([s, e, f, w, body]) => new Uint8Array([s, e, f, w, ...body])),
 };

@@ -1,5 +1,5 @@
 import { beforeAll, describe, expect, it } from 'vitest';
-import { LoRAContainer } from '../../src/lora/container.js';
+import { LoRAContainer } from '../../src/adapter/container.js';
 import { setLoRAEnabled } from '../../src/lora/set-enabled.js';
 import { CausalLM } from '../../src/models/causal-lm.js';
 import type { WebGPUBackend } from '../../src/backends/webgpu/index.js';

@@ -12,7 +12,7 @@ import { IoError } from '../../src/errors.js';
 import { toFileSet } from '../../src/io/fileset.js';
 import { hubBaseUrl, hubFileSet, parseHubRepo, type HubCache } from '../../src/io/hub.js';
 import { nodeDirCache } from '../../src/io/hub-cache-node.js';
-import { LoRAContainer } from '../../src/lora/container.js';
+import { LoRAContainer } from '../../src/adapter/container.js';
 import { LoRALinear } from '../../src/lora/lora-linear.js';
 import { modelFromWeights } from '../../src/nn/model-from-weights.js';
 import { expectClose, GOLDEN, readSafetensors } from '../lora/helpers.js';

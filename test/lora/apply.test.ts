@@ -1,7 +1,7 @@
 import { describe, expect, test } from 'vitest';
 import { JsBackend } from '../../src/backends/js.js';
 import { ApplyError } from '../../src/errors.js';
-import { LoRAContainer } from '../../src/lora/container.js';
+import { LoRAContainer } from '../../src/adapter/container.js';
 import { DoRALinear } from '../../src/lora/dora-linear.js';
 import { isLoRALayer } from '../../src/lora/layer.js';
 import { LoRAEmbedding } from '../../src/lora/lora-embedding.js';

@@ -7,7 +7,7 @@ import { join } from 'node:path';
 import { afterAll, beforeAll, describe, expect, it } from 'vitest';
 import { init } from '../../src/backends/index.js';
 import { IoError, PeftError } from '../../src/errors.js';
-import { LoRAContainer } from '../../src/lora/container.js';
+import { LoRAContainer } from '../../src/adapter/container.js';
 import { REAL } from './helpers.js';
 
 const DIR = join(REAL, 'opt125m-bf16');

@@ -1,7 +1,7 @@
 import { readdirSync, readFileSync } from 'node:fs';
 import { describe, expect, test } from 'vitest';
 import type { Backend } from '../../src/backends/backend.js';
-import { LoRAContainer } from '../../src/lora/container.js';
+import { LoRAContainer } from '../../src/adapter/container.js';
 import { isLoRALayer, type LoRAModule } from '../../src/lora/layer.js';
 import { setLoRAEnabled } from '../../src/lora/set-enabled.js';
 import { toF64 } from '../../src/nn/float.js';

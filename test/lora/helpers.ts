@@ -4,7 +4,7 @@ import type { Backend } from '../../src/backends/backend.js';
 import type { DType } from '../../src/dtype.js';
 import type { Module } from '../../src/nn/module.js';
 import { Tensor } from '../../src/tensor.js';
-import type { AdapterModule, AdapterSpec } from '../../src/lora/spec.js';
+import type { AdapterModule, AdapterSpec } from '../../src/adapter/spec.js';
 
 export const GOLDEN = new URL('../fixtures/golden/', import.meta.url).pathname;
 export const REAL = new URL('../fixtures/peft-real/', import.meta.url).pathname;

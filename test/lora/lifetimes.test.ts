@@ -14,7 +14,7 @@ import { GOLDEN, prng, randomTensor, readSafetensors, linearModule, specOf } fro
 describe('explicit lifetimes (wasm heap)', () => {
   test('1,000 apply/unload cycles return malloc\'d bytes to the baseline; dispose() frees layers and models', async () => {
     const { WasmBackend } = await import('../../src/backends/wasm.js');
-    const { LoRAContainer } = await import('../../src/lora/container.js');
+    const { LoRAContainer } = await import('../../src/adapter/container.js');
     const { modelFromWeights } = await import('../../src/nn/model-from-weights.js');
     const { disposeModule } = await import('../../src/nn/module.js');
     const { LoRALinear } = await import('../../src/lora/lora-linear.js');
@@ -75,7 +75,7 @@ describe('loading without wasm', () => {
     vi.resetModules();
     vi.stubGlobal('WebAssembly', undefined);
     try {
-      const { LoRAContainer } = await import('../../src/lora/container.js');
+      const { LoRAContainer } = await import('../../src/adapter/container.js');
       const { JsBackend } = await import('../../src/backends/js.js');
       const { modelFromWeights } = await import('../../src/nn/model-from-weights.js');
       const { wasmReady } = await import('../../src/runtime/wasm.js');

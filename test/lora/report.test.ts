@@ -1,5 +1,5 @@
 import { describe, expect, test } from 'vitest';
-import { buildReport } from '../../src/lora/report.js';
+import { buildReport } from '../../src/adapter/report.js';
 import { loadMLX } from '../../src/mlx/load.js';
 import { loadPEFT } from '../../src/peft/load.js';
 

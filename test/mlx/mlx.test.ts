@@ -3,7 +3,7 @@ import { ConfigError, PeftError } from '../../src/errors.js';
 import { writeSafetensors } from '../../src/formats/safetensors.js';
 import { loadMLX } from '../../src/mlx/load.js';
 import { saveMLX } from '../../src/mlx/save.js';
-import { loadAdapter } from '../../src/peft/detect.js';
+import { loadAdapter } from '../../src/adapter/detect.js';
 import { loadPEFT } from '../../src/peft/load.js';
 import { expectSameSpec, tensorRecord, type FakeTensor } from '../peft/helpers.js';
 

@@ -7,7 +7,7 @@ import { createBackend } from '../../src/backends/index.js';
 import type { WasmBackend } from '../../src/backends/wasm.js';
 import { ModelError } from '../../src/errors.js';
 import { argmax } from '../../src/generate/sampling.js';
-import { LoRAContainer } from '../../src/lora/container.js';
+import { LoRAContainer } from '../../src/adapter/container.js';
 import { loraLayersOf, setLoRAEnabled } from '../../src/lora/set-enabled.js';
 import { CausalLM } from '../../src/models/causal-lm.js';
 import { FIXTURES, PYCODER, expectLogits, oracle } from './helpers.js';

@@ -1,7 +1,7 @@
 import { beforeAll, describe, expect, it } from 'vitest';
 import type { Backend } from '../../src/backends/backend.js';
 import { createBackend } from '../../src/backends/index.js';
-import { LoRAContainer } from '../../src/lora/container.js';
+import { LoRAContainer } from '../../src/adapter/container.js';
 import { setLoRAEnabled } from '../../src/lora/set-enabled.js';
 import { CausalLM } from '../../src/models/causal-lm.js';
 import { MODELS, adapterPath, basePath, expectLogits, oracle, trustedPrefix, type ModelName } from './helpers.js';

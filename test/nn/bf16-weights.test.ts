@@ -12,7 +12,7 @@ import { LoRALinear } from '../../src/lora/lora-linear.js';
 import { Conv1D } from '../../src/nn/conv1d.js';
 import { Embedding } from '../../src/nn/embedding.js';
 import { Linear } from '../../src/nn/linear.js';
-import { loadModel } from '../../src/nn/model-from-weights.js';
+import { loadModel } from '../../src/models/load-model.js';
 import { Tensor } from '../../src/tensor.js';
 import { backendCases } from '../lora/backends.js';
 import { prng, randomTensor } from '../lora/helpers.js';

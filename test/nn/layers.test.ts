@@ -124,7 +124,7 @@ describe('float helpers', () => {
 
 describe('loadModel', () => {
   test('reads model.safetensors from a folder (here: an in-memory file set)', async () => {
-    const { loadModel } = await import('../../src/nn/model-from-weights.js');
+    const { loadModel } = await import('../../src/models/load-model.js');
     const { readFileSync } = await import('node:fs');
     const { setDefaultBackend } = await import('../../src/backends/index.js');
     setDefaultBackend(backend);

@@ -3,7 +3,8 @@ import { join } from 'node:path';
 import { describe, expect, test } from 'vitest';
 import { loadMLX } from '../../src/mlx/load.js';
 import { loadPEFT } from '../../src/peft/load.js';
-import type { AdapterSpec } from '../../src/lora/spec.js';
+import type { AdapterSpec } from '../../src/adapter/spec.js';
+import { toF64 } from '../../src/float16.js';
 import { firstDiff, readRefFile, refTranspose } from './helpers.js';
 
 const ROOT = 'test/fixtures/golden';
@@ -62,13 +63,15 @@ describe.each(cases)('golden/%s', (name) => {
       const B = ref.get(bKey)!;
       const a = mlx ? A.values : refTranspose(A.values, w.rank!, w.in);
       const b = mlx ? B.values : refTranspose(B.values, w.out, w.rank!);
-      expect(firstDiff(m.a.data, a), `${w.path} a`).toBeUndefined();
-      expect(firstDiff(m.b.data, b), `${w.path} b`).toBeUndefined();
+      // Factors keep their on-disk dtype (F64 narrowed to f32); the values are the file's.
+      expect(m.a.dtype).toBe({ F16: 'f16', BF16: 'bf16' }[w.dtype!] ?? 'f32');
+      expect(firstDiff(toF64(m.a), a), `${w.path} a`).toBeUndefined();
+      expect(firstDiff(toF64(m.b), b), `${w.path} b`).toBeUndefined();
       const bias = ref.get(`${P}.lora_B.bias`);
-      if (bias) expect(firstDiff(m.bias!.data, bias.values)).toBeUndefined();
+      if (bias) expect(firstDiff(toF64(m.bias!), bias.values)).toBeUndefined();
       else expect(m.bias).toBeUndefined();
       const mag = ref.get(mlx ? `${w.path}.m` : `${P}.lora_magnitude_vector`);
-      if (mag) expect(firstDiff(m.magnitude!.data, mag.values)).toBeUndefined();
+      if (mag) expect(firstDiff(toF64(m.magnitude!), mag.values)).toBeUndefined();
       else expect(m.magnitude).toBeUndefined();
     }
 

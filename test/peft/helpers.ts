@@ -1,6 +1,6 @@
 import { readFileSync } from 'node:fs';
 import { expect } from 'vitest';
-import type { AdapterSpec } from '../../src/lora/spec.js';
+import type { AdapterSpec } from '../../src/adapter/spec.js';
 
 /**
  * An independent safetensors reader and f16/bf16 decoder for tests: what the loader's output is checked against.

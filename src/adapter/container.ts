@@ -10,16 +10,17 @@ import { FLOAT_DTYPES } from '../nn/float.js';
 import { Linear, type Projection } from '../nn/linear.js';
 import type { Module } from '../nn/module.js';
 import { QuantizedLinear } from '../nn/quantized-linear.js';
-import { loadAdapter } from '../peft/detect.js';
-import { loadPEFT, type LoadOptions } from '../peft/load.js';
+import { loadAdapter } from './detect.js';
+import { loadPEFT, missingAdapterKeys, missingKeysWarning } from '../peft/load.js';
+import type { LoadOptions } from './raw.js';
 import { savePEFT } from '../peft/save.js';
 import type { Tensor } from '../tensor.js';
-import { DoRALinear } from './dora-linear.js';
-import { fusedError, isLoRALayer, type AdapterInit, type FuseOptions, type LoRAModule } from './layer.js';
-import { LoRAEmbedding } from './lora-embedding.js';
-import { LoRALinear } from './lora-linear.js';
-import { QDoRALinear } from './qdora-linear.js';
-import { QLoRALinear } from './qlora-linear.js';
+import { DoRALinear } from '../lora/dora-linear.js';
+import { fusedError, isLoRALayer, type AdapterInit, type FuseOptions, type LoRAModule } from '../lora/layer.js';
+import { LoRAEmbedding } from '../lora/lora-embedding.js';
+import { LoRALinear } from '../lora/lora-linear.js';
+import { QDoRALinear } from '../lora/qdora-linear.js';
+import { QLoRALinear } from '../lora/qlora-linear.js';
 import { buildReport } from './report.js';
 import type { AdapterModule, AdapterReplacement, AdapterSpec } from './spec.js';
 
@@ -31,7 +32,7 @@ export interface ContainerOptions {
   name?: string;
 }
 
-/** What every `LoRAContainer` loader takes: the loader's own options (signal, onProgress, fetch, adapterName) and the caps of the load. */
+/** What every `LoRAContainer` loader takes: the loader's own options (signal, onProgress, fetch, adapterName, limits, checkFinite). */
 export type ContainerLoadOptions = ContainerOptions & LoadOptions & { limits?: Partial<LoadLimits> };
 
 /** The source as a FileSet enforcing `opts.limits` (the loaders then reuse it, its budget and caps included). */
@@ -74,6 +75,10 @@ export class LoRAContainer {
   #fused?: FuseOptions;
   /** Backend copies of the factors made by `apply` (shared across the layers it reached), freed by `unload`. */
   readonly #uploads: Tensor[] = [];
+  /** Warnings of the last `apply` (PEFT's missing adapter keys), shown in `report.warnings`. */
+  #applyWarnings: string[] = [];
+  /** PEFT warns with `warnings.warn`, shown once per call site: console.warn once per container. */
+  #warned = false;
 
   constructor(spec: AdapterSpec, opts: ContainerOptions = {}) {
     this.spec = spec;
@@ -97,7 +102,7 @@ export class LoRAContainer {
 
   /** What was loaded; once applied, also which backend the adapted layers run on. */
   get report(): ReturnType<typeof buildReport> {
-    return buildReport(this.spec, { backend: this.backend });
+    return buildReport(this.spec, { backend: this.backend, warnings: this.#applyWarnings });
   }
 
   /** The backend name(s) the applied layers run on (`wasm`, `webgpu`, `js`), or undefined before `apply`. */
@@ -157,6 +162,8 @@ export class LoRAContainer {
     const { plans, issues } = this.#plan(model);
     for (const plan of plans.values()) this.#check(model, plan, issues);
     if (issues.length) throw new ApplyError('apply_failed', issuesMessage(`cannot apply adapter "${this.name}"`, issues), {}, issues);
+    // Before any change: matching the config's patterns can still fail (a regex budget).
+    const warnings = this.#missingKeys(model);
 
     const applied: AppliedModule[] = [];
     const uploads = new Map<Backend, Map<Tensor, Tensor>>();
@@ -191,7 +198,27 @@ export class LoRAContainer {
     }
     this.#model = model;
     this.#applied = applied;
+    this.#applyWarnings = warnings;
+    if (this.#applyWarnings.length && !this.#warned) {
+      this.#warned = true;
+      console.warn(`peftjs: ${this.#applyWarnings.join('\n')}`);
+    }
     return applied;
+  }
+
+  /**
+   * PEFT's "Found missing adapter keys" warning (`PeftModel.from_pretrained`): modules of this model the config
+   * targets (Linear, Conv1D, QuantizedLinear, Embedding, or a LoRA layer wrapping one) that the checkpoint holds no
+   * weights for. PEFT wraps them with untrained (B = 0, so inert) LoRA weights; here they are left as they are.
+   */
+  #missingKeys(model: Module): string[] {
+    if (this.spec.format !== 'peft') return [];
+    const paths: string[] = [];
+    for (const [path, m] of model.namedModules()) {
+      if (isLoRALayer(m) || m instanceof Linear || m instanceof Conv1D || m instanceof QuantizedLinear || m instanceof Embedding) paths.push(path);
+    }
+    const keys = missingAdapterKeys({ ...this.spec, name: this.name }, paths);
+    return keys.length ? [missingKeysWarning(keys)] : [];
   }
 
   /** Groups spec modules and replacements by the model path they resolve to. */
@@ -351,6 +378,7 @@ export class LoRAContainer {
     this.#applied = [];
     this.#model = undefined;
     this.#fused = undefined;
+    this.#applyWarnings = [];
   }
 
   #detach(model: Module, applied: readonly AppliedModule[]): void {

@@ -1,9 +1,9 @@
 import { ConfigError } from '../errors.js';
 import { toFileSet, type AdapterSource } from '../io/fileset.js';
-import type { AdapterSpec } from '../lora/spec.js';
+import type { AdapterSpec } from './spec.js';
 import { looksLikeMlx } from '../mlx/config.js';
 import { loadMLXFrom } from '../mlx/load.js';
-import { loadPEFTFrom, readConfigJson, type LoadOptions } from './load.js';
+import { loadPEFTFrom, readConfigJson, type LoadOptions } from '../peft/load.js';
 
 /**
  * Loads an adapter folder in either format, told apart by `adapter_config.json`: PEFT's carries `peft_type`,

@@ -3,6 +3,7 @@ import { AdapterError } from '../errors.js';
 import { SAFE_DTYPES, toTyped, type SafeDType } from '../formats/safetensors.js';
 import { bf16ToNumber, f16ToNumber, numberToBf16, numberToF16 } from '../float16.js';
 import { checkWasmSupport, initWasm, wasmReady } from '../runtime/wasm.js';
+import type { Tensor } from '../tensor.js';
 
 /**
  * Checkpoint tensors → f32 and back. f16/bf16 use the wasm kernels (cpp/convert.h) once the runtime is up, and an
@@ -125,4 +126,22 @@ export function transpose(src: Float32Array, rows: number, cols: number): Float3
 
 export function bytesPer(dtype: string): number {
   return (SAFE_DTYPES as Record<string, { bytes: number }>)[dtype]?.bytes ?? 4;
+}
+
+/**
+ * A float tensor's values as f32: f32 as is, f16/bf16 widened exactly, f64 rounded. Narrowing the result back to
+ * the tensor's own 16-bit dtype (`fromF32`) gives its bits back, so savers can write any spec tensor through f32.
+ */
+export function tensorToF32(t: Tensor, where = 'tensor'): Float32Array {
+  switch (t.dtype) {
+    case 'f32':
+      return t.data as Float32Array;
+    case 'f16':
+    case 'bf16':
+      return halfToF32(t.dtype === 'f16' ? 'F16' : 'BF16', t.data as Uint16Array);
+    case 'f64':
+      return Float32Array.from(t.data as Float64Array);
+    default:
+      throw new AdapterError('bad_dtype', 'a float tensor was expected', { where, expected: 'f32, f16, bf16 or f64', got: t.dtype });
+  }
 }

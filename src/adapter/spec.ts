@@ -3,8 +3,9 @@ import type { Tensor } from '../tensor.js';
 /**
  * What a loaded adapter holds, independent of its file format (PEFT or MLX) and of any model.
  * `peft/` and `mlx/` produce it; `lora/LoRAContainer` applies it onto a module tree.
- * All factors are f32 in the internal layout: `a [in,r]`, `b [r,out]` (PEFT's lora_A [r,in] and
- * lora_B [out,r] are transposed once at load). Embeddings: `a [vocab,r]`, `b [r,dim]`.
+ * Factors are in the internal layout `a [in,r]`, `b [r,out]` (PEFT's lora_A [r,in] and lora_B [out,r] are
+ * transposed once at load; embeddings: `a [vocab,r]`, `b [r,dim]`), kept in their on-disk float dtype
+ * (f32, f16 or bf16; F64 is narrowed to f32): each backend widens them on upload, and compute is f32.
  */
 export type AdapterModuleKind = 'linear' | 'embedding' | 'dora';
 
@@ -22,14 +23,14 @@ export interface AdapterModule {
   readonly out: number;
   /** Dtype the factors were stored in on disk (`F32`, `F16`, `BF16`, …); compute is f32. */
   readonly dtype: string;
-  /** [in,r] f32 (embedding: [vocab,r]). */
-  readonly a: Tensor<'f32'>;
-  /** [r,out] f32 (embedding: [r,dim]). */
-  readonly b: Tensor<'f32'>;
-  /** PEFT `lora_B.bias` [out] (lora_bias=true), scaled with B. */
-  readonly bias?: Tensor<'f32'>;
-  /** DoRA `lora_magnitude_vector` [out]. */
-  readonly magnitude?: Tensor<'f32'>;
+  /** [in,r] (embedding: [vocab,r]), on-disk dtype. */
+  readonly a: Tensor<SpecFloat>;
+  /** [r,out] (embedding: [r,dim]), on-disk dtype. */
+  readonly b: Tensor<SpecFloat>;
+  /** PEFT `lora_B.bias` [out] (lora_bias=true), scaled with B; on-disk dtype. */
+  readonly bias?: Tensor<SpecFloat>;
+  /** DoRA `lora_magnitude_vector` [out]; on-disk dtype. */
+  readonly magnitude?: Tensor<SpecFloat>;
   /** The base weight is stored [in,out] (GPT-2 Conv1D, PEFT fan_in_fan_out=true). */
   readonly fanInFanOut: boolean;
 }
@@ -62,4 +63,18 @@ export interface AdapterSpec {
    * `numLayers` blocks (-1 = all); absent for PEFT, whose paths are absolute.
    */
   readonly mlx?: { readonly numLayers: number; readonly keys?: readonly string[] };
+  /** Tensors holding NaN/±Inf, when the load scanned for them (`checkFinite: 'warn'`). */
+  readonly nonFinite?: readonly NonFinite[];
+}
+
+/** The float dtypes a spec tensor keeps: f16 and bf16 as stored, f32 (F32, and F64 narrowed as torch's `.float()`). */
+export type SpecFloat = 'f32' | 'f16' | 'bf16';
+
+/** One adapter tensor holding NaN or ±Inf: how many, and the first. */
+export interface NonFinite {
+  /** `<module path> a|b|bias|magnitude`, or `<replacement path> <param>`. */
+  readonly tensor: string;
+  readonly count: number;
+  readonly index: number;
+  readonly value: number;
 }

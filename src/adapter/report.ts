@@ -35,6 +35,8 @@ export interface AdapterReport {
     readonly bytes: number;
   };
   readonly warnings: readonly string[];
+  /** Tensors holding NaN/±Inf, when the load scanned for them (`checkFinite: 'warn'`). */
+  readonly nonFinite?: AdapterSpec['nonFinite'];
   /** Once applied: the backend(s) the adapted layers run on (`wasm`, `webgpu`, …), as `createBackend('auto')` chose. */
   readonly backend?: string;
   toString(): string;
@@ -42,7 +44,8 @@ export interface AdapterReport {
 
 const DISK_BYTES: Readonly<Record<string, number>> = { F64: 8, F32: 4, F16: 2, BF16: 2, I64: 8, I32: 4, I16: 2, U16: 2, U32: 4, I8: 1, U8: 1, BOOL: 1 };
 
-export function buildReport(spec: AdapterSpec, opts: { backend?: string } = {}): AdapterReport {
+/** `opts.warnings`: more warnings after the loader's (the container's apply-time ones). */
+export function buildReport(spec: AdapterSpec, opts: { backend?: string; warnings?: readonly string[] } = {}): AdapterReport {
   let parameters = 0;
   let bytes = 0;
   const count = (n: number, dtype: string) => {
@@ -66,7 +69,8 @@ export function buildReport(spec: AdapterSpec, opts: { backend?: string } = {}):
     modules: [...modules, ...replacements],
     replacements,
     totals: { pairs: spec.modules.length, parameters, bytes },
-    warnings: [...spec.warnings],
+    warnings: [...spec.warnings, ...(opts.warnings ?? [])],
+    ...(spec.nonFinite ? { nonFinite: spec.nonFinite } : {}),
     ...(opts.backend ? { backend: opts.backend } : {}),
     toString: () => formatReport(report),
   };
