@@ -659,19 +659,18 @@ export class WebGPUBackend implements Backend, GpuOwner {
       q ? this.quantizedLinear(xs, q, bias, p[0]?.deltas ?? [], p[0]?.rowScale) : this.linear(xs, w as Tensor, bias, p[0]?.deltas ?? [], p[0]?.rowScale);
     if (groups.length === 1) return run(x, groups[0].passes);
     const yBytes = m * n * 4;
-    const y = this.pool.acquire(yBytes, TENSOR_USAGE, `linearRouted y ${m}x${n}`);
+    const y = this.pool.acquireGpu(yBytes, TENSOR_USAGE, `linearRouted y ${m}x${n}`);
     try {
       for (const g of groups) {
         const sub = this.gatherRows(x, g.rows, k);
         const out = run(sub, g.passes);
-        const enc = this.device.createCommandEncoder({ label: 'linearRouted scatter' });
+        // Scatter in the shared encoder, after the op that wrote `out` (queue order = record order).
+        const batch = this.open();
+        this.endPass(batch);
         const ob = (out.storage as GpuStorage).buffer;
-        g.rows.forEach((row, i) => enc.copyBufferToBuffer(ob, i * n * 4, y, row * n * 4, n * 4));
-        this.device.queue.submit([enc.finish()]);
-        this.stats.submits++;
+        g.rows.forEach((row, i) => batch.encoder.copyBufferToBuffer(ob, i * n * 4, y, row * n * 4, n * 4));
         out.dispose();
         if (sub !== x) sub.dispose();
-        this.pool.afterSubmit();
       }
     } catch (e) {
       this.pool.release(y);
@@ -690,11 +689,11 @@ export class WebGPUBackend implements Backend, GpuOwner {
     }
     if (x.dtype !== 'f32') throw new BackendError('dtype_unsupported', 'a routed GPU input must be f32', { got: x.dtype, where: 'WebGPUBackend.linearRouted' });
     const bytes = rows.length * k * 4;
-    const buf = this.pool.acquire(bytes, TENSOR_USAGE, 'linearRouted x rows');
-    const enc = this.device.createCommandEncoder({ label: 'linearRouted gather' });
-    rows.forEach((row, i) => enc.copyBufferToBuffer((x.storage as GpuStorage).buffer, row * k * 4, buf, i * k * 4, k * 4));
-    this.device.queue.submit([enc.finish()]);
-    this.stats.submits++;
+    const buf = this.pool.acquireGpu(bytes, TENSOR_USAGE, 'linearRouted x rows');
+    // Recorded in the shared encoder: after whatever op produced x, before the op that reads the rows.
+    const batch = this.open();
+    this.endPass(batch);
+    rows.forEach((row, i) => batch.encoder.copyBufferToBuffer((x.storage as GpuStorage).buffer, row * k * 4, buf, i * k * 4, k * 4));
     return this.gpuTensor([rows.length, k], 'f32', buf, bytes);
   }
 
