@@ -240,6 +240,8 @@ export class WebGPUBackend implements Backend, GpuOwner {
   readonly f16: boolean;
   /** Largest m that takes the GEMV kernels. */
   readonly gemvMaxM: number;
+  /** A GEMM tile forced by the options (else chosen by shape). */
+  private readonly gemmTile: K.GemmTileT | undefined;
   /** The GEMV reduces with subgroupAdd (device `subgroups`, not disabled by the options). */
   readonly subgroups: boolean;
   /** Timestamp writes for `gpuTime` (internal): the query set and the passes stamped so far. */
@@ -268,6 +270,7 @@ export class WebGPUBackend implements Backend, GpuOwner {
     this.f16 = ctx.f16;
     this.gemvMaxM = Math.max(0, Math.min(opts.gemvMaxM ?? K.GEMV_DEFAULT_M, K.GEMV_MAX_M));
     this.subgroups = ctx.subgroups === true;
+    this.gemmTile = opts.gemmTile ? K.GEMM_TILES[opts.gemmTile] : undefined;
     const sink = (e: BackendError) => {
       this.asyncError ??= e;
     };
@@ -568,7 +571,7 @@ export class WebGPUBackend implements Backend, GpuOwner {
       return { route: 'gemv' as const, shader, ks, kchunk, loraMode: rt === 0 ? 0 : staged ? 1 : 2, tile: `rows ${maxM}×${K.GEMV_ROWS}, ${K.gemvThreads({ maxM, subgroups: this.subgroups })} invocations` };
     }
     const { ks, kchunk } = K.shrinkSplit(m, k, true);
-    const tile = K.gemmTileFor(m, n);
+    const tile = this.gemmTile ?? K.gemmTileFor(m, n);
     return { route: 'gemm' as const, shader: K.linearGemmTiled({ tile, vec, w, b }), ks, kchunk, loraMode: rt === 0 ? 0 : 1, tile: `${tile.name} ${tile.bm}×64, ${tile.tm}×4 per invocation, BK ${tile.bk}` };
   }
 

@@ -21,6 +21,8 @@ export interface WebGPUOptions {
    * them (default true); false forces the workgroup-memory reduction. `backend.kernelFor` says which runs.
    */
   subgroups?: boolean;
+  /** Force one GEMM tile for every m on the GEMM route (tests: exercise each tile on small shapes); default by shape. */
+  gemmTile?: 'L' | 'M' | 'S';
   /**
    * Dispatches recorded into the shared command encoder before it is submitted (default 64, see SUBMIT_EVERY in
    * backend.ts); reading a tensor submits whatever is recorded. 1 submits after every op.

@@ -100,6 +100,8 @@ export function linearGemm(types: { w_t: StorageType; b_t: StorageType }): Shade
   }));
 }
 
+export type GemmTileT = GemmTile;
+
 /** GEMM tiles (see linear_gemm_tiled.wgsl.ts): rows per workgroup, rows per invocation, k per step. */
 export const GEMM_TILES: Record<GemmTile['name'], GemmTile> = {
   L: { name: 'L', bm: 128, tm: 8, bk: 16 },
