@@ -22,7 +22,7 @@ function rand(shape: number[], seed: number): Tensor<'f32'> {
 /** f32 → bf16 by truncation (the reference reads the same bf16 values, so rounding mode does not matter). */
 const toBf16 = (t: Tensor<'f32'>) => Tensor.from(Uint16Array.from(new Uint32Array(Float32Array.from(t.data).buffer), (u) => u >>> 16), [...t.shape], 'bf16');
 const tol = (ref: Float64Array, k: number) => 1e-4 * Math.max(1, ...Array.from(ref, Math.abs)) * Math.sqrt(k / 64 + 1);
-const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
+const bits = (a: { buffer: ArrayBufferLike; byteOffset: number; length: number }) => Array.from(new Uint32Array(a.buffer, a.byteOffset, a.length));
 
 const MS = [1, 2, 3, 5, 8, 17, 64, 65];
 // k: scalar loads (37), vec4 loads with k % 16 ≠ 0 (68), k-split shrink (ks = 3 at small m) vec4 (520) and scalar (517).

@@ -6,8 +6,9 @@
  * variant. Adapter toggle and scale are uniforms: empty `deltas` runs the base kernel alone (r = 0), a
  * changed scale is a new uniform value — no pipeline, no allocation, no upload.
  *
- * Dispatches per layer: linear off 1; on, m ≤ 4 with one adapter 1 (fused GEMV); otherwise
- * (one shrink per adapter) + 1. quantizedLinear and embedding: 1 off, adapters + 1 / adapters on.
+ * Dispatches per layer: linear off 1 (GEMV for m ≤ gemvMaxM, else the register-tiled GEMM; `kernelFor` and
+ * `stats.kernels` say which); on, one k-split shrink per adapter + 1 (2 for one adapter, at every m), the expand
+ * in the GEMV/GEMM epilogue. quantizedLinear and embedding: 1 off, adapters + 1 / adapters on.
  * Transformer ops: 1 dispatch each (zeros: a clear).
  *
  * Submission: ops record into one shared command encoder (`Batch`), submitted when a tensor is read, every
