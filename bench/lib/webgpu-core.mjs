@@ -83,10 +83,39 @@ export async function runWebGPU({ lib, gpu, log = console.log, quick = false }) 
           const big = flopsPerRow * m > 2e9;
           const t = await time(() => fwd(false), quick ? 150 : big ? 0 : 400, big ? 3 : 5);
           res[be.name] = { ms: t, gflops: (flopsPerRow * m) / t / 1e6, dispatches, submits, err };
+          if (be === gpuBe) {
+            // Which kernels ran (never a silent choice), and GPU time from timestamp queries: CHAIN forwards on a
+            // device-resident x, one read; GFLOP/s and effective GB/s (W + x + y + A + B bytes) from GPU time.
+            const plan = be.kernelFor?.('linear', m, k, n, { ranks: r ? [r] : [] });
+            const xd = be.upload(Tensor.from(x, [m, k], 'f32'));
+            const CHAIN = 8;
+            const gt = be.gpuTime
+              ? await be.gpuTime(async () => {
+                  let y;
+                  for (let i = 0; i < CHAIN; i++) {
+                    y?.dispose();
+                    y = be.linear(xd, W, B0, deltas);
+                  }
+                  await y.read();
+                  y.dispose();
+                })
+              : { ms: undefined };
+            xd.dispose();
+            const bytes = 4 * (n * k + m * k + m * n + n + (r ? r * (k + n) : 0));
+            const gpuMs = gt.ms === undefined ? undefined : gt.ms / CHAIN;
+            Object.assign(res[be.name], {
+              kernels: plan?.kernels.join(' + '),
+              tile: plan?.tile,
+              gpuMs,
+              gpuGflops: gpuMs ? (flopsPerRow * m) / gpuMs / 1e6 : undefined,
+              gpuGBs: gpuMs ? bytes / gpuMs / 1e6 : undefined,
+            });
+          }
         }
         const g = res.webgpu;
         const c = res.wasm;
-        log(`k=n=${size} ${r ? `lora r=${r}` : 'linear'} m=${m}: webgpu ${g.ms.toFixed(2)} ms ${g.gflops.toFixed(2)} GFLOP/s (${g.dispatches} dispatches, ${g.submits} submits), wasm ${c.ms.toFixed(2)} ms ${c.gflops.toFixed(2)} GFLOP/s, max rel diff webgpu vs wasm ${c.err.toExponential(1)}`);
+        const gpuT = g.gpuMs === undefined ? 'no timestamp-query' : `GPU ${(g.gpuMs * 1000).toFixed(1)} µs, ${g.gpuGflops.toFixed(1)} GFLOP/s, ${g.gpuGBs.toFixed(1)} GB/s`;
+        log(`k=n=${size} ${r ? `lora r=${r}` : 'linear'} m=${m}: webgpu ${g.ms.toFixed(2)} ms ${g.gflops.toFixed(2)} GFLOP/s (${g.dispatches} dispatches, ${g.submits} submits; ${g.kernels}; ${gpuT}), wasm ${c.ms.toFixed(2)} ms ${c.gflops.toFixed(2)} GFLOP/s, max rel diff webgpu vs wasm ${c.err.toExponential(1)}`);
         rows.push({ size, r, m, webgpu: g, wasm: c });
       }
       for (const { W, B0, deltas } of perBe) for (const t of [W, B0, ...deltas.flatMap((d) => [d.a, d.b])]) t.dispose();
@@ -98,7 +127,7 @@ export async function runWebGPU({ lib, gpu, log = console.log, quick = false }) 
 
 export function webgpuTable({ adapter, software, rows, version }) {
   const line = (c) => `| ${c.join(' | ')} |`;
-  const head = ['op', 'k = n', 'm', `**peftjs ${version} webgpu** GFLOP/s`, 'peftjs wasm GFLOP/s', 'webgpu ÷ wasm', 'dispatches / forward', 'max rel diff vs wasm'];
+  const head = ['op', 'k = n', 'm', `**peftjs ${version} webgpu** GFLOP/s`, 'peftjs wasm GFLOP/s', 'webgpu ÷ wasm', 'dispatches / forward', 'submits / forward', 'GPU time / forward (timestamps)', 'GPU GFLOP/s', 'effective GB/s', 'kernels', 'max rel diff vs wasm'];
   const body = rows.map((x) => [
     x.r ? `lora_linear r=${x.r}` : 'linear',
     x.size,
@@ -107,6 +136,11 @@ export function webgpuTable({ adapter, software, rows, version }) {
     x.wasm.gflops.toFixed(2),
     `${(x.webgpu.gflops / x.wasm.gflops).toPrecision(2)}×`,
     x.webgpu.dispatches ?? '—',
+    x.webgpu.submits ?? '—',
+    x.webgpu.gpuMs === undefined ? '—' : `${(x.webgpu.gpuMs * 1000).toFixed(1)} µs`,
+    x.webgpu.gpuGflops === undefined ? '—' : x.webgpu.gpuGflops.toFixed(1),
+    x.webgpu.gpuGBs === undefined ? '—' : x.webgpu.gpuGBs.toFixed(1),
+    x.webgpu.kernels ? `\`${x.webgpu.kernels}\`` : '—',
     x.wasm.err.toExponential(1),
   ]);
   const warn = software

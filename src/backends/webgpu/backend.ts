@@ -6,8 +6,9 @@
  * variant. Adapter toggle and scale are uniforms: empty `deltas` runs the base kernel alone (r = 0), a
  * changed scale is a new uniform value — no pipeline, no allocation, no upload.
  *
- * Dispatches per layer: linear off 1; on, m ≤ 4 with one adapter 1 (fused GEMV); otherwise
- * (one shrink per adapter) + 1. quantizedLinear and embedding: 1 off, adapters + 1 / adapters on.
+ * Dispatches per layer: linear off 1 (GEMV for m ≤ gemvMaxM, else the register-tiled GEMM; `kernelFor` and
+ * `stats.kernels` say which); on, one k-split shrink per adapter + 1 (2 for one adapter, at every m), the expand
+ * in the GEMV/GEMM epilogue. quantizedLinear and embedding: 1 off, adapters + 1 / adapters on.
  * Transformer ops: 1 dispatch each (zeros: a clear).
  *
  * Submission: ops record into one shared command encoder (`Batch`), submitted when a tensor is read, every
@@ -28,6 +29,8 @@ import { assertAlive, type GpuContext, type WebGPUOptions } from './device.js';
 import { GpuStorage, type GpuOwner } from './gpu-storage.js';
 import * as K from './kernels.js';
 import { type Compiled, PipelineCache, type Shader, type StorageType } from './pipelines.js';
+
+const QUERY_RESOLVE = 0x0200;
 
 // GPUBufferUsage values (spelled out so this module loads where the global is missing).
 const MAP_READ = 0x0001;
@@ -61,6 +64,8 @@ export interface WebGPUStats {
   readbacks: number;
   /** Bind groups created (a cache miss each). */
   bindGroups: number;
+  /** Dispatches per pipeline id (`name[variant]`, e.g. `linear_gemv[mb=1,sg,v4,w=f32,b=f32]`): which kernels ran. */
+  kernels: Record<string, number>;
 }
 
 /** A buffer bound to a kernel and the element type the kernel must read it as. */
@@ -228,7 +233,7 @@ function uniforms(u32: number[], f32: Record<number, number> = {}): ArrayBuffer 
 
 export class WebGPUBackend implements Backend, GpuOwner {
   readonly name = 'webgpu' as const;
-  readonly stats: WebGPUStats = { dispatches: 0, submits: 0, uploads: 0, uploadBytes: 0, inputUploads: 0, readbacks: 0, bindGroups: 0 };
+  readonly stats: WebGPUStats = { dispatches: 0, submits: 0, uploads: 0, uploadBytes: 0, inputUploads: 0, readbacks: 0, bindGroups: 0, kernels: {} };
   readonly device: GPUDevice;
   readonly pool: BufferPool;
   readonly pipelines: PipelineCache;
@@ -236,6 +241,12 @@ export class WebGPUBackend implements Backend, GpuOwner {
   readonly f16: boolean;
   /** Largest m that takes the GEMV kernels. */
   readonly gemvMaxM: number;
+  /** A GEMM tile forced by the options (else chosen by shape). */
+  private readonly gemmTile: K.GemmTileT | undefined;
+  /** The GEMV reduces with subgroupAdd (device `subgroups`, not disabled by the options). */
+  readonly subgroups: boolean;
+  /** Timestamp writes for `gpuTime` (internal): the query set and the passes stamped so far. */
+  private timing: { set: GPUQuerySet; used: number; cap: number; skipped: number } | undefined;
   private readonly dummy: GPUBuffer;
   private asyncError: BackendError | undefined;
   private readonly packs = new WeakMap<Tensor, Packed>();
@@ -258,7 +269,9 @@ export class WebGPUBackend implements Backend, GpuOwner {
   ) {
     this.device = ctx.device;
     this.f16 = ctx.f16;
-    this.gemvMaxM = Math.min(opts.gemvMaxM ?? K.GEMV_MAX_M, K.GEMV_MAX_M);
+    this.gemvMaxM = Math.max(0, Math.min(opts.gemvMaxM ?? K.GEMV_DEFAULT_M, K.GEMV_MAX_M));
+    this.subgroups = ctx.subgroups === true;
+    this.gemmTile = opts.gemmTile ? K.GEMM_TILES[opts.gemmTile] : undefined;
     const sink = (e: BackendError) => {
       this.asyncError ??= e;
     };
@@ -362,13 +375,6 @@ export class WebGPUBackend implements Backend, GpuOwner {
     return this.batch;
   }
 
-  /** The open batch's encoder outside any compute pass, for buffer copies recorded in order with the ops. */
-  private copyEncoder(): GPUCommandEncoder {
-    const batch = this.open();
-    this.endPass(batch);
-    return batch.encoder;
-  }
-
   private endPass(batch: Batch): void {
     batch.pass?.end();
     batch.pass = undefined;
@@ -411,13 +417,65 @@ export class WebGPUBackend implements Backend, GpuOwner {
     }
     this.ringHost.set(new Uint8Array(uniforms), offset);
     batch.ringUsed = offset + uniforms.byteLength;
-    batch.pass ??= batch.encoder.beginComputePass({ label: 'peftjs ops' });
+    if (!batch.pass) {
+      const tm = this.timing;
+      const stamp = tm && tm.used < tm.cap ? { querySet: tm.set, beginningOfPassWriteIndex: 2 * tm.used, endOfPassWriteIndex: 2 * tm.used + 1 } : undefined;
+      if (stamp) tm!.used++;
+      else if (tm) tm.skipped++;
+      batch.pass = batch.encoder.beginComputePass(stamp ? { label: 'peftjs ops (timed)', timestampWrites: stamp } : { label: 'peftjs ops' });
+    }
     batch.pass.setPipeline(compiled.pipeline);
     batch.pass.setBindGroup(0, this.bindGroup(compiled, uniforms.byteLength, buffers), [offset]);
     const [x, y, z] = shader.dispatch(shape);
     batch.pass.dispatchWorkgroups(x, y, z);
     batch.dispatches++;
     this.stats.dispatches++;
+    this.stats.kernels[compiled.id] = (this.stats.kernels[compiled.id] ?? 0) + 1;
+  }
+
+  /**
+   * GPU time of the compute passes `fn` records (timestamp queries at the start and end of each pass, summed;
+   * copies and clears between passes are not counted), in ms; `undefined` without `timestamp-query`. Flushes
+   * before and after. At most 256 passes are stamped (`untimed` counts the rest).
+   */
+  async gpuTime(fn: () => unknown): Promise<{ ms: number | undefined; passes: number; untimed: number }> {
+    this.check();
+    if (!this.ctx.timestamps) {
+      await fn();
+      return { ms: undefined, passes: 0, untimed: 0 };
+    }
+    this.flush();
+    const cap = 256;
+    const set = this.device.createQuerySet({ type: 'timestamp', count: 2 * cap, label: 'peftjs gpuTime' });
+    const tm = { set, used: 0, cap, skipped: 0 };
+    this.timing = tm;
+    let passes = 0;
+    try {
+      await fn();
+      this.flush();
+    } finally {
+      this.timing = undefined;
+      passes = tm.used;
+    }
+    if (passes === 0) {
+      set.destroy();
+      return { ms: 0, passes: 0, untimed: tm.skipped };
+    }
+    const bytes = passes * 16;
+    const resolve = this.device.createBuffer({ size: bytes, usage: QUERY_RESOLVE | COPY_SRC, label: 'peftjs gpuTime resolve' });
+    const staging = this.device.createBuffer({ size: bytes, usage: MAP_READ | COPY_DST, label: 'peftjs gpuTime read' });
+    const enc = this.device.createCommandEncoder({ label: 'peftjs gpuTime' });
+    enc.resolveQuerySet(set, 0, 2 * passes, resolve, 0);
+    enc.copyBufferToBuffer(resolve, 0, staging, 0, bytes);
+    this.device.queue.submit([enc.finish()]);
+    await staging.mapAsync(GPUMapMode.READ);
+    const ts = new BigUint64Array(staging.getMappedRange().slice(0));
+    staging.unmap();
+    for (const b of [staging, resolve]) b.destroy();
+    set.destroy();
+    let ns = 0;
+    for (let i = 0; i < passes; i++) if (ts[2 * i + 1] > ts[2 * i]) ns += Number(ts[2 * i + 1] - ts[2 * i]);
+    return { ms: ns / 1e6, passes, untimed: tm.skipped };
   }
 
   /** The bind group of (pipeline, ring, buffers), created on first use and kept in an LRU map. */
@@ -483,36 +541,54 @@ export class WebGPUBackend implements Backend, GpuOwner {
       const yBytes = m * n * 4;
       const y = call.output(yBytes, `y ${m}x${n}`);
       const epi = this.epilogueBuffers(call, bias, rowScale);
-      if (m <= this.gemvMaxM) {
-        const single = deltas.length === 1 && deltas[0].a.shape[1] + (deltas[0].bias ? 1 : 0) <= K.FUSED_MAX_R ? deltas[0] : undefined;
-        if (deltas.length === 0 || single) {
-          // One dispatch: base GEMV (off), or shrink in workgroup memory + GEMV + expand (on).
-          const a = single ? call.input(single.a, true, 'lora A') : this.unused();
-          const b = single ? this.bOf(call, deltas) : this.unused();
-          const r = single ? single.a.shape[1] : 0;
-          const shader = K.linearGemv({ w_t: wb.type, a_t: a.type, b_t: b.type });
-          const u = uniforms([m, n, k, r, epi.hasBias, epi.hasRowScale, single ? 1 : 0, single?.bias ? 1 : 0, 0], { 8: single?.scale ?? 0 });
-          call.dispatch(shader, u, [xb.buffer, wb.buffer, epi.bias, epi.rowScale, a.buffer, this.dummy, b.buffer, y], { n, fused: single !== undefined });
-        } else {
-          const t = this.shrink(call, xb, deltas, m, k);
-          const b = this.bOf(call, deltas);
-          const shader = K.linearGemv({ w_t: wb.type, a_t: 'f32', b_t: b.type });
-          const u = uniforms([m, n, k, t.rows, epi.hasBias, epi.hasRowScale, 2, 0, 0], { 8: 0 });
-          call.dispatch(shader, u, [xb.buffer, wb.buffer, epi.bias, epi.rowScale, this.dummy, t.buffer, b.buffer, y], { n, fused: false });
-        }
-      } else {
-        const t = deltas.length ? this.shrink(call, xb, deltas, m, k) : { buffer: this.dummy, rows: 0 };
-        const b = deltas.length ? this.bOf(call, deltas) : this.unused();
-        const shader = K.linearGemm({ w_t: wb.type, b_t: b.type });
-        const u = uniforms([m, n, k, t.rows, epi.hasBias, epi.hasRowScale, 0, 0]);
-        call.dispatch(shader, u, [xb.buffer, wb.buffer, epi.bias, epi.rowScale, t.buffer, b.buffer, y], { m, n });
-      }
+      const rt = deltas.reduce((sum, d) => sum + d.a.shape[1] + (d.bias ? 1 : 0), 0);
+      const b = deltas.length ? this.bOf(call, deltas) : this.unused();
+      const plan = this.planLinear(m, k, n, wb.type, b.type, rt);
+      const t = deltas.length ? this.shrink(call, xb, deltas, m, k, plan.ks, plan.kchunk) : { buffer: this.dummy, rows: 0 };
+      const u = uniforms([m, n, k, t.rows, epi.hasBias, epi.hasRowScale, plan.route === 'gemv' ? plan.loraMode : plan.ks, plan.route === 'gemv' ? plan.ks : 0]);
+      const shape = { m, n };
+      if (m > 0 && n > 0) call.dispatch(plan.shader, u, [xb.buffer, wb.buffer, epi.bias, epi.rowScale, t.buffer, b.buffer, y], shape);
       call.submit();
       return this.gpuTensor([...x.shape.slice(0, -1), n], 'f32', y, yBytes);
     } catch (e) {
       call.fail();
       throw e;
     }
+  }
+
+  /**
+   * The kernels `linear` runs for a shape (never a silent choice): m ≤ gemvMaxM takes the GEMV (row blocks of
+   * `gemvBlock(m)`, subgroupAdd reduction when the device has `subgroups`), larger m the register-tiled GEMM with
+   * the tile `gemmTileFor(m, n)`. With adapters (t of width rt = Σ ranks + lora-bias columns) one lora_shrink per
+   * adapter runs first, split into `ks` k-chunks whose partials the GEMV/GEMM sums (GEMV with rt > FUSED_MAX_R: ks = 1).
+   */
+  private planLinear(m: number, k: number, n: number, w: StorageType, b: StorageType, rt: number) {
+    const vec = k > 0 && k % 4 === 0;
+    if (m <= this.gemvMaxM) {
+      const staged = rt <= K.FUSED_MAX_R;
+      const { ks, kchunk } = K.shrinkSplit(m, k, staged);
+      const maxM = K.gemvBlock(m);
+      const shader: Shader<{ m: number; n: number }> = K.linearGemv({ maxM, subgroups: this.subgroups, vec, w, b });
+      return { route: 'gemv' as const, shader, ks, kchunk, loraMode: rt === 0 ? 0 : staged ? 1 : 2, tile: `rows ${maxM}×${K.GEMV_ROWS}, ${K.gemvThreads({ maxM, subgroups: this.subgroups })} invocations` };
+    }
+    const { ks, kchunk } = K.shrinkSplit(m, k, true);
+    const tile = this.gemmTile ?? K.gemmTileFor(m, n);
+    return { route: 'gemm' as const, shader: K.linearGemmTiled({ tile, vec, w, b }), ks, kchunk, loraMode: rt === 0 ? 0 : 1, tile: `${tile.name} ${tile.bm}×64, ${tile.tm}×4 per invocation, BK ${tile.bk}` };
+  }
+
+  /**
+   * Which kernels `linear` runs for x [m, k] · W [n, k] (W stored as `w`, default f32) with `ranks` adapters:
+   * the route, the pipeline ids (as counted in `stats.kernels`), the tile, whether subgroups reduce, the k split
+   * of the shrink and the dispatches per forward (B packs of stacked adapters, built once, not counted).
+   */
+  kernelFor(op: 'linear', m: number, k: number, n: number, opts: { w?: StorageType; ranks?: readonly number[] } = {}) {
+    if (op !== 'linear') throw new BackendError('shape_mismatch', 'kernelFor reports linear only', { expected: 'linear', got: op });
+    const ranks = opts.ranks ?? [];
+    const rt = ranks.reduce((a, r) => a + r, 0);
+    const b: StorageType = 'f32';
+    const plan = this.planLinear(m, k, n, opts.w ?? 'f32', b, rt);
+    const kernels = [...(ranks.length ? [`lora_shrink[${K.loraShrink({ a_t: 'f32' }).key}]`] : []), `${plan.shader.name}[${plan.shader.key}]`];
+    return { route: plan.route, kernels, tile: plan.tile, subgroups: plan.route === 'gemv' && this.subgroups, ks: ranks.length ? plan.ks : 0, dispatches: ranks.length + 1 };
   }
 
   quantizedLinear(x: Tensor, q: QuantizedWeight, bias: Tensor | undefined, deltas: readonly LoRADelta[], rowScale?: Tensor): Tensor {
@@ -549,7 +625,7 @@ export class WebGPUBackend implements Backend, GpuOwner {
       const yBytes = m * n * 4;
       const y = call.output(yBytes, `y ${m}x${n}`);
       const epi = this.epilogueBuffers(call, bias, rowScale);
-      const t = deltas.length ? this.shrink(call, xb, deltas, m, k) : { buffer: this.dummy, rows: 0 };
+      const t = deltas.length ? this.shrink(call, xb, deltas, m, k, 1, k) : { buffer: this.dummy, rows: 0 };
       const b = deltas.length ? this.bOf(call, deltas) : this.unused();
       const shader = K.quantizedLinear({ sb_t: sc.type, b_t: b.type });
       const u = uniforms([m, n, k, t.rows, epi.hasBias, epi.hasRowScale, bits, groupSize]);
@@ -587,15 +663,16 @@ export class WebGPUBackend implements Backend, GpuOwner {
       q ? this.quantizedLinear(xs, q, bias, p[0]?.deltas ?? [], p[0]?.rowScale) : this.linear(xs, w as Tensor, bias, p[0]?.deltas ?? [], p[0]?.rowScale);
     if (groups.length === 1) return run(x, groups[0].passes);
     const yBytes = m * n * 4;
-    const y = this.pool.acquire(yBytes, TENSOR_USAGE, `linearRouted y ${m}x${n}`);
+    const y = this.pool.acquireGpu(yBytes, TENSOR_USAGE, `linearRouted y ${m}x${n}`);
     try {
       for (const g of groups) {
         const sub = this.gatherRows(x, g.rows, k);
         const out = run(sub, g.passes);
-        // Copies join the shared batch, so they run after the ops that produced `out` and before later ones.
-        const enc = this.copyEncoder();
+        // Scatter in the shared encoder, after the op that wrote `out` (queue order = record order).
+        const batch = this.open();
+        this.endPass(batch);
         const ob = (out.storage as GpuStorage).buffer;
-        g.rows.forEach((row, i) => enc.copyBufferToBuffer(ob, i * n * 4, y, row * n * 4, n * 4));
+        g.rows.forEach((row, i) => batch.encoder.copyBufferToBuffer(ob, i * n * 4, y, row * n * 4, n * 4));
         out.dispose();
         if (sub !== x) sub.dispose();
       }
@@ -616,9 +693,11 @@ export class WebGPUBackend implements Backend, GpuOwner {
     }
     if (x.dtype !== 'f32') throw new BackendError('dtype_unsupported', 'a routed GPU input must be f32', { got: x.dtype, where: 'WebGPUBackend.linearRouted' });
     const bytes = rows.length * k * 4;
-    const buf = this.pool.acquire(bytes, TENSOR_USAGE, 'linearRouted x rows');
-    const enc = this.copyEncoder();
-    rows.forEach((row, i) => enc.copyBufferToBuffer((x.storage as GpuStorage).buffer, row * k * 4, buf, i * k * 4, k * 4));
+    const buf = this.pool.acquireGpu(bytes, TENSOR_USAGE, 'linearRouted x rows');
+    // Recorded in the shared encoder: after whatever op produced x, before the op that reads the rows.
+    const batch = this.open();
+    this.endPass(batch);
+    rows.forEach((row, i) => batch.encoder.copyBufferToBuffer((x.storage as GpuStorage).buffer, row * k * 4, buf, i * k * 4, k * 4));
     return this.gpuTensor([rows.length, k], 'f32', buf, bytes);
   }
 
@@ -885,17 +964,20 @@ export class WebGPUBackend implements Backend, GpuOwner {
     };
   }
 
-  /** t [m, R] = the stacked sᵢ·x·Aᵢ (plus an sᵢ column per lora bias): one `lora_shrink` dispatch per adapter. */
-  private shrink(call: Call, xb: Bound, deltas: readonly LoRADelta[], m: number, k: number): { buffer: GPUBuffer; rows: number } {
+  /**
+   * t [ks, m, R] = the stacked sᵢ·x·Aᵢ (plus an sᵢ column per lora bias), as ks k-chunk partials the consumer sums
+   * (ks = 1: the plain [m, R]): one `lora_shrink` dispatch per adapter.
+   */
+  private shrink(call: Call, xb: Bound, deltas: readonly LoRADelta[], m: number, k: number, ks: number, kchunk: number): { buffer: GPUBuffer; rows: number } {
     const rows = deltas.reduce((s, d) => s + d.a.shape[1] + (d.bias ? 1 : 0), 0);
-    const t = call.scratch(m * rows, 'lora t');
+    const t = call.scratch(ks * m * rows, 'lora t');
     let off = 0;
     deltas.forEach((d, i) => {
       const a = call.input(d.a, true, `lora A[${i}]`);
       const r = d.a.shape[1];
       const lb = d.bias ? 1 : 0;
-      const u = uniforms([m, k, r, rows, off, lb, 0, 0], { 6: d.scale });
-      call.dispatch(K.loraShrink({ a_t: a.type }), u, [xb.buffer, a.buffer, t], { count: m * (r + lb) });
+      const u = uniforms([m, k, r, rows, off, lb, 0, ks, kchunk, 0, 0, 0], { 6: d.scale });
+      if (m > 0) call.dispatch(K.loraShrink({ a_t: a.type }), u, [xb.buffer, a.buffer, t], { groups: m * ks });
       off += r + lb;
     });
     return { buffer: t, rows };

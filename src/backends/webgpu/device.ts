@@ -14,8 +14,15 @@ export interface WebGPUOptions {
   device?: GPUDevice;
   /** Store f16 weights as f16 when the adapter has `shader-f16` (default true); false forces f32 storage. */
   f16?: boolean;
-  /** Largest m routed to the GEMV kernels (default 4, decode); 0 forces the tiled GEMM for every m. */
+  /** Largest m routed to the GEMV kernels (default 8, at most 16); 0 forces the tiled GEMM for every m. */
   gemvMaxM?: number;
+  /**
+   * Use subgroup operations (the `subgroups` feature: subgroupAdd reductions in the GEMV) when the adapter has
+   * them (default true); false forces the workgroup-memory reduction. `backend.kernelFor` says which runs.
+   */
+  subgroups?: boolean;
+  /** Force one GEMM tile for every m on the GEMM route (tests: exercise each tile on small shapes); default by shape. */
+  gemmTile?: 'L' | 'M' | 'S';
   /**
    * Dispatches recorded into the shared command encoder before it is submitted (default 64, see SUBMIT_EVERY in
    * backend.ts); reading a tensor submits whatever is recorded. 1 submits after every op.
@@ -34,6 +41,10 @@ export interface GpuContext {
   readonly device: GPUDevice;
   /** The device has `shader-f16` and f16 storage is enabled. */
   readonly f16: boolean;
+  /** The device has `subgroups` and they are enabled (GEMV reductions with subgroupAdd). */
+  readonly subgroups: boolean;
+  /** The device has `timestamp-query` (per-pass GPU time: `backend.gpuTime`). */
+  readonly timestamps: boolean;
   /** A software rasteriser (SwiftShader, WARP, llvmpipe): correct but slower than the wasm backend. */
   readonly software: boolean;
   /** A one-line description of the adapter for logs and `backend.toString()`. */
@@ -85,6 +96,9 @@ export async function requestGpu(opts: WebGPUOptions = {}): Promise<GpuContext> 
     }
     const features: GPUFeatureName[] = [];
     if (opts.f16 !== false && adapter.features.has('shader-f16')) features.push('shader-f16');
+    // Requested only when offered: neither costs anything unused.
+    if (opts.subgroups !== false && adapter.features.has('subgroups')) features.push('subgroups' as GPUFeatureName);
+    if (adapter.features.has('timestamp-query')) features.push('timestamp-query');
     const limits = adapter.limits;
     try {
       device = await adapter.requestDevice({
@@ -106,6 +120,8 @@ export async function requestGpu(opts: WebGPUOptions = {}): Promise<GpuContext> 
     adapter,
     device,
     f16: opts.f16 !== false && device.features.has('shader-f16'),
+    subgroups: opts.subgroups !== false && device.features.has('subgroups'),
+    timestamps: device.features.has('timestamp-query'),
     software,
     description,
     lost: undefined,

@@ -6,7 +6,8 @@ import { ATTENTION_WGSL } from './shaders/attention.wgsl.js';
 import { ACTIVATION_WGSL, ADD_INPLACE_WGSL } from './shaders/elementwise.wgsl.js';
 import { EMBEDDING_WGSL } from './shaders/embedding.wgsl.js';
 import { LINEAR_GEMM_WGSL } from './shaders/linear_gemm.wgsl.js';
-import { LINEAR_GEMV_WGSL } from './shaders/linear_gemv.wgsl.js';
+import { GEMM_BN, type GemmTile, linearGemmTiledWgsl } from './shaders/linear_gemm_tiled.wgsl.js';
+import { gemvWorkgroup, linearGemvWgsl } from './shaders/linear_gemv.wgsl.js';
 import { LORA_PACK_WGSL } from './shaders/lora_pack.wgsl.js';
 import { LORA_SHRINK_WGSL } from './shaders/lora_shrink.wgsl.js';
 import { NORM_WGSL } from './shaders/norm.wgsl.js';
@@ -28,8 +29,19 @@ export const GEMM_TILE = 16;
 /** x values staged in workgroup memory per step of the GEMV kernels (4 rows × 256 × 4 B = 4 KiB). */
 export const GEMV_CHUNK_K = 256;
 
-/** Rows per dispatch the GEMV kernel holds (its `MAX_M`); larger m goes to the tiled GEMM. */
-export const GEMV_MAX_M = 4;
+/** Largest m the GEMV route may take (`gemvMaxM` is clamped to it): two row blocks of 8 (W streamed twice). */
+export const GEMV_MAX_M = 16;
+
+/**
+ * Default largest m on the GEMV route: up to one row block of 8, the GEMV streams W once at full bandwidth, where
+ * the smallest GEMM tile (32 rows) would waste ≥ 3/4 of its rows and give n/64 workgroups.
+ */
+export const GEMV_DEFAULT_M = 8;
+
+/** Rows of x a GEMV dispatch slice holds (its `MAX_M`): the next power of two ≥ m, at most 8. */
+export function gemvBlock(m: number): number {
+  return m <= 1 ? 1 : m <= 2 ? 2 : m <= 4 ? 4 : 8;
+}
 
 /**
  * Invocations per workgroup of the cooperative GEMV (its `WORKGROUP`, a power of two): they split k with a
@@ -40,21 +52,35 @@ export const GEMV_WORKGROUP = 256;
 /** Output columns (rows of W) per GEMV workgroup step (its `ROWS`, a WGSL const). */
 export const GEMV_ROWS = 4;
 
-/**
- * Most workgroups of the fused (lora_mode 1) GEMV: every workgroup recomputes t = s·x·A (m·r·k MACs, A read
- * from cache), so the fused dispatch caps its workgroups and each walks several row groups (grid stride).
- * 256 is ~2 per SM on the largest current GPUs (132 SMs) — enough to spread the W stream over the chip while
- * bounding the redundant shrink to 256·m·r·k MACs per layer. Unmeasured on real hardware: a tuning knob.
- */
-export const FUSED_GEMV_GROUPS = 256;
-
-/** Largest rank (plus a lora-bias column) the fused GEMV keeps in workgroup memory (its `MAX_R`). */
+/** Widest t (rank plus lora-bias columns) the GEMV stages in workgroup memory (its `MAX_R`); wider: ks = 1, t read directly. */
 export const FUSED_MAX_R = 129;
+
+/**
+ * Target workgroups of the k-split shrink (m·ks): enough to spread a small-m shrink over a large GPU, and at most
+ * SHRINK_MAX_KS partials (each consumer sums ks values per t entry) of at least SHRINK_MIN_CHUNK k each.
+ */
+export const SHRINK_TARGET_GROUPS = 256;
+export const SHRINK_MAX_KS = 8;
+export const SHRINK_MIN_CHUNK = 256;
+
+/** The k split of lora_shrink for m rows: ks partials of kchunk (ks = 1 when `split` is false). */
+export function shrinkSplit(m: number, k: number, split: boolean): { ks: number; kchunk: number } {
+  if (!split || k <= 0) return { ks: 1, kchunk: Math.max(1, k) };
+  const want = Math.max(1, Math.min(SHRINK_MAX_KS, Math.ceil(k / SHRINK_MIN_CHUNK), Math.ceil(SHRINK_TARGET_GROUPS / Math.max(1, m))));
+  const kchunk = Math.ceil(k / want);
+  return { ks: Math.ceil(k / kchunk), kchunk };
+}
 
 /** Rows per workgroup of the quantised kernel (its `ROWS`). */
 export const QUANT_ROWS = 4;
 
 const cache = new Map<string, Shader<never>>();
+function memoKey<S>(name: string, key: string, make: () => Shader<S>): Shader<S> {
+  const id = `${name}[${key}]`;
+  let s = cache.get(id) as Shader<S> | undefined;
+  if (!s) cache.set(id, (s = make()) as Shader<never>);
+  return s;
+}
 function memo<S>(name: string, types: Record<string, StorageType>, make: (key: string) => Shader<S>): Shader<S> {
   const key = typesKey(types);
   const id = `${name}[${key}]`;
@@ -63,7 +89,7 @@ function memo<S>(name: string, types: Record<string, StorageType>, make: (key: s
   return s;
 }
 
-/** `y = rs ⊙ (x·Wᵀ + t·B) + bias`, tiled; shape {m, n}. */
+/** `y = rs ⊙ (x·Wᵀ + t·B) + bias`, the 16×16 one-output-per-invocation GEMM (kept for reference/tests); shape {m, n}. */
 export function linearGemm(types: { w_t: StorageType; b_t: StorageType }): Shader<{ m: number; n: number }> {
   return memo('linear_gemm', types, (key) => ({
     name: 'linear_gemm',
@@ -74,31 +100,73 @@ export function linearGemm(types: { w_t: StorageType; b_t: StorageType }): Shade
   }));
 }
 
+export type GemmTileT = GemmTile;
+
+/** GEMM tiles (see linear_gemm_tiled.wgsl.ts): rows per workgroup, rows per invocation, k per step. */
+export const GEMM_TILES: Record<GemmTile['name'], GemmTile> = {
+  L: { name: 'L', bm: 128, tm: 8, bk: 16 },
+  M: { name: 'M', bm: 64, tm: 4, bk: 16 },
+  S: { name: 'S', bm: 32, tm: 2, bk: 32 },
+};
+
 /**
- * Decode GEMV (m ≤ 4), cooperative (a workgroup per GEMV_ROWS output columns), with the fused shrink+expand;
- * shape {n, fused} (fused: lora_mode 1, whose workgroup count is capped at FUSED_GEMV_GROUPS).
+ * Workgroups a dispatch should at least have to fill a large GPU (≈ 2 per SM on a 132-SM part): the largest tile
+ * (most reuse per loaded byte) that still gives that many; the smallest otherwise.
  */
-export function linearGemv(types: { w_t: StorageType; a_t: StorageType; b_t: StorageType }): Shader<{ n: number; fused: boolean }> {
-  return memo('linear_gemv', types, (key) => ({
+export const GEMM_MIN_GROUPS = 256;
+
+export function gemmTileFor(m: number, n: number): GemmTile {
+  const groups = (t: GemmTile) => Math.ceil(m / t.bm) * Math.ceil(n / GEMM_BN);
+  if (groups(GEMM_TILES.L) >= GEMM_MIN_GROUPS) return GEMM_TILES.L;
+  if (groups(GEMM_TILES.M) >= GEMM_MIN_GROUPS / 2 && m > 32) return GEMM_TILES.M;
+  return GEMM_TILES.S;
+}
+
+/** Register-tiled GEMM (linear_gemm_tiled); shape {m, n}. `vec`: k % 4 = 0, vec4 loads. */
+export function linearGemmTiled(v: { tile: GemmTile; vec: boolean; w: StorageType; b: StorageType }): Shader<{ m: number; n: number }> {
+  const types = { tile: v.tile.name, vec: v.vec ? 'v4' : 's', w: v.w, b: v.b };
+  const key = Object.entries(types).map(([k, x]) => `${k}=${x}`).join(',');
+  return memoKey('linear_gemm_tiled', key, () => ({
+    name: 'linear_gemm_tiled',
+    key,
+    wgsl: linearGemmTiledWgsl(v),
+    constants: {},
+    dispatch: ({ m, n }) => [Math.ceil(n / GEMM_BN), Math.ceil(m / v.tile.bm), 1],
+  }));
+}
+
+/**
+ * Decode / small-batch GEMV (m ≤ GEMV_MAX_M): a workgroup per GEMV_ROWS output columns, z = row blocks of
+ * `maxM`; subgroupAdd reduction when `subgroups`; shape {n, m}.
+ */
+export function linearGemv(v: { maxM: number; subgroups: boolean; vec: boolean; w: StorageType; b: StorageType }): Shader<{ n: number; m: number }> {
+  const key = `mb=${v.maxM},${v.subgroups ? 'sg' : 'tree'},${v.vec ? 'v4' : 's'},w=${v.w},b=${v.b}`;
+  return memoKey('linear_gemv', key, () => ({
     name: 'linear_gemv',
     key,
-    wgsl: specialize(LINEAR_GEMV_WGSL, types),
-    constants: { WORKGROUP: GEMV_WORKGROUP },
-    dispatch: ({ n, fused }) => {
-      const groups = Math.ceil(n / GEMV_ROWS);
-      return spread(fused ? Math.min(groups, FUSED_GEMV_GROUPS) : groups);
+    wgsl: linearGemvWgsl(v),
+    constants: {},
+    dispatch: ({ n, m }) => {
+      const [x, y] = spread(Math.ceil(n / GEMV_ROWS));
+      return [x, y, Math.ceil(m / v.maxM)];
     },
   }));
 }
 
-/** t[:, off..off+r(+1)] = s·x·A (+ s); shape {count} = m·(r + loraBias). */
-export function loraShrink(types: { a_t: StorageType }): Shader<{ count: number }> {
+/** Invocations per GEMV workgroup for a variant (reported by kernelFor). */
+export const gemvThreads = gemvWorkgroup;
+
+/** Invocations per lora_shrink workgroup (one workgroup per row and k chunk). */
+export const SHRINK_WORKGROUP = 256;
+
+/** t[s, :, off..off+r(+1)] = scale·x·A over k chunk s (+ scale); shape {groups} = m·ks. */
+export function loraShrink(types: { a_t: StorageType }): Shader<{ groups: number }> {
   return memo('lora_shrink', types, (key) => ({
     name: 'lora_shrink',
     key,
     wgsl: specialize(LORA_SHRINK_WGSL, types),
-    constants: { WORKGROUP: WORKGROUP_SIZE },
-    dispatch: ({ count }) => spread(Math.ceil(count / WORKGROUP_SIZE)),
+    constants: { WORKGROUP: SHRINK_WORKGROUP },
+    dispatch: ({ groups }) => spread(groups),
   }));
 }
 
