@@ -1,3 +1,4 @@
+import type { Backend } from '../backends/backend.js';
 import type { Tensor } from '../tensor.js';
 import type { LayerOptions } from '../nn/linear.js';
 import type { Module } from '../nn/module.js';
@@ -52,6 +53,26 @@ export function architectureFor(modelType: string): Architecture | undefined {
 export function supportedModelTypes(): string[] {
   return [...registry.keys()];
 }
+
+/**
+ * The common end of every decoder: logits = head(norm(x)) for every row, or for the last row only (generation),
+ * disposing x and the intermediates. x [m, d] → [m or 1, vocab].
+ */
+export function finalLogits(backend: Backend, norm: Module, head: Module, x: Tensor, lastOnly: boolean | undefined): Tensor {
+  const m = x.shape[0];
+  let h = (norm as Forwardable).forward(x);
+  x.dispose();
+  if (lastOnly && m > 1) {
+    const last = backend.sliceRows(h, m - 1, 1);
+    h.dispose();
+    h = last;
+  }
+  const logits = (head as Forwardable).forward(h);
+  h.dispose();
+  return logits;
+}
+
+type Forwardable = Module & { forward(x: Tensor): Tensor };
 
 /** The child `name` of `parent` as it is now (a LoRA wrapper after apply). */
 export function child<T extends Module = Module & { forward(x: Tensor): Tensor }>(parent: Module, name: string): T {

@@ -6,7 +6,7 @@ import { Linear, type LayerOptions } from '../nn/linear.js';
 import { Module } from '../nn/module.js';
 import { LayerNorm } from '../nn/norm.js';
 import { Tensor } from '../tensor.js';
-import { type Architecture, type Decoder, type DecoderForwardOptions, child } from './architecture.js';
+import { type Architecture, type Decoder, type DecoderForwardOptions, child, finalLogits } from './architecture.js';
 import { type ConfigReader, type DecoderConfig } from './config.js';
 import type { KVCache } from './kv-cache.js';
 import type { ExpectedTensor, WeightBag } from './weights.js';
@@ -148,16 +148,7 @@ class Gpt2Decoder implements Decoder {
       dn.dispose();
     }
     cache.commit(start + m);
-    let hf = child<Forwardable>(this.tf, 'ln_f').forward(x);
-    x.dispose();
-    if (opts.lastOnly && m > 1) {
-      const last = b.sliceRows(hf, m - 1, 1);
-      hf.dispose();
-      hf = last;
-    }
-    const logits = child<Forwardable>(this.root, 'lm_head').forward(hf);
-    hf.dispose();
-    return logits;
+    return finalLogits(b, child(this.tf, 'ln_f'), child(this.root, 'lm_head'), x, opts.lastOnly);
   }
 }
 

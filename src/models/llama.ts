@@ -5,7 +5,7 @@ import { Linear, type LayerOptions } from '../nn/linear.js';
 import { Module } from '../nn/module.js';
 import { RMSNorm } from '../nn/norm.js';
 import type { Tensor } from '../tensor.js';
-import { type Architecture, type Decoder, type DecoderForwardOptions, child } from './architecture.js';
+import { type Architecture, type Decoder, type DecoderForwardOptions, child, finalLogits } from './architecture.js';
 import { checkHeads, type ConfigReader, type DecoderConfig } from './config.js';
 import type { KVCache } from './kv-cache.js';
 import { RopeTable } from './rope-table.js';
@@ -182,16 +182,7 @@ export class LlamaDecoder implements Decoder {
       dn.dispose();
     }
     cache.commit(start + m);
-    let h = child<Forwardable>(this.model, 'norm').forward(x);
-    x.dispose();
-    if (opts.lastOnly && m > 1) {
-      const last = b.sliceRows(h, m - 1, 1);
-      h.dispose();
-      h = last;
-    }
-    const logits = child<Forwardable>(this.root, 'lm_head').forward(h);
-    h.dispose();
-    return logits;
+    return finalLogits(b, child(this.model, 'norm'), child(this.root, 'lm_head'), x, opts.lastOnly);
   }
 }
 
