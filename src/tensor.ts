@@ -48,6 +48,8 @@ export class Tensor<D extends DType = DType> {
 
   /** For a view (`reshape`): the tensor that owns the storage, kept alive as long as the view is. */
   readonly #owner?: Tensor;
+  /** Element count, computed once (hot: every op reads it). */
+  readonly #size: number;
 
   constructor(shape: readonly number[], dtype: D, storage: Storage, owner?: Tensor) {
     const n = shape.reduce((a, b) => a * b, 1);
@@ -59,6 +61,7 @@ export class Tensor<D extends DType = DType> {
       });
     }
     this.shape = Object.freeze([...shape]);
+    this.#size = n;
     this.dtype = dtype;
     this.storage = storage;
     this.#owner = owner;
@@ -84,7 +87,7 @@ export class Tensor<D extends DType = DType> {
   }
 
   get size(): number {
-    return this.shape.reduce((a, b) => a * b, 1);
+    return this.#size;
   }
   get ndim(): number {
     return this.shape.length;

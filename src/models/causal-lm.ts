@@ -201,19 +201,24 @@ export class CausalLM extends Module {
 
   /** Streams new tokens (and their text) as they are decoded. Same options as `generate`. */
   async *stream(prompt: string | readonly number[], opts: GenerateOptions = {}): AsyncGenerator<StreamChunk, GenerateResult> {
+    return yield* this.#turn(prompt, opts, true);
+  }
+
+  async *#turn(prompt: string | readonly number[], opts: GenerateOptions, perToken: boolean): AsyncGenerator<StreamChunk, GenerateResult> {
     // One generation at a time per model (they share its KV cache); later calls wait their turn.
     let release!: () => void;
     const turn = this.#queue;
     this.#queue = new Promise<void>((r) => (release = r));
     await turn;
     try {
-      return yield* this.#stream(prompt, opts);
+      return yield* this.#stream(prompt, opts, perToken);
     } finally {
       release();
     }
   }
 
-  async *#stream(prompt: string | readonly number[], opts: GenerateOptions): AsyncGenerator<StreamChunk, GenerateResult> {
+  /** `perToken`: text with every chunk (streaming); otherwise text is decoded once at the end unless stop strings need it. */
+  async *#stream(prompt: string | readonly number[], opts: GenerateOptions, perToken: boolean): AsyncGenerator<StreamChunk, GenerateResult> {
     const ids = this.encode(prompt);
     const stopList = opts.stop === undefined ? [] : Array.isArray(opts.stop) ? opts.stop : [opts.stop];
     const stopIds = [...this.config.eos, ...stopList.filter((s): s is number => typeof s === 'number')];
@@ -225,7 +230,7 @@ export class CausalLM extends Module {
     }
     const stats = emptyStats(ids.length);
     const gen = opts.draft ? this.#speculative(ids, o, opts.draft, stats) : decodeTokens(this.target(), ids, o, stats);
-    const streamer = this.tokenizer && new TextStreamer(this.tokenizer);
+    const streamer = this.tokenizer && (perToken || stopStrings.length > 0) ? new TextStreamer(this.tokenizer) : undefined;
     const tokens: number[] = [];
     let text = '';
     let shown = 0;
@@ -254,7 +259,8 @@ export class CausalLM extends Module {
       const hit = firstStop(text, stopStrings);
       if (hit >= 0) text = text.slice(0, hit);
     }
-    return { tokens, text: streamer ? text : undefined, stats };
+    if (this.tokenizer && !streamer) text = this.tokenizer.decode(tokens);
+    return { tokens, text: this.tokenizer ? text : undefined, stats };
   }
 
   #speculative(ids: number[], o: Parameters<typeof decodeTokens>[2], d: DraftSpec, stats: DecodeStats) {
@@ -303,7 +309,7 @@ export class CausalLM extends Module {
 
   /** Generates up to `maxNewTokens` tokens: greedy by default; temperature/topK/topP/seed sample; `draft` speculates. */
   async generate(prompt: string | readonly number[], opts: GenerateOptions = {}): Promise<GenerateResult> {
-    const it = this.stream(prompt, opts);
+    const it = this.#turn(prompt, opts, false);
     for (;;) {
       const r = await it.next();
       if (r.done) return r.value;

@@ -23,6 +23,7 @@ export class TextTokenizer {
 
   /** Text of `ids`; `skipSpecialTokens` drops e.g. `<|endoftext|>`. */
   decode(ids: readonly number[], opts: { skipSpecialTokens?: boolean } = {}): string {
+    if (ids.length === 0) return '';
     return this.#tok.decode([...ids], { skip_special_tokens: opts.skipSpecialTokens ?? false });
   }
 
@@ -35,26 +36,32 @@ export class TextTokenizer {
 /**
  * Turns a growing list of ids into text pieces: each call returns only the new text, holding back a trailing
  * partial UTF-8 character (byte-level BPE splits characters across tokens) until the next token completes it.
+ * Decodes a short window, not the whole sequence (TGI's prefix/read offsets): the text of ids[prefix:read] is
+ * what was emitted last; the text of ids[prefix:] minus it is the new piece. A window keeps the decoder's
+ * context (leading spaces, merges) while the cost per token stays constant.
  */
 export class TextStreamer {
   #ids: number[] = [];
-  #emitted = 0;
+  #prefix = 0;
+  #read = 0;
   constructor(private readonly tok: TextTokenizer) {}
 
   push(id: number): string {
     this.#ids.push(id);
-    const text = this.tok.decode(this.#ids);
-    if (text.endsWith('\uFFFD')) return '';
-    const piece = text.slice(this.#emitted);
-    this.#emitted = text.length;
+    const before = this.tok.decode(this.#ids.slice(this.#prefix, this.#read));
+    const now = this.tok.decode(this.#ids.slice(this.#prefix));
+    if (now.length <= before.length || now.endsWith('\uFFFD') || !now.startsWith(before)) return '';
+    const piece = now.slice(before.length);
+    this.#prefix = this.#read;
+    this.#read = this.#ids.length;
     return piece;
   }
 
   /** Whatever is left (a final partial character is emitted as it decodes). */
   flush(): string {
-    const text = this.tok.decode(this.#ids);
-    const piece = text.slice(this.#emitted);
-    this.#emitted = text.length;
-    return piece;
+    const before = this.tok.decode(this.#ids.slice(this.#prefix, this.#read));
+    const now = this.tok.decode(this.#ids.slice(this.#prefix));
+    this.#prefix = this.#read = this.#ids.length;
+    return now.startsWith(before) ? now.slice(before.length) : '';
   }
 }

@@ -10,6 +10,7 @@ import { argmax } from '../../src/generate/sampling.js';
 import { LoRAContainer } from '../../src/adapter/container.js';
 import { loraLayersOf, setLoRAEnabled } from '../../src/lora/set-enabled.js';
 import { CausalLM } from '../../src/models/causal-lm.js';
+import { TextStreamer } from '../../src/models/tokenizer.js';
 import { FIXTURES, PYCODER, expectLogits, oracle } from './helpers.js';
 
 let backend: Backend;
@@ -101,6 +102,15 @@ describe('generation', () => {
       expect(lm.tokenizer!.encode(q.text!)).toEqual(q.ids);
       expect(lm.tokenizer!.decode(q.greedy_on)).toBe(q.greedy_on_text);
     }
+  });
+
+  it('TextStreamer: pieces over a windowed decode join to the whole text, multi-byte characters held until complete', () => {
+    const text = 'def café(x):\n    return "✓ naïve — 日本語" + x  # 🚀 done';
+    const ids = lm.tokenizer!.encode(text);
+    const s = new TextStreamer(lm.tokenizer!);
+    const pieces = ids.map((id) => s.push(id));
+    expect(pieces.join('') + s.flush()).toBe(lm.tokenizer!.decode(ids));
+    expect(pieces.every((p) => !p.includes('\uFFFD'))).toBe(true);
   });
 
   it('stream yields the same tokens as generate, and its text pieces concatenate to the whole text', async () => {
