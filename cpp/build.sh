@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
-# Builds wasm/peftjs.wasm from cpp/ (emscripten 3.1.6), then regenerates src/runtime/wasm-bytes.ts.
-# Deterministic: same sources + same emcc → same bytes (CI rebuilds and runs `git diff --exit-code wasm/`).
+# Builds wasm/peftjs.wasm from cpp/ (emscripten 3.1.6) and wasm/peftjs-relaxed.wasm (clang-19 + wasm-ld-19 with
+# relaxed SIMD, linked against emscripten's own libc/dlmalloc), then regenerates src/runtime/wasm-bytes.ts.
+# Deterministic: same sources + same compilers → same bytes (CI rebuilds and runs `git diff --exit-code wasm/`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -38,6 +39,33 @@ FLAGS=(
   -g0                               # no names/debug info: smaller and byte-for-byte reproducible
 )
 emcc "${FLAGS[@]}" cpp/exports.cpp -o wasm/peftjs.wasm
-
 echo "wasm/peftjs.wasm  sha256 $(sha256sum wasm/peftjs.wasm | cut -d' ' -f1)  $(wc -c < wasm/peftjs.wasm) bytes"
+
+# ---- relaxed SIMD build: the same sources with f32x4.relaxed_madd in the k-loops (cpp/madd.h) ------------------
+# emscripten 3.1.6's clang (14) cannot emit relaxed SIMD and its binaryen (108) knows only the old opcodes, so clang-19
+# compiles for the emscripten target against emscripten's sysroot and wasm-ld-19 links the libraries emcc would link
+# (the same link line as `emcc -v` prints for the build above), without the wasm-opt pass. Same ABI, same single
+# import (env.emscripten_notify_memory_growth), same exports the loader uses. Chosen at run time by feature detection.
+CLANG="${CLANG19:-clang++-19}"
+WASMLD="${WASMLD19:-wasm-ld-19}"
+SYSROOT="$(dirname "$(readlink -f "$(command -v emcc)")")/cache/sysroot"
+[ -d "$SYSROOT" ] || SYSROOT=/usr/share/emscripten/cache/sysroot
+LIBDIR="$SYSROOT/lib/wasm32-emscripten"
+TMP="$(mktemp -d)"
+trap 'rm -rf "$TMP"' EXIT
+RFLAGS=(
+  --target=wasm32-unknown-emscripten --sysroot="$SYSROOT"
+  -Xclang -iwithsysroot/include/compat  # mallinfo (as emcc adds it)
+  -DEMSCRIPTEN -fno-threadsafe-statics
+  -O3 -msimd128 -mrelaxed-simd -std=c++17 -DNDEBUG -fno-exceptions -fno-rtti
+  -ffp-contract=off                    # fused only where cpp/madd.h asks: epilogues and scalar twins keep base ops
+)
+"$CLANG" "${RFLAGS[@]}" -c cpp/exports.cpp -o "$TMP/exports.o"
+LEXPORTS=()
+for e in $(echo "$EXPORTS" | tr -d '[]" ' | tr ',' ' '); do LEXPORTS+=("--export-if-defined=${e#_}"); done
+"$WASMLD" -o wasm/peftjs-relaxed.wasm "$TMP/exports.o" -L"$LIBDIR" "$LIBDIR/crt1_reactor.o" \
+  -lstandalonewasm-memgrow -lstubs -lnoexit -lc -ldlmalloc -lcompiler_rt \
+  --import-undefined --strip-all "${LEXPORTS[@]}" --export=_initialize \
+  -z stack-size=1048576 --initial-memory=16777216 --max-memory=4294967296 --entry=_initialize --global-base=1024
+echo "wasm/peftjs-relaxed.wasm  sha256 $(sha256sum wasm/peftjs-relaxed.wasm | cut -d' ' -f1)  $(wc -c < wasm/peftjs-relaxed.wasm) bytes"
 node scripts/gen-wasm-bytes.mjs

@@ -31,6 +31,7 @@
 #include <stdint.h>
 #include <assert.h>
 #include <wasm_simd128.h>
+#include "madd.h"
 
 namespace peft {
 
@@ -160,7 +161,7 @@ static inline void f32_gemm__simd128(size_t kc, const float* __restrict x, const
     for (int i = 0; i < MR; i++) xv[i] = wasm_v128_load(x + i * ldx + p);
     for (int j = 0; j < NR; j++) {
       const v128_t wv = wasm_v128_load(w + j * ldw + p);
-      for (int i = 0; i < MR; i++) acc[i][j] = wasm_f32x4_add(acc[i][j], wasm_f32x4_mul(xv[i], wv));
+      for (int i = 0; i < MR; i++) acc[i][j] = f32x4_madd(xv[i], wv, acc[i][j]);
     }
   }
   alignas(16) float out[MR][NR];
@@ -230,11 +231,11 @@ static inline void f32_gemv1__simd128(size_t k, const float* __restrict x, const
     v128_t xv[U];
     for (int u = 0; u < U; u++) xv[u] = wasm_v128_load(x + p + 4 * u);
     for (int j = 0; j < NR; j++)
-      for (int u = 0; u < U; u++) acc[j] = wasm_f32x4_add(acc[j], wasm_f32x4_mul(xv[u], wasm_v128_load(w + j * k + p + 4 * u)));
+      for (int u = 0; u < U; u++) acc[j] = f32x4_madd(xv[u], wasm_v128_load(w + j * k + p + 4 * u), acc[j]);
   }
   for (; p < k4; p += 4) {
     const v128_t xv = wasm_v128_load(x + p);
-    for (int j = 0; j < NR; j++) acc[j] = wasm_f32x4_add(acc[j], wasm_f32x4_mul(xv, wasm_v128_load(w + j * k + p)));
+    for (int j = 0; j < NR; j++) acc[j] = f32x4_madd(xv, wasm_v128_load(w + j * k + p), acc[j]);
   }
   alignas(16) float out[1][NR];
   for (int j = 0; j < NR; j++) {
@@ -321,7 +322,7 @@ static inline void f32_gemm_dot_block__simd128(size_t kc, const float* __restric
     for (int i = 0; i < MR; i++) xv[i] = wasm_v128_load(x + i * ldx + p);
     for (int j = 0; j < NR; j++) {
       const v128_t wv = wasm_v128_load(w + j * ldw + p);
-      for (int i = 0; i < MR; i++) acc[i][j] = wasm_f32x4_add(acc[i][j], wasm_f32x4_mul(xv[i], wv));
+      for (int i = 0; i < MR; i++) acc[i][j] = f32x4_madd(xv[i], wv, acc[i][j]);
     }
   }
   for (int i = 0; i < MR; i++)

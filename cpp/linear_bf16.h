@@ -79,8 +79,8 @@ static inline void f32xbf16_gemv__simd128(size_t k, const float* __restrict x, c
           const v128_t v = wasm_v128_load(w + j * k + p);
           const v128_t lo = wasm_i16x8_shuffle(zero, v, 0, 8, 1, 9, 2, 10, 3, 11);
           const v128_t hi = wasm_i16x8_shuffle(zero, v, 4, 12, 5, 13, 6, 14, 7, 15);
-          acc[0][j] = wasm_f32x4_add(acc[0][j], wasm_f32x4_mul(wasm_v128_load(x + p), lo));
-          acc[0][j] = wasm_f32x4_add(acc[0][j], wasm_f32x4_mul(wasm_v128_load(x + p + 4), hi));
+          acc[0][j] = f32x4_madd(wasm_v128_load(x + p), lo, acc[0][j]);
+          acc[0][j] = f32x4_madd(wasm_v128_load(x + p + 4), hi, acc[0][j]);
         }
   }
   for (size_t p = p0; p < k8; p += 8)
@@ -89,14 +89,14 @@ static inline void f32xbf16_gemv__simd128(size_t k, const float* __restrict x, c
       const v128_t lo = wasm_i16x8_shuffle(zero, v, 0, 8, 1, 9, 2, 10, 3, 11);    // columns p .. p+3
       const v128_t hi = wasm_i16x8_shuffle(zero, v, 4, 12, 5, 13, 6, 14, 7, 15);  // columns p+4 .. p+7
       for (int i = 0; i < M; i++) {
-        acc[i][j] = wasm_f32x4_add(acc[i][j], wasm_f32x4_mul(wasm_v128_load(x + i * k + p), lo));
-        acc[i][j] = wasm_f32x4_add(acc[i][j], wasm_f32x4_mul(wasm_v128_load(x + i * k + p + 4), hi));
+        acc[i][j] = f32x4_madd(wasm_v128_load(x + i * k + p), lo, acc[i][j]);
+        acc[i][j] = f32x4_madd(wasm_v128_load(x + i * k + p + 4), hi, acc[i][j]);
       }
     }
   if (k4 > k8)
     for (int j = 0; j < NR; j++) {
       const v128_t lo = bf16x4_to_f32x4(w + j * k + k8);
-      for (int i = 0; i < M; i++) acc[i][j] = wasm_f32x4_add(acc[i][j], wasm_f32x4_mul(wasm_v128_load(x + i * k + k8), lo));
+      for (int i = 0; i < M; i++) acc[i][j] = f32x4_madd(wasm_v128_load(x + i * k + k8), lo, acc[i][j]);
     }
   alignas(16) float out[M][NR];
   for (int i = 0; i < M; i++)

@@ -191,7 +191,7 @@ static inline void f32_qgemv_rows__simd128(size_t k, size_t group, const float* 
         for (int i = 0; i < M; i++) {
           const float* xr = xq + i * k + p;
           for (int c = 0; c < 8; c++)
-            acc[i][c % P] = wasm_f32x4_add(acc[i][c % P], wasm_f32x4_mul(wasm_v128_load(xr + 4 * c), q[c]));
+            acc[i][c % P] = f32x4_madd(wasm_v128_load(xr + 4 * c), q[c], acc[i][c % P]);
         }
       }
       const v128_t sv = wasm_f32x4_splat(sr[g]);

@@ -1,7 +1,7 @@
 import { BackendError } from '../errors.js';
 import type { Backend } from './backend.js';
 import { JsBackend } from './js.js';
-import { WasmBackend } from './wasm.js';
+import { WasmBackend, type WasmBackendOptions } from './wasm.js';
 import type { AutoOptions } from './webgpu/auto.js';
 
 /**
@@ -24,10 +24,10 @@ let initializing: Promise<Backend> | undefined;
  * 'auto' takes WebGPU on a hardware adapter when the work is large enough, else wasm, and says which:
  * `backend.name`, plus `backend.fallbackReason` and one console.warn when it fell back.
  */
-export async function createBackend(name: CreatableBackend, opts?: AutoOptions): Promise<Backend> {
+export async function createBackend(name: CreatableBackend, opts?: AutoOptions & WasmBackendOptions): Promise<Backend> {
   switch (name) {
     case 'wasm':
-      return WasmBackend.create();
+      return WasmBackend.create({ kernels: opts?.kernels, build: opts?.build });
     case 'js':
       return new JsBackend();
     case 'webgpu': {

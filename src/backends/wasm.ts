@@ -2,7 +2,7 @@ import { BackendError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { ScratchArena, ScratchLayout } from '../runtime/scratch.js';
 import { WasmStorage, allocWasmTensor, wasmPtrOf } from '../runtime/storage.js';
-import { type WasmRuntime, initWasm } from '../runtime/wasm.js';
+import { type WasmBuild, type WasmBuildChoice, type WasmRuntime, initWasm } from '../runtime/wasm.js';
 import { isQuantized, routeGroups, routePasses, type AttentionShape, type Backend, type LinearWeight, type LoRADelta, type QuantizedWeight, type Route, type UploadOptions } from './backend.js';
 import { checkRoute } from './js.js';
 import { toF32Tensor } from './wasm/convert.js';
@@ -32,6 +32,11 @@ import {
 export interface WasmBackendOptions {
   /** Run the SIMD128 kernels (default) or their `__scalar` twins (for testing). */
   kernels?: Kernels;
+  /**
+   * Which compiled module: `auto` (default) = relaxed SIMD (FMA) where the engine has it, else SIMD128; naming one
+   * gives this backend its own instance of that build. `backend.build` says which ran.
+   */
+  build?: WasmBuildChoice;
 }
 
 /**
@@ -49,16 +54,19 @@ export interface WasmBackendOptions {
 export class WasmBackend implements Backend {
   readonly name = 'wasm' as const;
   readonly kernels: Kernels;
+  /** The compiled module the kernels run in: 'simd128' (wasm/peftjs.wasm) or 'relaxed-simd' (wasm/peftjs-relaxed.wasm). */
+  readonly build: WasmBuild;
   private readonly scratch: ScratchArena;
 
   constructor(readonly runtime: WasmRuntime, opts: WasmBackendOptions = {}) {
     this.kernels = opts.kernels ?? 'simd128';
+    this.build = runtime.build;
     this.scratch = new ScratchArena(runtime);
   }
 
   /** Initialises the wasm runtime (once) and returns a backend over it. */
   static async create(opts: WasmBackendOptions = {}): Promise<WasmBackend> {
-    return new WasmBackend(await initWasm(), opts);
+    return new WasmBackend(await initWasm(opts.build ?? 'auto'), opts);
   }
 
   /** Bytes held by the reusable scratch block (for leak tests). */

@@ -1,5 +1,5 @@
 import { WasmRuntimeError } from '../errors.js';
-import { WASM_BASE64 } from './wasm-bytes.js';
+import { WASM_BASE64, WASM_RELAXED_BASE64 } from './wasm-bytes.js';
 
 /**
  * Loads wasm/peftjs.wasm (inlined as base64 in wasm-bytes.ts) with our own loader: emscripten's JS glue is
@@ -107,6 +107,58 @@ export function checkWasmSupport(wasm: WasmValidator | undefined = (globalThis a
   }
 }
 
+/**
+ * The smallest module that uses relaxed SIMD: `(func (result v128) (f32x4.relaxed_madd (i32x4.splat (i32.const 0))
+ * ×3))`, opcode 0xfd 0x105. Node 20 rejects it; Node ≥ 22, Deno 2, Chromium ≥ 114 accept it.
+ */
+export const RELAXED_SIMD_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+  0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type section: () -> v128
+  0x03, 0x02, 0x01, 0x00, // function section
+  0x0a, 0x13, 0x01, 0x11, 0x00, // code section, one body of 17 bytes, no locals
+  0x41, 0x00, 0xfd, 0x11, 0x41, 0x00, 0xfd, 0x11, 0x41, 0x00, 0xfd, 0x11, // three i32x4.splat(0)
+  0xfd, 0x85, 0x02, 0x0b, // f32x4.relaxed_madd; end
+]);
+
+/**
+ * Which compiled module runs the kernels: `simd128` = wasm/peftjs.wasm (emscripten, SIMD128: the same bits on every
+ * engine); `relaxed-simd` = wasm/peftjs-relaxed.wasm (clang-19, `f32x4.relaxed_madd` in the linear k-loops, see
+ * cpp/madd.h: may differ from simd128, and between engines, in the last bits of each product's rounding).
+ */
+export type WasmBuild = 'simd128' | 'relaxed-simd';
+/** `auto` (default): relaxed-simd where the engine validates RELAXED_SIMD_PROBE, else simd128. */
+export type WasmBuildChoice = WasmBuild | 'auto';
+
+/**
+ * The build `choice` resolves to on this engine: `auto` probes `wasm.validate(RELAXED_SIMD_PROBE)`; asking for
+ * `relaxed-simd` where the engine lacks it throws `WasmRuntimeError('no_relaxed_simd')` (never a compile error later).
+ * `wasm` defaults to `globalThis.WebAssembly` (tests pass a fake).
+ */
+export function selectWasmBuild(
+  choice: WasmBuildChoice = 'auto',
+  wasm: WasmValidator | undefined = (globalThis as { WebAssembly?: typeof WebAssembly }).WebAssembly,
+): WasmBuild {
+  checkWasmSupport(wasm);
+  if (choice === 'simd128') return 'simd128';
+  let relaxed = false;
+  try {
+    relaxed = wasm!.validate(RELAXED_SIMD_PROBE as Uint8Array<ArrayBuffer>) === true;
+  } catch {
+    relaxed = false;
+  }
+  if (choice === 'relaxed-simd' && !relaxed) {
+    throw new WasmRuntimeError('no_relaxed_simd', 'WebAssembly relaxed SIMD is not supported by this runtime', {
+      expected: 'relaxed SIMD (Node 22+, Deno 2, Chromium 114+)',
+      got: 'WebAssembly.validate(relaxed simd probe) = false',
+      where: 'initWasm',
+    });
+  }
+  if (choice !== 'auto' && choice !== 'relaxed-simd') {
+    throw new WasmRuntimeError('bad_option', 'unknown wasm build', { expected: "'auto' | 'simd128' | 'relaxed-simd'", got: String(choice), where: 'initWasm' });
+  }
+  return relaxed ? 'relaxed-simd' : 'simd128';
+}
+
 function decodeBase64(b64: string): Uint8Array {
   const B = (globalThis as { Buffer?: { from(s: string, enc: string): Uint8Array } }).Buffer;
   if (B) {
@@ -125,13 +177,16 @@ function decodeBase64(b64: string): Uint8Array {
  */
 export class WasmRuntime {
   readonly exports: PeftWasmExports;
+  /** Which compiled module this is (see WasmBuild). */
+  readonly build: WasmBuild;
   private buf: ArrayBuffer | undefined;
   private u8v!: Uint8Array;
   private f32v!: Float32Array;
   private u32v!: Uint32Array;
 
-  constructor(exports: PeftWasmExports) {
+  constructor(exports: PeftWasmExports, build: WasmBuild = 'simd128') {
     this.exports = exports;
+    this.build = build;
   }
 
   get memory(): WasmMemory {
@@ -184,11 +239,28 @@ export class WasmRuntime {
 
 let pending: Promise<WasmRuntime> | undefined;
 let ready: WasmRuntime | undefined;
+const others = new Map<WasmBuild, Promise<WasmRuntime>>();
 
-/** Compiles and instantiates the module once; every caller gets the same promise. */
-export function initWasm(): Promise<WasmRuntime> {
+/**
+ * Compiles and instantiates the module once; every caller gets the same promise. The build is chosen by feature
+ * detection (`selectWasmBuild('auto')`). `build` names one explicitly: a separate instance (own memory), cached per
+ * build, used by tests and benchmarks to compare the two; the shared default runtime is unaffected.
+ */
+export function initWasm(build: WasmBuildChoice = 'auto'): Promise<WasmRuntime> {
+  if (build !== 'auto') {
+    const b = selectWasmBuild(build);
+    let p = others.get(b);
+    if (!p) {
+      p = load(b);
+      others.set(b, p);
+      p.catch(() => others.delete(b));
+    }
+    return p;
+  }
   if (!pending) {
-    pending = load().then(
+    pending = Promise.resolve()
+      .then(() => load(selectWasmBuild('auto')))
+      .then(
       (rt) => (ready = rt),
       (e) => {
         pending = undefined; // a failed load may be retried
@@ -215,17 +287,16 @@ export function wasmReady(): boolean {
   return ready !== undefined;
 }
 
-async function load(): Promise<WasmRuntime> {
-  checkWasmSupport();
+async function load(build: WasmBuild): Promise<WasmRuntime> {
   let instance: WebAssembly.Instance;
   try {
-    const module = await WebAssembly.compile(decodeBase64(WASM_BASE64) as Uint8Array<ArrayBuffer>);
+    const module = await WebAssembly.compile(decodeBase64(build === 'relaxed-simd' ? WASM_RELAXED_BASE64 : WASM_BASE64) as Uint8Array<ArrayBuffer>);
     instance = await WebAssembly.instantiate(module, {
       // Memory growth detaches the old buffer; WasmRuntime notices by buffer identity, nothing to do here.
       env: { emscripten_notify_memory_growth: () => {} },
     });
   } catch (e) {
-    throw new WasmRuntimeError('wasm_compile_failed', 'could not compile wasm/peftjs.wasm', {
+    throw new WasmRuntimeError('wasm_compile_failed', `could not compile the ${build} module`, {
       cause: e,
       detail: String(e),
       where: 'initWasm',
@@ -237,5 +308,5 @@ async function load(): Promise<WasmRuntime> {
   if (abi !== ABI_VERSION) {
     throw new WasmRuntimeError('wasm_compile_failed', 'wasm ABI version mismatch', { expected: ABI_VERSION, got: abi, where: 'initWasm' });
   }
-  return new WasmRuntime(ex);
+  return new WasmRuntime(ex, build);
 }
