@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 EXPORTS='["_malloc","_free","_peft_abi_version","_peft_heap_bytes_in_use","_peft_quant_strip_rows",
-"_peft_f32_linear","_peft_f32_linear__scalar","_peft_f32_linear_scratch_bytes","_peft_f32_epilogue_rows",
+"_peft_f32_linear","_peft_f32_linear__scalar","_peft_f32_linear_cols","_peft_f32xbf16_linear_cols","_peft_f32_linear_scratch_bytes","_peft_f32_epilogue_rows",
 "_peft_f32xbf16_linear","_peft_f32xbf16_linear__scalar","_peft_f32xbf16_linear_scratch_bytes",
 "_peft_f32_lora_shrink","_peft_f32_lora_shrink__scalar","_peft_f32_lora_expand","_peft_f32_lora_expand__scalar",
 "_peft_f32_dequantize","_peft_f32_dequantize__scalar","_peft_f32_qlinear","_peft_f32_qlinear__scalar","_peft_f32_qlinear_scratch_bytes",
@@ -68,4 +68,21 @@ for e in $(echo "$EXPORTS" | tr -d '[]" ' | tr ',' ' '); do LEXPORTS+=("--export
   --import-undefined --strip-all "${LEXPORTS[@]}" --export=_initialize \
   -z stack-size=1048576 --initial-memory=16777216 --max-memory=4294967296 --entry=_initialize --global-base=1024
 echo "wasm/peftjs-relaxed.wasm  sha256 $(sha256sum wasm/peftjs-relaxed.wasm | cut -d' ' -f1)  $(wc -c < wasm/peftjs-relaxed.wasm) bytes"
+
+# ---- shared-memory builds for threads (src/runtime/threads.ts): the same two ISAs plus atomics + bulk memory, the
+# memory imported as a shared WebAssembly.Memory. Every worker instantiates the module on that memory with its own
+# stack (stackRestore); only the main instance runs _initialize and malloc. Linked against emscripten's -mt
+# libc/dlmalloc (the only ones built with atomics); the pthread hooks they import are no-ops in the loader.
+# -mt (SIMD128) has the base build's operations, so its bits; -mt-relaxed has the relaxed build's.
+for variant in mt mt-relaxed; do
+  MFLAGS=("${RFLAGS[@]}" -matomics -mbulk-memory)
+  [ "$variant" = mt ] && MFLAGS=("${MFLAGS[@]/-mrelaxed-simd/-msimd128}")
+  "$CLANG" "${MFLAGS[@]}" -c cpp/exports.cpp -o "$TMP/exports-$variant.o"
+  "$WASMLD" -o "wasm/peftjs-$variant.wasm" "$TMP/exports-$variant.o" -L"$LIBDIR" "$LIBDIR/crt1_reactor.o" \
+    -lstandalonewasm-memgrow -lstubs -lnoexit -lc-mt -ldlmalloc-mt -lcompiler_rt-mt \
+    --import-undefined --strip-all "${LEXPORTS[@]}" --export=_initialize --export=stackRestore \
+    --import-memory --shared-memory \
+    -z stack-size=1048576 --initial-memory=16777216 --max-memory=4294967296 --entry=_initialize --global-base=1024
+  echo "wasm/peftjs-$variant.wasm  sha256 $(sha256sum "wasm/peftjs-$variant.wasm" | cut -d' ' -f1)  $(wc -c < "wasm/peftjs-$variant.wasm") bytes"
+done
 node scripts/gen-wasm-bytes.mjs

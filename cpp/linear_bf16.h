@@ -111,12 +111,12 @@ static inline void f32xbf16_gemv__simd128(size_t k, const float* __restrict x, c
 }
 
 template <int M>
-static inline void f32xbf16_gemv_m__simd128(size_t n, size_t k, const float* x, const uint16_t* w, float* y,
-                                            const Epilogue* ep) {
+static inline void f32xbf16_gemv_m__simd128(size_t n, size_t k, size_t j0, size_t j1, const float* x,
+                                            const uint16_t* w, float* y, const Epilogue* ep) {
   constexpr int NR = M == 1 ? 8 : (M == 2 ? 4 : 2);  // M·NR ≤ 8 accumulators
-  size_t j = 0;
-  for (; j + NR <= n; j += NR) f32xbf16_gemv__simd128<M, NR>(k, x, w + j * k, y + j, n, ep, j);
-  for (; j < n; j++) f32xbf16_gemv__simd128<M, 1>(k, x, w + j * k, y + j, n, ep, j);
+  size_t j = j0;
+  for (; j + NR <= j1; j += NR) f32xbf16_gemv__simd128<M, NR>(k, x, w + j * k, y + j, n, ep, j);
+  for (; j < j1; j++) f32xbf16_gemv__simd128<M, 1>(k, x, w + j * k, y + j, n, ep, j);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -155,20 +155,22 @@ static inline size_t f32xbf16_linear_scratch_floats(size_t m, size_t k) {
   return simd > scalar ? simd : scalar;
 }
 
-// y [m,n] = epilogue(x [m,k] · widen(W [n,k] bf16)ᵀ).
-static inline void f32xbf16_linear__simd128(size_t m, size_t n, size_t k, const float* __restrict x,
-                                            const uint16_t* __restrict w, float* __restrict y, const Epilogue* ep,
-                                            float* __restrict scratch) {
-  assert(m > 0 && n > 0 && k > 0 && x && w && y && scratch);
+// Columns [j0, j1) of y [m,n] = epilogue(x [m,k] · widen(W [n,k] bf16)ᵀ): one thread's share, each element
+// computed as the whole layer computes it.
+static inline void f32xbf16_linear_cols__simd128(size_t m, size_t n, size_t k, size_t j0, size_t j1,
+                                                 const float* __restrict x, const uint16_t* __restrict w,
+                                                 float* __restrict y, const Epilogue* ep, float* __restrict scratch) {
+  assert(m > 0 && n > 0 && k > 0 && x && w && y && scratch && j0 <= j1 && j1 <= n);
+  if (j0 >= j1) return;
   if (m <= BF16_GEMV_MAX_M && ep && ep->nterms > 0) {
     // As f32_linear: plain sums, then the B-streaming epilogue pass (which also indexes t by the true row).
-    f32xbf16_linear__simd128(m, n, k, x, w, y, nullptr, scratch);
-    f32_gemv_epilogue(m, n, y, ep);
+    f32xbf16_linear_cols__simd128(m, n, k, j0, j1, x, w, y, nullptr, scratch);
+    f32_gemv_epilogue(m, n, j0, j1, y, ep);
     return;
   }
   if (m > BF16_GEMV_MAX_M) {
     float* ws = scratch + m * 16 + 4;
-    f32_gemm_dot(m, n, k, x, y, ep, scratch,
+    f32_gemm_dot(m, n, k, j0, j1, x, y, ep, scratch,
                  [w, k, ws](size_t j, size_t rows, size_t p0, size_t kc) {
                    bf16_widen_strip__simd128(rows, kc, k, w + j * k + p0, ws);
                    return WStrip{ws, kc};
@@ -182,12 +184,19 @@ static inline void f32xbf16_linear__simd128(size_t m, size_t n, size_t k, const 
     const float* xc = x + i * k;
     float* yc = y + i * n;
     switch (mc) {
-      case 1: f32xbf16_gemv_m__simd128<1>(n, k, xc, w, yc, ep); break;
-      case 2: f32xbf16_gemv_m__simd128<2>(n, k, xc, w, yc, ep); break;
-      case 3: f32xbf16_gemv_m__simd128<3>(n, k, xc, w, yc, ep); break;
-      default: f32xbf16_gemv_m__simd128<4>(n, k, xc, w, yc, ep); break;
+      case 1: f32xbf16_gemv_m__simd128<1>(n, k, j0, j1, xc, w, yc, ep); break;
+      case 2: f32xbf16_gemv_m__simd128<2>(n, k, j0, j1, xc, w, yc, ep); break;
+      case 3: f32xbf16_gemv_m__simd128<3>(n, k, j0, j1, xc, w, yc, ep); break;
+      default: f32xbf16_gemv_m__simd128<4>(n, k, j0, j1, xc, w, yc, ep); break;
     }
   }
+}
+
+// y [m,n] = epilogue(x [m,k] · widen(W [n,k] bf16)ᵀ): all columns.
+static inline void f32xbf16_linear__simd128(size_t m, size_t n, size_t k, const float* __restrict x,
+                                            const uint16_t* __restrict w, float* __restrict y, const Epilogue* ep,
+                                            float* __restrict scratch) {
+  f32xbf16_linear_cols__simd128(m, n, k, 0, n, x, w, y, ep, scratch);
 }
 
 }  // namespace peft

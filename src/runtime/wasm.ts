@@ -1,5 +1,5 @@
 import { WasmRuntimeError } from '../errors.js';
-import { WASM_BASE64, WASM_RELAXED_BASE64 } from './wasm-bytes.js';
+import { WASM_BASE64, WASM_MT_BASE64, WASM_MT_RELAXED_BASE64, WASM_RELAXED_BASE64 } from './wasm-bytes.js';
 
 /**
  * Loads wasm/peftjs.wasm (inlined as base64 in wasm-bytes.ts) with our own loader: emscripten's JS glue is
@@ -13,7 +13,7 @@ import { WASM_BASE64, WASM_RELAXED_BASE64 } from './wasm-bytes.js';
  * consumer type-checking with `lib: ["es2022"]` and @types/node has no `WebAssembly` namespace (it is in the DOM lib).
  */
 export interface WasmMemory {
-  readonly buffer: ArrayBuffer;
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
   grow(delta: number): number;
 }
 export interface WasmValidator {
@@ -24,6 +24,8 @@ export interface WasmValidator {
 export interface PeftWasmExports {
   readonly memory: WasmMemory;
   _initialize(): void;
+  /** Sets the stack pointer (threads builds: each worker's own stack). */
+  stackRestore?(sp: number): void;
   malloc(bytes: number): number;
   free(ptr: number): void;
   peft_abi_version(): number;
@@ -33,6 +35,9 @@ export interface PeftWasmExports {
   peft_f32_linear(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
   peft_f32_linear__scalar(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
   peft_f32_epilogue_rows(m: number, n: number, rows: number, y: number, ep: number): void;
+  /** Columns [j0, j1) of peft_f32_linear's y (one thread's share; the same bits as the whole call). */
+  peft_f32_linear_cols(m: number, n: number, k: number, j0: number, j1: number, x: number, w: number, y: number, ep: number, scratch: number): void;
+  peft_f32xbf16_linear_cols(m: number, n: number, k: number, j0: number, j1: number, x: number, w: number, y: number, ep: number, scratch: number): void;
   peft_f32xbf16_linear_scratch_bytes(m: number, k: number): number;
   peft_f32xbf16_linear(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
   peft_f32xbf16_linear__scalar(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
@@ -73,7 +78,7 @@ export interface PeftWasmExports {
 }
 
 /** The ABI version cpp/exports.cpp reports; bumped with any signature or struct-layout change. */
-export const ABI_VERSION = 7;
+export const ABI_VERSION = 8;
 
 /**
  * The smallest module that uses a SIMD128 instruction: `(func (result v128) i32.const 0 i32x4.splat)`.
@@ -179,14 +184,20 @@ export class WasmRuntime {
   readonly exports: PeftWasmExports;
   /** Which compiled module this is (see WasmBuild). */
   readonly build: WasmBuild;
+  /**
+   * The compiled module and its shared memory when this is a threads build (wasm/peftjs-mt*.wasm): workers
+   * instantiate the same module on the same memory (src/runtime/threads.ts). Undefined for the one-thread builds.
+   */
+  readonly shared?: { module: WebAssembly.Module; memory: WebAssembly.Memory };
   private buf: ArrayBuffer | undefined;
   private u8v!: Uint8Array;
   private f32v!: Float32Array;
   private u32v!: Uint32Array;
 
-  constructor(exports: PeftWasmExports, build: WasmBuild = 'simd128') {
+  constructor(exports: PeftWasmExports, build: WasmBuild = 'simd128', shared?: { module: WebAssembly.Module; memory: WebAssembly.Memory }) {
     this.exports = exports;
     this.build = build;
+    this.shared = shared;
   }
 
   get memory(): WasmMemory {
@@ -194,6 +205,7 @@ export class WasmRuntime {
   }
 
   private refresh(): void {
+    // A shared memory's buffer is a SharedArrayBuffer; typed arrays over it behave the same for our reads/writes.
     const b = this.exports.memory.buffer as ArrayBuffer;
     if (b !== this.buf) {
       this.buf = b;
@@ -240,6 +252,52 @@ export class WasmRuntime {
 let pending: Promise<WasmRuntime> | undefined;
 let ready: WasmRuntime | undefined;
 const others = new Map<WasmBuild, Promise<WasmRuntime>>();
+const sharedRuntimes = new Map<WasmBuild, Promise<WasmRuntime>>();
+
+/**
+ * Whether this engine can run the threads builds: SharedArrayBuffer and a shared WebAssembly.Memory (browsers:
+ * only when cross-origin isolated). `why` says what is missing.
+ */
+export function sharedMemorySupport(): { ok: boolean; why?: string } {
+  const g = globalThis as { SharedArrayBuffer?: unknown; crossOriginIsolated?: boolean; Atomics?: unknown };
+  if (typeof g.SharedArrayBuffer !== 'function' || typeof g.Atomics !== 'object') {
+    return { ok: false, why: g.crossOriginIsolated === false ? 'SharedArrayBuffer needs cross-origin isolation (COOP/COEP headers)' : 'no SharedArrayBuffer/Atomics' };
+  }
+  try {
+    new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true } as WebAssembly.MemoryDescriptor);
+    return { ok: true };
+  } catch (e) {
+    return { ok: false, why: `shared WebAssembly.Memory refused: ${String(e)}` };
+  }
+}
+
+/**
+ * A runtime of the threads build of `build` (wasm/peftjs-mt.wasm or -mt-relaxed.wasm) on its own shared memory,
+ * created once per build; callers check `sharedMemorySupport()` first.
+ */
+export function initSharedWasm(build: WasmBuildChoice = 'auto'): Promise<WasmRuntime> {
+  const b = selectWasmBuild(build);
+  let p = sharedRuntimes.get(b);
+  if (!p) {
+    p = load(b, true);
+    sharedRuntimes.set(b, p);
+    p.catch(() => sharedRuntimes.delete(b));
+  }
+  return p;
+}
+
+/** The imports every instance of a threads build needs besides the memory: no-op pthread hooks of emscripten's -mt libc. */
+export function sharedImports(memory: WebAssembly.Memory): WebAssembly.Imports {
+  return {
+    env: {
+      memory,
+      emscripten_notify_memory_growth: () => {},
+      __emscripten_init_main_thread_js: () => {},
+      emscripten_unwind_to_js_event_loop: () => {},
+    },
+    wasi_snapshot_preview1: { clock_time_get: () => 52 /* ENOSYS: nothing here reads clocks */ },
+  };
+}
 
 /**
  * Compiles and instantiates the module once; every caller gets the same promise. The build is chosen by feature
@@ -287,14 +345,25 @@ export function wasmReady(): boolean {
   return ready !== undefined;
 }
 
-async function load(build: WasmBuild): Promise<WasmRuntime> {
+async function load(build: WasmBuild, threads = false): Promise<WasmRuntime> {
   let instance: WebAssembly.Instance;
+  let shared: { module: WebAssembly.Module; memory: WebAssembly.Memory } | undefined;
   try {
-    const module = await WebAssembly.compile(decodeBase64(build === 'relaxed-simd' ? WASM_RELAXED_BASE64 : WASM_BASE64) as Uint8Array<ArrayBuffer>);
-    instance = await WebAssembly.instantiate(module, {
-      // Memory growth detaches the old buffer; WasmRuntime notices by buffer identity, nothing to do here.
-      env: { emscripten_notify_memory_growth: () => {} },
-    });
+    const b64 = threads
+      ? build === 'relaxed-simd' ? WASM_MT_RELAXED_BASE64 : WASM_MT_BASE64
+      : build === 'relaxed-simd' ? WASM_RELAXED_BASE64 : WASM_BASE64;
+    const module = await WebAssembly.compile(decodeBase64(b64) as Uint8Array<ArrayBuffer>);
+    if (threads) {
+      // 16 MiB to start, up to 4 GiB (the module's own limits); growth is seen by every instance at once.
+      const memory = new WebAssembly.Memory({ initial: 256, maximum: 65536, shared: true } as WebAssembly.MemoryDescriptor);
+      shared = { module, memory };
+      instance = await WebAssembly.instantiate(module, sharedImports(memory));
+    } else {
+      instance = await WebAssembly.instantiate(module, {
+        // Memory growth detaches the old buffer; WasmRuntime notices by buffer identity, nothing to do here.
+        env: { emscripten_notify_memory_growth: () => {} },
+      });
+    }
   } catch (e) {
     throw new WasmRuntimeError('wasm_compile_failed', `could not compile the ${build} module`, {
       cause: e,
@@ -302,11 +371,11 @@ async function load(build: WasmBuild): Promise<WasmRuntime> {
       where: 'initWasm',
     });
   }
-  const ex = instance.exports as unknown as PeftWasmExports;
+  const ex = (shared ? { ...instance.exports, memory: shared.memory } : instance.exports) as unknown as PeftWasmExports;
   ex._initialize();
   const abi = ex.peft_abi_version();
   if (abi !== ABI_VERSION) {
     throw new WasmRuntimeError('wasm_compile_failed', 'wasm ABI version mismatch', { expected: ABI_VERSION, got: abi, where: 'initWasm' });
   }
-  return new WasmRuntime(ex, build);
+  return new WasmRuntime(ex, build, shared);
 }

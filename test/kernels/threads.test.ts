@@ -1,0 +1,126 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { JsBackend } from '../../src/backends/js.js';
+import { WasmBackend } from '../../src/backends/wasm.js';
+import type { LoRADelta } from '../../src/backends/backend.js';
+import { COLUMN_ALIGN, THREAD_MIN_WORK, splitColumns } from '../../src/runtime/threads.js';
+import { Tensor } from '../../src/tensor.js';
+import { EPS32, expectClose, randomF32, rng } from './helpers.js';
+
+/**
+ * Threads split the columns of y across workers on a shared memory; each output element is computed by one thread
+ * exactly as one thread computes it. So: a threaded linear equals the one-thread linear bit for bit (f32 and bf16
+ * W, LoRA on and off, a DoRA row scale, every path: GEMV m ≤ 4, the bf16 GEMV chunks, the packed GEMM), a row's
+ * bits still do not depend on its batch, and both agree with the float64 reference (JsBackend) within the f32 bound.
+ * Shapes are above THREAD_MIN_WORK so the pool really runs; n is not a multiple of the split's alignment.
+ */
+describe('splitColumns', () => {
+  it('covers [0, n) with disjoint ranges that start on multiples of COLUMN_ALIGN', () => {
+    for (const n of [1, 7, 8, 9, 45, 1000, 1003, 4096])
+      for (const parts of [1, 2, 3, 4, 16]) {
+        const b = splitColumns(n, parts);
+        expect(b[0]).toBe(0);
+        expect(b.at(-1)).toBe(n);
+        expect(b.length - 1).toBeLessThanOrEqual(Math.min(parts, Math.ceil(n / COLUMN_ALIGN)));
+        for (let t = 1; t < b.length - 1; t++) {
+          expect(b[t] % COLUMN_ALIGN).toBe(0);
+          expect(b[t]).toBeGreaterThan(b[t - 1]);
+        }
+      }
+  });
+});
+
+describe('threaded wasm linear', () => {
+  let one: WasmBackend;
+  let three: WasmBackend;
+  beforeAll(async () => {
+    one = await WasmBackend.create({ threads: 1 });
+    three = await WasmBackend.create({ threads: 3 });
+  });
+
+  it('the backends say how many threads run; a bad count is a typed error', async () => {
+    expect(one.threads).toBe(1);
+    expect(one.runtime.shared).toBeUndefined();
+    expect(three.threads).toBe(3);
+    expect(three.runtime.shared).toBeDefined();
+    expect(three.build).toBe(one.build);
+    // The pool really splits: the calling thread computes only the first range of a large layer.
+    const ex = three.runtime.exports as unknown as Record<string, (...a: number[]) => void>;
+    const orig = ex.peft_f32_linear_cols;
+    const ranges: number[][] = [];
+    ex.peft_f32_linear_cols = (...a: number[]) => {
+      ranges.push([a[3], a[4]]);
+      orig(...a);
+    };
+    try {
+      const W = three.upload(Tensor.from(new Float32Array(1024 * 1024), [1024, 1024], 'f32'));
+      three.linear(Tensor.from(new Float32Array(1024), [1, 1024], 'f32'), W, undefined, []).dispose();
+      W.dispose();
+    } finally {
+      ex.peft_f32_linear_cols = orig;
+    }
+    expect(ranges).toEqual([[0, splitColumns(1024, 3)[1]]]);
+    await expect(WasmBackend.create({ threads: 0 })).rejects.toMatchObject({ code: 'bad_option' });
+    await expect(WasmBackend.create({ threads: 1.5 })).rejects.toMatchObject({ code: 'bad_option' });
+  });
+
+  const n = 1027;
+  const k = 1029;
+  expect(n * k).toBeGreaterThanOrEqual(THREAD_MIN_WORK);
+  for (const dtype of ['f32', 'bf16'] as const)
+    for (const lora of [false, true]) {
+      it(`${dtype} W${lora ? ', two LoRA terms + lora bias + row scale' : ''}: threads = 3 equals threads = 1 bit for bit at m = 1…5, 9, 17; rows batch-invariant; within the f32 bound of float64`, () => {
+        const rand = rng(dtype === 'f32' ? 11 : 12);
+        const wf = randomF32(rand, n * k);
+        const bias = randomF32(rand, n);
+        const ranks = lora ? [8, 3] : [];
+        const a = ranks.map((r) => randomF32(rand, k * r));
+        const b = ranks.map((r) => randomF32(rand, r * n));
+        const lb = randomF32(rand, n);
+        const rs = Float32Array.from(randomF32(rand, n), (v) => 0.5 + Math.abs(v));
+        const x = randomF32(rng(5), 17 * k);
+        const setup = (be: WasmBackend | JsBackend) => {
+          const w = Tensor.from(wf, [n, k], 'f32');
+          const W = dtype === 'bf16' ? be.upload(Tensor.from(toBf16(wf), [n, k], 'bf16'), { keepBf16: true }) : be.upload(w);
+          const deltas: LoRADelta[] = ranks.map((r, i) => ({
+            a: be.upload(Tensor.from(a[i], [k, r], 'f32')),
+            b: be.upload(Tensor.from(b[i], [r, n], 'f32')),
+            scale: 0.5 + i,
+            ...(i === 1 ? { bias: be.upload(Tensor.from(lb, [n], 'f32')) } : {}),
+          }));
+          const B = be.upload(Tensor.from(bias, [n], 'f32'));
+          const R = lora ? be.upload(Tensor.from(rs, [n], 'f32')) : undefined;
+          return (from: number, m: number) => {
+            const y = be.linear(Tensor.from(x.slice(from * k, (from + m) * k), [m, k], 'f32'), W, B, deltas, R);
+            const out = Float64Array.from(y.data as Float32Array);
+            y.dispose();
+            return out;
+          };
+        };
+        const r1 = setup(one);
+        const r3 = setup(three);
+        const ref = setup(new JsBackend());
+        const alone = Array.from({ length: 17 }, (_, i) => r3(i, 1));
+        for (const m of [1, 2, 3, 4, 5, 9, 17]) {
+          const y3 = r3(0, m);
+          const y1 = r1(0, m);
+          expect(bits(y3), `m=${m}: 3 threads vs 1`).toEqual(bits(y1));
+          for (let i = 0; i < m; i++) expect(bits(y3.subarray(i * n, (i + 1) * n)), `m=${m} row ${i} vs alone`).toEqual(bits(alone[i]));
+          if (m === 5) {
+            const y = ref(0, m);
+            // |Δ| ≤ (k/4 + 4 + Σr)·2⁻²³·Σ|terms| (linear.h); with |x|, |w|, |A|, |B|, |bias| ≤ 1 and row scale ≤ 1.5:
+            // Σ|terms| ≤ 1.5·(k + Σ_d s_d·r_d·k + 2) + 1.
+            const mag = 1.5 * (k + ranks.reduce((s, r, i) => s + (0.5 + i) * r * k, 0) + 2) + 1;
+            expectClose(y3, y, () => (k / 4 + 4 + 11) * EPS32 * mag, `${dtype} m=5`);
+          }
+        }
+      });
+    }
+});
+
+function toBf16(f: Float32Array): Uint16Array<ArrayBuffer> {
+  const u = new Uint32Array(f.buffer, f.byteOffset, f.length);
+  return Uint16Array.from(u, (v) => ((v + 0x7fff + ((v >>> 16) & 1)) >>> 16) & 0xffff);
+}
+function bits(a: Float64Array): number[] {
+  return Array.from(new Uint32Array(Float32Array.from(a).buffer));
+}
