@@ -3,7 +3,7 @@ import type { Tensor } from '../tensor.js';
 import { ScratchArena, ScratchLayout } from '../runtime/scratch.js';
 import { WasmStorage, allocWasmTensor, wasmPtrOf } from '../runtime/storage.js';
 import { type WasmBuild, type WasmBuildChoice, type WasmRuntime, initSharedWasm, initWasm, sharedMemorySupport } from '../runtime/wasm.js';
-import { THREAD_MIN_WORK, ThreadKernel, ThreadPool, splitColumns } from '../runtime/threads.js';
+import { COLUMN_ALIGN, THREAD_MIN_WORK, ThreadKernel, ThreadPool, chunkColumns } from '../runtime/threads.js';
 import { availableCores } from '../runtime/spawn-thread.js';
 import { WasmRuntimeError } from '../errors.js';
 import { isQuantized, routeGroups, routePasses, type AttentionShape, type Backend, type LinearWeight, type LoRADelta, type QuantizedWeight, type Route, type UploadOptions } from './backend.js';
@@ -111,7 +111,7 @@ export class WasmBackend implements Backend {
   /** Threads a linear of this size uses: 1 below THREAD_MIN_WORK or with the scalar twins. */
   private threadsFor(m: number, n: number, k: number): number {
     if (!this.pool || this.kernels !== 'simd128' || m * n * k < THREAD_MIN_WORK) return 1;
-    return splitColumns(n, this.threads).length - 1;
+    return n >= 2 * COLUMN_ALIGN ? this.threads : 1;
   }
 
   /** Bytes held by the reusable scratch block (for leak tests). */
@@ -139,11 +139,7 @@ export class WasmBackend implements Backend {
     return this.run('linear', x, k, n, wBf16 === undefined ? [w] : [], bias, deltas, rowScale, S * T, (xp, yp, ep, mm, ptrs, sp) => {
       const wp = wBf16 ?? ptrs[0];
       if (T === 1) return f32Linear(this.runtime, mm, n, k, xp, wp, yp, ep, sp, this.kernels, wDtype);
-      const b = splitColumns(n, T);
-      const jobs = b.slice(0, -1).map((j0, t) => [mm, n, k, j0, b[t + 1], xp, wp, yp, ep, sp + t * S]);
-      const ex = this.runtime.exports;
-      const own = wDtype === 'bf16' ? ex.peft_f32xbf16_linear_cols : ex.peft_f32_linear_cols;
-      this.pool!.run(wDtype === 'bf16' ? ThreadKernel.Bf16Linear : ThreadKernel.F32Linear, jobs, () => own(...(jobs[0] as [number, number, number, number, number, number, number, number, number, number])));
+      this.pool!.run(wDtype === 'bf16' ? ThreadKernel.Bf16Linear : ThreadKernel.F32Linear, [mm, n, k, xp, wp, yp, ep], chunkColumns(n, T), sp, S, T);
     });
   }
 

@@ -1,5 +1,6 @@
 import { WasmRuntimeError } from '../errors.js';
 import { type ThreadHandle, spawnThread } from './spawn-thread.js';
+import { CTL, claimChunks } from './thread-body.js';
 import type { WasmRuntime } from './wasm.js';
 
 /** Stack bytes each worker gets (the kernels use a few KiB: tile accumulators). */
@@ -14,40 +15,40 @@ export const ThreadKernel = { F32Linear: 0, Bf16Linear: 1 } as const;
 export type ThreadKernel = (typeof ThreadKernel)[keyof typeof ThreadKernel];
 
 /**
- * The column ranges [b[t], b[t+1]) that split n columns over `parts` threads: as even as possible in whole groups
- * of COLUMN_ALIGN (the last takes the remainder). Every output element belongs to one range and is computed there
- * exactly as a one-thread call computes it, so any split gives the same bits.
+ * Columns per chunk when `threads` share n columns: about four chunks per thread (so a thread the OS has
+ * descheduled costs a quarter of its share, not all of it), a multiple of COLUMN_ALIGN, at least one group.
+ * Every column is computed by one thread exactly as one thread computes it: any chunking gives the same bits.
  */
-export function splitColumns(n: number, parts: number): number[] {
-  const groups = Math.ceil(n / COLUMN_ALIGN);
-  const p = Math.max(1, Math.min(parts, groups));
-  const b = [0];
-  for (let t = 1; t < p; t++) b.push(Math.min(n, Math.round((groups * t) / p) * COLUMN_ALIGN));
-  b.push(n);
-  return b;
+export function chunkColumns(n: number, threads: number): number {
+  const w = Math.ceil(n / (threads * 4) / COLUMN_ALIGN) * COLUMN_ALIGN;
+  return Math.max(COLUMN_ALIGN, Math.max(w, Math.ceil(n / 0xffff / COLUMN_ALIGN) * COLUMN_ALIGN));
 }
 
 /**
- * Workers that run kernels on a threads-build runtime's shared memory. Jobs are posted through a SharedArrayBuffer
- * (`Atomics.notify`) and the caller blocks until all are done (`Atomics.wait`; a browser main thread, which may not
- * block, spins on `Atomics.load`), so `linear` stays synchronous. One pool per runtime; it only grows.
+ * Workers that run kernels on a threads-build runtime's shared memory. A job is a kernel over the columns of y,
+ * cut into chunks (multiples of 8 columns) that the caller and the workers claim one at a time (thread-body.ts);
+ * the caller blocks until every chunk is done (`Atomics.wait`; a browser main thread, which may not block, spins),
+ * so `linear` stays synchronous. One pool per runtime; it only grows.
  */
 export class ThreadPool {
-  private readonly ctl = new Int32Array(new SharedArrayBuffer(64 * 16 * 4));
+  private readonly ctl = new Int32Array(new SharedArrayBuffer(CTL.WORDS * 4));
   private readonly workers: ThreadHandle[] = [];
   private readonly stacks: number[] = [];
-  private seq = 0;
   private readonly canBlock: boolean;
   private growing: Promise<void> = Promise.resolve();
+  private readonly fns: ((...a: number[]) => void)[];
 
   private constructor(private readonly rt: WasmRuntime) {
     let block = true;
     try {
-      Atomics.wait(this.ctl, 0, 1, 0); // value differs: returns at once where blocking is allowed, throws where not
+      Atomics.wait(this.ctl, CTL.DONE, 1, 0); // value differs: returns at once where blocking is allowed, throws where not
     } catch {
       block = false;
     }
     this.canBlock = block;
+    // Looked up per call: tests may wrap an export to watch the split.
+    const ex = rt.exports as unknown as Record<string, (...a: number[]) => void>;
+    this.fns = [(...a) => ex.peft_f32_linear_cols(...a), (...a) => ex.peft_f32xbf16_linear_cols(...a)];
   }
 
   private static pools = new WeakMap<WasmRuntime, ThreadPool>();
@@ -81,48 +82,41 @@ export class ThreadPool {
   }
 
   /**
-   * Runs `kernel` over column ranges: `jobs[t]` = its 10 i32 arguments for thread t. Thread 0 is the caller
-   * (`own()` runs there, after the workers are started); jobs[1…] go to workers 0… . Returns when all are done.
+   * Columns [0, n) of a `kernel` call (args m, n, k, x, w, y, ep) in chunks of `width` columns (a multiple of
+   * COLUMN_ALIGN) over the caller and workers 1 … threads−1; thread t uses scratch + t·stride. Returns when all are done.
    */
-  run(kernel: ThreadKernel, jobs: readonly number[][], own: () => void): void {
+  run(kernel: ThreadKernel, args: readonly number[], width: number, scratch: number, stride: number, threads: number): void {
     const c = this.ctl;
-    const seq = ++this.seq;
-    const used = jobs.length - 1;
-    if (used > this.workers.length) throw new WasmRuntimeError('bad_option', 'more jobs than workers', { expected: `≤ ${this.workers.length + 1}`, got: jobs.length, where: 'ThreadPool.run' });
-    for (let t = 1; t <= used; t++) {
-      const b = t * 16;
-      c[b + 2] = kernel;
-      for (let a = 0; a < 10; a++) c[b + 3 + a] = jobs[t][a] | 0;
-      c[b + 14] = 0;
-      Atomics.store(c, b, seq);
-      Atomics.notify(c, b);
+    const n = args[1];
+    const chunks = Math.ceil(n / width);
+    if (width % COLUMN_ALIGN !== 0 || chunks > 0xffff) throw new WasmRuntimeError('bad_option', 'bad chunking', { got: { width, chunks }, where: 'ThreadPool.run' });
+    const seq = ((Atomics.load(c, CTL.SEQ) + 1) & 0x3fffffff) || 1;
+    c[CTL.KERNEL] = kernel;
+    c[CTL.CHUNKS] = chunks;
+    c[CTL.WIDTH] = width;
+    for (let a = 0; a < 7; a++) c[CTL.ARGS + a] = args[a] | 0;
+    c[CTL.SCRATCH] = scratch | 0;
+    c[CTL.STRIDE] = stride | 0;
+    c[CTL.LIMIT] = threads;
+    Atomics.store(c, CTL.DONE, 0);
+    Atomics.store(c, CTL.ERRORS, 0);
+    Atomics.store(c, CTL.TICKET, (seq & 0x7fff) << 16);
+    Atomics.store(c, CTL.SEQ, seq);
+    Atomics.notify(c, CTL.SEQ);
+    claimChunks(c, seq, 0, this.fns);
+    for (;;) {
+      const d = Atomics.load(c, CTL.DONE);
+      if (d >= chunks) break;
+      if (this.canBlock) Atomics.wait(c, CTL.DONE, d, 1000);
     }
-    let ownError: unknown;
-    try {
-      own();
-    } catch (e) {
-      ownError = e;
-    }
-    let failed = 0;
-    for (let t = 1; t <= used; t++) {
-      const b = t * 16;
-      for (;;) {
-        const d = Atomics.load(c, b + 1);
-        if (d === seq) break;
-        if (this.canBlock) Atomics.wait(c, b + 1, d, 1000);
-      }
-      failed += c[b + 14];
-    }
-    if (ownError) throw ownError;
-    if (failed) throw new WasmRuntimeError('worker_failed', 'a kernel trapped in a worker thread', { got: `${failed} of ${used} workers`, where: 'ThreadPool.run' });
+    const failed = Atomics.load(c, CTL.ERRORS);
+    if (failed) throw new WasmRuntimeError('worker_failed', 'a kernel trapped in a thread', { got: `${failed} of ${chunks} chunks`, where: 'ThreadPool.run' });
   }
 
   /** Ends every worker and frees their stacks (the pool is then empty; `get` starts new ones). */
   dispose(): void {
-    for (let t = 1; t <= this.workers.length; t++) {
-      Atomics.store(this.ctl, t * 16, -1);
-      Atomics.notify(this.ctl, t * 16);
-    }
+    Atomics.store(this.ctl, CTL.SEQ, -1);
+    Atomics.notify(this.ctl, CTL.SEQ);
     for (const w of this.workers) w.terminate();
     for (const s of this.stacks) this.rt.free(s);
     this.workers.length = 0;

@@ -132,3 +132,25 @@ Deno.test('relaxed build, 4-bit W: every row within the bound of float64 (W dequ
     for (let i = 0; i < m; i++) sameBits(`q4 m=${m} row ${i}`, y.subarray(i * n, (i + 1) * n), run(1, x.slice(i * k, (i + 1) * k)));
   }
 });
+
+Deno.test('relaxed threads build (the built package): 2 threads equal 1 thread bit for bit, f32 and bf16 W, m = 1, 3, 9', async () => {
+  const lib = await import('../../dist/index.js');
+  const two = await lib.createBackend('wasm', { threads: 2 });
+  const one = await lib.createBackend('wasm', { threads: 1 });
+  if (two.build !== 'relaxed-simd' || one.build !== 'relaxed-simd') throw new Error(`builds: ${two.build}, ${one.build}`);
+  if (two.threads !== 2 || !two.runtime.shared) throw new Error(`expected 2 threads on shared memory, got ${two.threads} (${two.threadsNote})`);
+  const n = 1029, k = 1031;
+  const wf = rand(n * k), bias = rand(n);
+  const wb = Uint16Array.from(wf, (v) => new Uint32Array(new Float32Array([v]).buffer)[0] >>> 16);
+  for (const bf16 of [false, true]) {
+    const up = (be: typeof one) => bf16 ? be.upload(lib.Tensor.from(wb, [n, k], 'bf16'), { keepBf16: true }) : be.upload(lib.Tensor.from(wf, [n, k], 'f32'));
+    const W1 = up(one), W2 = up(two), b1 = one.upload(lib.Tensor.from(bias, [n], 'f32')), b2 = two.upload(lib.Tensor.from(bias, [n], 'f32'));
+    for (const m of [1, 3, 9]) {
+      const x = rand(m * k);
+      const y1 = one.linear(lib.Tensor.from(x, [m, k], 'f32'), W1, b1, []), y2 = two.linear(lib.Tensor.from(x, [m, k], 'f32'), W2, b2, []);
+      sameBits(`bf16=${bf16} m=${m}`, new Float32Array(y2.data), new Float32Array(y1.data));
+      y1.dispose();
+      y2.dispose();
+    }
+  }
+});

@@ -2,30 +2,69 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { JsBackend } from '../../src/backends/js.js';
 import { WasmBackend } from '../../src/backends/wasm.js';
 import type { LoRADelta } from '../../src/backends/backend.js';
-import { COLUMN_ALIGN, THREAD_MIN_WORK, splitColumns } from '../../src/runtime/threads.js';
+import { COLUMN_ALIGN, THREAD_MIN_WORK, chunkColumns } from '../../src/runtime/threads.js';
+import { CTL, claimChunks } from '../../src/runtime/thread-body.js';
 import { Tensor } from '../../src/tensor.js';
 import { EPS32, expectClose, randomF32, rng } from './helpers.js';
 
 /**
- * Threads split the columns of y across workers on a shared memory; each output element is computed by one thread
+ * Threads split the columns of y into chunks that the caller and workers claim, on a shared memory; each output element is computed by one thread
  * exactly as one thread computes it. So: a threaded linear equals the one-thread linear bit for bit (f32 and bf16
  * W, LoRA on and off, a DoRA row scale, every path: GEMV m ≤ 4, the bf16 GEMV chunks, the packed GEMM), a row's
  * bits still do not depend on its batch, and both agree with the float64 reference (JsBackend) within the f32 bound.
  * Shapes are above THREAD_MIN_WORK so the pool really runs; n is not a multiple of the split's alignment.
  */
-describe('splitColumns', () => {
-  it('covers [0, n) with disjoint ranges that start on multiples of COLUMN_ALIGN', () => {
-    for (const n of [1, 7, 8, 9, 45, 1000, 1003, 4096])
-      for (const parts of [1, 2, 3, 4, 16]) {
-        const b = splitColumns(n, parts);
-        expect(b[0]).toBe(0);
-        expect(b.at(-1)).toBe(n);
-        expect(b.length - 1).toBeLessThanOrEqual(Math.min(parts, Math.ceil(n / COLUMN_ALIGN)));
-        for (let t = 1; t < b.length - 1; t++) {
-          expect(b[t] % COLUMN_ALIGN).toBe(0);
-          expect(b[t]).toBeGreaterThan(b[t - 1]);
-        }
+describe('chunkColumns', () => {
+  it('gives chunks of whole COLUMN_ALIGN groups, about four per thread, never more than 65535 chunks', () => {
+    for (const n of [1, 7, 8, 9, 45, 1000, 1027, 4096, 1 << 20])
+      for (const t of [1, 2, 3, 4, 16]) {
+        const w = chunkColumns(n, t);
+        expect(w % COLUMN_ALIGN).toBe(0);
+        expect(w).toBeGreaterThanOrEqual(COLUMN_ALIGN);
+        expect(Math.ceil(n / w)).toBeLessThanOrEqual(Math.max(4 * t, 1));
+        expect(Math.ceil(n / w)).toBeLessThanOrEqual(0xffff);
+        if (n >= 64 * t) expect(Math.ceil(n / w)).toBeGreaterThanOrEqual(2 * t);
       }
+  });
+});
+
+describe('claimChunks (the protocol every thread runs)', () => {
+  const job = (seq: number, n: number, width: number, limit: number) => {
+    const c = new Int32Array(new SharedArrayBuffer(CTL.WORDS * 4));
+    c[CTL.SEQ] = seq;
+    c[CTL.TICKET] = (seq & 0x7fff) << 16;
+    c[CTL.KERNEL] = 1;
+    c[CTL.CHUNKS] = Math.ceil(n / width);
+    c[CTL.WIDTH] = width;
+    c.set([3, n, 17, 100, 200, 300, 400], CTL.ARGS);
+    c[CTL.SCRATCH] = 1000;
+    c[CTL.STRIDE] = 64;
+    c[CTL.LIMIT] = limit;
+    return c;
+  };
+  it('each chunk is claimed once, with its own columns and the thread\'s scratch; DONE counts them', () => {
+    const c = job(5, 100, 16, 2);
+    const seen: number[][] = [];
+    const fns = [() => { throw new Error('wrong kernel'); }, (...a: number[]) => seen.push(a)];
+    claimChunks(c, 5, 1, fns);
+    expect(seen).toEqual([0, 16, 32, 48, 64, 80, 96].map((j0) => [3, 100, 17, j0, Math.min(100, j0 + 16), 100, 200, 300, 400, 1064]));
+    expect(c[CTL.DONE]).toBe(7);
+    claimChunks(c, 5, 0, fns); // nothing left
+    expect(seen.length).toBe(7);
+  });
+  it('a thread woken for an older job claims nothing of a newer one; threads at or above LIMIT stay out; a trap is counted', () => {
+    const calls: number[] = [];
+    const fns = [(...a: number[]) => calls.push(a[3]), () => {}];
+    const c = job(6, 64, 8, 2);
+    c[CTL.KERNEL] = 0;
+    claimChunks(c, 5, 1, fns);
+    expect(calls).toEqual([]);
+    claimChunks(c, 6, 2, fns);
+    expect(calls).toEqual([]);
+    const trap = [() => { throw new Error('trap'); }];
+    claimChunks(c, 6, 0, trap);
+    expect(c[CTL.ERRORS]).toBe(8);
+    expect(c[CTL.DONE]).toBe(8);
   });
 });
 
@@ -58,7 +97,12 @@ describe('threaded wasm linear', () => {
     } finally {
       ex.peft_f32_linear_cols = orig;
     }
-    expect(ranges).toEqual([[0, splitColumns(1024, 3)[1]]]);
+    // The calling thread claims some of the chunks (how many depends on the scheduler: possibly none), whole chunks.
+    const w = chunkColumns(1024, 3);
+    for (const [j0, j1] of ranges) {
+      expect(j0 % w).toBe(0);
+      expect(j1).toBe(Math.min(1024, j0 + w));
+    }
     await expect(WasmBackend.create({ threads: 0 })).rejects.toMatchObject({ code: 'bad_option' });
     await expect(WasmBackend.create({ threads: 1.5 })).rejects.toMatchObject({ code: 'bad_option' });
   });

@@ -2,7 +2,7 @@ import { describe, expect, it } from 'vitest';
 import { RELAXED_SIMD_PROBE, checkWasmSupport, initWasm, selectWasmBuild, wasmReady } from '../../src/runtime/wasm.js';
 import { WasmBackend } from '../../src/backends/wasm.js';
 import { WasmStorage, allocWasmTensor, copyToWasm } from '../../src/runtime/storage.js';
-import { WASM_BASE64, WASM_BYTE_LENGTH, WASM_RELAXED_BASE64, WASM_RELAXED_BYTE_LENGTH, WASM_RELAXED_SHA256, WASM_SHA256 } from '../../src/runtime/wasm-bytes.js';
+import { WASM_BASE64, WASM_BYTE_LENGTH, WASM_MT_BASE64, WASM_MT_RELAXED_BASE64, WASM_MT_RELAXED_SHA256, WASM_MT_SHA256, WASM_RELAXED_BASE64, WASM_RELAXED_BYTE_LENGTH, WASM_RELAXED_SHA256, WASM_SHA256 } from '../../src/runtime/wasm-bytes.js';
 import { createHash } from 'node:crypto';
 import { readFileSync } from 'node:fs';
 import { join } from 'node:path';
@@ -55,6 +55,11 @@ describe('wasm runtime loader', () => {
   });
 
   it('tensor views survive memory growth; dispose frees (memory is reused)', async () => {
+    for (const [name, b64, sha] of [['peftjs-mt', WASM_MT_BASE64, WASM_MT_SHA256], ['peftjs-mt-relaxed', WASM_MT_RELAXED_BASE64, WASM_MT_RELAXED_SHA256]]) {
+      const f = readFileSync(join(__dirname, `../../wasm/${name}.wasm`));
+      expect(Buffer.from(b64, 'base64').equals(f), name).toBe(true);
+      expect(sha).toBe(createHash('sha256').update(f).digest('hex'));
+    }
     const rt = await initWasm();
     const t = copyToWasm(rt, Tensor.f32([1, 2, 3, 4], [2, 2]));
     expect(t.device).toBe('wasm');
@@ -111,11 +116,16 @@ describe('wasm build selection (relaxed SIMD by feature detection)', () => {
     if (major < 22) expect(WebAssembly.validate(RELAXED_SIMD_PROBE)).toBe(false);
   });
 
-  it('wasm-bytes.ts inlines wasm/peftjs-relaxed.wasm too; the default backend says which build ran', async () => {
+  it('wasm-bytes.ts inlines the relaxed and the two threads builds too; the default backend says which build ran', async () => {
     const file = readFileSync(join(__dirname, '../../wasm/peftjs-relaxed.wasm'));
     expect(Buffer.from(WASM_RELAXED_BASE64, 'base64').equals(file)).toBe(true);
     expect(WASM_RELAXED_BYTE_LENGTH).toBe(file.length);
     expect(WASM_RELAXED_SHA256).toBe(createHash('sha256').update(file).digest('hex'));
+    for (const [name, b64, sha] of [['peftjs-mt', WASM_MT_BASE64, WASM_MT_SHA256], ['peftjs-mt-relaxed', WASM_MT_RELAXED_BASE64, WASM_MT_RELAXED_SHA256]]) {
+      const f = readFileSync(join(__dirname, `../../wasm/${name}.wasm`));
+      expect(Buffer.from(b64, 'base64').equals(f), name).toBe(true);
+      expect(sha).toBe(createHash('sha256').update(f).digest('hex'));
+    }
     const rt = await initWasm();
     expect(rt.build).toBe(selectWasmBuild('auto'));
     const be = await WasmBackend.create({ build: 'simd128' });
