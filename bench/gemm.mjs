@@ -1,4 +1,4 @@
-// Question: how fast are `linear` and `lora_linear` on one CPU thread, next to tfjs-backend-wasm (XNNPACK),
+// Question: how fast are `linear` and `lora_linear` on one CPU thread (and peftjs with threads), next to tfjs-backend-wasm (XNNPACK),
 // onnxruntime-web (MLAS) and plain JS?  y = x·Wᵀ + b + s·(x·A)·B,  x [m,k], W [n,k], A [k,r], B [r,n].
 // Every library gets a fresh x [m,k] Float32Array per call and hands back y [m,n] readable from JS.
 // Usage: node gemm.mjs [--quick]   (prints markdown; run.mjs also writes it to results.md)
@@ -24,6 +24,14 @@ export async function runGemm({ quick = false, log = console.error } = {}) {
     // The same with W kept as bf16 (half the bytes). W below is bf16-representable, so every library computes on
     // exactly the same weights; the peers have no bf16 matmul on wasm and hold them as f32.
     peers.push(await oursPeer(lib, 'wasm', { bf16W: true }));
+    // With threads (--threads T, default: every core), beside the one-thread peers: not a like-for-like row.
+    const ti = process.argv.indexOf('--threads');
+    const threads = ti >= 0 ? Number(process.argv[ti + 1]) : (await import('node:os')).availableParallelism();
+    if (threads > 1) {
+      const t = await oursPeer(lib, 'wasm', { threads });
+      if (t.backend.threads > 1) peers.push(t);
+      else notes.push(`peftjs with ${threads} threads not measured: ${t.backend.threadsNote}`);
+    }
   } else notes.push(`peftjs not measured: ${error}`);
   peers.push(await tfjsPeer(), await ortPeer(), await plainJsPeer());
   for (const p of peers) log(`# ${p.label}: ${p.detail}`);

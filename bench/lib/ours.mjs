@@ -29,19 +29,19 @@ function toBf16Bits(f) {
  * A peftjs backend as a peer (same prepare/run/dispose interface as lib/peers.mjs). `bf16W`: W kept as bf16
  * (`upload(W, { keepBf16: true })`, what `weightDtype: 'bf16'` does), everything else f32.
  */
-export async function oursPeer(lib, backendName = 'wasm', { bf16W = false } = {}) {
+export async function oursPeer(lib, backendName = 'wasm', { bf16W = false, threads = 1 } = {}) {
   let be;
   if (backendName === 'wasm') {
-    const r = await lib.init();
-    be = r && typeof r.linear === 'function' ? r : await lib.createBackend('wasm');
+    // An explicit thread count (the default backend takes every core): the peers here run on one thread.
+    be = await lib.createBackend('wasm', { threads });
   } else {
     be = await lib.createBackend(backendName);
   }
   const { Tensor } = lib;
   const f32 = (data, shape) => Tensor.from(data, shape, 'f32');
   return {
-    id: (backendName === 'wasm' ? 'ours' : `ours-${backendName}`) + (bf16W ? '-bf16' : ''),
-    label: `peftjs ${libVersion(lib)} (${be.name}${be.build ? ` ${be.build}` : ''}${bf16W ? ', bf16 W' : ''})`,
+    id: (backendName === 'wasm' ? 'ours' : `ours-${backendName}`) + (bf16W ? '-bf16' : '') + ((be.threads ?? 1) > 1 ? `-t${be.threads}` : ''),
+    label: `peftjs ${libVersion(lib)} (${be.name}${be.build ? ` ${be.build}` : ''}${(be.threads ?? 1) > 1 ? `, ${be.threads} threads` : ''}${bf16W ? ', bf16 W' : ''})`,
     detail: `backend ${be.name}${be.build ? `, build ${be.build}` : ''}${be.threads ? `, ${be.threads} thread(s)` : ''}${bf16W ? ', W stored as bf16' : ''}`,
     backend: be,
     lib,
