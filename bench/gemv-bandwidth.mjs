@@ -9,7 +9,7 @@ import { loadLib } from './lib/ours.mjs';
 const quick = (globalThis.process?.argv ?? globalThis.Deno?.args ?? []).includes('--quick');
 const { lib, error } = await loadLib();
 if (!lib) throw new Error(error);
-const be = await lib.createBackend('wasm');
+const be = await lib.createBackend('wasm', { threads: 1 }); // one thread, as the read loop
 const { Tensor } = lib;
 const k = 4096, n = 4096, group = 64;
 const runtime = globalThis.Deno ? `Deno ${Deno.version.deno}` : globalThis.Bun ? `Bun ${Bun.version}` : `Node ${process.versions.node}`;

@@ -211,15 +211,16 @@ struct PackedScalar {};
 
 
 #ifndef PEFT_GEMV1_NR
-#define PEFT_GEMV1_NR 8
+#define PEFT_GEMV1_NR 16
 #endif
 #ifndef PEFT_GEMV1_U
-#define PEFT_GEMV1_U 8
+#define PEFT_GEMV1_U 2
 #endif
-// m = 1: NR W rows at once, k unrolled by 4·U so each row's turn reads whole cache lines (U = 8: 128 bytes); every
-// row keeps one accumulator (its four lanes), so the order is the dot form's. Measured at k = n = 4096 (x86-64 V8,
-// W cache-cold, min of 30): NR 8, U 8 within ≈ 5 % of the old row-sequential 16-lane GEMV; U 4 ≈ +6–11 %,
-// NR 4 ≈ +12–20 %, NR 12 ≈ +12 %, the plain 1×8 tile ≈ +19 %.
+// m = 1: NR W rows at once, k unrolled by 4·U; every row keeps one accumulator (its four lanes), so the order is the
+// dot form's. Measured (x86-64 V8, Node 20, W cycled cold, 15 rounds, GB/s of W streamed; emcc / clang-19 builds):
+// k = n = 4096: NR 8 U 8 18.5–19.6 / 20.1, NR 16 U 4 21.8–22.5 / 21.4, NR 16 U 2 24.3 / 23.3, NR 8 U 2 21.4,
+// NR 32 U 2 10.7 (spills); k 3072 n 8192: 8×8 17.8–19.1 / 18.6, 16×2 21.6 / 22.4; k 11008: 8×8 24.7, 16×2 23.1.
+// More rows in flight hide the power-of-two row stride (every row's line maps to the same L1 set) better.
 template <int NR, int U>
 static inline void f32_gemv1__simd128(size_t k, const float* __restrict x, const float* __restrict w,
                                       float* __restrict y, size_t ldy, const Epilogue* ep, size_t j0) {

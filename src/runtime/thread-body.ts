@@ -5,7 +5,7 @@
  *              so one that wakes late never takes a chunk of a newer job
  *   DONE       chunks finished (the caller waits for DONE = chunks)      ERRORS  chunks that trapped
  *   KERNEL     0 = peft_f32_linear_cols, 1 = peft_f32xbf16_linear_cols
- *   CHUNKS, WIDTH   chunk count and columns per chunk (a multiple of 8)
+ *   CHUNKS, WIDTH   chunk count and columns per chunk (a multiple of COLUMN_ALIGN)
  *   ARGS..     m, n, k, x, w, y, ep;  SCRATCH, STRIDE: thread t's scratch is SCRATCH + t·STRIDE
  *   LIMIT      threads t < LIMIT take part (a backend may use fewer threads than the pool has)
  */

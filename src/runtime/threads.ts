@@ -5,8 +5,11 @@ import type { WasmRuntime } from './wasm.js';
 
 /** Stack bytes each worker gets (the kernels use a few KiB: tile accumulators). */
 const STACK_BYTES = 128 * 1024;
-/** Column ranges start on multiples of this (the widest GEMV tile), so each thread's tiling is the one-thread tiling. */
-export const COLUMN_ALIGN = 8;
+/**
+ * Chunks start on multiples of this (the widest GEMV tile, cpp/linear.h PEFT_GEMV1_NR), so each chunk tiles as the
+ * whole layer does. (Any cut gives the same bits: every tile width computes an element in the same order.)
+ */
+export const COLUMN_ALIGN = 16;
 /** Below this many multiply-adds (m·k·n) a linear stays on the calling thread: waking workers costs more. */
 export const THREAD_MIN_WORK = 1 << 20;
 
@@ -26,7 +29,7 @@ export function chunkColumns(n: number, threads: number): number {
 
 /**
  * Workers that run kernels on a threads-build runtime's shared memory. A job is a kernel over the columns of y,
- * cut into chunks (multiples of 8 columns) that the caller and the workers claim one at a time (thread-body.ts);
+ * cut into chunks (multiples of COLUMN_ALIGN columns) that the caller and the workers claim one at a time (thread-body.ts);
  * the caller blocks until every chunk is done (`Atomics.wait`; a browser main thread, which may not block, spins),
  * so `linear` stays synchronous. One pool per runtime; it only grows.
  */
