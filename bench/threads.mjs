@@ -1,4 +1,4 @@
-// Question: how much do threads speed up the wasm linear (f32 and bf16 W), next to one thread, measured in one run?
+// Question: how much do threads speed up the wasm linear (f32, bf16 and 4-bit W), next to one thread, measured in one run?
 // Backends with threads = 1 and threads = T (default: every core) on the same weights, called in turn round by
 // round (W cache-cold at k = n = 4096); each call copies y to JS. Prints the median time per call and the ratio.
 // Usage: node threads.mjs [--quick] [--threads T]   (Deno: deno run -A threads.mjs; Bun: bun threads.mjs)
@@ -21,13 +21,18 @@ const runtime = globalThis.Deno ? `Deno ${Deno.version.deno}` : globalThis.Bun ?
 console.log(`${runtime}; build ${many.build}; threads ${many.threads} vs 1${many.threadsNote ? ` (${many.threadsNote})` : ''}; k = n = ${k}\n`);
 console.log('| W | m | 1 thread ms | ' + `${many.threads} threads ms | speed-up |`);
 console.log('|---|---|---|---|---|');
-for (const dtype of ['f32', 'bf16']) {
-  const up = (be) => (dtype === 'bf16' ? be.upload(Tensor.from(wb, [n, k], 'bf16'), { keepBf16: true }) : be.upload(Tensor.from(wf, [n, k], 'f32')));
+const wq = Uint32Array.from({ length: (n * k) / 8 }, () => (rnd() * 2 ** 31) >>> 0);
+const qs = Float32Array.from({ length: n * (k / 64) }, () => rnd() * 0.01);
+for (const dtype of ['f32', 'bf16', 'q4']) {
+  const up = (be) =>
+    dtype === 'q4'
+      ? { w: be.upload(Tensor.from(wq, [n, k / 8], 'u32')), scales: be.upload(Tensor.from(qs, [n, k / 64], 'f32')), biases: be.upload(Tensor.from(qs, [n, k / 64], 'f32')), bits: 4, groupSize: 64, k, n, dispose() { this.w.dispose(); this.scales.dispose(); this.biases.dispose(); } }
+      : dtype === 'bf16' ? be.upload(Tensor.from(wb, [n, k], 'bf16'), { keepBf16: true }) : be.upload(Tensor.from(wf, [n, k], 'f32'));
   const W1 = up(one), WT = up(many);
   for (const m of quick ? [1, 64] : [1, 8, 64, 256]) {
     const x = Float32Array.from({ length: m * k }, rnd);
     const call = (be, W) => () => {
-      const y = be.linear(Tensor.from(x, [m, k], 'f32'), W, undefined, []);
+      const y = W.bits ? be.quantizedLinear(Tensor.from(x, [m, k], 'f32'), W, undefined, []) : be.linear(Tensor.from(x, [m, k], 'f32'), W, undefined, []);
       const out = new Float32Array(y.data);
       y.dispose();
       return out;

@@ -51,6 +51,11 @@ PEFT_EXPORT void peft_f32_linear_cols(size_t m, size_t n, size_t k, size_t j0, s
                                       const float* w, float* y, const Epilogue* ep, float* scratch) {
   f32_linear_cols<Simd128, PackedSimd128>(m, n, k, j0, j1, x, w, y, ep, scratch);
 }
+PEFT_EXPORT void peft_f32_qlinear_cols(size_t m, size_t n, size_t k, size_t bits, size_t group, size_t j0, size_t j1,
+                                       const float* x, const uint32_t* wq, const float* scales, const float* biases,
+                                       float* scratch, float* y, const Epilogue* ep) {
+  f32_qlinear_cols__simd128(m, n, k, bits, group, j0, j1, x, wq, scales, biases, scratch, y, ep);
+}
 PEFT_EXPORT void peft_f32xbf16_linear_cols(size_t m, size_t n, size_t k, size_t j0, size_t j1, const float* x,
                                            const uint16_t* w, float* y, const Epilogue* ep, float* scratch) {
   f32xbf16_linear_cols__simd128(m, n, k, j0, j1, x, w, y, ep, scratch);

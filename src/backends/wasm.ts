@@ -139,7 +139,7 @@ export class WasmBackend implements Backend {
     return this.run('linear', x, k, n, wBf16 === undefined ? [w] : [], bias, deltas, rowScale, S * T, (xp, yp, ep, mm, ptrs, sp) => {
       const wp = wBf16 ?? ptrs[0];
       if (T === 1) return f32Linear(this.runtime, mm, n, k, xp, wp, yp, ep, sp, this.kernels, wDtype);
-      this.pool!.run(wDtype === 'bf16' ? ThreadKernel.Bf16Linear : ThreadKernel.F32Linear, [mm, n, k, xp, wp, yp, ep], chunkColumns(n, T), sp, S, T);
+      this.pool!.run(wDtype === 'bf16' ? ThreadKernel.Bf16Linear : ThreadKernel.F32Linear, [mm, n, k, xp, wp, yp, ep], n, chunkColumns(n, T), sp, S, T);
     });
   }
 
@@ -152,10 +152,13 @@ export class WasmBackend implements Backend {
         where: 'WasmBackend.quantizedLinear',
       });
     }
-    const qs = quantScratchBytes(this.runtime, x.size / (x.shape[x.shape.length - 1] || 1), k);
-    return this.run('quantizedLinear', x, k, n, [q.w, q.scales, q.biases], bias, deltas, rowScale, qs, (xp, yp, ep, m, ptrs, qsp) =>
-      f32QLinear(this.runtime, m, n, k, bits, groupSize, xp, ptrs[0], ptrs[1], ptrs[2], qsp, yp, ep, this.kernels),
-    );
+    const m = x.size / (x.shape[x.shape.length - 1] || 1);
+    const T = this.threadsFor(m, n, k);
+    const S = (quantScratchBytes(this.runtime, m, k) + 15) & ~15; // one scratch block per thread
+    return this.run('quantizedLinear', x, k, n, [q.w, q.scales, q.biases], bias, deltas, rowScale, S * T, (xp, yp, ep, mm, ptrs, qsp) => {
+      if (T === 1) return f32QLinear(this.runtime, mm, n, k, bits, groupSize, xp, ptrs[0], ptrs[1], ptrs[2], qsp, yp, ep, this.kernels);
+      this.pool!.run(ThreadKernel.QLinear, [mm, n, k, bits, groupSize, xp, ptrs[0], ptrs[1], ptrs[2], yp, ep], n, chunkColumns(n, T), qsp, S, T);
+    });
   }
 
   /**

@@ -1,15 +1,35 @@
 /**
  * Layout of the control block (Int32Array over a SharedArrayBuffer) the caller and the kernel workers share:
  *   SEQ        job number, bumped per job (workers wait on it); -1 = exit
- *   TICKET     (SEQ & 0x7fff) << 16 | next chunk: a worker claims a chunk by compare-exchange, only for its own job,
+ *   TICKET     (SEQ & 0x7fff) << 16 | next chunk: a thread claims a chunk by compare-exchange, only for its own job,
  *              so one that wakes late never takes a chunk of a newer job
- *   DONE       chunks finished (the caller waits for DONE = chunks)      ERRORS  chunks that trapped
- *   KERNEL     0 = peft_f32_linear_cols, 1 = peft_f32xbf16_linear_cols
- *   CHUNKS, WIDTH   chunk count and columns per chunk (a multiple of COLUMN_ALIGN)
- *   ARGS..     m, n, k, x, w, y, ep;  SCRATCH, STRIDE: thread t's scratch is SCRATCH + t·STRIDE
+ *   DONE       chunks finished (the caller waits for DONE = CHUNKS)     ERRORS  chunks that trapped
+ *   KERNEL     index into kernelTable()       CHUNKS, WIDTH  chunk count, columns per chunk (a multiple of COLUMN_ALIGN)
+ *   N          columns of y                   SCRATCH, STRIDE  thread t's scratch is SCRATCH + t·STRIDE
  *   LIMIT      threads t < LIMIT take part (a backend may use fewer threads than the pool has)
+ *   ARGS…      the kernel's arguments other than its column range and scratch (kernelTable says which)
  */
-export const CTL = { SEQ: 0, TICKET: 1, DONE: 2, ERRORS: 3, KERNEL: 4, CHUNKS: 5, WIDTH: 6, ARGS: 7, SCRATCH: 14, STRIDE: 15, LIMIT: 16, WORDS: 17 } as const;
+export const CTL = { SEQ: 0, TICKET: 1, DONE: 2, ERRORS: 3, KERNEL: 4, CHUNKS: 5, WIDTH: 6, N: 7, SCRATCH: 8, STRIDE: 9, LIMIT: 10, ARGS: 11, WORDS: 24 } as const;
+
+/** The exports kernelTable calls (a subset of PeftWasmExports). */
+export interface ColumnKernels {
+  peft_f32_linear_cols(...a: number[]): void;
+  peft_f32xbf16_linear_cols(...a: number[]): void;
+  peft_f32_qlinear_cols(...a: number[]): void;
+}
+
+/**
+ * The kernels a job can name, each called as (args, j0, j1, scratch): 0 f32 linear and 1 bf16 linear, args
+ * m n k x w y ep; 2 quantised linear, args m n k bits group x wq scales biases y ep. Self-contained (the workers get
+ * its source); the exports are looked up per call, so a wrapped export (tests) is seen.
+ */
+export function kernelTable(ex: ColumnKernels): ((a: number[], j0: number, j1: number, sp: number) => void)[] {
+  return [
+    (a, j0, j1, sp) => ex.peft_f32_linear_cols(a[0], a[1], a[2], j0, j1, a[3], a[4], a[5], a[6], sp),
+    (a, j0, j1, sp) => ex.peft_f32xbf16_linear_cols(a[0], a[1], a[2], j0, j1, a[3], a[4], a[5], a[6], sp),
+    (a, j0, j1, sp) => ex.peft_f32_qlinear_cols(a[0], a[1], a[2], a[3], a[4], j0, j1, a[5], a[6], a[7], a[8], sp, a[9], a[10]),
+  ];
+}
 
 /**
  * The loop every participant (the caller as thread 0, each worker as thread `slot`) runs for job `seq`: claim chunks
@@ -17,20 +37,20 @@ export const CTL = { SEQ: 0, TICKET: 1, DONE: 2, ERRORS: 3, KERNEL: 4, CHUNKS: 5
  * descheduled simply claims fewer, and the result is the same (each column is computed by whoever claims it, exactly
  * as one thread computes it). Self-contained (only its parameters, Atomics and Math): the workers get its source.
  */
-export function claimChunks(c: Int32Array, seq: number, slot: number, fns: readonly ((...a: number[]) => void)[]): void {
+export function claimChunks(c: Int32Array, seq: number, slot: number, fns: readonly ((a: number[], j0: number, j1: number, sp: number) => void)[]): void {
   const tag = (seq & 0x7fff) << 16;
-  if (slot >= c[16]) return; // LIMIT: this job uses fewer threads
+  if (slot >= c[10]) return; // LIMIT
+  let a: number[] | undefined;
   for (;;) {
     const t = Atomics.load(c, 1);
     if ((t & ~0xffff) !== tag || (t & 0xffff) >= c[5]) return;
     if (Atomics.compareExchange(c, 1, t, t + 1) !== t) continue;
-    const i = t & 0xffff;
-    const w = c[6];
-    const n = c[8];
-    const j0 = i * w;
-    const j1 = Math.min(n, j0 + w);
+    // Claimed: the job cannot complete (nor its words change) before this chunk is counted done.
+    if (!a) a = Array.from(c.subarray(11, 24));
+    const j0 = (t & 0xffff) * c[6];
+    const j1 = Math.min(c[7], j0 + c[6]);
     try {
-      fns[c[4]](c[7], n, c[9], j0, j1, c[10], c[11], c[12], c[13], c[14] + slot * c[15]);
+      fns[c[4]](a, j0, j1, c[8] + slot * c[9]);
     } catch {
       Atomics.add(c, 3, 1);
     }
@@ -46,13 +66,14 @@ export function claimChunks(c: Int32Array, seq: number, slot: number, fns: reado
  */
 export const THREAD_BODY = `function peftThread(d, post) {
   const claim = (${claimChunks.toString()});
+  const table = (${kernelTable.toString()});
   const noop = () => {};
   const ex = new WebAssembly.Instance(d.module, {
     env: { memory: d.memory, emscripten_notify_memory_growth: noop, __emscripten_init_main_thread_js: noop, emscripten_unwind_to_js_event_loop: noop },
     wasi_snapshot_preview1: { clock_time_get: () => 52 },
   }).exports;
   ex.stackRestore(d.stackTop);
-  const fns = [ex.peft_f32_linear_cols, ex.peft_f32xbf16_linear_cols];
+  const fns = table(ex);
   const c = d.ctl;
   let seen = Atomics.load(c, 0);
   post('ready');

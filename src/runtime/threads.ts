@@ -1,6 +1,6 @@
 import { WasmRuntimeError } from '../errors.js';
 import { type ThreadHandle, spawnThread } from './spawn-thread.js';
-import { CTL, claimChunks } from './thread-body.js';
+import { CTL, type ColumnKernels, claimChunks, kernelTable } from './thread-body.js';
 import type { WasmRuntime } from './wasm.js';
 
 /** Stack bytes each worker gets (the kernels use a few KiB: tile accumulators). */
@@ -14,7 +14,7 @@ export const COLUMN_ALIGN = 16;
 export const THREAD_MIN_WORK = 1 << 20;
 
 /** Kernel ids of thread-body.ts. */
-export const ThreadKernel = { F32Linear: 0, Bf16Linear: 1 } as const;
+export const ThreadKernel = { F32Linear: 0, Bf16Linear: 1, QLinear: 2 } as const;
 export type ThreadKernel = (typeof ThreadKernel)[keyof typeof ThreadKernel];
 
 /**
@@ -39,7 +39,7 @@ export class ThreadPool {
   private readonly stacks: number[] = [];
   private readonly canBlock: boolean;
   private growing: Promise<void> = Promise.resolve();
-  private readonly fns: ((...a: number[]) => void)[];
+  private readonly fns: ReturnType<typeof kernelTable>;
 
   private constructor(private readonly rt: WasmRuntime) {
     let block = true;
@@ -49,9 +49,7 @@ export class ThreadPool {
       block = false;
     }
     this.canBlock = block;
-    // Looked up per call: tests may wrap an export to watch the split.
-    const ex = rt.exports as unknown as Record<string, (...a: number[]) => void>;
-    this.fns = [(...a) => ex.peft_f32_linear_cols(...a), (...a) => ex.peft_f32xbf16_linear_cols(...a)];
+    this.fns = kernelTable(rt.exports as unknown as ColumnKernels);
   }
 
   private static pools = new WeakMap<WasmRuntime, ThreadPool>();
@@ -85,19 +83,19 @@ export class ThreadPool {
   }
 
   /**
-   * Columns [0, n) of a `kernel` call (args m, n, k, x, w, y, ep) in chunks of `width` columns (a multiple of
+   * Columns [0, n) of a `kernel` call (its `args`: see kernelTable) in chunks of `width` columns (a multiple of
    * COLUMN_ALIGN) over the caller and workers 1 … threads−1; thread t uses scratch + t·stride. Returns when all are done.
    */
-  run(kernel: ThreadKernel, args: readonly number[], width: number, scratch: number, stride: number, threads: number): void {
+  run(kernel: ThreadKernel, args: readonly number[], n: number, width: number, scratch: number, stride: number, threads: number): void {
     const c = this.ctl;
-    const n = args[1];
     const chunks = Math.ceil(n / width);
     if (width % COLUMN_ALIGN !== 0 || chunks > 0xffff) throw new WasmRuntimeError('bad_option', 'bad chunking', { got: { width, chunks }, where: 'ThreadPool.run' });
     const seq = ((Atomics.load(c, CTL.SEQ) + 1) & 0x3fffffff) || 1;
     c[CTL.KERNEL] = kernel;
     c[CTL.CHUNKS] = chunks;
     c[CTL.WIDTH] = width;
-    for (let a = 0; a < 7; a++) c[CTL.ARGS + a] = args[a] | 0;
+    for (let a = 0; a < args.length; a++) c[CTL.ARGS + a] = args[a] | 0;
+    c[CTL.N] = n;
     c[CTL.SCRATCH] = scratch | 0;
     c[CTL.STRIDE] = stride | 0;
     c[CTL.LIMIT] = threads;

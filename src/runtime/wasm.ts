@@ -38,6 +38,7 @@ export interface PeftWasmExports {
   /** Columns [j0, j1) of peft_f32_linear's y (one thread's share; the same bits as the whole call). */
   peft_f32_linear_cols(m: number, n: number, k: number, j0: number, j1: number, x: number, w: number, y: number, ep: number, scratch: number): void;
   peft_f32xbf16_linear_cols(m: number, n: number, k: number, j0: number, j1: number, x: number, w: number, y: number, ep: number, scratch: number): void;
+  peft_f32_qlinear_cols(m: number, n: number, k: number, bits: number, group: number, j0: number, j1: number, x: number, wq: number, scales: number, biases: number, scratch: number, y: number, ep: number): void;
   peft_f32xbf16_linear_scratch_bytes(m: number, k: number): number;
   peft_f32xbf16_linear(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
   peft_f32xbf16_linear__scalar(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;

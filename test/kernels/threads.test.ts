@@ -3,8 +3,10 @@ import { JsBackend } from '../../src/backends/js.js';
 import { WasmBackend } from '../../src/backends/wasm.js';
 import type { LoRADelta } from '../../src/backends/backend.js';
 import { COLUMN_ALIGN, THREAD_MIN_WORK, chunkColumns } from '../../src/runtime/threads.js';
-import { CTL, claimChunks } from '../../src/runtime/thread-body.js';
+import { CTL, claimChunks, kernelTable } from '../../src/runtime/thread-body.js';
 import { Tensor } from '../../src/tensor.js';
+import { Linear } from '../../src/nn/linear.js';
+import { QuantizedLinear } from '../../src/nn/quantized-linear.js';
 import { EPS32, expectClose, randomF32, rng } from './helpers.js';
 
 /**
@@ -29,42 +31,54 @@ describe('chunkColumns', () => {
 });
 
 describe('claimChunks (the protocol every thread runs)', () => {
-  const job = (seq: number, n: number, width: number, limit: number) => {
+  const job = (seq: number, n: number, width: number, limit: number, kernel = 1) => {
     const c = new Int32Array(new SharedArrayBuffer(CTL.WORDS * 4));
     c[CTL.SEQ] = seq;
     c[CTL.TICKET] = (seq & 0x7fff) << 16;
-    c[CTL.KERNEL] = 1;
+    c[CTL.KERNEL] = kernel;
     c[CTL.CHUNKS] = Math.ceil(n / width);
     c[CTL.WIDTH] = width;
-    c.set([3, n, 17, 100, 200, 300, 400], CTL.ARGS);
+    c[CTL.N] = n;
     c[CTL.SCRATCH] = 1000;
     c[CTL.STRIDE] = 64;
     c[CTL.LIMIT] = limit;
+    c.set([3, n, 17, 100, 200, 300, 400], CTL.ARGS);
     return c;
   };
-  it('each chunk is claimed once, with its own columns and the thread\'s scratch; DONE counts them', () => {
+  type Fn = (a: number[], j0: number, j1: number, sp: number) => void;
+  it('each chunk is claimed once, with its own columns, the job\'s args and the thread\'s scratch; DONE counts them', () => {
     const c = job(5, 100, 16, 2);
     const seen: number[][] = [];
-    const fns = [() => { throw new Error('wrong kernel'); }, (...a: number[]) => seen.push(a)];
+    const fns: Fn[] = [() => { throw new Error('wrong kernel'); }, (a, j0, j1, sp) => seen.push([a[0], a[1], a[6], j0, j1, sp])];
     claimChunks(c, 5, 1, fns);
-    expect(seen).toEqual([0, 16, 32, 48, 64, 80, 96].map((j0) => [3, 100, 17, j0, Math.min(100, j0 + 16), 100, 200, 300, 400, 1064]));
+    expect(seen).toEqual([0, 16, 32, 48, 64, 80, 96].map((j0) => [3, 100, 400, j0, Math.min(100, j0 + 16), 1064]));
     expect(c[CTL.DONE]).toBe(7);
     claimChunks(c, 5, 0, fns); // nothing left
     expect(seen.length).toBe(7);
   });
   it('a thread woken for an older job claims nothing of a newer one; threads at or above LIMIT stay out; a trap is counted', () => {
     const calls: number[] = [];
-    const fns = [(...a: number[]) => calls.push(a[3]), () => {}];
-    const c = job(6, 64, 8, 2);
-    c[CTL.KERNEL] = 0;
+    const fns: Fn[] = [(_a, j0) => calls.push(j0)];
+    const c = job(6, 64, 16, 2, 0);
     claimChunks(c, 5, 1, fns);
     expect(calls).toEqual([]);
     claimChunks(c, 6, 2, fns);
     expect(calls).toEqual([]);
-    const trap = [() => { throw new Error('trap'); }];
-    claimChunks(c, 6, 0, trap);
-    expect(c[CTL.ERRORS]).toBe(8);
-    expect(c[CTL.DONE]).toBe(8);
+    claimChunks(c, 6, 0, [() => { throw new Error('trap'); }]);
+    expect(c[CTL.ERRORS]).toBe(4);
+    expect(c[CTL.DONE]).toBe(4);
+  });
+  it('kernelTable passes each kernel its arguments in its ABI order', () => {
+    const got: Record<string, number[]> = {};
+    const rec = (name: string) => (...a: number[]) => void (got[name] = a);
+    const t = kernelTable({ peft_f32_linear_cols: rec('f32'), peft_f32xbf16_linear_cols: rec('bf16'), peft_f32_qlinear_cols: rec('q') });
+    const a = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+    t[0](a, 20, 30, 99);
+    t[1](a, 20, 30, 99);
+    t[2](a, 20, 30, 99);
+    expect(got.f32).toEqual([1, 2, 3, 20, 30, 4, 5, 6, 7, 99]); // m n k j0 j1 x w y ep scratch
+    expect(got.bf16).toEqual(got.f32);
+    expect(got.q).toEqual([1, 2, 3, 4, 5, 20, 30, 6, 7, 8, 9, 99, 10, 11]); // m n k bits group j0 j1 x wq scales biases scratch y ep
   });
 });
 
@@ -159,6 +173,43 @@ describe('threaded wasm linear', () => {
         }
       });
     }
+});
+
+describe('threaded wasm quantised linear', () => {
+  it('4-bit W (group 64), with and without LoRA: threads = 3 equals threads = 1 bit for bit at m = 1…5, 9; rows batch-invariant', async () => {
+    const one = await WasmBackend.create({ threads: 1 });
+    const three = await WasmBackend.create({ threads: 3 });
+    const n = 1030;
+    const k = 1024;
+    expect(n * k).toBeGreaterThanOrEqual(THREAD_MIN_WORK);
+    const rand = rng(21);
+    const wf = randomF32(rand, n * k);
+    const bias = randomF32(rand, n);
+    const a = randomF32(rand, k * 8);
+    const b = randomF32(rand, 8 * n);
+    const x = randomF32(rng(9), 9 * k);
+    const setup = (be: WasmBackend, lora: boolean) => {
+      const q = QuantizedLinear.fromLinear(new Linear(Tensor.from(wf, [n, k], 'f32'), Tensor.from(bias, [n], 'f32'), { backend: be }), { bits: 4, groupSize: 64 }).q;
+      const B = be.upload(Tensor.from(bias, [n], 'f32'));
+      const deltas: LoRADelta[] = lora ? [{ a: be.upload(Tensor.from(a, [k, 8], 'f32')), b: be.upload(Tensor.from(b, [8, n], 'f32')), scale: 0.5 }] : [];
+      return (from: number, m: number) => {
+        const y = be.quantizedLinear(Tensor.from(x.slice(from * k, (from + m) * k), [m, k], 'f32'), q, B, deltas);
+        const out = Float64Array.from(y.data as Float32Array);
+        y.dispose();
+        return out;
+      };
+    };
+    for (const lora of [false, true]) {
+      const r1 = setup(one, lora);
+      const r3 = setup(three, lora);
+      const alone = Array.from({ length: 9 }, (_, i) => r3(i, 1));
+      for (const m of [1, 2, 3, 4, 5, 9]) {
+        const y3 = r3(0, m);
+        expect(bits(y3), `lora=${lora} m=${m}: 3 threads vs 1`).toEqual(bits(r1(0, m)));
+        for (let i = 0; i < m; i++) expect(bits(y3.subarray(i * n, (i + 1) * n)), `lora=${lora} m=${m} row ${i}`).toEqual(bits(alone[i]));
+      }
+    }
+  });
 });
 
 function toBf16(f: Float32Array): Uint16Array<ArrayBuffer> {
