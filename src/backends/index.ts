@@ -1,4 +1,5 @@
 import { BackendError } from '../errors.js';
+import { initWasm } from '../runtime/wasm.js';
 import type { Backend } from './backend.js';
 import { JsBackend } from './js.js';
 import { WasmBackend, type WasmBackendOptions } from './wasm.js';
@@ -59,11 +60,15 @@ export function defaultBackend(): Backend {
   return current;
 }
 
-/** Initialises wasm (idempotent, concurrency-safe), sets it as the default backend and returns it. */
+/**
+ * Initialises wasm (idempotent, concurrency-safe), sets it as the default backend and returns it. The one-thread
+ * runtime (`wasmRuntime()`, used by the conversion helpers) is initialised too, also when the default backend runs
+ * on the threads build.
+ */
 export function init(): Promise<Backend> {
   if (current) return Promise.resolve(current);
-  initializing ??= createBackend('wasm').then(
-    (b) => (current ??= b),
+  initializing ??= Promise.all([createBackend('wasm'), initWasm()]).then(
+    ([b]) => (current ??= b),
     (e) => {
       initializing = undefined; // let a later call retry
       throw e;
