@@ -1,4 +1,4 @@
-// Question: how fast are `linear` and `lora_linear` on one CPU thread, next to tfjs-backend-wasm (XNNPACK),
+// Question: how fast are `linear` and `lora_linear` on one CPU thread (and peftjs with threads), next to tfjs-backend-wasm (XNNPACK),
 // onnxruntime-web (MLAS) and plain JS?  y = x·Wᵀ + b + s·(x·A)·B,  x [m,k], W [n,k], A [k,r], B [r,n].
 // Every library gets a fresh x [m,k] Float32Array per call and hands back y [m,n] readable from JS.
 // Usage: node gemm.mjs [--quick]   (prints markdown; run.mjs also writes it to results.md)
@@ -24,12 +24,21 @@ export async function runGemm({ quick = false, log = console.error } = {}) {
     // The same with W kept as bf16 (half the bytes). W below is bf16-representable, so every library computes on
     // exactly the same weights; the peers have no bf16 matmul on wasm and hold them as f32.
     peers.push(await oursPeer(lib, 'wasm', { bf16W: true }));
+    // With threads (--threads T, default: every core), beside the one-thread peers: not a like-for-like row.
+    const ti = process.argv.indexOf('--threads');
+    const threads = ti >= 0 ? Number(process.argv[ti + 1]) : (await import('node:os')).availableParallelism();
+    if (threads > 1) {
+      const t = await oursPeer(lib, 'wasm', { threads });
+      if (t.backend.threads > 1) peers.push(t);
+      else notes.push(`peftjs with ${threads} threads not measured: ${t.backend.threadsNote}`);
+    }
   } else notes.push(`peftjs not measured: ${error}`);
   peers.push(await tfjsPeer(), await ortPeer(), await plainJsPeer());
   for (const p of peers) log(`# ${p.label}: ${p.detail}`);
 
   // res[size][r][m][peerId] = { ms, gflops, err }
   const res = {};
+  const refBase = {}; // float64 x·Wᵀ per (size, m), shared by every rank
   for (const size of sizes) {
     const k = size;
     const n = size;
@@ -45,11 +54,14 @@ export async function runGemm({ quick = false, log = console.error } = {}) {
       for (const m of ms) {
         const x = randomF32(m * k, 100 + m, 1);
         const here = peers.filter((p) => p.id !== 'js' || 2 * m * k * n <= SLOW_PEER_MAX_FLOP);
-        // Check every output against a float64 reference on its first rows before timing it.
+        // Check every output row of every library against one float64 reference before timing it.
+        const ref = reference(x, m, { k, n, w, bias, lora }, (refBase[`${size}/${m}`] ??= baseProduct(x, m, k, n, w)));
         const errs = {};
-        for (const p of here) errs[p.id] = maxRelErr(await preps[p.id].run(x, m, true), x, m, { k, n, w, bias, lora }, Math.min(m, 2));
+        for (const p of here) errs[p.id] = maxRelErr(await preps[p.id].run(x, m, true), ref);
         const big = flopsPerRow * m > 2e9;
-        const fns = Object.fromEntries(here.map((p) => [p.id, () => preps[p.id].run(x, m)]));
+        // Every library hands back all of y as a JS-readable Float32Array it owns (copy = true): no one is timed
+        // without the read-out a caller pays.
+        const fns = Object.fromEntries(here.map((p) => [p.id, () => preps[p.id].run(x, m, true)]));
         // Call by call, the libraries in turn: each call finds W out of cache, as a layer in a real model does,
         // and a burst of other work on the machine hits every library alike.
         const t = await timeInterleaved(fns, big ? { warmup: 1, warmupMs: 0, minIters: 3, budgetMs: 0 } : { budgetMs: quick ? 300 : 2500, minIters: 7 });
@@ -86,8 +98,8 @@ export async function runGemm({ quick = false, log = console.error } = {}) {
         const fns = layers
           ? { base: () => layers.base(x, m), lora: () => layers.on(x, m), off: () => layers.off(x, m) }
           : p.id === 'ours'
-            ? { base: () => withLora.run(x, m, false, []), lora: () => withLora.run(x, m) }
-            : { base: () => base.run(x, m), lora: () => withLora.run(x, m) };
+            ? { base: () => withLora.run(x, m, true, []), lora: () => withLora.run(x, m, true) }
+            : { base: () => base.run(x, m, true), lora: () => withLora.run(x, m, true) };
         const t = await timeInterleaved(fns, { budgetMs: quick ? 1000 : 4000 });
         const c = ((cost[p.id] ??= {})[m] = { lora: (t.lora / t.base - 1) * 100 });
         if (t.off !== undefined) c.off = (t.off / t.base - 1) * 100;
@@ -109,20 +121,42 @@ function bf16Representable(f) {
   return f;
 }
 
-/** Max |y − ref| / (|ref|max) over the first `rows` rows, with the reference computed in float64. */
-function maxRelErr(y, x, m, { k, n, w, bias, lora }, rows) {
-  let maxErr = 0;
-  let maxRef = 0;
-  for (let i = 0; i < rows; i++) {
+/** x·Wᵀ in float64, [m,n]: the part of the reference every rank shares. */
+function baseProduct(x, m, k, n, w) {
+  const out = new Float64Array(m * n);
+  for (let i = 0; i < m; i++)
+    for (let j = 0; j < n; j++) {
+      let s = 0;
+      for (let p = 0; p < k; p++) s += x[i * k + p] * w[j * k + p];
+      out[i * n + j] = s;
+    }
+  return out;
+}
+
+/** y = x·Wᵀ + bias + s·(x·A)·B in float64, every row. */
+function reference(x, m, { k, n, bias, lora }, base) {
+  const y = Float64Array.from(base);
+  for (let i = 0; i < m; i++) {
     const t = new Float64Array(lora?.r ?? 0);
     if (lora) for (let q = 0; q < lora.r; q++) for (let p = 0; p < k; p++) t[q] += x[i * k + p] * lora.a[p * lora.r + q];
     for (let j = 0; j < n; j++) {
-      let s = bias[j];
-      for (let p = 0; p < k; p++) s += x[i * k + p] * w[j * k + p];
+      let s = y[i * n + j] + bias[j];
       if (lora) for (let q = 0; q < lora.r; q++) s += lora.scale * t[q] * lora.b[q * n + j];
-      maxErr = Math.max(maxErr, Math.abs(s - y[i * n + j]));
-      maxRef = Math.max(maxRef, Math.abs(s));
+      y[i * n + j] = s;
     }
+  }
+  return y;
+}
+
+/** Max |y − ref| / (|ref|max) over every element of y (all m rows); NaN or a short y counts as infinite error. */
+function maxRelErr(y, ref) {
+  if (!y || y.length !== ref.length) return Infinity;
+  let maxErr = 0;
+  let maxRef = 0;
+  for (let i = 0; i < ref.length; i++) {
+    const e = Math.abs(ref[i] - y[i]);
+    maxErr = Number.isNaN(e) ? Infinity : Math.max(maxErr, e);
+    maxRef = Math.max(maxRef, Math.abs(ref[i]));
   }
   return maxErr / maxRef;
 }

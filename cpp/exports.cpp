@@ -22,7 +22,7 @@
 using namespace peft;
 
 // Bumped whenever a signature or the Epilogue layout changes; the TS loader checks it.
-PEFT_EXPORT int32_t peft_abi_version(void) { return 7; }
+PEFT_EXPORT int32_t peft_abi_version(void) { return 8; }
 // Bytes malloc'd and not yet freed (dlmalloc's mallinfo): leak tests compare it before and after.
 PEFT_EXPORT size_t peft_heap_bytes_in_use(void) { return mallinfo().uordblks; }
 PEFT_EXPORT int32_t peft_quant_strip_rows(void) { return (int32_t)QUANT_STRIP; }
@@ -42,7 +42,23 @@ PEFT_EXPORT void peft_f32_linear__scalar(size_t m, size_t n, size_t k, const flo
 
 // Applies ep to rows rows[0..m) of y [·,n] (plain sums); LoRA term t_d is [m, r_d] in that row order (a route's group).
 PEFT_EXPORT void peft_f32_epilogue_rows(size_t m, size_t n, const int32_t* rows, float* y, const Epilogue* ep) {
-  f32_epilogue_rows(m, n, rows, y, ep);
+  f32_epilogue_rows(m, n, 0, n, rows, y, ep);
+}
+
+// ---- one thread's share of a linear: columns [j0, j1) of y, bit-identical to the same columns of the whole call --
+// scratch: the same bytes as the whole call needs (one block per thread).
+PEFT_EXPORT void peft_f32_linear_cols(size_t m, size_t n, size_t k, size_t j0, size_t j1, const float* x,
+                                      const float* w, float* y, const Epilogue* ep, float* scratch) {
+  f32_linear_cols<Simd128, PackedSimd128>(m, n, k, j0, j1, x, w, y, ep, scratch);
+}
+PEFT_EXPORT void peft_f32_qlinear_cols(size_t m, size_t n, size_t k, size_t bits, size_t group, size_t j0, size_t j1,
+                                       const float* x, const uint32_t* wq, const float* scales, const float* biases,
+                                       float* scratch, float* y, const Epilogue* ep) {
+  f32_qlinear_cols__simd128(m, n, k, bits, group, j0, j1, x, wq, scales, biases, scratch, y, ep);
+}
+PEFT_EXPORT void peft_f32xbf16_linear_cols(size_t m, size_t n, size_t k, size_t j0, size_t j1, const float* x,
+                                           const uint16_t* w, float* y, const Epilogue* ep, float* scratch) {
+  f32xbf16_linear_cols__simd128(m, n, k, j0, j1, x, w, y, ep, scratch);
 }
 
 // ---- linear with a bf16 W [n,k] (linear_bf16.h): same contract; scratch: peft_f32xbf16_linear_scratch_bytes --

@@ -31,6 +31,7 @@
 #include <stdint.h>
 #include <assert.h>
 #include <wasm_simd128.h>
+#include "madd.h"
 
 namespace peft {
 
@@ -160,7 +161,7 @@ static inline void f32_gemm__simd128(size_t kc, const float* __restrict x, const
     for (int i = 0; i < MR; i++) xv[i] = wasm_v128_load(x + i * ldx + p);
     for (int j = 0; j < NR; j++) {
       const v128_t wv = wasm_v128_load(w + j * ldw + p);
-      for (int i = 0; i < MR; i++) acc[i][j] = wasm_f32x4_add(acc[i][j], wasm_f32x4_mul(xv[i], wv));
+      for (int i = 0; i < MR; i++) acc[i][j] = f32x4_madd(xv[i], wv, acc[i][j]);
     }
   }
   alignas(16) float out[MR][NR];
@@ -210,15 +211,16 @@ struct PackedScalar {};
 
 
 #ifndef PEFT_GEMV1_NR
-#define PEFT_GEMV1_NR 8
+#define PEFT_GEMV1_NR 16
 #endif
 #ifndef PEFT_GEMV1_U
-#define PEFT_GEMV1_U 8
+#define PEFT_GEMV1_U 2
 #endif
-// m = 1: NR W rows at once, k unrolled by 4·U so each row's turn reads whole cache lines (U = 8: 128 bytes); every
-// row keeps one accumulator (its four lanes), so the order is the dot form's. Measured at k = n = 4096 (x86-64 V8,
-// W cache-cold, min of 30): NR 8, U 8 within ≈ 5 % of the old row-sequential 16-lane GEMV; U 4 ≈ +6–11 %,
-// NR 4 ≈ +12–20 %, NR 12 ≈ +12 %, the plain 1×8 tile ≈ +19 %.
+// m = 1: NR W rows at once, k unrolled by 4·U; every row keeps one accumulator (its four lanes), so the order is the
+// dot form's. Measured (x86-64 V8, Node 20, W cycled cold, 15 rounds, GB/s of W streamed; emcc / clang-19 builds):
+// k = n = 4096: NR 8 U 8 18.5–19.6 / 20.1, NR 16 U 4 21.8–22.5 / 21.4, NR 16 U 2 24.3 / 23.3, NR 8 U 2 21.4,
+// NR 32 U 2 10.7 (spills); k 3072 n 8192: 8×8 17.8–19.1 / 18.6, 16×2 21.6 / 22.4; k 11008: 8×8 24.7, 16×2 23.1.
+// More rows in flight hide the power-of-two row stride (every row's line maps to the same L1 set) better.
 template <int NR, int U>
 static inline void f32_gemv1__simd128(size_t k, const float* __restrict x, const float* __restrict w,
                                       float* __restrict y, size_t ldy, const Epilogue* ep, size_t j0) {
@@ -230,11 +232,11 @@ static inline void f32_gemv1__simd128(size_t k, const float* __restrict x, const
     v128_t xv[U];
     for (int u = 0; u < U; u++) xv[u] = wasm_v128_load(x + p + 4 * u);
     for (int j = 0; j < NR; j++)
-      for (int u = 0; u < U; u++) acc[j] = wasm_f32x4_add(acc[j], wasm_f32x4_mul(xv[u], wasm_v128_load(w + j * k + p + 4 * u)));
+      for (int u = 0; u < U; u++) acc[j] = f32x4_madd(xv[u], wasm_v128_load(w + j * k + p + 4 * u), acc[j]);
   }
   for (; p < k4; p += 4) {
     const v128_t xv = wasm_v128_load(x + p);
-    for (int j = 0; j < NR; j++) acc[j] = wasm_f32x4_add(acc[j], wasm_f32x4_mul(xv, wasm_v128_load(w + j * k + p)));
+    for (int j = 0; j < NR; j++) acc[j] = f32x4_madd(xv, wasm_v128_load(w + j * k + p), acc[j]);
   }
   alignas(16) float out[1][NR];
   for (int j = 0; j < NR; j++) {
@@ -251,13 +253,16 @@ static inline void f32_gemv1_rows(size_t k, const float* x, const float* w, floa
   if constexpr (__is_same(Isa, Simd128)) f32_gemv1__simd128<PEFT_GEMV1_NR, PEFT_GEMV1_U>(k, x, w, y, ldy, ep, j0);
   else Isa::template gemm<1, PEFT_GEMV1_NR>(k, x, w, y, k, k, ldy, ep, 0, j0);
 }
+// Columns [j0, j1) of y [M,n]. Every tile width computes each element in the same order, so how a range is cut
+// into tiles (or a layer's columns into ranges, one per thread) never changes a bit.
 template <class Isa, int M>
-static inline void f32_gemv(size_t n, size_t k, const float* x, const float* w, float* y, const Epilogue* ep) {
-  size_t j = 0;
+static inline void f32_gemv(size_t n, size_t k, size_t j0, size_t j1, const float* x, const float* w, float* y,
+                            const Epilogue* ep) {
+  size_t j = j0;
   if (M == 1)
-    for (; j + PEFT_GEMV1_NR <= n; j += PEFT_GEMV1_NR) f32_gemv1_rows<Isa>(k, x, w + j * k, y + j, n, ep, j);
-  for (; j + 4 <= n; j += 4) Isa::template gemm<M, 4>(k, x, w + j * k, y + j, k, k, n, ep, 0, j);
-  for (; j < n; j++) Isa::template gemm<M, 1>(k, x, w + j * k, y + j, k, k, n, ep, 0, j);
+    for (; j + PEFT_GEMV1_NR <= j1; j += PEFT_GEMV1_NR) f32_gemv1_rows<Isa>(k, x, w + j * k, y + j, n, ep, j);
+  for (; j + 4 <= j1; j += 4) Isa::template gemm<M, 4>(k, x, w + j * k, y + j, k, k, n, ep, 0, j);
+  for (; j < j1; j++) Isa::template gemm<M, 1>(k, x, w + j * k, y + j, k, k, n, ep, 0, j);
 }
 
 // Tile of the scalar column driver.
@@ -321,7 +326,7 @@ static inline void f32_gemm_dot_block__simd128(size_t kc, const float* __restric
     for (int i = 0; i < MR; i++) xv[i] = wasm_v128_load(x + i * ldx + p);
     for (int j = 0; j < NR; j++) {
       const v128_t wv = wasm_v128_load(w + j * ldw + p);
-      for (int i = 0; i < MR; i++) acc[i][j] = wasm_f32x4_add(acc[i][j], wasm_f32x4_mul(xv[i], wv));
+      for (int i = 0; i < MR; i++) acc[i][j] = f32x4_madd(xv[i], wv, acc[i][j]);
     }
   }
   for (int i = 0; i < MR; i++)
@@ -363,13 +368,14 @@ static inline size_t f32_packed_strips_scratch_floats(size_t m, size_t k) { retu
 
 // y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ) in dot form; `strip(j, rows, p0, kc)` gives W's rows×kc block at (j, p0)
 // (an f32 W is its own strip; bf16 widens it into ws = scratch after P), `wtail(j, p)` one element of W.
+// Columns [j0, j1) only (the rest of y untouched): one thread's share of a layer.
 template <class Strip, class Tail>
-static inline void f32_gemm_dot(size_t m, size_t n, size_t k, const float* x, float* y, const Epilogue* ep,
-                                float* scratch, Strip strip, Tail wtail) {
+static inline void f32_gemm_dot(size_t m, size_t n, size_t k, size_t j0, size_t j1, const float* x, float* y,
+                                const Epilogue* ep, float* scratch, Strip strip, Tail wtail) {
   v128_t* lanes = (v128_t*)(((uintptr_t)scratch + 15) & ~(uintptr_t)15);
   const size_t k4 = k & ~(size_t)3;
-  size_t j = 0;
-  for (; j + 4 <= n; j += 4) {
+  size_t j = j0;
+  for (; j + 4 <= j1; j += 4) {
     for (size_t q = 0; q < m * 4; q++) lanes[q] = wasm_f32x4_splat(0.0f);
     for (size_t p0 = 0; p0 < k4; p0 += PEFT_GEMM_KC) {
       const size_t kc = p0 + PEFT_GEMM_KC < k4 ? PEFT_GEMM_KC : k4 - p0;
@@ -378,7 +384,7 @@ static inline void f32_gemm_dot(size_t m, size_t n, size_t k, const float* x, fl
     }
     f32_gemm_dot_finish__simd128<4>(m, n, k, x, lanes, y, ep, j, wtail);
   }
-  for (; j < n; j++) {
+  for (; j < j1; j++) {
     for (size_t q = 0; q < m * 4; q++) lanes[q] = wasm_f32x4_splat(0.0f);
     for (size_t p0 = 0; p0 < k4; p0 += PEFT_GEMM_KC) {
       const size_t kc = p0 + PEFT_GEMM_KC < k4 ? PEFT_GEMM_KC : k4 - p0;
@@ -393,8 +399,9 @@ static inline void f32_gemm_dot(size_t m, size_t n, size_t k, const float* x, fl
 // row), then + lora_bias, × row_scale, + bias — the order f32_store_tile__* use, so the bits are the same. Row i of
 // the pass is row `rows[i]` of y (i itself when `rows` is null) and row i of every t_d: a route's group of rows,
 // wherever they sit in the batch (the SGMV "expand" of a segment), or the whole batch.
-static inline void f32_epilogue_rows(size_t m, size_t n, const int32_t* __restrict rows, float* __restrict y,
-                                     const Epilogue* ep) {
+// Columns [j0, j1) (a thread's share; 0, n for all).
+static inline void f32_epilogue_rows(size_t m, size_t n, size_t j0, size_t j1, const int32_t* __restrict rows,
+                                     float* __restrict y, const Epilogue* ep) {
   for (size_t i = 0; i < m; i++) {
     float* yr = y + (rows ? (size_t)rows[i] : i) * n;
     for (int32_t d = 0; d < ep->nterms; d++) {
@@ -402,10 +409,10 @@ static inline void f32_epilogue_rows(size_t m, size_t n, const int32_t* __restri
       for (int32_t q = 0; q < lt.r; q++) {
         const float tv = lt.t[i * lt.r + q];
         const float* br = lt.b + q * n;
-        for (size_t j = 0; j < n; j++) yr[j] += tv * br[j];
+        for (size_t j = j0; j < j1; j++) yr[j] += tv * br[j];
       }
     }
-    for (size_t j = 0; j < n; j++) {
+    for (size_t j = j0; j < j1; j++) {
       float v = yr[j];
       if (ep->lora_bias) v += ep->lora_bias[j];
       if (ep->row_scale) v *= ep->row_scale[j];
@@ -415,39 +422,52 @@ static inline void f32_epilogue_rows(size_t m, size_t n, const int32_t* __restri
   }
 }
 static inline void f32_gemv_epilogue(size_t m, size_t n, float* __restrict y, const Epilogue* ep) {
-  f32_epilogue_rows(m, n, nullptr, y, ep);
+  f32_epilogue_rows(m, n, 0, n, nullptr, y, ep);
+}
+static inline void f32_gemv_epilogue(size_t m, size_t n, size_t j0, size_t j1, float* __restrict y, const Epilogue* ep) {
+  f32_epilogue_rows(m, n, j0, j1, nullptr, y, ep);
 }
 
-// y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ). One entry for every shape; picks GEMV for m ≤ 4.
+// Columns [j0, j1) of y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ): one thread's share (every element is computed
+// exactly as the whole layer computes it, so any split gives the one-thread bits). GEMV for m ≤ 4.
 template <class Isa, class P>
-static inline void f32_linear(size_t m, size_t n, size_t k, const float* __restrict x, const float* __restrict w,
-                              float* __restrict y, const Epilogue* ep, float* __restrict scratch) {
-  assert(m > 0 && n > 0 && k > 0 && x && w && y);
+static inline void f32_linear_cols(size_t m, size_t n, size_t k, size_t j0, size_t j1, const float* __restrict x,
+                                   const float* __restrict w, float* __restrict y, const Epilogue* ep,
+                                   float* __restrict scratch) {
+  assert(m > 0 && n > 0 && k > 0 && x && w && y && j0 <= j1 && j1 <= n);
+  if (j0 >= j1) return;
   if (m <= 4 && ep && ep->nterms > 0) {
     // LoRA at m ≤ 4 (decode): the fused epilogue would read B [r,n] tile by tile, r rows at a stride of n floats —
     // r extra streams beside W's, aliasing in L1 when n is a power of two (≈ +6 % at k = n = 4096, r = 16). So: the
     // plain sums first (no epilogue), then one pass that streams B row by row. Same operations in the same order
     // per element as the fused epilogue, so the result is bit-identical to it; "off" (nterms = 0) never comes here.
-    f32_linear<Isa, P>(m, n, k, x, w, y, nullptr, scratch);
-    f32_gemv_epilogue(m, n, y, ep);
+    f32_linear_cols<Isa, P>(m, n, k, j0, j1, x, w, y, nullptr, scratch);
+    f32_gemv_epilogue(m, n, j0, j1, y, ep);
     return;
   }
   if constexpr (__is_same(P, PackedScalar)) {
-    f32_gemm_columns<Isa>(m, n, k, 0, n, x, w, y, ep);
+    f32_gemm_columns<Isa>(m, n, k, j0, j1, x, w + j0 * k, y, ep);
     return;
   } else {
     switch (m) {
-      case 1: f32_gemv<Isa, 1>(n, k, x, w, y, ep); return;
-      case 2: f32_gemv<Isa, 2>(n, k, x, w, y, ep); return;
-      case 3: f32_gemv<Isa, 3>(n, k, x, w, y, ep); return;
-      case 4: f32_gemv<Isa, 4>(n, k, x, w, y, ep); return;
+      case 1: f32_gemv<Isa, 1>(n, k, j0, j1, x, w, y, ep); return;
+      case 2: f32_gemv<Isa, 2>(n, k, j0, j1, x, w, y, ep); return;
+      case 3: f32_gemv<Isa, 3>(n, k, j0, j1, x, w, y, ep); return;
+      case 4: f32_gemv<Isa, 4>(n, k, j0, j1, x, w, y, ep); return;
       default:
-        f32_gemm_dot(m, n, k, x, y, ep, scratch,
+        f32_gemm_dot(m, n, k, j0, j1, x, y, ep, scratch,
                      [w, k](size_t j, size_t, size_t p0, size_t) { return WStrip{w + j * k + p0, k}; },
                      [w, k](size_t j, size_t p) { return w[j * k + p]; });
         return;
     }
   }
+}
+
+// y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ): all columns.
+template <class Isa, class P>
+static inline void f32_linear(size_t m, size_t n, size_t k, const float* __restrict x, const float* __restrict w,
+                              float* __restrict y, const Epilogue* ep, float* __restrict scratch) {
+  f32_linear_cols<Isa, P>(m, n, k, 0, n, x, w, y, ep, scratch);
 }
 
 }  // namespace peft

@@ -191,7 +191,7 @@ static inline void f32_qgemv_rows__simd128(size_t k, size_t group, const float* 
         for (int i = 0; i < M; i++) {
           const float* xr = xq + i * k + p;
           for (int c = 0; c < 8; c++)
-            acc[i][c % P] = wasm_f32x4_add(acc[i][c % P], wasm_f32x4_mul(wasm_v128_load(xr + 4 * c), q[c]));
+            acc[i][c % P] = f32x4_madd(wasm_v128_load(xr + 4 * c), q[c], acc[i][c % P]);
         }
       }
       const v128_t sv = wasm_f32x4_splat(sr[g]);
@@ -213,29 +213,52 @@ static inline void f32_qgemv_rows__simd128(size_t k, size_t group, const float* 
 }
 
 template <int BITS, int M>
-static inline void f32_qgemv__simd128(size_t n, size_t k, size_t group, const float* xq, const float* xs,
+static inline void f32_qgemv__simd128(size_t n, size_t k, size_t j0, size_t j1, size_t group, const float* xq, const float* xs,
                                       const uint32_t* wq, const float* scales, const float* biases, float* y,
                                       const Epilogue* ep) {
   const size_t row_bytes = k * BITS / 8, groups = k / group;
   const uint8_t* w8 = (const uint8_t*)wq;
-  size_t j = 0;
-  for (; j + 4 <= n; j += 4)
+  size_t j = j0;
+  for (; j + 4 <= j1; j += 4)
     f32_qgemv_rows__simd128<BITS, M, 4>(k, group, xq, xs, w8 + j * row_bytes, scales + j * groups,
                                         biases + j * groups, y + j, n, ep, j);
-  for (; j < n; j++)
+  for (; j < j1; j++)
     f32_qgemv_rows__simd128<BITS, M, 1>(k, group, xq, xs, w8 + j * row_bytes, scales + j * groups,
                                         biases + j * groups, y + j, n, ep, j);
 }
 
 template <int BITS>
-static inline void f32_qgemv_m__simd128(size_t m, size_t n, size_t k, size_t group, const float* xq, const float* xs,
-                                        const uint32_t* wq, const float* scales, const float* biases, float* y,
-                                        const Epilogue* ep) {
+static inline void f32_qgemv_m__simd128(size_t m, size_t n, size_t k, size_t j0, size_t j1, size_t group,
+                                        const float* xq, const float* xs, const uint32_t* wq, const float* scales,
+                                        const float* biases, float* y, const Epilogue* ep) {
   switch (m) {
-    case 1: f32_qgemv__simd128<BITS, 1>(n, k, group, xq, xs, wq, scales, biases, y, ep); return;
-    case 2: f32_qgemv__simd128<BITS, 2>(n, k, group, xq, xs, wq, scales, biases, y, ep); return;
-    case 3: f32_qgemv__simd128<BITS, 3>(n, k, group, xq, xs, wq, scales, biases, y, ep); return;
-    default: f32_qgemv__simd128<BITS, 4>(n, k, group, xq, xs, wq, scales, biases, y, ep); return;
+    case 1: f32_qgemv__simd128<BITS, 1>(n, k, j0, j1, group, xq, xs, wq, scales, biases, y, ep); return;
+    case 2: f32_qgemv__simd128<BITS, 2>(n, k, j0, j1, group, xq, xs, wq, scales, biases, y, ep); return;
+    case 3: f32_qgemv__simd128<BITS, 3>(n, k, j0, j1, group, xq, xs, wq, scales, biases, y, ep); return;
+    default: f32_qgemv__simd128<BITS, 4>(n, k, j0, j1, group, xq, xs, wq, scales, biases, y, ep); return;
+  }
+}
+
+// Columns [j0, j1) of the SIMD128 quantised linear below (one thread's share: each element computed as the whole
+// call computes it). Every thread stages its own x chunks in its own scratch.
+static inline void f32_qlinear_cols__simd128(size_t m, size_t n, size_t k, size_t bits, size_t group, size_t j0,
+                                             size_t j1, const float* __restrict x, const uint32_t* __restrict wq,
+                                             const float* __restrict scales, const float* __restrict biases,
+                                             float* __restrict scratch, float* __restrict y, const Epilogue* ep) {
+  assert(m > 0 && n > 0 && k > 0 && x && wq && scales && biases && scratch && y && j0 <= j1 && j1 <= n);
+  if (j0 >= j1) return;
+  if (ep && ep->nterms > 0) {  // as f32_linear: plain sums, then the B-streaming epilogue pass
+    f32_qlinear_cols__simd128(m, n, k, bits, group, j0, j1, x, wq, scales, biases, scratch, y, nullptr);
+    f32_gemv_epilogue(m, n, j0, j1, y, ep);
+    return;
+  }
+  float* xq = scratch;          // [4,k]
+  float* xs = scratch + 4 * k;  // [4, k/group]  (4·k + 4·k/32 ≤ QUANT_STRIP·k)
+  for (size_t i = 0; i < m; i += 4) {
+    const size_t mc = m - i < 4 ? m - i : 4;
+    f32_qgemv_prepare(mc, k, bits, group, x + i * k, xq, xs);
+    if (bits == 4) f32_qgemv_m__simd128<4>(mc, n, k, j0, j1, group, xq, xs, wq, scales, biases, y + i * n, ep);
+    else f32_qgemv_m__simd128<8>(mc, n, k, j0, j1, group, xq, xs, wq, scales, biases, y + i * n, ep);
   }
 }
 
@@ -252,19 +275,7 @@ static inline void f32_qlinear(size_t m, size_t n, size_t k, size_t bits, size_t
                                const Epilogue* ep) {
   assert(m > 0 && n > 0 && k > 0 && x && wq && scales && biases && scratch && y);
   if constexpr (Isa::kFusedQGemv) {
-    if (ep && ep->nterms > 0) {  // as f32_linear: plain sums, then the B-streaming epilogue pass
-      f32_qlinear<Isa>(m, n, k, bits, group, x, wq, scales, biases, scratch, y, nullptr);
-      f32_gemv_epilogue(m, n, y, ep);
-      return;
-    }
-    float* xq = scratch;          // [4,k]
-    float* xs = scratch + 4 * k;  // [4, k/group]  (4·k + 4·k/32 ≤ QUANT_STRIP·k)
-    for (size_t i = 0; i < m; i += 4) {
-      const size_t mc = m - i < 4 ? m - i : 4;
-      f32_qgemv_prepare(mc, k, bits, group, x + i * k, xq, xs);
-      if (bits == 4) f32_qgemv_m__simd128<4>(mc, n, k, group, xq, xs, wq, scales, biases, y + i * n, ep);
-      else f32_qgemv_m__simd128<8>(mc, n, k, group, xq, xs, wq, scales, biases, y + i * n, ep);
-    }
+    f32_qlinear_cols__simd128(m, n, k, bits, group, 0, n, x, wq, scales, biases, scratch, y, ep);
     return;
   } else {
     const size_t words = k * bits / 32, groups = k / group;

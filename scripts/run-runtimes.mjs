@@ -6,6 +6,8 @@ import { existsSync } from 'node:fs';
 const env = { ...process.env, DENO_NO_UPDATE_CHECK: '1', NO_COLOR: '1' };
 const runs = [
   ['deno', ['test', '--allow-read', '--allow-env', 'test/deno/smoke.deno.ts']],
+  // Deno 2 has relaxed SIMD: the kernels of wasm/peftjs-relaxed.wasm against float64 (Node 20 cannot run them).
+  ['deno', ['test', '--allow-read', '--allow-env', 'test/deno/relaxed.deno.ts']],
   ['bun', ['test', './test/runtimes/bun-smoke.test.mjs']],
 ];
 let failed = 0;

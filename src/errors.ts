@@ -244,7 +244,7 @@ export class IoError extends PeftError<IoCode> {
   override readonly name = 'IoError';
 }
 
-export type RuntimeCode = 'no_webassembly' | 'no_simd' | 'wasm_compile_failed' | 'out_of_memory' | 'disposed' | 'not_initialized';
+export type RuntimeCode = 'no_webassembly' | 'no_simd' | 'no_relaxed_simd' | 'bad_option' | 'worker_failed' | 'wasm_compile_failed' | 'out_of_memory' | 'disposed' | 'not_initialized';
 export class WasmRuntimeError extends PeftError<RuntimeCode> {
   override readonly name = 'WasmRuntimeError';
 }

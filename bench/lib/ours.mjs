@@ -29,20 +29,20 @@ function toBf16Bits(f) {
  * A peftjs backend as a peer (same prepare/run/dispose interface as lib/peers.mjs). `bf16W`: W kept as bf16
  * (`upload(W, { keepBf16: true })`, what `weightDtype: 'bf16'` does), everything else f32.
  */
-export async function oursPeer(lib, backendName = 'wasm', { bf16W = false } = {}) {
+export async function oursPeer(lib, backendName = 'wasm', { bf16W = false, threads = 1 } = {}) {
   let be;
   if (backendName === 'wasm') {
-    const r = await lib.init();
-    be = r && typeof r.linear === 'function' ? r : await lib.createBackend('wasm');
+    // An explicit thread count (the default backend takes every core): the peers here run on one thread.
+    be = await lib.createBackend('wasm', { threads });
   } else {
     be = await lib.createBackend(backendName);
   }
   const { Tensor } = lib;
   const f32 = (data, shape) => Tensor.from(data, shape, 'f32');
   return {
-    id: (backendName === 'wasm' ? 'ours' : `ours-${backendName}`) + (bf16W ? '-bf16' : ''),
-    label: `peftjs ${libVersion(lib)} (${be.name}${bf16W ? ', bf16 W' : ''})`,
-    detail: `backend ${be.name}${bf16W ? ', W stored as bf16' : ''}`,
+    id: (backendName === 'wasm' ? 'ours' : `ours-${backendName}`) + (bf16W ? '-bf16' : '') + ((be.threads ?? 1) > 1 ? `-t${be.threads}` : ''),
+    label: `peftjs ${libVersion(lib)} (${be.name}${be.build ? ` ${be.build}` : ''}${(be.threads ?? 1) > 1 ? `, ${be.threads} threads` : ''}${bf16W ? ', bf16 W' : ''})`,
+    detail: `backend ${be.name}${be.build ? `, build ${be.build}` : ''}${be.threads ? `, ${be.threads} thread(s)` : ''}${bf16W ? ', W stored as bf16' : ''}`,
     backend: be,
     lib,
     async prepare({ k, n, w, bias, lora }) {
@@ -58,7 +58,8 @@ export async function oursPeer(lib, backendName = 'wasm', { bf16W = false } = {}
         run(x, m, copy, deltasOverride) {
           const xt = f32(x, [m, k]);
           const y = be.linear(xt, W, b, deltasOverride ?? deltas);
-          const out = copy ? Float32Array.from(y.data) : y.data[0];
+          // Always the whole y, copied out of wasm memory into a JS-owned array (the peers hand back the same).
+          const out = new Float32Array(y.data);
           y.dispose();
           xt.dispose();
           return out;
@@ -84,7 +85,7 @@ export async function oursPeer(lib, backendName = 'wasm', { bf16W = false } = {}
       const call = (layer) => (x, m) => {
         const xt = f32(x, [m, k]);
         const y = layer.forward(xt);
-        const out = y.data[0];
+        const out = new Float32Array(y.data);
         y.dispose();
         return out;
       };

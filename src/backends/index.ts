@@ -1,7 +1,8 @@
 import { BackendError } from '../errors.js';
+import { initWasm } from '../runtime/wasm.js';
 import type { Backend } from './backend.js';
 import { JsBackend } from './js.js';
-import { WasmBackend } from './wasm.js';
+import { WasmBackend, type WasmBackendOptions } from './wasm.js';
 import type { AutoOptions } from './webgpu/auto.js';
 
 /**
@@ -24,10 +25,10 @@ let initializing: Promise<Backend> | undefined;
  * 'auto' takes WebGPU on a hardware adapter when the work is large enough, else wasm, and says which:
  * `backend.name`, plus `backend.fallbackReason` and one console.warn when it fell back.
  */
-export async function createBackend(name: CreatableBackend, opts?: AutoOptions): Promise<Backend> {
+export async function createBackend(name: CreatableBackend, opts?: AutoOptions & WasmBackendOptions): Promise<Backend> {
   switch (name) {
     case 'wasm':
-      return WasmBackend.create();
+      return WasmBackend.create({ kernels: opts?.kernels, build: opts?.build, threads: opts?.threads });
     case 'js':
       return new JsBackend();
     case 'webgpu': {
@@ -59,11 +60,15 @@ export function defaultBackend(): Backend {
   return current;
 }
 
-/** Initialises wasm (idempotent, concurrency-safe), sets it as the default backend and returns it. */
+/**
+ * Initialises wasm (idempotent, concurrency-safe), sets it as the default backend and returns it. The one-thread
+ * runtime (`wasmRuntime()`, used by the conversion helpers) is initialised too, also when the default backend runs
+ * on the threads build.
+ */
 export function init(): Promise<Backend> {
   if (current) return Promise.resolve(current);
-  initializing ??= createBackend('wasm').then(
-    (b) => (current ??= b),
+  initializing ??= Promise.all([createBackend('wasm'), initWasm()]).then(
+    ([b]) => (current ??= b),
     (e) => {
       initializing = undefined; // let a later call retry
       throw e;

@@ -2,7 +2,10 @@ import { BackendError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { ScratchArena, ScratchLayout } from '../runtime/scratch.js';
 import { WasmStorage, allocWasmTensor, wasmPtrOf } from '../runtime/storage.js';
-import { type WasmRuntime, initWasm } from '../runtime/wasm.js';
+import { type WasmBuild, type WasmBuildChoice, type WasmRuntime, initSharedWasm, initWasm, sharedMemorySupport } from '../runtime/wasm.js';
+import { COLUMN_ALIGN, THREAD_MIN_WORK, ThreadKernel, ThreadPool, chunkColumns } from '../runtime/threads.js';
+import { availableCores } from '../runtime/spawn-thread.js';
+import { WasmRuntimeError } from '../errors.js';
 import { isQuantized, routeGroups, routePasses, type AttentionShape, type Backend, type LinearWeight, type LoRADelta, type QuantizedWeight, type Route, type UploadOptions } from './backend.js';
 import { checkRoute } from './js.js';
 import { toF32Tensor } from './wasm/convert.js';
@@ -32,6 +35,18 @@ import {
 export interface WasmBackendOptions {
   /** Run the SIMD128 kernels (default) or their `__scalar` twins (for testing). */
   kernels?: Kernels;
+  /**
+   * Which compiled module: `auto` (default) = relaxed SIMD (FMA) where the engine has it, else SIMD128; naming one
+   * gives this backend its own instance of that build. `backend.build` says which ran.
+   */
+  build?: WasmBuildChoice;
+  /**
+   * Threads for the linear kernels (columns of y split across workers on a shared memory; each output element is
+   * computed by one thread exactly as one thread computes it, so results are bit-identical for any count). Default:
+   * the available cores (at most 16). Falls back to 1 where shared memory is unavailable (a browser page without
+   * cross-origin isolation): `backend.threads` and `backend.threadsNote` say so.
+   */
+  threads?: number;
 }
 
 /**
@@ -49,16 +64,54 @@ export interface WasmBackendOptions {
 export class WasmBackend implements Backend {
   readonly name = 'wasm' as const;
   readonly kernels: Kernels;
+  /** The compiled module the kernels run in: 'simd128' (wasm/peftjs.wasm) or 'relaxed-simd' (wasm/peftjs-relaxed.wasm). */
+  readonly build: WasmBuild;
+  /** Threads the linear kernels use (1 = the calling thread only). */
+  readonly threads: number;
+  /** Why fewer threads run than were asked for (absent when none were refused). */
+  readonly threadsNote?: string;
+  private readonly pool?: ThreadPool;
   private readonly scratch: ScratchArena;
 
-  constructor(readonly runtime: WasmRuntime, opts: WasmBackendOptions = {}) {
+  constructor(readonly runtime: WasmRuntime, opts: WasmBackendOptions = {}, pool?: ThreadPool, threadsNote?: string) {
     this.kernels = opts.kernels ?? 'simd128';
+    this.build = runtime.build;
+    this.pool = pool && pool.size > 0 ? pool : undefined;
+    this.threads = this.pool ? Math.min((opts.threads ?? 1), this.pool.size + 1) : 1;
+    this.threadsNote = threadsNote;
     this.scratch = new ScratchArena(runtime);
   }
 
-  /** Initialises the wasm runtime (once) and returns a backend over it. */
+  /**
+   * Initialises the wasm runtime (once) and returns a backend over it: with threads > 1 (the default where there
+   * are several cores) the shared-memory build and a pool of workers, else the one-thread build.
+   */
   static async create(opts: WasmBackendOptions = {}): Promise<WasmBackend> {
-    return new WasmBackend(await initWasm(), opts);
+    const t = opts.threads;
+    if (t !== undefined && !(Number.isInteger(t) && t >= 1 && t <= 64)) {
+      throw new WasmRuntimeError('bad_option', 'threads must be an integer from 1 to 64', { expected: '1 … 64', got: t, where: 'WasmBackend.create' });
+    }
+    const want = t ?? Math.max(1, Math.min(16, await availableCores().catch(() => 1)));
+    let note: string | undefined;
+    if (want > 1) {
+      const sup = sharedMemorySupport();
+      if (sup.ok) {
+        try {
+          const rt = await initSharedWasm(opts.build ?? 'auto');
+          const pool = await ThreadPool.get(rt, want - 1);
+          return new WasmBackend(rt, { ...opts, threads: want }, pool);
+        } catch (e) {
+          note = `one thread: workers could not start (${String((e as Error)?.message ?? e)})`;
+        }
+      } else note = `one thread: ${sup.why}`;
+    }
+    return new WasmBackend(await initWasm(opts.build ?? 'auto'), { ...opts, threads: 1 }, undefined, note);
+  }
+
+  /** Threads a linear of this size uses: 1 below THREAD_MIN_WORK or with the scalar twins. */
+  private threadsFor(m: number, n: number, k: number): number {
+    if (!this.pool || this.kernels !== 'simd128' || m * n * k < THREAD_MIN_WORK) return 1;
+    return n >= 2 * COLUMN_ALIGN ? this.threads : 1;
   }
 
   /** Bytes held by the reusable scratch block (for leak tests). */
@@ -81,9 +134,13 @@ export class WasmBackend implements Backend {
     // A resident bf16 W (uploaded with keepBf16) is read as it is by the bf16 kernel; anything else as f32.
     const wBf16 = w.dtype === 'bf16' ? wasmPtrOf(this.runtime, w) : undefined;
     const wDtype = wBf16 === undefined ? 'f32' : 'bf16';
-    return this.run('linear', x, k, n, wBf16 === undefined ? [w] : [], bias, deltas, rowScale, linearScratchBytes(this.runtime, m, k, wDtype), (xp, yp, ep, mm, ptrs, sp) =>
-      f32Linear(this.runtime, mm, n, k, xp, wBf16 ?? ptrs[0], yp, ep, sp, this.kernels, wDtype),
-    );
+    const T = this.threadsFor(m, n, k);
+    const S = (linearScratchBytes(this.runtime, m, k, wDtype) + 15) & ~15; // one scratch block per thread
+    return this.run('linear', x, k, n, wBf16 === undefined ? [w] : [], bias, deltas, rowScale, S * T, (xp, yp, ep, mm, ptrs, sp) => {
+      const wp = wBf16 ?? ptrs[0];
+      if (T === 1) return f32Linear(this.runtime, mm, n, k, xp, wp, yp, ep, sp, this.kernels, wDtype);
+      this.pool!.run(wDtype === 'bf16' ? ThreadKernel.Bf16Linear : ThreadKernel.F32Linear, [mm, n, k, xp, wp, yp, ep], n, chunkColumns(n, T), sp, S, T);
+    });
   }
 
   quantizedLinear(x: Tensor, q: QuantizedWeight, bias: Tensor | undefined, deltas: readonly LoRADelta[], rowScale?: Tensor): Tensor {
@@ -95,10 +152,13 @@ export class WasmBackend implements Backend {
         where: 'WasmBackend.quantizedLinear',
       });
     }
-    const qs = quantScratchBytes(this.runtime, x.size / (x.shape[x.shape.length - 1] || 1), k);
-    return this.run('quantizedLinear', x, k, n, [q.w, q.scales, q.biases], bias, deltas, rowScale, qs, (xp, yp, ep, m, ptrs, qsp) =>
-      f32QLinear(this.runtime, m, n, k, bits, groupSize, xp, ptrs[0], ptrs[1], ptrs[2], qsp, yp, ep, this.kernels),
-    );
+    const m = x.size / (x.shape[x.shape.length - 1] || 1);
+    const T = this.threadsFor(m, n, k);
+    const S = (quantScratchBytes(this.runtime, m, k) + 15) & ~15; // one scratch block per thread
+    return this.run('quantizedLinear', x, k, n, [q.w, q.scales, q.biases], bias, deltas, rowScale, S * T, (xp, yp, ep, mm, ptrs, qsp) => {
+      if (T === 1) return f32QLinear(this.runtime, mm, n, k, bits, groupSize, xp, ptrs[0], ptrs[1], ptrs[2], qsp, yp, ep, this.kernels);
+      this.pool!.run(ThreadKernel.QLinear, [mm, n, k, bits, groupSize, xp, ptrs[0], ptrs[1], ptrs[2], yp, ep], n, chunkColumns(n, T), qsp, S, T);
+    });
   }
 
   /**

@@ -1,5 +1,5 @@
 import { WasmRuntimeError } from '../errors.js';
-import { WASM_BASE64 } from './wasm-bytes.js';
+import { WASM_BASE64, WASM_MT_BASE64, WASM_MT_RELAXED_BASE64, WASM_RELAXED_BASE64 } from './wasm-bytes.js';
 
 /**
  * Loads wasm/peftjs.wasm (inlined as base64 in wasm-bytes.ts) with our own loader: emscripten's JS glue is
@@ -13,7 +13,7 @@ import { WASM_BASE64 } from './wasm-bytes.js';
  * consumer type-checking with `lib: ["es2022"]` and @types/node has no `WebAssembly` namespace (it is in the DOM lib).
  */
 export interface WasmMemory {
-  readonly buffer: ArrayBuffer;
+  readonly buffer: ArrayBuffer | SharedArrayBuffer;
   grow(delta: number): number;
 }
 export interface WasmValidator {
@@ -24,6 +24,8 @@ export interface WasmValidator {
 export interface PeftWasmExports {
   readonly memory: WasmMemory;
   _initialize(): void;
+  /** Sets the stack pointer (threads builds: each worker's own stack). */
+  stackRestore?(sp: number): void;
   malloc(bytes: number): number;
   free(ptr: number): void;
   peft_abi_version(): number;
@@ -33,6 +35,10 @@ export interface PeftWasmExports {
   peft_f32_linear(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
   peft_f32_linear__scalar(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
   peft_f32_epilogue_rows(m: number, n: number, rows: number, y: number, ep: number): void;
+  /** Columns [j0, j1) of peft_f32_linear's y (one thread's share; the same bits as the whole call). */
+  peft_f32_linear_cols(m: number, n: number, k: number, j0: number, j1: number, x: number, w: number, y: number, ep: number, scratch: number): void;
+  peft_f32xbf16_linear_cols(m: number, n: number, k: number, j0: number, j1: number, x: number, w: number, y: number, ep: number, scratch: number): void;
+  peft_f32_qlinear_cols(m: number, n: number, k: number, bits: number, group: number, j0: number, j1: number, x: number, wq: number, scales: number, biases: number, scratch: number, y: number, ep: number): void;
   peft_f32xbf16_linear_scratch_bytes(m: number, k: number): number;
   peft_f32xbf16_linear(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
   peft_f32xbf16_linear__scalar(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
@@ -73,7 +79,7 @@ export interface PeftWasmExports {
 }
 
 /** The ABI version cpp/exports.cpp reports; bumped with any signature or struct-layout change. */
-export const ABI_VERSION = 7;
+export const ABI_VERSION = 8;
 
 /**
  * The smallest module that uses a SIMD128 instruction: `(func (result v128) i32.const 0 i32x4.splat)`.
@@ -107,6 +113,58 @@ export function checkWasmSupport(wasm: WasmValidator | undefined = (globalThis a
   }
 }
 
+/**
+ * The smallest module that uses relaxed SIMD: `(func (result v128) (f32x4.relaxed_madd (i32x4.splat (i32.const 0))
+ * ×3))`, opcode 0xfd 0x105. Node 20 rejects it; Node ≥ 22, Deno 2, Chromium ≥ 114 accept it.
+ */
+export const RELAXED_SIMD_PROBE = new Uint8Array([
+  0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, // magic, version
+  0x01, 0x05, 0x01, 0x60, 0x00, 0x01, 0x7b, // type section: () -> v128
+  0x03, 0x02, 0x01, 0x00, // function section
+  0x0a, 0x13, 0x01, 0x11, 0x00, // code section, one body of 17 bytes, no locals
+  0x41, 0x00, 0xfd, 0x11, 0x41, 0x00, 0xfd, 0x11, 0x41, 0x00, 0xfd, 0x11, // three i32x4.splat(0)
+  0xfd, 0x85, 0x02, 0x0b, // f32x4.relaxed_madd; end
+]);
+
+/**
+ * Which compiled module runs the kernels: `simd128` = wasm/peftjs.wasm (emscripten, SIMD128: the same bits on every
+ * engine); `relaxed-simd` = wasm/peftjs-relaxed.wasm (clang-19, `f32x4.relaxed_madd` in the linear k-loops, see
+ * cpp/madd.h: may differ from simd128, and between engines, in the last bits of each product's rounding).
+ */
+export type WasmBuild = 'simd128' | 'relaxed-simd';
+/** `auto` (default): relaxed-simd where the engine validates RELAXED_SIMD_PROBE, else simd128. */
+export type WasmBuildChoice = WasmBuild | 'auto';
+
+/**
+ * The build `choice` resolves to on this engine: `auto` probes `wasm.validate(RELAXED_SIMD_PROBE)`; asking for
+ * `relaxed-simd` where the engine lacks it throws `WasmRuntimeError('no_relaxed_simd')` (never a compile error later).
+ * `wasm` defaults to `globalThis.WebAssembly` (tests pass a fake).
+ */
+export function selectWasmBuild(
+  choice: WasmBuildChoice = 'auto',
+  wasm: WasmValidator | undefined = (globalThis as { WebAssembly?: typeof WebAssembly }).WebAssembly,
+): WasmBuild {
+  checkWasmSupport(wasm);
+  if (choice === 'simd128') return 'simd128';
+  let relaxed = false;
+  try {
+    relaxed = wasm!.validate(RELAXED_SIMD_PROBE as Uint8Array<ArrayBuffer>) === true;
+  } catch {
+    relaxed = false;
+  }
+  if (choice === 'relaxed-simd' && !relaxed) {
+    throw new WasmRuntimeError('no_relaxed_simd', 'WebAssembly relaxed SIMD is not supported by this runtime', {
+      expected: 'relaxed SIMD (Node 22+, Deno 2, Chromium 114+)',
+      got: 'WebAssembly.validate(relaxed simd probe) = false',
+      where: 'initWasm',
+    });
+  }
+  if (choice !== 'auto' && choice !== 'relaxed-simd') {
+    throw new WasmRuntimeError('bad_option', 'unknown wasm build', { expected: "'auto' | 'simd128' | 'relaxed-simd'", got: String(choice), where: 'initWasm' });
+  }
+  return relaxed ? 'relaxed-simd' : 'simd128';
+}
+
 function decodeBase64(b64: string): Uint8Array {
   const B = (globalThis as { Buffer?: { from(s: string, enc: string): Uint8Array } }).Buffer;
   if (B) {
@@ -125,13 +183,22 @@ function decodeBase64(b64: string): Uint8Array {
  */
 export class WasmRuntime {
   readonly exports: PeftWasmExports;
+  /** Which compiled module this is (see WasmBuild). */
+  readonly build: WasmBuild;
+  /**
+   * The compiled module and its shared memory when this is a threads build (wasm/peftjs-mt*.wasm): workers
+   * instantiate the same module on the same memory (src/runtime/threads.ts). Undefined for the one-thread builds.
+   */
+  readonly shared?: { module: WebAssembly.Module; memory: WebAssembly.Memory };
   private buf: ArrayBuffer | undefined;
   private u8v!: Uint8Array;
   private f32v!: Float32Array;
   private u32v!: Uint32Array;
 
-  constructor(exports: PeftWasmExports) {
+  constructor(exports: PeftWasmExports, build: WasmBuild = 'simd128', shared?: { module: WebAssembly.Module; memory: WebAssembly.Memory }) {
     this.exports = exports;
+    this.build = build;
+    this.shared = shared;
   }
 
   get memory(): WasmMemory {
@@ -139,6 +206,7 @@ export class WasmRuntime {
   }
 
   private refresh(): void {
+    // A shared memory's buffer is a SharedArrayBuffer; typed arrays over it behave the same for our reads/writes.
     const b = this.exports.memory.buffer as ArrayBuffer;
     if (b !== this.buf) {
       this.buf = b;
@@ -184,11 +252,74 @@ export class WasmRuntime {
 
 let pending: Promise<WasmRuntime> | undefined;
 let ready: WasmRuntime | undefined;
+const others = new Map<WasmBuild, Promise<WasmRuntime>>();
+const sharedRuntimes = new Map<WasmBuild, Promise<WasmRuntime>>();
 
-/** Compiles and instantiates the module once; every caller gets the same promise. */
-export function initWasm(): Promise<WasmRuntime> {
+/**
+ * Whether this engine can run the threads builds: SharedArrayBuffer and a shared WebAssembly.Memory (browsers:
+ * only when cross-origin isolated). `why` says what is missing.
+ */
+export function sharedMemorySupport(): { ok: boolean; why?: string } {
+  const g = globalThis as { SharedArrayBuffer?: unknown; crossOriginIsolated?: boolean; Atomics?: unknown };
+  if (typeof g.SharedArrayBuffer !== 'function' || typeof g.Atomics !== 'object') {
+    return { ok: false, why: g.crossOriginIsolated === false ? 'SharedArrayBuffer needs cross-origin isolation (COOP/COEP headers)' : 'no SharedArrayBuffer/Atomics' };
+  }
+  try {
+    new WebAssembly.Memory({ initial: 1, maximum: 1, shared: true } as WebAssembly.MemoryDescriptor);
+    return { ok: true };
+  } catch (e) {
+    return { ok: false, why: `shared WebAssembly.Memory refused: ${String(e)}` };
+  }
+}
+
+/**
+ * A runtime of the threads build of `build` (wasm/peftjs-mt.wasm or -mt-relaxed.wasm) on its own shared memory,
+ * created once per build; callers check `sharedMemorySupport()` first.
+ */
+export function initSharedWasm(build: WasmBuildChoice = 'auto'): Promise<WasmRuntime> {
+  const b = selectWasmBuild(build);
+  let p = sharedRuntimes.get(b);
+  if (!p) {
+    p = load(b, true);
+    sharedRuntimes.set(b, p);
+    p.catch(() => sharedRuntimes.delete(b));
+  }
+  return p;
+}
+
+/** The imports every instance of a threads build needs besides the memory: no-op pthread hooks of emscripten's -mt libc. */
+export function sharedImports(memory: WebAssembly.Memory): WebAssembly.Imports {
+  return {
+    env: {
+      memory,
+      emscripten_notify_memory_growth: () => {},
+      __emscripten_init_main_thread_js: () => {},
+      emscripten_unwind_to_js_event_loop: () => {},
+    },
+    wasi_snapshot_preview1: { clock_time_get: () => 52 /* ENOSYS: nothing here reads clocks */ },
+  };
+}
+
+/**
+ * Compiles and instantiates the module once; every caller gets the same promise. The build is chosen by feature
+ * detection (`selectWasmBuild('auto')`). `build` names one explicitly: a separate instance (own memory), cached per
+ * build, used by tests and benchmarks to compare the two; the shared default runtime is unaffected.
+ */
+export function initWasm(build: WasmBuildChoice = 'auto'): Promise<WasmRuntime> {
+  if (build !== 'auto') {
+    const b = selectWasmBuild(build);
+    let p = others.get(b);
+    if (!p) {
+      p = load(b);
+      others.set(b, p);
+      p.catch(() => others.delete(b));
+    }
+    return p;
+  }
   if (!pending) {
-    pending = load().then(
+    pending = Promise.resolve()
+      .then(() => load(selectWasmBuild('auto')))
+      .then(
       (rt) => (ready = rt),
       (e) => {
         pending = undefined; // a failed load may be retried
@@ -215,27 +346,37 @@ export function wasmReady(): boolean {
   return ready !== undefined;
 }
 
-async function load(): Promise<WasmRuntime> {
-  checkWasmSupport();
+async function load(build: WasmBuild, threads = false): Promise<WasmRuntime> {
   let instance: WebAssembly.Instance;
+  let shared: { module: WebAssembly.Module; memory: WebAssembly.Memory } | undefined;
   try {
-    const module = await WebAssembly.compile(decodeBase64(WASM_BASE64) as Uint8Array<ArrayBuffer>);
-    instance = await WebAssembly.instantiate(module, {
-      // Memory growth detaches the old buffer; WasmRuntime notices by buffer identity, nothing to do here.
-      env: { emscripten_notify_memory_growth: () => {} },
-    });
+    const b64 = threads
+      ? build === 'relaxed-simd' ? WASM_MT_RELAXED_BASE64 : WASM_MT_BASE64
+      : build === 'relaxed-simd' ? WASM_RELAXED_BASE64 : WASM_BASE64;
+    const module = await WebAssembly.compile(decodeBase64(b64) as Uint8Array<ArrayBuffer>);
+    if (threads) {
+      // 16 MiB to start, up to 4 GiB (the module's own limits); growth is seen by every instance at once.
+      const memory = new WebAssembly.Memory({ initial: 256, maximum: 65536, shared: true } as WebAssembly.MemoryDescriptor);
+      shared = { module, memory };
+      instance = await WebAssembly.instantiate(module, sharedImports(memory));
+    } else {
+      instance = await WebAssembly.instantiate(module, {
+        // Memory growth detaches the old buffer; WasmRuntime notices by buffer identity, nothing to do here.
+        env: { emscripten_notify_memory_growth: () => {} },
+      });
+    }
   } catch (e) {
-    throw new WasmRuntimeError('wasm_compile_failed', 'could not compile wasm/peftjs.wasm', {
+    throw new WasmRuntimeError('wasm_compile_failed', `could not compile the ${build} module`, {
       cause: e,
       detail: String(e),
       where: 'initWasm',
     });
   }
-  const ex = instance.exports as unknown as PeftWasmExports;
+  const ex = (shared ? { ...instance.exports, memory: shared.memory } : instance.exports) as unknown as PeftWasmExports;
   ex._initialize();
   const abi = ex.peft_abi_version();
   if (abi !== ABI_VERSION) {
     throw new WasmRuntimeError('wasm_compile_failed', 'wasm ABI version mismatch', { expected: ABI_VERSION, got: abi, where: 'initWasm' });
   }
-  return new WasmRuntime(ex);
+  return new WasmRuntime(ex, build, shared);
 }

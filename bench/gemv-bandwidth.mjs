@@ -1,0 +1,67 @@
+// Question: does the m = 1 GEMV (decode) stream W as fast as this machine can read memory?  For f32, bf16 and
+// 4-bit W, one run times peftjs's `linear` at m = 1 and a plain wasm SIMD128 read loop (lib/bandwidth.mjs)
+// interleaved, round by round, and reports W bytes ÷ time as a fraction of the read loop's GB/s (issue 11's target:
+// ≥ 80 %). Each format cycles through enough copies of W (≥ 160 MiB) that every call finds its W out of cache.
+// Usage: node gemv-bandwidth.mjs [--quick]   or   deno run --allow-read --allow-env gemv-bandwidth.mjs
+import { bandwidthProbe } from './lib/bandwidth.mjs';
+import { loadLib } from './lib/ours.mjs';
+
+const quick = (globalThis.process?.argv ?? globalThis.Deno?.args ?? []).includes('--quick');
+const { lib, error } = await loadLib();
+if (!lib) throw new Error(error);
+const be = await lib.createBackend('wasm', { threads: 1 }); // one thread, as the read loop
+const { Tensor } = lib;
+const k = 4096, n = 4096, group = 64;
+const runtime = globalThis.Deno ? `Deno ${Deno.version.deno}` : globalThis.Bun ? `Bun ${Bun.version}` : `Node ${process.versions.node}`;
+
+let seed = 7;
+const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
+const f32 = (len, s) => Float32Array.from({ length: len }, () => rnd() * s);
+
+const formats = {
+  f32: { bytes: n * k * 4, make: () => be.upload(Tensor.from(f32(n * k, 0.02), [n, k], 'f32')) },
+  bf16: {
+    bytes: n * k * 2,
+    make: () => be.upload(Tensor.from(Uint16Array.from({ length: n * k }, () => (0x3c00 + ((rnd() * 0x200) | 0)) & 0xffff), [n, k], 'bf16'), { keepBf16: true }),
+  },
+  q4: {
+    bytes: (n * k) / 2 + 2 * n * (k / group) * 4,
+    make: () => ({
+      w: be.upload(Tensor.from(Uint32Array.from({ length: (n * k) / 8 }, () => (rnd() * 2 ** 31) >>> 0), [n, k / 8], 'u32')),
+      scales: be.upload(Tensor.from(f32(n * (k / group), 0.01), [n, k / group], 'f32')),
+      biases: be.upload(Tensor.from(f32(n * (k / group), 0.01), [n, k / group], 'f32')),
+      bits: 4, groupSize: group, k, n,
+    }),
+  },
+};
+const probe = await bandwidthProbe(quick ? 128 : 256);
+const x = Tensor.from(f32(k, 1), [1, k], 'f32');
+const rounds = quick ? 5 : 15;
+const rows = [];
+for (const [name, f] of Object.entries(formats)) {
+  const copies = Math.max(1, Math.ceil((160 * 2 ** 20) / f.bytes));
+  const ws = Array.from({ length: copies }, f.make);
+  const call = (w) => {
+    const y = w.w ? be.quantizedLinear(x, w, undefined, []) : be.linear(x, w, undefined, []);
+    const out = new Float32Array(y.data);
+    y.dispose();
+    return out;
+  };
+  for (const w of ws) call(w); // warm: optimised tier, pages faulted in
+  const gemv = [], loop = [];
+  for (let r = 0; r < rounds; r++) {
+    const t0 = performance.now();
+    for (const w of ws) call(w);
+    gemv.push((f.bytes * copies) / ((performance.now() - t0) / 1000) / 1e9);
+    loop.push(probe.measure(1));
+  }
+  const med = (a) => a.slice().sort((p, q) => p - q)[a.length >> 1];
+  const ratios = gemv.map((g, i) => g / loop[i]);
+  rows.push([name, (f.bytes / 2 ** 20).toFixed(0), copies, med(gemv).toFixed(1), med(loop).toFixed(1), `${(med(ratios) * 100).toFixed(0)} %`]);
+  for (const w of ws) for (const t of w.w ? [w.w, w.scales, w.biases] : [w]) t.dispose();
+}
+console.log(`m = 1 GEMV vs a plain wasm read loop — ${runtime}, peftjs wasm build ${be.build}, k = n = ${k}, ${rounds} interleaved rounds (medians)\n`);
+console.log('| W | MiB per W | copies cycled | GEMV GB/s | read loop GB/s | GEMV ÷ read loop (per round, median) |');
+console.log('|---|---|---|---|---|---|');
+for (const r of rows) console.log(`| ${r.join(' | ')} |`);
+console.log(`\nRead loop: ${probe.method}.`);

@@ -1,0 +1,59 @@
+// Question: how much do threads speed up the wasm linear (f32, bf16 and 4-bit W), next to one thread, measured in one run?
+// Backends with threads = 1 and threads = T (default: every core) on the same weights, called in turn round by
+// round (W cache-cold at k = n = 4096); each call copies y to JS. Prints the median time per call and the ratio.
+// Usage: node threads.mjs [--quick] [--threads T]   (Deno: deno run -A threads.mjs; Bun: bun threads.mjs)
+import { loadLib } from './lib/ours.mjs';
+
+const argv = globalThis.process?.argv ?? globalThis.Deno?.args ?? [];
+const quick = argv.includes('--quick');
+const ti = argv.indexOf('--threads');
+const { lib, error } = await loadLib();
+if (!lib) throw new Error(error);
+const { Tensor } = lib;
+const many = await lib.createBackend('wasm', ti >= 0 ? { threads: Number(argv[ti + 1]) } : {});
+const one = await lib.createBackend('wasm', { threads: 1 });
+const k = 4096, n = 4096;
+let seed = 1;
+const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
+const wf = Float32Array.from({ length: n * k }, () => rnd() * 0.02);
+const wb = Uint16Array.from(new Uint32Array(wf.buffer), (u) => u >>> 16);
+const runtime = globalThis.Deno ? `Deno ${Deno.version.deno}` : globalThis.Bun ? `Bun ${Bun.version}` : `Node ${process.versions.node}`;
+console.log(`${runtime}; build ${many.build}; threads ${many.threads} vs 1${many.threadsNote ? ` (${many.threadsNote})` : ''}; k = n = ${k}\n`);
+console.log('| W | m | 1 thread ms | ' + `${many.threads} threads ms | speed-up |`);
+console.log('|---|---|---|---|---|');
+const wq = Uint32Array.from({ length: (n * k) / 8 }, () => (rnd() * 2 ** 31) >>> 0);
+const qs = Float32Array.from({ length: n * (k / 64) }, () => rnd() * 0.01);
+for (const dtype of ['f32', 'bf16', 'q4']) {
+  const up = (be) =>
+    dtype === 'q4'
+      ? { w: be.upload(Tensor.from(wq, [n, k / 8], 'u32')), scales: be.upload(Tensor.from(qs, [n, k / 64], 'f32')), biases: be.upload(Tensor.from(qs, [n, k / 64], 'f32')), bits: 4, groupSize: 64, k, n, dispose() { this.w.dispose(); this.scales.dispose(); this.biases.dispose(); } }
+      : dtype === 'bf16' ? be.upload(Tensor.from(wb, [n, k], 'bf16'), { keepBf16: true }) : be.upload(Tensor.from(wf, [n, k], 'f32'));
+  const W1 = up(one), WT = up(many);
+  for (const m of quick ? [1, 64] : [1, 8, 64, 256]) {
+    const x = Float32Array.from({ length: m * k }, rnd);
+    const call = (be, W) => () => {
+      const y = W.bits ? be.quantizedLinear(Tensor.from(x, [m, k], 'f32'), W, undefined, []) : be.linear(Tensor.from(x, [m, k], 'f32'), W, undefined, []);
+      const out = new Float32Array(y.data);
+      y.dispose();
+      return out;
+    };
+    const f1 = call(one, W1), fT = call(many, WT);
+    const a = f1(), b = fT();
+    for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) throw new Error(`threads differ from one thread at ${i}`);
+    const rounds = quick ? 5 : m >= 64 ? 7 : 25;
+    const t1 = [], tT = [];
+    for (let r = 0; r < rounds; r++) {
+      let t = performance.now();
+      f1();
+      t1.push(performance.now() - t);
+      t = performance.now();
+      fT();
+      tT.push(performance.now() - t);
+    }
+    const med = (v) => v.slice().sort((p, q) => p - q)[v.length >> 1];
+    console.log(`| ${dtype} | ${m} | ${med(t1).toFixed(2)} | ${med(tT).toFixed(2)} | ${(med(t1) / med(tT)).toFixed(2)}× |`);
+  }
+  W1.dispose();
+  WT.dispose();
+}
+console.log('\nOutputs checked bit-identical between the two before timing.');

@@ -1,0 +1,127 @@
+import { WasmRuntimeError } from '../errors.js';
+import { type ThreadHandle, spawnThread } from './spawn-thread.js';
+import { CTL, type ColumnKernels, claimChunks, kernelTable } from './thread-body.js';
+import type { WasmRuntime } from './wasm.js';
+
+/** Stack bytes each worker gets (the kernels use a few KiB: tile accumulators). */
+const STACK_BYTES = 128 * 1024;
+/**
+ * Chunks start on multiples of this (the widest GEMV tile, cpp/linear.h PEFT_GEMV1_NR), so each chunk tiles as the
+ * whole layer does. (Any cut gives the same bits: every tile width computes an element in the same order.)
+ */
+export const COLUMN_ALIGN = 16;
+/** Below this many multiply-adds (m·k·n) a linear stays on the calling thread: waking workers costs more. */
+export const THREAD_MIN_WORK = 1 << 20;
+
+/** Kernel ids of thread-body.ts. */
+export const ThreadKernel = { F32Linear: 0, Bf16Linear: 1, QLinear: 2 } as const;
+export type ThreadKernel = (typeof ThreadKernel)[keyof typeof ThreadKernel];
+
+/**
+ * Columns per chunk when `threads` share n columns: about four chunks per thread (so a thread the OS has
+ * descheduled costs a quarter of its share, not all of it), a multiple of COLUMN_ALIGN, at least one group.
+ * Every column is computed by one thread exactly as one thread computes it: any chunking gives the same bits.
+ */
+export function chunkColumns(n: number, threads: number): number {
+  const w = Math.ceil(n / (threads * 4) / COLUMN_ALIGN) * COLUMN_ALIGN;
+  return Math.max(COLUMN_ALIGN, Math.max(w, Math.ceil(n / 0xffff / COLUMN_ALIGN) * COLUMN_ALIGN));
+}
+
+/**
+ * Workers that run kernels on a threads-build runtime's shared memory. A job is a kernel over the columns of y,
+ * cut into chunks (multiples of COLUMN_ALIGN columns) that the caller and the workers claim one at a time (thread-body.ts);
+ * the caller blocks until every chunk is done (`Atomics.wait`; a browser main thread, which may not block, spins),
+ * so `linear` stays synchronous. One pool per runtime; it only grows.
+ */
+export class ThreadPool {
+  private readonly ctl = new Int32Array(new SharedArrayBuffer(CTL.WORDS * 4));
+  private readonly workers: ThreadHandle[] = [];
+  private readonly stacks: number[] = [];
+  private readonly canBlock: boolean;
+  private growing: Promise<void> = Promise.resolve();
+  private readonly fns: ReturnType<typeof kernelTable>;
+
+  private constructor(private readonly rt: WasmRuntime) {
+    let block = true;
+    try {
+      Atomics.wait(this.ctl, CTL.DONE, 1, 0); // value differs: returns at once where blocking is allowed, throws where not
+    } catch {
+      block = false;
+    }
+    this.canBlock = block;
+    this.fns = kernelTable(rt.exports as unknown as ColumnKernels);
+  }
+
+  private static pools = new WeakMap<WasmRuntime, ThreadPool>();
+
+  /** The pool of `rt` (a threads build) with at least `workers` workers (at most 63). */
+  static async get(rt: WasmRuntime, workers: number): Promise<ThreadPool> {
+    let p = ThreadPool.pools.get(rt);
+    if (!p) ThreadPool.pools.set(rt, (p = new ThreadPool(rt)));
+    await p.grow(Math.min(workers, 63));
+    return p;
+  }
+
+  /** Workers started. */
+  get size(): number {
+    return this.workers.length;
+  }
+
+  private grow(n: number): Promise<void> {
+    this.growing = this.growing.then(async () => {
+      const sh = this.rt.shared;
+      if (!sh) throw new WasmRuntimeError('bad_option', 'threads need the shared-memory build', { where: 'ThreadPool' });
+      while (this.workers.length < n) {
+        const slot = this.workers.length + 1;
+        const stack = this.rt.malloc(STACK_BYTES);
+        const stackTop = (stack + STACK_BYTES) & ~15;
+        this.workers.push(await spawnThread({ module: sh.module, memory: sh.memory, ctl: this.ctl, slot, stackTop }));
+        this.stacks.push(stack);
+      }
+    });
+    return this.growing;
+  }
+
+  /**
+   * Columns [0, n) of a `kernel` call (its `args`: see kernelTable) in chunks of `width` columns (a multiple of
+   * COLUMN_ALIGN) over the caller and workers 1 … threads−1; thread t uses scratch + t·stride. Returns when all are done.
+   */
+  run(kernel: ThreadKernel, args: readonly number[], n: number, width: number, scratch: number, stride: number, threads: number): void {
+    const c = this.ctl;
+    const chunks = Math.ceil(n / width);
+    if (width % COLUMN_ALIGN !== 0 || chunks > 0xffff) throw new WasmRuntimeError('bad_option', 'bad chunking', { got: { width, chunks }, where: 'ThreadPool.run' });
+    const seq = ((Atomics.load(c, CTL.SEQ) + 1) & 0x3fffffff) || 1;
+    c[CTL.KERNEL] = kernel;
+    c[CTL.CHUNKS] = chunks;
+    c[CTL.WIDTH] = width;
+    for (let a = 0; a < args.length; a++) c[CTL.ARGS + a] = args[a] | 0;
+    c[CTL.N] = n;
+    c[CTL.SCRATCH] = scratch | 0;
+    c[CTL.STRIDE] = stride | 0;
+    c[CTL.LIMIT] = threads;
+    Atomics.store(c, CTL.DONE, 0);
+    Atomics.store(c, CTL.ERRORS, 0);
+    Atomics.store(c, CTL.TICKET, (seq & 0x7fff) << 16);
+    Atomics.store(c, CTL.SEQ, seq);
+    Atomics.notify(c, CTL.SEQ);
+    claimChunks(c, seq, 0, this.fns);
+    for (;;) {
+      const d = Atomics.load(c, CTL.DONE);
+      if (d >= chunks) break;
+      if (this.canBlock) Atomics.wait(c, CTL.DONE, d, 1000);
+    }
+    const failed = Atomics.load(c, CTL.ERRORS);
+    if (failed) throw new WasmRuntimeError('worker_failed', 'a kernel trapped in a thread', { got: `${failed} of ${chunks} chunks`, where: 'ThreadPool.run' });
+  }
+
+  /** Ends every worker and frees their stacks (the pool is then empty; `get` starts new ones). */
+  dispose(): void {
+    Atomics.store(this.ctl, CTL.SEQ, -1);
+    Atomics.notify(this.ctl, CTL.SEQ);
+    for (const w of this.workers) w.terminate();
+    for (const s of this.stacks) this.rt.free(s);
+    this.workers.length = 0;
+    this.stacks.length = 0;
+    ThreadPool.pools.delete(this.rt);
+  }
+}

@@ -1,0 +1,221 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { JsBackend } from '../../src/backends/js.js';
+import { WasmBackend } from '../../src/backends/wasm.js';
+import type { LoRADelta } from '../../src/backends/backend.js';
+import { COLUMN_ALIGN, THREAD_MIN_WORK, chunkColumns } from '../../src/runtime/threads.js';
+import { CTL, claimChunks, kernelTable } from '../../src/runtime/thread-body.js';
+import { Tensor } from '../../src/tensor.js';
+import { Linear } from '../../src/nn/linear.js';
+import { QuantizedLinear } from '../../src/nn/quantized-linear.js';
+import { EPS32, expectClose, randomF32, rng } from './helpers.js';
+
+/**
+ * Threads split the columns of y into chunks that the caller and workers claim, on a shared memory; each output element is computed by one thread
+ * exactly as one thread computes it. So: a threaded linear equals the one-thread linear bit for bit (f32 and bf16
+ * W, LoRA on and off, a DoRA row scale, every path: GEMV m ≤ 4, the bf16 GEMV chunks, the packed GEMM), a row's
+ * bits still do not depend on its batch, and both agree with the float64 reference (JsBackend) within the f32 bound.
+ * Shapes are above THREAD_MIN_WORK so the pool really runs; n is not a multiple of the split's alignment.
+ */
+describe('chunkColumns', () => {
+  it('gives chunks of whole COLUMN_ALIGN groups, about four per thread, never more than 65535 chunks', () => {
+    for (const n of [1, 7, 8, 9, 45, 1000, 1027, 4096, 1 << 20])
+      for (const t of [1, 2, 3, 4, 16]) {
+        const w = chunkColumns(n, t);
+        expect(w % COLUMN_ALIGN).toBe(0);
+        expect(w).toBeGreaterThanOrEqual(COLUMN_ALIGN);
+        expect(Math.ceil(n / w)).toBeLessThanOrEqual(Math.max(4 * t, 1));
+        expect(Math.ceil(n / w)).toBeLessThanOrEqual(0xffff);
+        if (n >= 64 * t) expect(Math.ceil(n / w)).toBeGreaterThanOrEqual(2 * t);
+      }
+  });
+});
+
+describe('claimChunks (the protocol every thread runs)', () => {
+  const job = (seq: number, n: number, width: number, limit: number, kernel = 1) => {
+    const c = new Int32Array(new SharedArrayBuffer(CTL.WORDS * 4));
+    c[CTL.SEQ] = seq;
+    c[CTL.TICKET] = (seq & 0x7fff) << 16;
+    c[CTL.KERNEL] = kernel;
+    c[CTL.CHUNKS] = Math.ceil(n / width);
+    c[CTL.WIDTH] = width;
+    c[CTL.N] = n;
+    c[CTL.SCRATCH] = 1000;
+    c[CTL.STRIDE] = 64;
+    c[CTL.LIMIT] = limit;
+    c.set([3, n, 17, 100, 200, 300, 400], CTL.ARGS);
+    return c;
+  };
+  type Fn = (a: number[], j0: number, j1: number, sp: number) => void;
+  it('each chunk is claimed once, with its own columns, the job\'s args and the thread\'s scratch; DONE counts them', () => {
+    const c = job(5, 100, 16, 2);
+    const seen: number[][] = [];
+    const fns: Fn[] = [() => { throw new Error('wrong kernel'); }, (a, j0, j1, sp) => seen.push([a[0], a[1], a[6], j0, j1, sp])];
+    claimChunks(c, 5, 1, fns);
+    expect(seen).toEqual([0, 16, 32, 48, 64, 80, 96].map((j0) => [3, 100, 400, j0, Math.min(100, j0 + 16), 1064]));
+    expect(c[CTL.DONE]).toBe(7);
+    claimChunks(c, 5, 0, fns); // nothing left
+    expect(seen.length).toBe(7);
+  });
+  it('a thread woken for an older job claims nothing of a newer one; threads at or above LIMIT stay out; a trap is counted', () => {
+    const calls: number[] = [];
+    const fns: Fn[] = [(_a, j0) => calls.push(j0)];
+    const c = job(6, 64, 16, 2, 0);
+    claimChunks(c, 5, 1, fns);
+    expect(calls).toEqual([]);
+    claimChunks(c, 6, 2, fns);
+    expect(calls).toEqual([]);
+    claimChunks(c, 6, 0, [() => { throw new Error('trap'); }]);
+    expect(c[CTL.ERRORS]).toBe(4);
+    expect(c[CTL.DONE]).toBe(4);
+  });
+  it('kernelTable passes each kernel its arguments in its ABI order', () => {
+    const got: Record<string, number[]> = {};
+    const rec = (name: string) => (...a: number[]) => void (got[name] = a);
+    const t = kernelTable({ peft_f32_linear_cols: rec('f32'), peft_f32xbf16_linear_cols: rec('bf16'), peft_f32_qlinear_cols: rec('q') });
+    const a = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+    t[0](a, 20, 30, 99);
+    t[1](a, 20, 30, 99);
+    t[2](a, 20, 30, 99);
+    expect(got.f32).toEqual([1, 2, 3, 20, 30, 4, 5, 6, 7, 99]); // m n k j0 j1 x w y ep scratch
+    expect(got.bf16).toEqual(got.f32);
+    expect(got.q).toEqual([1, 2, 3, 4, 5, 20, 30, 6, 7, 8, 9, 99, 10, 11]); // m n k bits group j0 j1 x wq scales biases scratch y ep
+  });
+});
+
+describe('threaded wasm linear', () => {
+  let one: WasmBackend;
+  let three: WasmBackend;
+  beforeAll(async () => {
+    one = await WasmBackend.create({ threads: 1 });
+    three = await WasmBackend.create({ threads: 3 });
+  });
+
+  it('the backends say how many threads run; a bad count is a typed error', async () => {
+    expect(one.threads).toBe(1);
+    expect(one.runtime.shared).toBeUndefined();
+    expect(three.threads).toBe(3);
+    expect(three.runtime.shared).toBeDefined();
+    expect(three.build).toBe(one.build);
+    // The pool really splits: the calling thread computes only the first range of a large layer.
+    const ex = three.runtime.exports as unknown as Record<string, (...a: number[]) => void>;
+    const orig = ex.peft_f32_linear_cols;
+    const ranges: number[][] = [];
+    ex.peft_f32_linear_cols = (...a: number[]) => {
+      ranges.push([a[3], a[4]]);
+      orig(...a);
+    };
+    try {
+      const W = three.upload(Tensor.from(new Float32Array(1024 * 1024), [1024, 1024], 'f32'));
+      three.linear(Tensor.from(new Float32Array(1024), [1, 1024], 'f32'), W, undefined, []).dispose();
+      W.dispose();
+    } finally {
+      ex.peft_f32_linear_cols = orig;
+    }
+    // The calling thread claims some of the chunks (how many depends on the scheduler: possibly none), whole chunks.
+    const w = chunkColumns(1024, 3);
+    for (const [j0, j1] of ranges) {
+      expect(j0 % w).toBe(0);
+      expect(j1).toBe(Math.min(1024, j0 + w));
+    }
+    await expect(WasmBackend.create({ threads: 0 })).rejects.toMatchObject({ code: 'bad_option' });
+    await expect(WasmBackend.create({ threads: 1.5 })).rejects.toMatchObject({ code: 'bad_option' });
+  });
+
+  const n = 1027;
+  const k = 1029;
+  expect(n * k).toBeGreaterThanOrEqual(THREAD_MIN_WORK);
+  for (const dtype of ['f32', 'bf16'] as const)
+    for (const lora of [false, true]) {
+      it(`${dtype} W${lora ? ', two LoRA terms + lora bias + row scale' : ''}: threads = 3 equals threads = 1 bit for bit at m = 1…5, 9, 17; rows batch-invariant; within the f32 bound of float64`, () => {
+        const rand = rng(dtype === 'f32' ? 11 : 12);
+        const wf = randomF32(rand, n * k);
+        const bias = randomF32(rand, n);
+        const ranks = lora ? [8, 3] : [];
+        const a = ranks.map((r) => randomF32(rand, k * r));
+        const b = ranks.map((r) => randomF32(rand, r * n));
+        const lb = randomF32(rand, n);
+        const rs = Float32Array.from(randomF32(rand, n), (v) => 0.5 + Math.abs(v));
+        const x = randomF32(rng(5), 17 * k);
+        const setup = (be: WasmBackend | JsBackend) => {
+          const w = Tensor.from(wf, [n, k], 'f32');
+          const W = dtype === 'bf16' ? be.upload(Tensor.from(toBf16(wf), [n, k], 'bf16'), { keepBf16: true }) : be.upload(w);
+          const deltas: LoRADelta[] = ranks.map((r, i) => ({
+            a: be.upload(Tensor.from(a[i], [k, r], 'f32')),
+            b: be.upload(Tensor.from(b[i], [r, n], 'f32')),
+            scale: 0.5 + i,
+            ...(i === 1 ? { bias: be.upload(Tensor.from(lb, [n], 'f32')) } : {}),
+          }));
+          const B = be.upload(Tensor.from(bias, [n], 'f32'));
+          const R = lora ? be.upload(Tensor.from(rs, [n], 'f32')) : undefined;
+          return (from: number, m: number) => {
+            const y = be.linear(Tensor.from(x.slice(from * k, (from + m) * k), [m, k], 'f32'), W, B, deltas, R);
+            const out = Float64Array.from(y.data as Float32Array);
+            y.dispose();
+            return out;
+          };
+        };
+        const r1 = setup(one);
+        const r3 = setup(three);
+        const ref = setup(new JsBackend());
+        const alone = Array.from({ length: 17 }, (_, i) => r3(i, 1));
+        for (const m of [1, 2, 3, 4, 5, 9, 17]) {
+          const y3 = r3(0, m);
+          const y1 = r1(0, m);
+          expect(bits(y3), `m=${m}: 3 threads vs 1`).toEqual(bits(y1));
+          for (let i = 0; i < m; i++) expect(bits(y3.subarray(i * n, (i + 1) * n)), `m=${m} row ${i} vs alone`).toEqual(bits(alone[i]));
+          if (m === 5) {
+            const y = ref(0, m);
+            // |Δ| ≤ (k/4 + 4 + Σr)·2⁻²³·Σ|terms| (linear.h); with |x|, |w|, |A|, |B|, |bias| ≤ 1 and row scale ≤ 1.5:
+            // Σ|terms| ≤ 1.5·(k + Σ_d s_d·r_d·k + 2) + 1.
+            const mag = 1.5 * (k + ranks.reduce((s, r, i) => s + (0.5 + i) * r * k, 0) + 2) + 1;
+            expectClose(y3, y, () => (k / 4 + 4 + 11) * EPS32 * mag, `${dtype} m=5`);
+          }
+        }
+      });
+    }
+});
+
+describe('threaded wasm quantised linear', () => {
+  it('4-bit W (group 64), with and without LoRA: threads = 3 equals threads = 1 bit for bit at m = 1…5, 9; rows batch-invariant', async () => {
+    const one = await WasmBackend.create({ threads: 1 });
+    const three = await WasmBackend.create({ threads: 3 });
+    const n = 1030;
+    const k = 1024;
+    expect(n * k).toBeGreaterThanOrEqual(THREAD_MIN_WORK);
+    const rand = rng(21);
+    const wf = randomF32(rand, n * k);
+    const bias = randomF32(rand, n);
+    const a = randomF32(rand, k * 8);
+    const b = randomF32(rand, 8 * n);
+    const x = randomF32(rng(9), 9 * k);
+    const setup = (be: WasmBackend, lora: boolean) => {
+      const q = QuantizedLinear.fromLinear(new Linear(Tensor.from(wf, [n, k], 'f32'), Tensor.from(bias, [n], 'f32'), { backend: be }), { bits: 4, groupSize: 64 }).q;
+      const B = be.upload(Tensor.from(bias, [n], 'f32'));
+      const deltas: LoRADelta[] = lora ? [{ a: be.upload(Tensor.from(a, [k, 8], 'f32')), b: be.upload(Tensor.from(b, [8, n], 'f32')), scale: 0.5 }] : [];
+      return (from: number, m: number) => {
+        const y = be.quantizedLinear(Tensor.from(x.slice(from * k, (from + m) * k), [m, k], 'f32'), q, B, deltas);
+        const out = Float64Array.from(y.data as Float32Array);
+        y.dispose();
+        return out;
+      };
+    };
+    for (const lora of [false, true]) {
+      const r1 = setup(one, lora);
+      const r3 = setup(three, lora);
+      const alone = Array.from({ length: 9 }, (_, i) => r3(i, 1));
+      for (const m of [1, 2, 3, 4, 5, 9]) {
+        const y3 = r3(0, m);
+        expect(bits(y3), `lora=${lora} m=${m}: 3 threads vs 1`).toEqual(bits(r1(0, m)));
+        for (let i = 0; i < m; i++) expect(bits(y3.subarray(i * n, (i + 1) * n)), `lora=${lora} m=${m} row ${i}`).toEqual(bits(alone[i]));
+      }
+    }
+  });
+});
+
+function toBf16(f: Float32Array): Uint16Array<ArrayBuffer> {
+  const u = new Uint32Array(f.buffer, f.byteOffset, f.length);
+  return Uint16Array.from(u, (v) => ((v + 0x7fff + ((v >>> 16) & 1)) >>> 16) & 0xffff);
+}
+function bits(a: Float64Array): number[] {
+  return Array.from(new Uint32Array(Float32Array.from(a).buffer));
+}
