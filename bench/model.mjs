@@ -255,7 +255,9 @@ async function rounds(engines, tasks, { n, warmupMs, seed, log }) {
 const pairedRatio = (a, b) => median(a.map((x, i) => x / b[i]));
 
 async function runPycoder({ lib, quick, log }) {
-  const be = await lib.init();
+  // One thread, as the peer's first row; init()'s default takes every core, which gets its own rows below.
+  const be = await lib.createBackend('wasm', { threads: 1 });
+  const be2 = await lib.createBackend('wasm', { threads: 2 });
   const cfg = JSON.parse(readFileSync(`${PYCODER}base/config.json`, 'utf8'));
   const oracle = JSON.parse(readFileSync(`${ORACLE}oracle.json`, 'utf8'));
   const oracleT = readSafetensors(`${ORACLE}oracle.safetensors`);
@@ -269,10 +271,12 @@ async function runPycoder({ lib, quick, log }) {
 
   const bf16 = await lib.CausalLM.load(`${PYCODER}base`, { backend: be, weightDtype: 'bf16' });
   const f32 = await lib.CausalLM.load(`${PYCODER}base`, { backend: be, weightDtype: 'f32' });
+  const bf16t2 = await lib.CausalLM.load(`${PYCODER}base`, { backend: be2, weightDtype: 'bf16' });
   const version = lib.VERSION ?? '0.1.0';
   const engines = [
-    oursEngine(bf16, 'ours-bf16', `peftjs ${version} wasm, 1 thread, bf16 weights`, 'bf16', 'ours bf16'),
-    oursEngine(f32, 'ours-f32', `peftjs ${version} wasm, 1 thread, f32 weights`, 'f32', 'ours f32'),
+    oursEngine(bf16, 'ours-bf16', `peftjs ${version} wasm (${be.build}), 1 thread, bf16 weights`, 'bf16', 'ours bf16'),
+    oursEngine(f32, 'ours-f32', `peftjs ${version} wasm (${be.build}), 1 thread, f32 weights`, 'f32', 'ours f32'),
+    oursEngine(bf16t2, 'ours-bf16-2t', `peftjs ${version} wasm (${be2.build}), ${be2.threads} threads, bf16 weights`, 'bf16', 'ours bf16 2t'),
     await ortEngine({ graphs, cfg, threads: 1 }),
     await ortEngine({ graphs, cfg, threads: 2 }),
   ];
@@ -354,7 +358,7 @@ function pycoderTables(r) {
 // ---------------------------------------------------------------------------------------------------- part 2
 
 async function runSynthetic({ lib, quick, log }) {
-  const be = await lib.init();
+  const be = await lib.createBackend('wasm', { threads: 1 });
   const t0 = performance.now();
   let ckpt = syntheticCheckpoint(lib.writeSafetensors);
   const { params, weightBytes } = ckpt;
@@ -469,7 +473,7 @@ function verifyAt(verify, rows) {
 }
 
 async function runSpeculative({ lib, quick, log }) {
-  const be = await lib.init();
+  const be = await lib.createBackend('wasm', { threads: 1 });
   const lm = await lib.CausalLM.load(`${PYCODER}base`, { backend: be, weightDtype: 'bf16' });
   const oracle = JSON.parse(readFileSync(`${ORACLE}oracle.json`, 'utf8'));
   const drafters = [];
@@ -621,7 +625,7 @@ async function webgpuHere({ lib, quick, log, report = () => {} }) {
   if (!gpu.be) return { skipped: gpu.reason };
   log(`  WebGPU adapter: ${gpu.adapter}${gpu.software ? ' (software)' : ''}`);
   const out = { adapter: gpu.adapter, software: gpu.software };
-  const wasm = await lib.init();
+  const wasm = await lib.createBackend('wasm', { threads: 1 });
   let lm;
   let wasmLm;
   try {

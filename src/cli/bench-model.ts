@@ -25,7 +25,8 @@ export async function benchModel(o: BenchModelOptions = {}, log: (s: string) => 
   const exitAfter = o.exitAfter ?? (o.model ? undefined : 3);
   const backend: Backend = await init();
   const lm = await CausalLM.load(model, { backend, weightDtype: 'bf16' });
-  log(`${lm} · weights bf16`);
+  const wb = backend as Backend & { build?: string; threads?: number };
+  log(`${lm} · weights bf16 · ${wb.build ?? backend.name}, ${wb.threads ?? 1} thread(s)`);
   const med = (v: number[]) => [...v].sort((a, b) => a - b)[v.length >> 1];
   const V = lm.config.vocab;
   for (const S of [16, 64, 256].filter((s) => s < lm.maxLength)) {
