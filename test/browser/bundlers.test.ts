@@ -148,7 +148,10 @@ async function runWorkerApp(url: string): Promise<string[]> {
   const errors: string[] = [];
   const workers: string[] = [];
   p.on('pageerror', (e) => errors.push(String(e)));
-  p.on('worker', (w) => workers.push(w.url()));
+  // Script workers only: the wasm backend's thread workers (Blob URLs, in cross-origin isolated pages) aside.
+  p.on('worker', (w) => {
+    if (!w.url().startsWith('blob:') && /\.m?js(\?|$)/.test(new URL(w.url()).pathname + new URL(w.url()).search)) workers.push(w.url());
+  });
   try {
     await p.goto(url);
     await p.waitForFunction(() => (window as unknown as { __result?: unknown }).__result !== undefined, undefined, { timeout: 60_000 });

@@ -24,7 +24,10 @@ test('chromium: WorkerLM runs pycoder in a Web Worker and streams the oracle gre
   const errors: string[] = [];
   page.on('pageerror', (e) => errors.push(String(e)));
   const workers: string[] = [];
-  page.on('worker', (w) => workers.push(new URL(w.url()).pathname));
+  // The model's worker only: the wasm backend's own thread workers (Blob URLs, cross-origin isolated pages) aside.
+  page.on('worker', (w) => {
+    if (/\.m?js$/.test(new URL(w.url()).pathname)) workers.push(new URL(w.url()).pathname);
+  });
   await page.goto(`${h.base}/test/browser/worker.html`);
   await page.waitForFunction(() => (window as unknown as { __result?: unknown }).__result !== undefined, undefined, { timeout: 60_000 });
   type Result = {
