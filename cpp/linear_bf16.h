@@ -162,6 +162,23 @@ static inline size_t f32xbf16_linear_scratch_floats(size_t m, size_t k) {
   return simd > scalar ? simd : scalar;
 }
 
+// The GEMM path (m > BF16_GEMV_MAX_M), kept out of line. Inlined into f32xbf16_linear_cols__simd128 (one wasm
+// function holding every GEMV instantiation too), V8's register allocator spilled the 2×4 tile's accumulators
+// around its k-loop: bf16 ran 1.5–1.8× the f32 time at every m (widening itself costs ~nothing). clang honours
+// noinline; emcc's wasm-opt inlines any function with one call site, hence the two call sites below.
+__attribute__((noinline)) static void f32xbf16_gemm__simd128(size_t m, size_t n, size_t k, size_t j0, size_t j1,
+                                                             const float* __restrict x, const uint16_t* __restrict w,
+                                                             float* __restrict y, const Epilogue* ep,
+                                                             float* __restrict scratch) {
+  float* ws = (float*)(((uintptr_t)scratch + 15) & ~(uintptr_t)15) + m * 16;  // right after the lanes, 16-byte aligned
+  f32_gemm_dot(m, n, k, j0, j1, x, y, ep, scratch,
+               [w, k, ws](size_t j, size_t rows, size_t p0, size_t kc) {
+                 bf16_widen_strip__simd128(rows, kc, k, w + j * k + p0, ws);
+                 return WStrip{ws, kc};
+               },
+               [w, k](size_t j, size_t p) { return bf16_to_f32_1(w[j * k + p]); });
+}
+
 // Columns [j0, j1) of y [m,n] = epilogue(x [m,k] · widen(W [n,k] bf16)ᵀ): one thread's share, each element
 // computed as the whole layer computes it.
 static inline void f32xbf16_linear_cols__simd128(size_t m, size_t n, size_t k, size_t j0, size_t j1,
@@ -176,13 +193,9 @@ static inline void f32xbf16_linear_cols__simd128(size_t m, size_t n, size_t k, s
     return;
   }
   if (m > BF16_GEMV_MAX_M) {
-    float* ws = scratch + m * 16 + 4;
-    f32_gemm_dot(m, n, k, j0, j1, x, y, ep, scratch,
-                 [w, k, ws](size_t j, size_t rows, size_t p0, size_t kc) {
-                   bf16_widen_strip__simd128(rows, kc, k, w + j * k + p0, ws);
-                   return WStrip{ws, kc};
-                 },
-                 [w, k](size_t j, size_t p) { return bf16_to_f32_1(w[j * k + p]); });
+    // Two call sites on purpose: wasm-opt inlines a function called once whatever its attributes (see above).
+    if (ep) f32xbf16_gemm__simd128(m, n, k, j0, j1, x, w, y, ep, scratch);
+    else f32xbf16_gemm__simd128(m, n, k, j0, j1, x, w, y, nullptr, scratch);
     return;
   }
   // GEMV on chunks of up to 4 rows (the epilogue left is per column: bias, row scale, lora bias).
