@@ -4,8 +4,8 @@ import type { AttentionShape } from './backend.js';
 
 /**
  * The transformer ops of `Backend` as plain loops over f32 views, accumulating in float64 and rounding once
- * per output element: the js backend's reference implementation (and what the wasm/WGSL kernels are tested
- * against). `alloc` makes an uninitialised f32 tensor where the backend keeps its tensors; every input must
+ * per output element: the js backend's implementation (the wasm and WGSL kernels have their own float64
+ * references in their tests). `alloc` makes an uninitialised f32 tensor where the backend keeps its tensors; every input must
  * expose `.data` synchronously (cpu or wasm storage). Views are taken after the output is allocated (a wasm
  * allocation may grow memory and detach older views).
  */

@@ -1,4 +1,4 @@
-import type { Backend } from '../backends/backend.js';
+import type { AttentionShape, Backend } from '../backends/backend.js';
 import type { Tensor } from '../tensor.js';
 import type { LayerOptions } from '../nn/linear.js';
 import type { Module } from '../nn/module.js';
@@ -73,6 +73,28 @@ export function finalLogits(backend: Backend, norm: Module, head: Module, x: Ten
 }
 
 type Forwardable = Module & { forward(x: Tensor): Tensor };
+
+/**
+ * Writes this layer's k, v [m, kvHeads·hd] into the cache at `start …` and attends q over it (causal GQA);
+ * q, k and v are consumed (disposed). → [m, heads·hd].
+ */
+export function cachedAttention(b: Backend, cache: KVCache, layer: number, q: Tensor, k: Tensor, v: Tensor, start: number, shape: AttentionShape, scale: number): Tensor {
+  b.kvWrite(cache.k[layer], k, start, shape.kvHeads, shape.headDim);
+  b.kvWrite(cache.v[layer], v, start, shape.kvHeads, shape.headDim);
+  k.dispose();
+  v.dispose();
+  const a = b.attention(q, cache.k[layer], cache.v[layer], start, shape, scale);
+  q.dispose();
+  return a;
+}
+
+/** The residual stream: `x += proj(h)`, in place; h is consumed (disposed). */
+export function addProjection(b: Backend, x: Tensor, proj: Module, h: Tensor): void {
+  const o = (proj as Forwardable).forward(h);
+  h.dispose();
+  b.addInPlace(x, o);
+  o.dispose();
+}
 
 /** The child `name` of `parent` as it is now (a LoRA wrapper after apply). */
 export function child<T extends Module = Module & { forward(x: Tensor): Tensor }>(parent: Module, name: string): T {

@@ -5,7 +5,7 @@ import { Linear, type LayerOptions } from '../nn/linear.js';
 import { Module } from '../nn/module.js';
 import { RMSNorm } from '../nn/norm.js';
 import type { Tensor } from '../tensor.js';
-import { type Architecture, type Decoder, type DecoderForwardOptions, child, finalLogits } from './architecture.js';
+import { type Architecture, type Decoder, type DecoderForwardOptions, addProjection, cachedAttention, child, finalLogits } from './architecture.js';
 import { checkHeads, type ConfigReader, type DecoderConfig } from './config.js';
 import type { KVCache } from './kv-cache.js';
 import { RopeTable } from './rope-table.js';
@@ -159,16 +159,7 @@ export class LlamaDecoder implements Decoder {
       h.dispose();
       b.rope(q, cos, sin, c.heads, c.headDim, start);
       b.rope(k, cos, sin, c.kvHeads, c.headDim, start);
-      b.kvWrite(cache.k[l], k, start, c.kvHeads, c.headDim);
-      b.kvWrite(cache.v[l], v, start, c.kvHeads, c.headDim);
-      k.dispose();
-      v.dispose();
-      const a = b.attention(q, cache.k[l], cache.v[l], start, shape, scale);
-      q.dispose();
-      const o = child<Forwardable>(attn, 'o_proj').forward(a);
-      a.dispose();
-      b.addInPlace(x, o);
-      o.dispose();
+      addProjection(b, x, child(attn, 'o_proj'), cachedAttention(b, cache, l, q, k, v, start, shape, scale));
       const h2 = child<Forwardable>(block, 'post_attention_layernorm').forward(x);
       const g = child<Forwardable>(mlp, 'gate_proj').forward(h2);
       const u = child<Forwardable>(mlp, 'up_proj').forward(h2);
@@ -176,10 +167,7 @@ export class LlamaDecoder implements Decoder {
       const s = b.swiglu(g, u);
       g.dispose();
       u.dispose();
-      const dn = child<Forwardable>(mlp, 'down_proj').forward(s);
-      s.dispose();
-      b.addInPlace(x, dn);
-      dn.dispose();
+      addProjection(b, x, child(mlp, 'down_proj'), s);
     }
     cache.commit(start + m);
     return finalLogits(b, child(this.model, 'norm'), child(this.root, 'lm_head'), x, opts.lastOnly);
