@@ -8,9 +8,9 @@
 //   multiply-add, rounded as written: the kernels and the reference agree bit for bit on W).
 //   Requires k % group == 0 and group ∈ {32, 64, 128}, so a 32-element chunk never straddles two groups.
 // Linear
-//   y = epilogue(x · Wᵀ). SIMD128: the fused GEMV that never writes W out (f32_qgemv, below), on chunks of ≤ 4
-//   rows of x for every m, so a row's bits never depend on the batch (each chunk re-decodes W: a prefill of m
-//   rows decodes it ⌈m/4⌉ times; the decode step, the case that matters, decodes it once).
+//   y = epilogue(x · Wᵀ). SIMD128: for m ≤ 4 the fused GEMV that never writes W out (f32_qgemv, below); above,
+//   a GEMM (f32_qgemm) that decodes W strip by strip into L1 once per call and does the GEMV's arithmetic in the
+//   GEMV's order for every element, so a row's bits never depend on the batch.
 //   In the scalar reference: strips of QUANT_STRIP rows are dequantised into caller scratch
 //   [QUANT_STRIP, k] f32 and fed to the f32 GEMM of linear.h; the packed weight is read once per call, the f32
 //   strip stays in L1/L2. Its order is linear.h's (k order on the dequantised W), also the same for every m;
@@ -239,14 +239,157 @@ static inline void f32_qgemv_m__simd128(size_t m, size_t n, size_t k, size_t j0,
   }
 }
 
+// ---------------------------------------------------------------------------------------------------------
+// Prefill (m > QUANT_GEMV_MAX_M, SIMD128), f32_qgemm: the fused GEMV's arithmetic, element for element, with W
+// decoded once per call instead of once per 4 rows. Per strip of 4 W rows and k-block of KC (whole groups), the
+// strip's codes are decoded into qs [4][kc] (f32 integers in xq's order, 8 KiB: stays in L1) and swept by every
+// row of x in 2×4 tiles. For output (i, j) and group g the tile computes acc = Σ madd(xq, q) over the group in the
+// GEMV's order, then lanes[i][j] = lanes + s_g·acc (the GEMV's `row`, carried between groups and k-blocks in
+// scratch P [m][4]); the bias term Σ_g b_g·xs[i,g] and the lane sum are added at the end as the GEMV adds them.
+// So a row's bits are the same for every m (batch invariance) at the GEMM's speed.
+#ifndef PEFT_QUANT_GEMV_MAX_M
+#define PEFT_QUANT_GEMV_MAX_M 4
+#endif
+constexpr size_t QUANT_GEMV_MAX_M = PEFT_QUANT_GEMV_MAX_M;
+constexpr size_t QUANT_KC = 512;  // a multiple of every group size (32, 64, 128)
+// The tile: 2 rows of x × 4 W rows. Measured (k = n = 4096, 4-bit g64, ÷ the f32 GEMM's time at m = 8 / 64):
+// 2×4 0.99 / 0.88, 3×4 0.81 / 0.64, 2×2 0.87 / 0.73, 1×4 0.83 / 0.68, 2×1 0.68 / 0.55.
+constexpr int QMR = 2, QNR = 4;
+
+// codes of W rows [0, rows) (row stride row_bytes), elements [p0, p0 + kc) → qs [rows][kc] f32 in xq's order.
+template <int BITS>
+static inline void f32_qdecode_strip__simd128(size_t rows, size_t kc, size_t p0, size_t row_bytes,
+                                              const uint8_t* __restrict wq, float* __restrict qs) {
+  const QConsts consts;
+  for (size_t j = 0; j < rows; j++)
+    for (size_t p = 0; p < kc; p += 32) {
+      v128_t q[8];
+      f32_qdecode32__simd128<BITS>(wq + j * row_bytes + (p0 + p) * BITS / 8, consts, q);
+      for (int c = 0; c < 8; c++) wasm_v128_store(qs + j * kc + p + 4 * c, q[c]);
+    }
+}
+
+// MR rows of x × NR decoded W rows over one k-block: per group, fresh accumulators, then lanes += s·acc (the lanes
+// are locals over the block; at 2×4 V8 keeps the accumulators in registers and the lanes on the stack).
+template <int MR, int NR>
+static inline void f32_qgemm_block__simd128(size_t kc, size_t group, const float* __restrict xq, size_t ldx,
+                                            const float* __restrict qs, const float* __restrict sc, size_t lds,
+                                            v128_t* __restrict lanes) {
+  v128_t row[MR][NR];
+  for (int i = 0; i < MR; i++)
+    for (int j = 0; j < NR; j++) row[i][j] = lanes[i * 4 + j];
+  for (size_t g0 = 0; g0 < kc; g0 += group) {
+    v128_t acc[MR][NR];
+    for (int i = 0; i < MR; i++)
+      for (int j = 0; j < NR; j++) acc[i][j] = wasm_f32x4_splat(0.0f);
+    for (size_t p = g0; p < g0 + group; p += 4) {
+      v128_t xv[MR];
+      for (int i = 0; i < MR; i++) xv[i] = wasm_v128_load(xq + i * ldx + p);
+      for (int j = 0; j < NR; j++) {
+        const v128_t qv = wasm_v128_load(qs + j * kc + p);
+        for (int i = 0; i < MR; i++) acc[i][j] = f32x4_madd(xv[i], qv, acc[i][j]);
+      }
+    }
+    const size_t g = g0 / group;
+    for (int j = 0; j < NR; j++) {
+      const v128_t sv = wasm_f32x4_splat(sc[j * lds + g]);
+      for (int i = 0; i < MR; i++) row[i][j] = wasm_f32x4_add(row[i][j], wasm_f32x4_mul(sv, acc[i][j]));
+    }
+  }
+  for (int i = 0; i < MR; i++)
+    for (int j = 0; j < NR; j++) lanes[i * 4 + j] = row[i][j];
+}
+
+// Columns [j0, j1) for all m rows; xq [m,k], xs [m,groups] prepared; lanes: P [m][4] v128; qs: [4][QUANT_KC];
+// bt: [groups][4].
+template <int BITS>
+__attribute__((noinline)) static void f32_qgemm__simd128(size_t m, size_t n, size_t k, size_t j0, size_t j1,
+                                                         size_t group, const float* __restrict xq,
+                                                         const float* __restrict xs, const uint32_t* __restrict wq,
+                                                         const float* __restrict scales, const float* __restrict biases,
+                                                         float* __restrict y, const Epilogue* ep,
+                                                         v128_t* __restrict lanes, float* __restrict qs,
+                                                         float* __restrict bt) {
+  const size_t row_bytes = k * BITS / 8, groups = k / group;
+  const uint8_t* w8 = (const uint8_t*)wq;
+  for (size_t j = j0; j < j1;) {
+    const size_t nr = j1 - j >= 4 ? 4 : 1;
+    for (size_t q = 0; q < m * 4; q++) lanes[q] = wasm_f32x4_splat(0.0f);
+    for (size_t p0 = 0; p0 < k; p0 += QUANT_KC) {
+      const size_t kc = p0 + QUANT_KC < k ? QUANT_KC : k - p0;
+      f32_qdecode_strip__simd128<BITS>(nr, kc, p0, row_bytes, w8 + j * row_bytes, qs);
+      const float* sc = scales + j * groups + p0 / group;
+      size_t i = 0;
+      if (nr == 4) {
+        for (; i + QMR <= m; i += QMR)
+          f32_qgemm_block__simd128<QMR, QNR>(kc, group, xq + i * k + p0, k, qs, sc, groups, lanes + i * 4);
+        for (; i < m; i++)
+          f32_qgemm_block__simd128<1, QNR>(kc, group, xq + i * k + p0, k, qs, sc, groups, lanes + i * 4);
+      } else {
+        for (; i < m; i++) f32_qgemm_block__simd128<1, 1>(kc, group, xq + i * k + p0, k, qs, sc, groups, lanes + i * 4);
+      }
+    }
+    // The GEMV's finish: ((l0 + l2) + (l1 + l3)) + Σ_g b_g·xs_g (that sum in g order, one lane per column, the
+    // strip's biases transposed to bt [groups][4] first), then the epilogue.
+    for (size_t g = 0; g < groups; g++)
+      for (size_t c = 0; c < 4; c++) bt[g * 4 + c] = c < nr ? biases[(j + c) * groups + g] : 0.0f;
+    for (size_t i = 0; i < m; i++) {
+      const float* xsr = xs + i * groups;
+      v128_t bsum = wasm_f32x4_splat(0.0f);
+      for (size_t g = 0; g < groups; g++)
+        bsum = wasm_f32x4_add(bsum, wasm_f32x4_mul(wasm_v128_load(bt + g * 4), wasm_v128_load32_splat(xsr + g)));
+      alignas(16) float out[1][4];
+      wasm_v128_store(out[0], bsum);
+      for (size_t c = 0; c < nr; c++) {
+        const v128_t a = lanes[i * 4 + c];
+        out[0][c] = ((wasm_f32x4_extract_lane(a, 0) + wasm_f32x4_extract_lane(a, 2)) +
+                     (wasm_f32x4_extract_lane(a, 1) + wasm_f32x4_extract_lane(a, 3))) +
+                    out[0][c];
+      }
+      if (nr == 4) f32_store_tile__simd128<1, 4>(out, y + i * n + j, n, false, ep, i, j);
+      else {
+        float o1[1][1] = {{out[0][0]}};
+        f32_store_tile__simd128<1, 1>(o1, y + i * n + j, n, false, ep, i, j);
+      }
+    }
+    j += nr;
+  }
+}
+
+// Scratch floats the quantised linear needs for m rows (both twins): the GEMV's x chunk [4,k] + sums [4,k/group]
+// (≤ QUANT_STRIP·k, also the scalar twin's strip); the GEMM's xq [m,k], xs [m,k/32], lanes [m][4] v128, qs [4,KC],
+// bt [k/32][4].
+static inline size_t f32_qlinear_scratch_floats(size_t m, size_t k) {
+  const size_t gemv = QUANT_STRIP * k;
+  const size_t gemm = m > QUANT_GEMV_MAX_M ? m * k + m * (k / 32) + m * 16 + 4 * QUANT_KC + k / 8 + 8 : 0;
+  return gemv > gemm ? gemv : gemm;
+}
+
 // Columns [j0, j1) of the SIMD128 quantised linear below (one thread's share: each element computed as the whole
-// call computes it). Every thread stages its own x chunks in its own scratch.
+// call computes it). Every thread stages its own x in its own scratch.
 static inline void f32_qlinear_cols__simd128(size_t m, size_t n, size_t k, size_t bits, size_t group, size_t j0,
                                              size_t j1, const float* __restrict x, const uint32_t* __restrict wq,
                                              const float* __restrict scales, const float* __restrict biases,
                                              float* __restrict scratch, float* __restrict y, const Epilogue* ep) {
   assert(m > 0 && n > 0 && k > 0 && x && wq && scales && biases && scratch && y && j0 <= j1 && j1 <= n);
   if (j0 >= j1) return;
+  if (m > QUANT_GEMV_MAX_M) {
+    float* xq = scratch;                 // [m,k]
+    float* xs = xq + m * k;              // [m,k/group]
+    v128_t* lanes = (v128_t*)(((uintptr_t)(xs + m * (k / 32)) + 15) & ~(uintptr_t)15);  // [m][4]
+    float* qs = (float*)(lanes + m * 4);  // [4,QUANT_KC]
+    float* bt = qs + 4 * QUANT_KC;        // [k/group][4]
+    f32_qgemv_prepare(m, k, bits, group, x, xq, xs);
+    // Two call sites each: wasm-opt inlines a function called once (see linear_bf16.h).
+    if (bits == 4) {
+      if (ep) f32_qgemm__simd128<4>(m, n, k, j0, j1, group, xq, xs, wq, scales, biases, y, ep, lanes, qs, bt);
+      else f32_qgemm__simd128<4>(m, n, k, j0, j1, group, xq, xs, wq, scales, biases, y, nullptr, lanes, qs, bt);
+    } else {
+      if (ep) f32_qgemm__simd128<8>(m, n, k, j0, j1, group, xq, xs, wq, scales, biases, y, ep, lanes, qs, bt);
+      else f32_qgemm__simd128<8>(m, n, k, j0, j1, group, xq, xs, wq, scales, biases, y, nullptr, lanes, qs, bt);
+    }
+    return;
+  }
   if (ep && ep->nterms > 0) {  // as f32_linear: plain sums, then the B-streaming epilogue pass
     f32_qlinear_cols__simd128(m, n, k, bits, group, j0, j1, x, wq, scales, biases, scratch, y, nullptr);
     f32_gemv_epilogue(m, n, j0, j1, y, ep);
@@ -262,11 +405,8 @@ static inline void f32_qlinear_cols__simd128(size_t m, size_t n, size_t k, size_
   }
 }
 
-// Scratch floats the quantised linear needs for m rows (both twins).
-static inline size_t f32_qlinear_scratch_floats(size_t, size_t k) { return QUANT_STRIP * k; }
-
 // y [m,n] = epilogue(x [m,k] · dequantize(Wq)ᵀ); scratch: f32_qlinear_scratch_floats(m, k).
-// SIMD128: the fused GEMV above on chunks of ≤ 4 rows (the same per-row sums for every m). The scalar twin (the
+// SIMD128: the fused GEMV (m ≤ 4) or f32_qgemm (same per-element order: the same bits for every m). The scalar twin (the
 // reference): strips of QUANT_STRIP rows dequantised into scratch and fed to linear.h's GEMM.
 template <class Isa>
 static inline void f32_qlinear(size_t m, size_t n, size_t k, size_t bits, size_t group, const float* __restrict x,

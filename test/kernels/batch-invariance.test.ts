@@ -10,13 +10,13 @@ import { randomF32, rng } from './helpers.js';
 /**
  * Batch invariance: a row's output never depends on how many rows ride with it. Every row of a batch of
  * m = 5, 9, 17 (the GEMV m ≤ 4 chunks, the small-m and the packed-GEMM paths) must equal, bit for bit, the same
- * row computed alone (m = 1), and the first four rows computed as a batch of 4. f32, bf16 and 4-bit W, with and
+ * row computed alone (m = 1), and the first four rows computed as a batch of 4. f32, bf16, 4-bit and 8-bit W, with and
  * without LoRA deltas (+ lora bias and a DoRA row scale). k crosses the GEMM's k-block (512) and leaves tails
  * (k % 8, n % 16). The reference is the same backend on m = 1: what speculative decoding compares against.
  * On wasm the scalar twins are also checked against the SIMD kernels (f32 and bf16: same order, same bits).
  */
 
-type WeightKind = 'f32' | 'bf16' | 'q4';
+type WeightKind = 'f32' | 'bf16' | 'q4' | 'q8';
 interface Case {
   kind: WeightKind;
   k: number;
@@ -25,8 +25,9 @@ interface Case {
   rowScale: boolean;
 }
 const cases: Case[] = [];
-for (const kind of ['f32', 'bf16', 'q4'] as const) {
-  const k = kind === 'q4' ? 576 : 1030;
+for (const kind of ['f32', 'bf16', 'q4', 'q8'] as const) {
+  // Quantised k: whole groups, across the quantised GEMM's k-block (512) with a partial last block.
+  const k = kind === 'q4' ? 576 : kind === 'q8' ? 640 : 1030;
   cases.push({ kind, k, n: 45, ranks: [], rowScale: false });
   cases.push({ kind, k, n: 45, ranks: [8], rowScale: false });
   cases.push({ kind, k, n: 37, ranks: [16, 3], rowScale: true });
@@ -42,8 +43,8 @@ function build(be: Backend, c: Case, seed: number): { layer: Layer; deltas: LoRA
   const bias = Tensor.from(randomF32(rand, c.n), [c.n], 'f32');
   const dense = new Linear(w, bias, { backend: be, weightDtype: c.kind === 'bf16' ? 'bf16' : 'f32' });
   let layer: Layer = dense;
-  if (c.kind === 'q4') {
-    const q = QuantizedLinear.fromLinear(dense, { bits: 4, groupSize: 64 });
+  if (c.kind === 'q4' || c.kind === 'q8') {
+    const q = QuantizedLinear.fromLinear(dense, c.kind === 'q4' ? { bits: 4, groupSize: 64 } : { bits: 8, groupSize: 128 });
     const qw: QuantizedWeight = q.q;
     layer = { project: (x, d, rs) => be.quantizedLinear(x, qw, bias, d, rs) };
   }
@@ -113,7 +114,7 @@ for (const [name, make] of Object.entries(backends)) {
 }
 
 describe('SIMD128 kernels equal their scalar twins bit for bit (same k order)', () => {
-  for (const c of cases.filter((q) => q.kind !== 'q4')) {
+  for (const c of cases.filter((q) => q.kind === 'f32' || q.kind === 'bf16')) {
     it(`${c.kind} W, k=${c.k} n=${c.n} r=[${c.ranks}], m = 1, 3, 9`, async () => {
       const simd = await WasmBackend.create({ kernels: 'simd128' });
       const scalar = await WasmBackend.create({ kernels: 'scalar' });
