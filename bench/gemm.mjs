@@ -3,7 +3,7 @@
 // Every library gets a fresh x [m,k] Float32Array per call and hands back y [m,n] readable from JS.
 // Usage: node gemm.mjs [--quick]   (prints markdown; run.mjs also writes it to results.md)
 import { args, fmt, machine, randomF32, table, timeInterleaved } from './lib/common.mjs';
-import { ortPeer, plainJsPeer, tfjsPeer } from './lib/peers.mjs';
+import { ortPeer, plainJsPeer, tfjsPeer, threadedPeer } from './lib/peers.mjs';
 import { loadLib, oursPeer } from './lib/ours.mjs';
 
 const LORA_SCALE = 2; // lora_alpha / r for the common alpha = 2r
@@ -29,8 +29,17 @@ export async function runGemm({ quick = false, log = console.error } = {}) {
     const threads = ti >= 0 ? Number(process.argv[ti + 1]) : (await import('node:os')).availableParallelism();
     if (threads > 1) {
       const t = await oursPeer(lib, 'wasm', { threads });
-      if (t.backend.threads > 1) peers.push(t);
-      else notes.push(`peftjs with ${threads} threads not measured: ${t.backend.threadsNote}`);
+      if (t.backend.threads > 1) {
+        peers.push(t);
+        // The peers with the same thread count, each in a worker of its own (a thread count is per wasm instance).
+        for (const name of ['ort', 'tfjs']) {
+          try {
+            peers.push(await threadedPeer(name, threads));
+          } catch (e) {
+            notes.push(`${name} with ${threads} threads not measured: ${String(e.message ?? e).split('\n')[0]}`);
+          }
+        }
+      } else notes.push(`peftjs with ${threads} threads not measured: ${t.backend.threadsNote}`);
     }
   } else notes.push(`peftjs not measured: ${error}`);
   peers.push(await tfjsPeer(), await ortPeer(), await plainJsPeer());
@@ -86,7 +95,7 @@ export async function runGemm({ quick = false, log = console.error } = {}) {
     const w = randomF32(n * k, 1, 1 / Math.sqrt(k));
     const bias = randomF32(n, 2, 0.1);
     const lora = { r, a: randomF32(k * r, 3 + r, 1 / Math.sqrt(k)), b: randomF32(r * n, 4 + r, 1 / Math.sqrt(r)), scale: LORA_SCALE };
-    for (const p of peers.filter((p) => p.id !== 'js' && p.id !== 'ours-bf16')) {
+    for (const p of peers.filter((p) => p.id !== 'js' && p.id !== 'ours-bf16' && !isThreaded(p))) {
       const base = await p.prepare({ k, n, w, bias });
       const withLora = await p.prepare({ k, n, w, bias, lora });
       // peftjs: its layers, sharing one resident W, so only the adapter differs (two uploads of W can differ by
@@ -111,8 +120,12 @@ export async function runGemm({ quick = false, log = console.error } = {}) {
     }
     cost.ideal = (2 * k * r + 2 * r * n) / (2 * k * n) * 100;
   }
+  for (const p of peers) await p.terminate?.();
   return { peers, res, cost, sizes, ms, ranks, notes, costSize: size };
 }
+
+/** A peer run with more than one thread (ours-t2, ort-2t, tfjs-2t). */
+const isThreaded = (p) => /-t\d+$|-\d+t$/.test(p.id);
 
 /** Each value rounded to the nearest bf16 (ties to even), kept as f32: a W every peer can hold exactly. */
 function bf16Representable(f) {
@@ -162,8 +175,9 @@ function maxRelErr(y, ref) {
 }
 
 /** The markdown: one table per question. */
-export function gemmTables({ peers, res, cost, sizes, ms, ranks, notes, costSize }) {
+export function gemmTables({ peers: all, res, cost, sizes, ms, ranks, notes, costSize }) {
   const out = [];
+  const peers = all.filter((p) => !isThreaded(p));
   const ours = peers.find((p) => p.id === 'ours');
   const label = (p) => (p.id.startsWith('ours') ? `**${p.label}**` : p.label);
   const cell = (size, r, m, p) => {
@@ -207,6 +221,9 @@ export function gemmTables({ peers, res, cost, sizes, ms, ranks, notes, costSize
     out.push(`#### ${title}\n\n${legend}\n\n${table(['library', 'k = n', ...ms.map((m) => `m=${m}`)], rows)}`);
   }
 
+  const threadsTable = threadedTable(all, res, sizes, ms, ranks);
+  if (threadsTable) out.push(threadsTable);
+
   const costRows = peers
     .filter((p) => cost[p.id])
     .map((p) => [
@@ -233,6 +250,40 @@ export function gemmTables({ peers, res, cost, sizes, ms, ranks, notes, costSize
   );
   if (notes.length) out.push(notes.map((n) => `- ${n}`).join('\n'));
   return out.join('\n\n');
+}
+
+/** peftjs with T threads against itself on one thread and against the peers run with T threads. */
+function threadedTable(all, res, sizes, ms, ranks) {
+  const oursT = all.find((p) => p.id.startsWith('ours-t'));
+  if (!oursT) return undefined;
+  const T = oursT.backend.threads;
+  const peersT = all.filter((p) => isThreaded(p) && !p.id.startsWith('ours'));
+  const rows = [];
+  for (const size of sizes)
+    for (const r of ranks.filter((q) => q === 0 || q === 16))
+      for (const m of ms) {
+        const c = res[size]?.[r]?.[m];
+        if (!c?.[oursT.id] || !c.ours) continue;
+        const g = (id) => c[id]?.gflops;
+        const best = Math.max(0, ...peersT.map((p) => g(p.id) ?? 0));
+        rows.push([
+          `${size}`,
+          r ? `LoRA r=${r}` : 'linear',
+          `${m}`,
+          fmt.gflops(g('ours')),
+          `**${fmt.gflops(g(oursT.id))}**`,
+          fmt.ratio(g(oursT.id) / g('ours')),
+          ...peersT.map((p) => (g(p.id) ? fmt.gflops(g(p.id)) : '—')),
+          best ? `**${fmt.ratio(g(oursT.id) / best)}**` : '—',
+        ]);
+      }
+  return (
+    `#### With ${T} threads\n\n` +
+    `GFLOP/s (higher is better), in the same interleaved rounds as the tables above; speed-up = peftjs ${T} threads ÷ peftjs 1 thread; ` +
+    `the last column = peftjs ${T} threads ÷ the best peer run with ${T} threads (each peer in a worker thread of its own, x and y ` +
+    `passed by message: part of its time). peftjs: ${oursT.label}.\n\n` +
+    table(['k = n', 'op', 'm', 'peftjs 1 thread', `peftjs ${T} threads`, 'speed-up', ...peersT.map((p) => p.label), `÷ best ${T}-thread peer`], rows)
+  );
 }
 
 if (import.meta.url === `file://${process.argv[1]}`) {
