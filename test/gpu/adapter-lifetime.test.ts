@@ -1,7 +1,7 @@
 // Explicit lifetimes on WebGPU (issue 9): 1,000 apply → forward → unload cycles (LoRA, DoRA, and both stacked on one
 // layer) return the buffer pool's bytes in use to the baseline, with no GC involved: `unload` frees each adapter's
 // uploaded factors and DoRA gains, and every forward's output is disposed. Shapes are tiny (SwiftShader). Routes give
-// each row one adapter (WebGPU does not stack DoRA with LoRA in one row yet).
+// rows one adapter each, and DoRA stacked with LoRA in one row (one more lora_epilogue pass).
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { WebGPUBackend } from '../../src/backends/webgpu/index.js';
 import { LoRAContainer } from '../../src/adapter/container.js';
@@ -38,7 +38,7 @@ test("1,000 apply/unload cycles return the GPU pool's bytes in use to the baseli
   const cycle = () => {
     lora.apply(model);
     dora.apply(model);
-    q().forward(x, { adapters: ['d', 'd', 'l'] }).dispose(); // a row stacking DoRA with LoRA is not on WebGPU yet
+    q().forward(x, { adapters: ['d', ['l', 'd'], 'l'] }).dispose();
     q().forward(x, { adapters: ['l', 'd', null] }).dispose();
     dora.unload();
     lora.unload();

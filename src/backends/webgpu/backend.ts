@@ -641,8 +641,8 @@ export class WebGPUBackend implements Backend, GpuOwner {
   /**
    * Per group of rows sharing a route: its x rows gathered (buffer copies), the `linear` / `quantizedLinear` op on
    * them, its y rows scattered into the output (buffer copies, in queue order). Correct first: a dispatch per group;
-   * the shared-base SGMV form is the wasm backend's. A row stacking a DoRA with other adapters (two passes) is not
-   * supported here yet (typed error).
+   * the shared-base SGMV form is the wasm backend's. A row stacking a DoRA adapter with others takes one
+   * `lora_epilogue` pass per later adapter group (`routePasses`), as the wasm backend does: the bias comes last.
    */
   linearRouted(x: Tensor, w: LinearWeight, bias: Tensor | undefined, route: Route): Tensor {
     this.check();
@@ -653,14 +653,18 @@ export class WebGPUBackend implements Backend, GpuOwner {
     const m = x.size / k;
     checkRoute(route, m, k, n, 'WebGPUBackend.linearRouted');
     const groups = routeGroups(route).map((g) => ({ ...g, passes: routePasses(g.terms) }));
-    if (groups.some((g) => g.passes.length > 1)) {
-      throw new BackendError('dtype_unsupported', 'a row stacking a DoRA adapter with other adapters is not supported on WebGPU yet', {
-        expected: 'rows with LoRA adapters only, or one DoRA adapter alone',
-        where: 'WebGPUBackend.linearRouted',
-      });
-    }
-    const run = (xs: Tensor, p: (typeof groups)[number]['passes']) =>
-      q ? this.quantizedLinear(xs, q, bias, p[0]?.deltas ?? [], p[0]?.rowScale) : this.linear(xs, w as Tensor, bias, p[0]?.deltas ?? [], p[0]?.rowScale);
+    const run = (xs: Tensor, p: (typeof groups)[number]['passes']) => {
+      const first = p[0];
+      const b0 = p.length > 1 ? undefined : bias;
+      const y = q ? this.quantizedLinear(xs, q, b0, first?.deltas ?? [], first?.rowScale) : this.linear(xs, w as Tensor, b0, first?.deltas ?? [], first?.rowScale);
+      try {
+        p.slice(1).forEach((pass, i) => this.loraEpilogue(y, xs, k, pass.deltas, pass.rowScale, i === p.length - 2 ? bias : undefined));
+      } catch (e) {
+        y.dispose();
+        throw e;
+      }
+      return y;
+    };
     if (groups.length === 1) return run(x, groups[0].passes);
     const yBytes = m * n * 4;
     const y = this.pool.acquireGpu(yBytes, TENSOR_USAGE, `linearRouted y ${m}x${n}`);
@@ -681,6 +685,26 @@ export class WebGPUBackend implements Backend, GpuOwner {
       throw e;
     }
     return this.gpuTensor([...x.shape.slice(0, -1), n], 'f32', y, yBytes);
+  }
+
+  /** y [m,n] ← rowScale ⊙ (y + Σ sᵢ·(x·Aᵢ)·Bᵢ + Σ sᵢ·biasᵢ) + bias, in place: one later pass of a stacked route. */
+  private loraEpilogue(y: Tensor, x: Tensor, k: number, deltas: readonly LoRADelta[], rowScale: Tensor | undefined, bias: Tensor | undefined): void {
+    const n = y.shape[y.shape.length - 1];
+    const m = y.size / n;
+    const call = new Call(this, 'linearRouted › lora_epilogue');
+    try {
+      const yb = call.target(y, 'y');
+      const xb = call.input(x, false, 'x');
+      const epi = this.epilogueBuffers(call, bias, rowScale);
+      const t = deltas.length ? this.shrink(call, xb, deltas, m, k, 1, k) : { buffer: this.dummy, rows: 0 };
+      const b = deltas.length ? this.bOf(call, deltas) : this.unused();
+      const u = uniforms([m, n, t.rows, epi.hasBias, epi.hasRowScale, 0, 0, 0]);
+      if (m * n > 0) call.dispatch(K.loraEpilogue({ b_t: b.type }), u, [epi.bias, epi.rowScale, t.buffer, b.buffer, yb], { count: m * n });
+      call.submit();
+    } catch (e) {
+      call.fail();
+      throw e;
+    }
   }
 
   /** Rows `rows` of x [m,k] as a [rows.length, k] f32 tensor: host rows sliced, GPU rows copied buffer to buffer. */
