@@ -1,4 +1,4 @@
-// Runs every bench question (or `--only gemm,quant,load,gpu,model`), prints markdown tables the README can take as they
+// Runs every bench question (or `--only gemm,quant,routes,load,gpu,model`), prints markdown tables the README can take as they
 // are, and writes the same to results.md (`model` also writes its own results-model.md). `--quick` runs a reduced set for
 // a smoke test (not for the README).
 // From the repo root: `npm run bench` (builds the library, installs the peers from bench/package-lock.json).
@@ -10,10 +10,12 @@ import { gpuTables, runGpu } from './webgpu.mjs';
 import { loadTables, runLoad } from './load.mjs';
 import { modelTables, runModel, writeModelResults } from './model.mjs';
 import { quantTables, runQuant } from './quant.mjs';
+import { routesTables, runRoutes } from './routes.mjs';
 
 const QUESTIONS = {
   gemm: async (o) => gemmTables(await runGemm(o)),
   quant: async (o) => quantTables(await runQuant(o)),
+  routes: async (o) => routesTables(await runRoutes(o)),
   load: async (o) => loadTables(await runLoad(o)),
   gpu: async (o) => gpuTables(await runGpu(o)),
   model: async (o) => {
