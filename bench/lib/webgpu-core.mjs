@@ -121,11 +121,74 @@ export async function runWebGPU({ lib, gpu, log = console.log, quick = false }) 
       for (const { W, B0, deltas } of perBe) for (const t of [W, B0, ...deltas.flatMap((d) => [d.a, d.b])]) t.dispose();
     }
   }
+  const routes = await runRoutesGpu({ lib, gpuBe, wasmBe, software, quick, log });
   gpuBe.dispose?.();
-  return { adapter, software, rows, version: lib.VERSION ?? lib.version ?? '0.1.0' };
+  return { adapter, software, rows, routes, version: lib.VERSION ?? lib.version ?? '0.1.0' };
 }
 
-export function webgpuTable({ adapter, software, rows, version }) {
+/**
+ * Per-row adapters on WebGPU (issue 9's target: 16 rows routed to 16 different r = 16 adapters ≤ 1.15× the same
+ * batch with one adapter): one LoRA layer with 16 adapters, a batch of 16 rows, routed three ways; wall time per
+ * forward (x uploaded, y read back), GPU time from timestamps where the adapter has them, dispatches, and every row
+ * against the wasm backend's routed rows.
+ */
+async function runRoutesGpu({ lib, gpuBe, wasmBe, software, quick, log }) {
+  const { Tensor, Linear, LoRALinear } = lib;
+  if (!Linear || !LoRALinear) return undefined;
+  const size = software ? 1024 : 4096;
+  const [k, n, r, m] = [size, size, 16, 16];
+  const w = randomF32(n * k, 11, 1 / Math.sqrt(k));
+  const bias = randomF32(n, 12, 0.1);
+  const adapters = Array.from({ length: 16 }, (_, i) => ({ a: randomF32(k * r, 20 + i, 1 / Math.sqrt(k)), b: randomF32(r * n, 40 + i, 1 / Math.sqrt(r)) }));
+  const layers = [gpuBe, wasmBe].map((backend) => {
+    const l = LoRALinear.fromBase(new Linear(Tensor.from(w, [n, k], 'f32'), Tensor.from(bias, [n], 'f32'), { backend }));
+    adapters.forEach((ad, i) => l.addAdapter({ name: `a${i}`, a: Tensor.from(ad.a, [k, r], 'f32'), b: Tensor.from(ad.b, [r, n], 'f32'), scale: LORA_SCALE }));
+    return l;
+  });
+  const x = randomF32(m * k, 13, 1);
+  const cases = {
+    'one adapter, 16 rows': Array(m).fill('a0'),
+    '16 adapters, 16 rows': Array.from({ length: m }, (_, i) => `a${i}`),
+    '8 base + 8 adapter rows': Array.from({ length: m }, (_, i) => (i % 2 ? `a${i}` : null)),
+  };
+  const out = [];
+  for (const [name, route] of Object.entries(cases)) {
+    const fwd = async (layer, keep) => {
+      const y = layer.forward(Tensor.from(x, [m, k], 'f32'), { adapters: route });
+      const v = await y.read();
+      y.dispose();
+      return keep ? v : undefined;
+    };
+    const before = gpuBe.stats.dispatches;
+    const got = await fwd(layers[0], true);
+    const dispatches = gpuBe.stats.dispatches - before;
+    const ref = await fwd(layers[1], true);
+    let e = 0;
+    let mx = 0;
+    for (let i = 0; i < ref.length; i++) {
+      e = Math.max(e, Math.abs(got[i] - ref[i]));
+      mx = Math.max(mx, Math.abs(ref[i]));
+    }
+    const ms = await time(() => fwd(layers[0], false), quick ? 150 : 600, 5);
+    let gpuMs;
+    if (gpuBe.gpuTime) {
+      const xd = gpuBe.upload(Tensor.from(x, [m, k], 'f32'));
+      const gt = await gpuBe.gpuTime(async () => {
+        const y = layers[0].forward(xd, { adapters: route });
+        await y.read();
+        y.dispose();
+      });
+      xd.dispose();
+      gpuMs = gt.ms;
+    }
+    out.push({ name, ms, gpuMs, dispatches, err: e / mx });
+    log(`routes webgpu ${name}: ${ms.toFixed(2)} ms${gpuMs === undefined ? '' : `, GPU ${(gpuMs * 1000).toFixed(1)} µs`}, ${dispatches} dispatches, max rel diff vs wasm ${(e / mx).toExponential(1)}`);
+  }
+  for (const l of layers) l.dispose?.();
+  return { k, n, r, m, rows: out };
+}
+
+export function webgpuTable({ adapter, software, rows, routes, version }) {
   const line = (c) => `| ${c.join(' | ')} |`;
   const head = ['op', 'k = n', 'm', `**peftjs ${version} webgpu** GFLOP/s`, 'peftjs wasm GFLOP/s', 'webgpu ÷ wasm', 'dispatches / forward', 'submits / forward', 'GPU time / forward (timestamps)', 'GPU GFLOP/s', 'effective GB/s', 'kernels', 'max rel diff vs wasm'];
   const body = rows.map((x) => [
@@ -146,6 +209,27 @@ export function webgpuTable({ adapter, software, rows, version }) {
   const warn = software
     ? `Adapter: ${adapter}, a **software** adapter (CPU emulation): these timings say nothing about a GPU; the dispatch counts hold everywhere.`
     : `Adapter: ${adapter}.`;
+  const rt = routes?.rows;
+  const routeLines = rt
+    ? [
+        '',
+        `Per-row adapters (routes) on WebGPU: one LoRA layer, k = n = ${routes.k}, r = ${routes.r}, ${routes.m} rows; × = over one adapter on all rows (target for 16 adapters: ≤ 1.15×).`,
+        '',
+        line(['batch', 'ms / forward', '×', 'GPU time', '× (GPU time)', 'dispatches', 'max rel diff vs wasm']),
+        line(['---', '---:', '---:', '---:', '---:', '---:', '---:']),
+        ...rt.map((x) =>
+          line([
+            x.name,
+            x.ms.toFixed(2),
+            `${(x.ms / rt[0].ms).toFixed(2)}×`,
+            x.gpuMs ? `${(x.gpuMs * 1000).toFixed(1)} µs` : '—',
+            x.gpuMs && rt[0].gpuMs ? `${(x.gpuMs / rt[0].gpuMs).toFixed(2)}×` : '—',
+            x.dispatches,
+            x.err.toExponential(1),
+          ]),
+        ),
+      ]
+    : [];
   return [
     '#### WebGPU backend (per forward, x uploaded and y read back)',
     '',
@@ -154,5 +238,6 @@ export function webgpuTable({ adapter, software, rows, version }) {
     line(head),
     line(head.map((_, i) => (i < 1 ? '---' : '---:'))),
     ...body.map(line),
+    ...routeLines,
   ].join('\n');
 }

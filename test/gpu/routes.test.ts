@@ -61,3 +61,29 @@ test('routed rows over a 4-bit base on WebGPU, DoRA stacked with LoRA ≈ the fl
   const ref = layers[1].forward(x, { adapters: route }).data as Float32Array;
   ref.forEach((v, i) => expect(Math.abs(got[i] - v), `[${i}]`).toBeLessThanOrEqual(1e-4 * (1 + Math.abs(v))));
 });
+
+test('16 rows routed to 16 adapters read W once (one base dispatch, one submit), null rows equal the plain layer bit for bit', async () => {
+  const gpu = await gpuBackend();
+  const [k, n, m] = [32, 24, 16];
+  const rand = prng(5);
+  const w = randomTensor(rand, [n, k]);
+  const bias = randomTensor(rand, [n]);
+  const layer = LoRALinear.fromBase(new Linear(w, bias, { backend: gpu }));
+  for (let i = 0; i < 16; i++) layer.addAdapter({ name: `a${i}`, a: randomTensor(rand, [k, 2]), b: randomTensor(rand, [2, n]), scale: 1 + i / 8 });
+  const route = Array.from({ length: m }, (_, i) => (i % 4 === 3 ? null : `a${i}`));
+  const x = randomTensor(rand, [m, k]);
+  const stats = (gpu as unknown as { stats: { kernels: Record<string, number>; submits: number } }).stats;
+  const before = { ...stats.kernels };
+  const submits = stats.submits;
+  const y = (await layer.forward(x, { adapters: route }).read()) as Float32Array;
+  expect(stats.submits - submits, 'one command buffer for the routed forward and its read').toBe(1);
+  const ran = Object.entries(stats.kernels).map(([id, c]) => [id, c - (before[id] ?? 0)] as const).filter(([, c]) => c > 0);
+  const base = ran.filter(([id]) => id.startsWith('linear_'));
+  expect(base.reduce((s, [, c]) => s + c, 0), JSON.stringify(ran)).toBe(1);
+  expect(ran.find(([id]) => id.startsWith('lora_shrink'))?.[1]).toBe(12); // one per adapted row's adapter
+  const plain = (await new Linear(w, bias, { backend: gpu }).forward(x).read()) as Float32Array;
+  route.forEach((a, i) => {
+    if (a !== null) return;
+    expect(new Uint32Array(y.buffer.slice(i * n * 4, (i + 1) * n * 4))).toEqual(new Uint32Array(plain.buffer.slice(i * n * 4, (i + 1) * n * 4)));
+  });
+});

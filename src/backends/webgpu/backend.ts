@@ -639,10 +639,12 @@ export class WebGPUBackend implements Backend, GpuOwner {
   }
 
   /**
-   * Per group of rows sharing a route: its x rows gathered (buffer copies), the `linear` / `quantizedLinear` op on
-   * them, its y rows scattered into the output (buffer copies, in queue order). Correct first: a dispatch per group;
-   * the shared-base SGMV form is the wasm backend's. A row stacking a DoRA adapter with others takes one
-   * `lora_epilogue` pass per later adapter group (`routePasses`), as the wasm backend does: the bias comes last.
+   * Routes, SGMV-style as on wasm: one route for the whole batch is the plain `linear` / `quantizedLinear` (its
+   * fused epilogue), plus one `lora_epilogue` pass per later adapter group of a row stacking a DoRA adapter with
+   * others. Several routes: the base product once for the whole batch (W read once, whatever the number of
+   * adapters), then per group of rows sharing a route its x rows gathered (buffer copies), one `lora_shrink` per
+   * adapter on them and one `lora_epilogue` per pass writing into the group's rows of y (a row-index map); the bias
+   * comes with the last pass (rows without adapters: a bias-only pass).
    */
   linearRouted(x: Tensor, w: LinearWeight, bias: Tensor | undefined, route: Route): Tensor {
     this.check();
@@ -652,54 +654,69 @@ export class WebGPUBackend implements Backend, GpuOwner {
     if (xk !== k) throw shapeError('x', `[m, ${k}]`, x.shape, 'linearRouted › x');
     const m = x.size / k;
     checkRoute(route, m, k, n, 'WebGPUBackend.linearRouted');
+    if (bias && bias.size !== n) throw shapeError('bias', `[${n}]`, bias.shape, 'linearRouted › bias');
     const groups = routeGroups(route).map((g) => ({ ...g, passes: routePasses(g.terms) }));
-    const run = (xs: Tensor, p: (typeof groups)[number]['passes']) => {
-      const first = p[0];
-      const b0 = p.length > 1 ? undefined : bias;
-      const y = q ? this.quantizedLinear(xs, q, b0, first?.deltas ?? [], first?.rowScale) : this.linear(xs, w as Tensor, b0, first?.deltas ?? [], first?.rowScale);
+    const base = (b: Tensor | undefined, deltas: readonly LoRADelta[], rs?: Tensor) =>
+      q ? this.quantizedLinear(x, q, b, deltas, rs) : this.linear(x, w as Tensor, b, deltas, rs);
+    const one = groups.length === 1 ? groups[0].passes : undefined;
+    const y = one ? base(one.length > 1 ? undefined : bias, one[0]?.deltas ?? [], one[0]?.rowScale) : base(undefined, []);
+    try {
+      if (one) {
+        one.slice(1).forEach((pass, i) => this.loraEpilogue(y, x, k, undefined, pass.deltas, pass.rowScale, i === one.length - 2 ? bias : undefined));
+        return y;
+      }
+      // Every group's row indices in one upload (one host write per forward: a write per group would flush the
+      // shared encoder each time its pooled buffer is still in flight).
+      const offsets: number[] = [];
+      const all = new Uint32Array(m);
+      groups.reduce((off, g) => (offsets.push(off), all.set(g.rows, off), off + g.rows.length), 0);
+      const rowsT = this.upload(Tensor.from(all, [m], 'u32'));
       try {
-        p.slice(1).forEach((pass, i) => this.loraEpilogue(y, xs, k, pass.deltas, pass.rowScale, i === p.length - 2 ? bias : undefined));
-      } catch (e) {
-        y.dispose();
-        throw e;
+        groups.forEach((g, gi) => {
+          if (!g.passes.length && !bias) return;
+          const rows = { buffer: (rowsT.storage as GpuStorage).buffer, offset: offsets[gi], count: g.rows.length };
+          const xs = g.passes.length ? this.gatherRows(x, g.rows, k) : undefined;
+          try {
+            if (!g.passes.length) this.loraEpilogue(y, undefined, k, rows, [], undefined, bias);
+            g.passes.forEach((pass, i) => this.loraEpilogue(y, xs, k, rows, pass.deltas, pass.rowScale, i === g.passes.length - 1 ? bias : undefined));
+          } finally {
+            if (xs && xs !== x) xs.dispose();
+          }
+        });
+      } finally {
+        rowsT.dispose();
       }
       return y;
-    };
-    if (groups.length === 1) return run(x, groups[0].passes);
-    const yBytes = m * n * 4;
-    const y = this.pool.acquireGpu(yBytes, TENSOR_USAGE, `linearRouted y ${m}x${n}`);
-    try {
-      for (const g of groups) {
-        const sub = this.gatherRows(x, g.rows, k);
-        const out = run(sub, g.passes);
-        // Scatter in the shared encoder, after the op that wrote `out` (queue order = record order).
-        const batch = this.open();
-        this.endPass(batch);
-        const ob = (out.storage as GpuStorage).buffer;
-        g.rows.forEach((row, i) => batch.encoder.copyBufferToBuffer(ob, i * n * 4, y, row * n * 4, n * 4));
-        out.dispose();
-        if (sub !== x) sub.dispose();
-      }
     } catch (e) {
-      this.pool.release(y);
+      y.dispose();
       throw e;
     }
-    return this.gpuTensor([...x.shape.slice(0, -1), n], 'f32', y, yBytes);
   }
 
-  /** y [m,n] ← rowScale ⊙ (y + Σ sᵢ·(x·Aᵢ)·Bᵢ + Σ sᵢ·biasᵢ) + bias, in place: one later pass of a stacked route. */
-  private loraEpilogue(y: Tensor, x: Tensor, k: number, deltas: readonly LoRADelta[], rowScale: Tensor | undefined, bias: Tensor | undefined): void {
+  /**
+   * Rows of y [·,n] (all rows when `rows` is undefined; else x's row i is y's row `rows.buffer[rows.offset + i]`) ←
+   * rowScale ⊙ (y + Σ sᵢ·(x·Aᵢ)·Bᵢ + Σ sᵢ·biasᵢ) + bias, in place: one adapter pass of a route.
+   */
+  private loraEpilogue(
+    y: Tensor,
+    x: Tensor | undefined,
+    k: number,
+    rows: { buffer: GPUBuffer; offset: number; count: number } | undefined,
+    deltas: readonly LoRADelta[],
+    rowScale: Tensor | undefined,
+    bias: Tensor | undefined,
+  ): void {
     const n = y.shape[y.shape.length - 1];
-    const m = y.size / n;
+    const m = rows ? rows.count : y.size / n;
     const call = new Call(this, 'linearRouted › lora_epilogue');
     try {
       const yb = call.target(y, 'y');
-      const xb = call.input(x, false, 'x');
       const epi = this.epilogueBuffers(call, bias, rowScale);
-      const t = deltas.length ? this.shrink(call, xb, deltas, m, k, 1, k) : { buffer: this.dummy, rows: 0 };
-      const b = deltas.length ? this.bOf(call, deltas) : this.unused();
-      const u = uniforms([m, n, t.rows, epi.hasBias, epi.hasRowScale, 0, 0, 0]);
-      if (m * n > 0) call.dispatch(K.loraEpilogue({ b_t: b.type }), u, [epi.bias, epi.rowScale, t.buffer, b.buffer, yb], { count: m * n });
+      const t = deltas.length && x ? this.shrink(call, call.input(x, false, 'x'), deltas, m, k, 1, k) : { buffer: this.dummy, rows: 0 };
+      const b = t.rows ? this.bOf(call, deltas) : this.unused();
+      const u = uniforms([m, n, t.rows, epi.hasBias, epi.hasRowScale, rows ? 1 : 0, rows?.offset ?? 0, 0]);
+      const rb = rows?.buffer ?? this.dummy;
+      if (m * n > 0) call.dispatch(K.loraEpilogue({ b_t: b.type }), u, [epi.bias, epi.rowScale, t.buffer, b.buffer, rb, yb], { count: m * n });
       call.submit();
     } catch (e) {
       call.fail();
