@@ -656,21 +656,39 @@ export class WebGPUBackend implements Backend, GpuOwner {
     checkRoute(route, m, k, n, 'WebGPUBackend.linearRouted');
     if (bias && bias.size !== n) throw shapeError('bias', `[${n}]`, bias.shape, 'linearRouted › bias');
     const groups = routeGroups(route).map((g) => ({ ...g, passes: routePasses(g.terms) }));
-    const base = (b: Tensor | undefined, deltas: readonly LoRADelta[], rs?: Tensor) =>
-      q ? this.quantizedLinear(x, q, b, deltas, rs) : this.linear(x, w as Tensor, b, deltas, rs);
     const one = groups.length === 1 ? groups[0].passes : undefined;
+    // Several routes with a host x: x in one upload, shared by the base product and every group's rows (a host
+    // write per group would flush the shared encoder each time its pooled buffer is still in flight).
+    const xg = one || x.storage instanceof GpuStorage || !groups.some((g) => g.passes.length) ? x : this.upload(x);
+    const base = (b: Tensor | undefined, deltas: readonly LoRADelta[], rs?: Tensor) =>
+      q ? this.quantizedLinear(xg, q, b, deltas, rs) : this.linear(xg, w as Tensor, b, deltas, rs);
+    try {
+      return this.routedPasses(xg, k, bias, groups, one, base);
+    } finally {
+      if (xg !== x) xg.dispose();
+    }
+  }
+
+  /** linearRouted's work after the checks: the base product, then the adapter passes (see there). */
+  private routedPasses(
+    x: Tensor,
+    k: number,
+    bias: Tensor | undefined,
+    groups: readonly { rows: number[]; passes: ReturnType<typeof routePasses> }[],
+    one: ReturnType<typeof routePasses> | undefined,
+    base: (b: Tensor | undefined, deltas: readonly LoRADelta[], rs?: Tensor) => Tensor,
+  ): Tensor {
     const y = one ? base(one.length > 1 ? undefined : bias, one[0]?.deltas ?? [], one[0]?.rowScale) : base(undefined, []);
     try {
       if (one) {
         one.slice(1).forEach((pass, i) => this.loraEpilogue(y, x, k, undefined, pass.deltas, pass.rowScale, i === one.length - 2 ? bias : undefined));
         return y;
       }
-      // Every group's row indices in one upload (one host write per forward: a write per group would flush the
-      // shared encoder each time its pooled buffer is still in flight).
+      // Every group's row indices in one upload, for the same reason as x above.
       const offsets: number[] = [];
-      const all = new Uint32Array(m);
+      const all = new Uint32Array(x.size / k);
       groups.reduce((off, g) => (offsets.push(off), all.set(g.rows, off), off + g.rows.length), 0);
-      const rowsT = this.upload(Tensor.from(all, [m], 'u32'));
+      const rowsT = this.upload(Tensor.from(all, [all.length], 'u32'));
       try {
         groups.forEach((g, gi) => {
           if (!g.passes.length && !bias) return;
