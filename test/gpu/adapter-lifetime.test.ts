@@ -1,7 +1,8 @@
 // Explicit lifetimes on WebGPU (issue 9): 1,000 apply → forward → unload cycles (LoRA, DoRA, and both stacked on one
 // layer) return the buffer pool's bytes in use to the baseline, with no GC involved: `unload` frees each adapter's
 // uploaded factors and DoRA gains, and every forward's output is disposed. Shapes are tiny (SwiftShader). Routes give
-// rows one adapter each, and DoRA stacked with LoRA in one row (one more lora_epilogue pass).
+// rows one adapter each, DoRA stacked with LoRA in one row (one more lora_epilogue pass), and a batched LoRA route
+// (its stacked adapter bank is freed with the adapter).
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { WebGPUBackend } from '../../src/backends/webgpu/index.js';
 import { LoRAContainer } from '../../src/adapter/container.js';
@@ -39,6 +40,7 @@ test("1,000 apply/unload cycles return the GPU pool's bytes in use to the baseli
     lora.apply(model);
     dora.apply(model);
     q().forward(x, { adapters: ['d', ['l', 'd'], 'l'] }).dispose();
+    q().forward(x, { adapters: ['l', null, 'l'] }).dispose(); // batched (sgmv): a stacked adapter bank, freed on unload
     q().forward(x, { adapters: ['l', 'd', null] }).dispose();
     dora.unload();
     lora.unload();

@@ -62,28 +62,52 @@ test('routed rows over a 4-bit base on WebGPU, DoRA stacked with LoRA ≈ the fl
   ref.forEach((v, i) => expect(Math.abs(got[i] - v), `[${i}]`).toBeLessThanOrEqual(1e-4 * (1 + Math.abs(v))));
 });
 
-test('16 rows routed to 16 adapters read W once (one base dispatch, one submit), null rows equal the plain layer bit for bit', async () => {
+test('16 rows routed to 16 adapters: 3 dispatches (base, sgmv shrink, sgmv expand), one submit; ≈ float64; null rows = the plain layer bit for bit', async () => {
   const gpu = await gpuBackend();
   const [k, n, m] = [32, 24, 16];
   const rand = prng(5);
   const w = randomTensor(rand, [n, k]);
   const bias = randomTensor(rand, [n]);
-  const layer = LoRALinear.fromBase(new Linear(w, bias, { backend: gpu }));
-  for (let i = 0; i < 16; i++) layer.addAdapter({ name: `a${i}`, a: randomTensor(rand, [k, 2]), b: randomTensor(rand, [2, n]), scale: 1 + i / 8 });
-  const route = Array.from({ length: m }, (_, i) => (i % 4 === 3 ? null : `a${i}`));
+  const init = Array.from({ length: 16 }, (_, i) => ({
+    name: `a${i}`,
+    a: randomTensor(rand, [k, 2 + (i % 3)]),
+    b: randomTensor(rand, [2 + (i % 3), n]),
+    scale: 1 + i / 8,
+    ...(i % 5 === 1 ? { bias: randomTensor(rand, [n]) } : {}),
+  }));
+  const [layer, ref] = [gpu, new JsBackend()].map((backend) => {
+    const l = LoRALinear.fromBase(new Linear(w, bias, { backend }));
+    for (const ad of init) l.addAdapter(ad);
+    return l;
+  });
+  // Base rows, one adapter per row, and rows stacking two or three LoRA adapters (one pass each).
+  const route = Array.from({ length: m }, (_, i) => (i % 4 === 3 ? null : i % 4 === 2 ? [`a${i}`, `a${(i + 5) % 16}`, 'a1'] : `a${i}`));
   const x = randomTensor(rand, [m, k]);
-  const stats = (gpu as unknown as { stats: { kernels: Record<string, number>; submits: number } }).stats;
+  (await layer.forward(x, { adapters: route }).read()); // first forward stacks the adapter banks (cached)
+  const stats = (gpu as unknown as { stats: { kernels: Record<string, number>; submits: number; dispatches: number } }).stats;
   const before = { ...stats.kernels };
-  const submits = stats.submits;
+  const [submits, dispatches] = [stats.submits, stats.dispatches];
   const y = (await layer.forward(x, { adapters: route }).read()) as Float32Array;
   expect(stats.submits - submits, 'one command buffer for the routed forward and its read').toBe(1);
-  const ran = Object.entries(stats.kernels).map(([id, c]) => [id, c - (before[id] ?? 0)] as const).filter(([, c]) => c > 0);
-  const base = ran.filter(([id]) => id.startsWith('linear_'));
-  expect(base.reduce((s, [, c]) => s + c, 0), JSON.stringify(ran)).toBe(1);
-  expect(ran.find(([id]) => id.startsWith('lora_shrink'))?.[1]).toBe(12); // one per adapted row's adapter
+  const ran = Object.fromEntries(Object.entries(stats.kernels).map(([id, c]) => [id.split('[')[0], c - (before[id] ?? 0)] as const).filter(([, c]) => c > 0));
+  expect(stats.dispatches - dispatches, JSON.stringify(ran)).toBe(3);
+  expect(ran.sgmv_shrink).toBe(1);
+  expect(ran.sgmv_expand).toBe(1);
+  const want = ref.forward(x, { adapters: route }).data as Float32Array;
+  want.forEach((v, i) => expect(Math.abs(y[i] - v), `[${i}]`).toBeLessThanOrEqual(1e-4 * (1 + Math.abs(v))));
   const plain = (await new Linear(w, bias, { backend: gpu }).forward(x).read()) as Float32Array;
   route.forEach((a, i) => {
     if (a !== null) return;
     expect(new Uint32Array(y.buffer.slice(i * n * 4, (i + 1) * n * 4))).toEqual(new Uint32Array(plain.buffer.slice(i * n * 4, (i + 1) * n * 4)));
   });
+  // Removing an adapter frees the banks that hold its factors (the pool's bytes drop); routes without it stay right.
+  const pool = (gpu as unknown as { pool: { bytesInUse: number } }).pool;
+  const held = pool.bytesInUse;
+  layer.removeAdapter('a1');
+  ref.removeAdapter('a1');
+  expect(pool.bytesInUse).toBeLessThan(held);
+  const route2 = route.map((a) => (Array.isArray(a) ? a.filter((q) => q !== 'a1') : a === 'a1' ? null : a));
+  const y2 = (await layer.forward(x, { adapters: route2 }).read()) as Float32Array;
+  const want2 = ref.forward(x, { adapters: route2 }).data as Float32Array;
+  want2.forEach((v, i) => expect(Math.abs(y2[i] - v), `after remove [${i}]`).toBeLessThanOrEqual(1e-4 * (1 + Math.abs(v))));
 });

@@ -75,6 +75,9 @@ interface Bound {
 }
 
 /** The stacked B of several adapters (and lora-bias rows), packed to f32 once and reused. */
+/** Adapter banks of routed batches kept at once (each a distinct set of adapters; the oldest is freed first). */
+const MAX_BANKS = 8;
+
 interface Packed {
   parts: readonly Tensor[];
   buffer: GPUBuffer;
@@ -250,6 +253,9 @@ export class WebGPUBackend implements Backend, GpuOwner {
   private readonly dummy: GPUBuffer;
   private asyncError: BackendError | undefined;
   private readonly packs = new WeakMap<Tensor, Packed>();
+  /** Stacked f32 adapter banks of routed batches (sgmv), by their parts' buffer ids, most recent last; freed with any part. */
+  private readonly banks = new Map<string, { buffer: GPUBuffer; parts: GPUBuffer[] }>();
+  private readonly bankUsers = new Map<GPUBuffer, Set<string>>();
   private readonly f32Copies = new Map<GPUBuffer, GPUBuffer>();
   private disposed = false;
   /** Dispatches per submit (≥ 1). */
@@ -322,6 +328,7 @@ export class WebGPUBackend implements Backend, GpuOwner {
   release(buffer: GPUBuffer): void {
     if (this.disposed) return;
     this.pool.release(buffer);
+    for (const key of this.bankUsers.get(buffer) ?? []) this.dropBank(key);
     const copy = this.f32Copies.get(buffer);
     if (copy) {
       this.f32Copies.delete(buffer);
@@ -479,13 +486,16 @@ export class WebGPUBackend implements Backend, GpuOwner {
   }
 
   /** The bind group of (pipeline, ring, buffers), created on first use and kept in an LRU map. */
+  /** A small id per GPU buffer (bind-group and bank cache keys). */
+  private bufferId(b: GPUBuffer): number {
+    let id = this.bufferIds.get(b);
+    if (id === undefined) this.bufferIds.set(b, (id = this.nextBufferId++));
+    return id;
+  }
+
   private bindGroup(compiled: Compiled, uniformBytes: number, buffers: GPUBuffer[]): GPUBindGroup {
     let key = `${compiled.id}|${uniformBytes}`;
-    for (const b of buffers) {
-      let id = this.bufferIds.get(b);
-      if (id === undefined) this.bufferIds.set(b, (id = this.nextBufferId++));
-      key += `|${id}`;
-    }
+    for (const b of buffers) key += `|${this.bufferId(b)}`;
     let bg = this.bindGroupCache.get(key);
     if (bg) {
       this.bindGroupCache.delete(key);
@@ -684,6 +694,10 @@ export class WebGPUBackend implements Backend, GpuOwner {
         one.slice(1).forEach((pass, i) => this.loraEpilogue(y, x, k, undefined, pass.deltas, pass.rowScale, i === one.length - 2 ? bias : undefined));
         return y;
       }
+      if (groups.every((g) => g.passes.length <= 1 && !g.passes[0]?.rowScale)) {
+        this.sgmv(y, x, k, bias, groups);
+        return y;
+      }
       // Every group's row indices in one upload, for the same reason as x above.
       const offsets: number[] = [];
       const all = new Uint32Array(x.size / k);
@@ -708,6 +722,127 @@ export class WebGPUBackend implements Backend, GpuOwner {
     } catch (e) {
       y.dispose();
       throw e;
+    }
+  }
+
+  /**
+   * Every routed row's adapters (one LoRA pass each, no DoRA gain) in two dispatches whatever the number of distinct
+   * adapters: `sgmv_shrink` over (row, adapter) pairs, then `sgmv_expand` into y with the bias (shaders/sgmv.wgsl.ts).
+   * The distinct A's and B's (+ lora-bias rows) are stacked in two f32 banks, cached while they stay resident; the
+   * row, term and pair tables go up in one write.
+   */
+  private sgmv(y: Tensor, x: Tensor, k: number, bias: Tensor | undefined, groups: readonly { rows: number[]; passes: ReturnType<typeof routePasses> }[]): void {
+    const n = y.shape[y.shape.length - 1];
+    const m = x.size / k;
+    const aParts: Tensor[] = [];
+    const aOff = new Map<Tensor, number>();
+    const bParts: Tensor[] = [];
+    const bOff = new Map<Tensor, { bias?: Tensor; off: number }[]>();
+    let aTotal = 0;
+    let bTotal = 0;
+    const place = (d: LoRADelta) => {
+      if (!aOff.has(d.a)) {
+        aOff.set(d.a, aTotal);
+        aParts.push(d.a);
+        aTotal += d.a.size;
+      }
+      const list = bOff.get(d.b) ?? [];
+      let e = list.find((q) => q.bias === d.bias);
+      if (!e) {
+        e = { bias: d.bias, off: bTotal };
+        list.push(e);
+        bOff.set(d.b, list);
+        bParts.push(d.b, ...(d.bias ? [d.bias] : []));
+        bTotal += d.b.size + (d.bias?.size ?? 0);
+      }
+      return { a: aOff.get(d.a) as number, b: e.off, r: d.a.shape[1], lb: d.bias ? 1 : 0, scale: d.scale };
+    };
+    const groupTerms = groups.map((g) => (g.passes[0]?.deltas ?? []).map(place));
+    const termCount = groupTerms.reduce((s, t) => s + t.length, 0);
+    const pairCount = groups.reduce((s, g, gi) => s + g.rows.length * groupTerms[gi].length, 0);
+    // Tables: rows [m][4] | terms [T][4] | pairs [P][8].
+    const termOff = 4 * m;
+    const pairOff = termOff + 4 * termCount;
+    const tab = new Uint32Array(pairOff + 8 * pairCount);
+    const tabF = new Float32Array(tab.buffer);
+    let term = 0;
+    let pair = 0;
+    let tTotal = 0;
+    groups.forEach((g, gi) => {
+      const ts = groupTerms[gi];
+      ts.forEach((t, e) => tab.set([t.b, t.r, t.lb, 0], termOff + 4 * (term + e)));
+      for (const row of g.rows) {
+        tab.set([tTotal, term, ts.length, 0], 4 * row);
+        for (const t of ts) {
+          const p = pairOff + 8 * pair++;
+          tab.set([row, t.a, t.r, tTotal, 0, t.lb], p);
+          tabF[p + 4] = t.scale;
+          tTotal += t.r + t.lb;
+        }
+      }
+      term += ts.length;
+    });
+    const tabT = this.upload(Tensor.from(tab, [tab.length], 'u32'));
+    const call = new Call(this, 'linearRouted › sgmv');
+    try {
+      const yb = call.target(y, 'y');
+      const xb = call.input(x, false, 'x');
+      const a = aParts.length ? this.bank(call, aParts, 'sgmv A bank') : this.dummy;
+      const b = bParts.length ? this.bank(call, bParts, 'sgmv B bank') : this.dummy;
+      const t = call.scratch(Math.max(1, tTotal), 'sgmv t');
+      const tb = (tabT.storage as GpuStorage).buffer;
+      if (pairCount > 0) call.dispatch(K.sgmvShrink(), uniforms([pairCount, k, pairOff, 0]), [xb.buffer, a, tb, t], { pairs: pairCount });
+      const bb = bias ? call.input(bias, false, 'bias').buffer : this.dummy;
+      if (m * n > 0) call.dispatch(K.sgmvExpand(), uniforms([m, n, bias ? 1 : 0, termOff]), [bb, t, b, tb, yb], { count: m * n });
+      call.submit();
+    } catch (e) {
+      call.fail();
+      throw e;
+    } finally {
+      tabT.dispose();
+    }
+  }
+
+  /** The f32 stack of `parts` (one `lora_pack` each): cached while every part is resident (at most MAX_BANKS). */
+  private bank(call: Call, parts: readonly Tensor[], label: string): GPUBuffer {
+    const resident = parts.every((p) => p.storage instanceof GpuStorage && (p.storage as GpuStorage).owner === this);
+    const bufs = resident ? parts.map((p) => (p.storage as GpuStorage).buffer) : [];
+    const key = bufs.map((buf) => this.bufferId(buf)).join(',');
+    const hit = resident ? this.banks.get(key) : undefined;
+    if (hit) {
+      this.banks.delete(key); // most recent last
+      this.banks.set(key, hit);
+      return hit.buffer;
+    }
+    const total = parts.reduce((s, p) => s + p.size, 0);
+    const buffer = resident ? this.pool.acquireGpu(total * 4, TENSOR_USAGE, label) : call.scratch(total, label);
+    let off = 0;
+    parts.forEach((p, i) => {
+      const src = call.input(p, true, `${label} part ${i}`);
+      call.dispatch(K.loraPack({ src_t: src.type }), uniforms([p.size, off, 0, 0]), [src.buffer, buffer], { count: p.size });
+      off += p.size;
+    });
+    if (resident) {
+      this.banks.set(key, { buffer, parts: bufs });
+      for (const p of bufs) {
+        const users = this.bankUsers.get(p) ?? new Set<string>();
+        users.add(key);
+        this.bankUsers.set(p, users);
+      }
+      if (this.banks.size > MAX_BANKS) this.dropBank(this.banks.keys().next().value as string);
+    }
+    return buffer;
+  }
+
+  private dropBank(key: string): void {
+    const bank = this.banks.get(key);
+    if (!bank) return;
+    this.banks.delete(key);
+    this.pool.release(bank.buffer);
+    for (const p of bank.parts) {
+      const users = this.bankUsers.get(p);
+      users?.delete(key);
+      if (users?.size === 0) this.bankUsers.delete(p);
     }
   }
 
@@ -939,6 +1074,8 @@ export class WebGPUBackend implements Backend, GpuOwner {
     this.disposed = true;
     this.batch = undefined;
     this.bindGroupCache.clear();
+    this.banks.clear();
+    this.bankUsers.clear();
     this.pool.destroy();
     this.pipelines.clear();
     if (this.ctx.ownsDevice) this.device.destroy();

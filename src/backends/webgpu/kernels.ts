@@ -9,6 +9,7 @@ import { LINEAR_GEMM_WGSL } from './shaders/linear_gemm.wgsl.js';
 import { GEMM_BN, type GemmTile, linearGemmTiledWgsl } from './shaders/linear_gemm_tiled.wgsl.js';
 import { gemvWorkgroup, linearGemvWgsl } from './shaders/linear_gemv.wgsl.js';
 import { LORA_EPILOGUE_WGSL } from './shaders/lora_epilogue.wgsl.js';
+import { SGMV_EXPAND_WGSL, SGMV_SHRINK_WGSL } from './shaders/sgmv.wgsl.js';
 import { LORA_PACK_WGSL } from './shaders/lora_pack.wgsl.js';
 import { LORA_SHRINK_WGSL } from './shaders/lora_shrink.wgsl.js';
 import { NORM_WGSL } from './shaders/norm.wgsl.js';
@@ -210,6 +211,28 @@ export function loraEpilogue(types: { b_t: StorageType }): Shader<{ count: numbe
     name: 'lora_epilogue',
     key,
     wgsl: specialize(LORA_EPILOGUE_WGSL, types),
+    constants: { WORKGROUP: WORKGROUP_SIZE },
+    dispatch: ({ count }) => spread(Math.ceil(count / WORKGROUP_SIZE)),
+  }));
+}
+
+/** Routed rows' adapters, batched: one workgroup per (row, adapter) pair (see shaders/sgmv.wgsl.ts). */
+export function sgmvShrink(): Shader<{ pairs: number }> {
+  return memo('sgmv_shrink', {}, (key) => ({
+    name: 'sgmv_shrink',
+    key,
+    wgsl: SGMV_SHRINK_WGSL,
+    constants: { WORKGROUP: SHRINK_WORKGROUP },
+    dispatch: ({ pairs }) => spread(pairs),
+  }));
+}
+
+/** Routed rows' adapters, batched: one invocation per output, each row's adapters in route order. */
+export function sgmvExpand(): Shader<{ count: number }> {
+  return memo('sgmv_expand', {}, (key) => ({
+    name: 'sgmv_expand',
+    key,
+    wgsl: SGMV_EXPAND_WGSL,
     constants: { WORKGROUP: WORKGROUP_SIZE },
     dispatch: ({ count }) => spread(Math.ceil(count / WORKGROUP_SIZE)),
   }));
