@@ -60,6 +60,13 @@ static inline v128_t bf16x4_to_f32x4(const uint16_t* w) {
   return wasm_i16x8_shuffle(wasm_i32x4_splat(0), wasm_v128_load64_zero(w), 0, 8, 1, 9, 2, 10, 3, 11);
 }
 
+// The relaxed build's k-loop multiply-add is one fused op whose latency (≈ 4 cycles, not the add's 3) sits on each
+// row's chain: it needs more rows in flight. Measured (Deno 2.9, k = n = 4096, GB/s ÷ the SIMD128 build's 8×4):
+// relaxed 8×4 0.75, 16×2 1.08–1.18, 16×1 1.04, 12×2 0.80, 16×4 0.53.
+#ifdef __wasm_relaxed_simd__
+#define PEFT_BF16_GEMV1_NR 16
+#define PEFT_BF16_GEMV1_U 2
+#endif
 #ifndef PEFT_BF16_GEMV1_NR
 #define PEFT_BF16_GEMV1_NR 8
 #endif
