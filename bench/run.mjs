@@ -52,4 +52,7 @@ writeFileSync(new URL('./results.md', import.meta.url), `<!-- written by bench/r
 console.error(`wrote bench/results.md`);
 const { writeCharts } = await import('../scripts/bench-charts.mjs');
 console.error(`wrote docs/bench/: ${writeCharts(md, new URL('../docs/bench', import.meta.url).pathname).join(', ')}`);
+const { benchDocs } = await import('../scripts/bench-docs.mjs');
+writeFileSync(new URL('../docs/benchmarks.md', import.meta.url), benchDocs());
+console.error('wrote docs/benchmarks.md');
 process.exit(0); // Dawn (webgpu) keeps the event loop alive
