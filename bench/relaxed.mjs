@@ -44,6 +44,9 @@ for (const dtype of ['f32', 'bf16']) {
         if (m * n > 4096 && j > 64) break; // the bound on a sample of columns per row at large sizes (float64 sums are slow)
       }
     if (!(worst <= 1)) throw new Error(`relaxed vs simd128: ${dtype} m=${m} exceeds the bound (${worst.toFixed(2)}× it)`);
+    // Warm-up by time: V8 runs a wasm function in its baseline compiler (Liftoff) until TurboFan's code is ready,
+    // compiled in the background; on a busy machine that takes a while, and every instance tiers up on its own.
+    for (const t0 = performance.now(); performance.now() - t0 < (quick ? 300 : 600); ) run(simd, W.simd), run(relaxed, W.relaxed);
     const t = { simd: [], relaxed: [] };
     const reps = quick ? 5 : m >= 64 ? 9 : 25;
     for (let r = 0; r < reps; r++)

@@ -1,9 +1,10 @@
-// Runs every bench question (or `--only gemm,quant,routes,load,gpu,model`), prints markdown tables the README can take as they
+// Runs every bench question (or `--only gemm,quant,routes,threads,relaxed,load,gpu,model`), prints markdown tables the README can take as they
 // are, and writes the same to results.md (`model` also writes its own results-model.md). `--quick` runs a reduced set for
 // a smoke test (not for the README).
 // From the repo root: `npm run bench` (builds the library, installs the peers from bench/package-lock.json).
 process.env.VK_ICD_FILENAMES ??= '/usr/lib/chromium/vk_swiftshader_icd.json'; // before Dawn starts: see webgpu.mjs
 import { writeFileSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { args, machine, pkgVersion } from './lib/common.mjs';
 import { gemmTables, runGemm } from './gemm.mjs';
 import { gpuTables, runGpu } from './webgpu.mjs';
@@ -12,10 +13,30 @@ import { modelTables, runModel, writeModelResults } from './model.mjs';
 import { quantTables, runQuant } from './quant.mjs';
 import { routesTables, runRoutes } from './routes.mjs';
 
+/** A script that prints its own markdown, run as a child (its own engine and thread pool), under a heading. */
+function child(title, cmd, argv, env = {}) {
+  return async ({ quick }) => {
+    const { execFileSync } = await import('node:child_process');
+    const { existsSync } = await import('node:fs');
+    const bin = cmd.startsWith('.') ? fileURLToPath(new URL(cmd, import.meta.url)) : cmd;
+    if (cmd.startsWith('.') && !existsSync(bin)) return `#### ${title}\n\nNot measured: ${bin} is missing (run \`npm ci\` in the repo root).`;
+    const out = execFileSync(bin, [...argv, ...(quick ? ['--quick'] : [])], {
+      cwd: fileURLToPath(new URL('.', import.meta.url)),
+      env: { ...process.env, ...env },
+      encoding: 'utf8',
+      stdio: ['ignore', 'pipe', 'inherit'],
+      maxBuffer: 1 << 24,
+    });
+    return `#### ${title}\n\n${out.trim()}`;
+  };
+}
+
 const QUESTIONS = {
   gemm: async (o) => gemmTables(await runGemm(o)),
   quant: async (o) => quantTables(await runQuant(o)),
   routes: async (o) => routesTables(await runRoutes(o)),
+  threads: child('Threads: the wasm linear with every core against one thread', process.execPath, ['threads.mjs']),
+  relaxed: child('Relaxed SIMD against SIMD128 (Deno: Node 20 has no relaxed SIMD)', '../node_modules/.bin/deno', ['run', '-A', 'relaxed.mjs'], { DENO_NO_UPDATE_CHECK: '1' }),
   load: async (o) => loadTables(await runLoad(o)),
   gpu: async (o) => gpuTables(await runGpu(o)),
   model: async (o) => {
