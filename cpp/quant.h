@@ -36,6 +36,12 @@ struct QConsts {
   QConsts() : low4(wasm_i32x4_splat((int32_t)g_q_low4)), magic(wasm_i32x4_splat((int32_t)g_q_magic)) {}
 };
 
+// The quantised kernels' multiply-add: unfused in every build. The relaxed build's fused op lengthens each group's
+// chain of multiply-adds (latency ≈ 4 cycles, not the add's 3): the m = 1 GEMV ran 0.83–0.88× the SIMD128 build's
+// (Deno 2.9, k = n = 4096, 4- and 8-bit), and decode is what a quantised W is for. The GEMV and the GEMM share it
+// (batch invariance), and both builds give the same bits.
+static inline v128_t q_madd(v128_t a, v128_t b, v128_t c) { return wasm_f32x4_add(c, wasm_f32x4_mul(a, b)); }
+
 // u32 lanes (< 2^23) → f32 as (u | 2^23) − 2^23: two ops, exact. (LLVM turns extend + f32x4.convert_i32x4 into
 // 4 scalar extract/convert/replace per vector here, 5× slower.)
 static inline v128_t u32x4_to_f32x4_exact(v128_t u, const QConsts& c) {
@@ -191,7 +197,7 @@ static inline void f32_qgemv_rows__simd128(size_t k, size_t group, const float* 
         for (int i = 0; i < M; i++) {
           const float* xr = xq + i * k + p;
           for (int c = 0; c < 8; c++)
-            acc[i][c % P] = f32x4_madd(wasm_v128_load(xr + 4 * c), q[c], acc[i][c % P]);
+            acc[i][c % P] = q_madd(wasm_v128_load(xr + 4 * c), q[c], acc[i][c % P]);
         }
       }
       const v128_t sv = wasm_f32x4_splat(sr[g]);
@@ -287,7 +293,7 @@ static inline void f32_qgemm_block__simd128(size_t kc, size_t group, const float
       for (int i = 0; i < MR; i++) xv[i] = wasm_v128_load(xq + i * ldx + p);
       for (int j = 0; j < NR; j++) {
         const v128_t qv = wasm_v128_load(qs + j * kc + p);
-        for (int i = 0; i < MR; i++) acc[i][j] = f32x4_madd(xv[i], qv, acc[i][j]);
+        for (int i = 0; i < MR; i++) acc[i][j] = q_madd(xv[i], qv, acc[i][j]);
       }
     }
     const size_t g = g0 / group;
