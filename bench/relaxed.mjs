@@ -16,7 +16,7 @@ try {
 }
 const simd = await lib.createBackend('wasm', { threads: 1, build: 'simd128' });
 const [k, n] = quick ? [1024, 1024] : [4096, 4096];
-const ms = quick ? [1, 64] : [1, 8, 64, 256];
+const ms = quick ? [1, 64] : [1, 2, 4, 8, 64, 256];
 let s = 7;
 const rand = (len, amp) => Float32Array.from({ length: len }, () => ((s = (Math.imul(s, 1664525) + 1013904223) >>> 0) / 2 ** 32 - 0.5) * amp);
 const toBf16 = (f) => Uint16Array.from(new Uint32Array(f.buffer), (u) => u >>> 16); // truncation: exact for the bench's W below
