@@ -136,6 +136,23 @@ export class WasmBackend implements Backend {
     const wDtype = wBf16 === undefined ? 'f32' : 'bf16';
     const T = this.threadsFor(m, n, k);
     const S = (linearScratchBytes(this.runtime, m, k, wDtype) + 15) & ~15; // one scratch block per thread
+    if (T === 1 && deltas.length === 0 && !rowScale) {
+      // The plain layer (a model's forward: every projection, every step), operands resident: the call `run` makes
+      // for it (same epilogue, same kernel), without its general staging.
+      const rt = this.runtime;
+      const xp = x.dtype === 'f32' ? wasmPtrOf(rt, x) : undefined;
+      const wp = wBf16 ?? (w.dtype === 'f32' ? wasmPtrOf(rt, w) : undefined);
+      const bp = bias && bias.dtype === 'f32' ? wasmPtrOf(rt, bias) : undefined;
+      if (xp !== undefined && wp !== undefined && (!bias || bp !== undefined) && x.shape[x.shape.length - 1] === k) {
+        if (bias) this.checkShape('bias', bias.shape, [n]);
+        const y = allocWasmTensor(rt, [...x.shape.slice(0, -1), n], 'f32');
+        const epBytes = bias ? (epilogueBytes(0) + 15) & ~15 : 0;
+        const base = this.scratch.ensure(epBytes + S);
+        if (bias) writeEpilogue(rt, base, { bias: bp!, rowScale: 0, loraBias: 0, terms: [] });
+        f32Linear(rt, m, n, k, xp, wp, ptrOf(y), bias ? base : 0, base + epBytes, this.kernels, wDtype);
+        return y;
+      }
+    }
     return this.run('linear', x, k, n, wBf16 === undefined ? [w] : [], bias, deltas, rowScale, S * T, (xp, yp, ep, mm, ptrs, sp) => {
       const wp = wBf16 ?? ptrs[0];
       if (T === 1) return f32Linear(this.runtime, mm, n, k, xp, wp, yp, ep, sp, this.kernels, wDtype);
