@@ -159,3 +159,30 @@ describe('bf16 W, packed GEMM: SIMD128 = scalar twin bit for bit, rows batch-inv
     }
   }
 });
+
+// WasmBackend.linear calls the kernel directly for a plain layer whose operands are all resident (a model's forward);
+// the same layer with x on the CPU goes through the general staging path. Both must give the same bits.
+describe('wasm linear: the resident fast path equals the staged path bit for bit', () => {
+  for (const wDtype of ['f32', 'bf16'] as const)
+    for (const m of [1, 5, 16])
+      for (const withBias of [false, true])
+        it(`${wDtype} W, m=${m}, bias=${withBias}`, async () => {
+          const be = await WasmBackend.create({ threads: 1 });
+          const [k, n] = [70, 37];
+          const rand = rng(m * 100 + k + (withBias ? 1 : 0));
+          const xCpu = Tensor.from(randomF32(rand, m * k), [m, k], 'f32');
+          const bits = randomBf16(rand, n * k);
+          const w = wDtype === 'bf16' ? be.upload(Tensor.from(bits, [n, k], 'bf16'), { keepBf16: true }) : be.upload(Tensor.from(decode(bits), [n, k], 'f32'));
+          const bias = withBias ? be.upload(Tensor.from(randomF32(rand, n), [n], 'f32')) : undefined;
+          const xRes = be.upload(xCpu);
+          const fast = be.linear(xRes, w, bias, []);
+          const staged = be.linear(xCpu, w, bias, []);
+          expect(fast.shape).toEqual([m, n]);
+          expect(Buffer.from(fast.storage.bytes()).equals(Buffer.from(staged.storage.bytes()))).toBe(true);
+          // And the value: the float64 reference within the f32 bound.
+          const ref = refLinear(xCpu.data as Float32Array, m, k, decode(bits), n, bias && (bias.data as Float32Array), [], undefined);
+          const refAbs = refLinear(abs(xCpu.data as Float32Array), m, k, abs(decode(bits)), n, bias && abs(bias.data as Float32Array), [], undefined);
+          expectClose(Float32Array.from(fast.data as Float32Array), ref, (j) => (k + 8) * EPS32 * refAbs[j] + 1e-30, 'fast path');
+          for (const t of [fast, staged, xRes, w, ...(bias ? [bias] : [])]) t.dispose();
+        });
+});
