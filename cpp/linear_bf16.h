@@ -182,20 +182,29 @@ static inline size_t f32xbf16_linear_scratch_floats(size_t m, size_t k) {
 //   x panel: xp [m/2][k4/4][2 rows][4]: each row pair's columns p..p+3 side by side, packed once per call (m·k floats
 //   copied, against n/4 sweeps of it); an odd last row is read in place (one row is already contiguous).
 
-// ws [kc/4][4][4] = widened W[0:4, p0:p0+kc] (row stride k), kc a multiple of 4.
+// ws [kc/4][4][4] = widened W[0:4, p0:p0+kc] (row stride k), kc a multiple of 4. Row by row (the strip's bytes in
+// address order: four rows at once measured 5–8 % slower at m = 16), 16 columns per turn through bumped pointers.
 static inline void bf16_widen_strip4_interleaved__simd128(size_t kc, size_t k, const uint16_t* __restrict w,
                                                           float* __restrict ws) {
   const v128_t zero = wasm_i32x4_splat(0);
   for (size_t r = 0; r < 4; r++) {
     const uint16_t* s = w + r * k;
+    const uint16_t* const end16 = s + (kc & ~(size_t)15);
     float* d = ws + 4 * r;
-    size_t p = 0;
-    for (; p + 8 <= kc; p += 8) {
-      const v128_t v = wasm_v128_load(s + p);
-      wasm_v128_store(d + 4 * p, wasm_i16x8_shuffle(zero, v, 0, 8, 1, 9, 2, 10, 3, 11));
-      wasm_v128_store(d + 4 * p + 16, wasm_i16x8_shuffle(zero, v, 4, 12, 5, 13, 6, 14, 7, 15));
+    for (; s < end16; s += 16, d += 64) {
+      const v128_t v0 = wasm_v128_load(s), v1 = wasm_v128_load(s + 8);
+      wasm_v128_store(d, wasm_i16x8_shuffle(zero, v0, 0, 8, 1, 9, 2, 10, 3, 11));
+      wasm_v128_store(d + 16, wasm_i16x8_shuffle(zero, v0, 4, 12, 5, 13, 6, 14, 7, 15));
+      wasm_v128_store(d + 32, wasm_i16x8_shuffle(zero, v1, 0, 8, 1, 9, 2, 10, 3, 11));
+      wasm_v128_store(d + 48, wasm_i16x8_shuffle(zero, v1, 4, 12, 5, 13, 6, 14, 7, 15));
     }
-    if (p < kc) wasm_v128_store(d + 4 * p, bf16x4_to_f32x4(s + p));
+    size_t p = kc & ~(size_t)15;
+    for (; p + 8 <= kc; p += 8) {
+      const v128_t v = wasm_v128_load(w + r * k + p);
+      wasm_v128_store(ws + 4 * r + 4 * p, wasm_i16x8_shuffle(zero, v, 0, 8, 1, 9, 2, 10, 3, 11));
+      wasm_v128_store(ws + 4 * r + 4 * p + 16, wasm_i16x8_shuffle(zero, v, 4, 12, 5, 13, 6, 14, 7, 15));
+    }
+    if (p < kc) wasm_v128_store(ws + 4 * r + 4 * p, bf16x4_to_f32x4(w + r * k + p));
   }
 }
 
