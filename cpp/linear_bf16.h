@@ -8,9 +8,12 @@
 //   m ≤ BF16_GEMV_MAX_M, f32xbf16_gemv (on chunks of ≤ 4 rows of x): linear.h's dot form on bf16 W. 8 weights of
 //   a row per v128 load, widened by interleaving with zeros (each bf16 lands in the upper half of an f32: exact),
 //   low half = columns p..p+3, high half = p+4..p+7, both into the same four lanes.
-//   m > BF16_GEMV_MAX_M: linear.h's GEMM (f32_gemm_dot); per k-block the 4×KC strip of W is widened into scratch
-//   (8 KiB, stays in L1) once and swept by every row of x, so the widening costs n·k shuffles per call against
-//   2·m·n·k flops.
+//   m > BF16_GEMV_MAX_M: linear.h's GEMM form (f32_gemm_dot's 2×4 dot tiles, same order) on packed operands:
+//   x packed once per call into row pairs, per k-block (KC = 1024) the 4×KC strip of W widened into scratch
+//   (16 KiB, stays in L1) once and swept by every row pair; a k ≤ KC runs as one block, accumulators in registers
+//   to the sums. The widening costs n·k shuffles and stores per call against 2·m·n·k flops: ~10 % of the GEMM at
+//   m = 16, ~2 % at m = 64 (the 2×4 tile itself runs at the two multiply and two add ports' rate, ~90 % of it).
+//   The n % 4 last columns go through f32_gemm_dot itself.
 // Reduction order
 //   linear.h's (four lanes over k, then (l0 + l2) + (l1 + l3), then the k % 4 tail) on the widened W: every m, and
 //   the scalar twin, give the same bits for a row.
@@ -255,7 +258,6 @@ static inline void f32_gemm_packed_tile__simd128(size_t kc, const float* __restr
   }
 }
 
-
 // Sums of one MR×4 tile → + the k tail (p = k4 … k−1 in order, rows of the original x) → epilogue → y[i0:, j:j+4].
 template <int MR>
 static inline void f32xbf16_gemm_store__simd128(v128_t (&sum)[MR], size_t n, size_t k, const float* x,
@@ -276,7 +278,7 @@ static inline void f32xbf16_gemm_store__simd128(v128_t (&sum)[MR], size_t n, siz
 
 // The GEMM path (m > BF16_GEMV_MAX_M), kept out of line. Inlined into f32xbf16_linear_cols__simd128 (one wasm
 // function holding every GEMV instantiation too), V8's register allocator spilled the 2×4 tile's accumulators
-// around its k-loop: bf16 ran 1.5–1.8× the f32 time at every m (widening itself costs ~nothing). clang honours
+// around its k-loop: bf16 ran 1.5–1.8× the f32 time at every m (widening was not what cost). clang honours
 // noinline; emcc's wasm-opt inlines any function with one call site, hence the two call sites below.
 // Per strip of 4 W rows, per k-block: widen the block, then every row pair (and an odd last row) over it; the last
 // block reduces and stores. Scratch: lanes [m][4] v128, the widened block [4, KC], the x panel.
