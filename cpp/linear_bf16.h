@@ -8,9 +8,12 @@
 //   m ≤ BF16_GEMV_MAX_M, f32xbf16_gemv (on chunks of ≤ 4 rows of x): linear.h's dot form on bf16 W. 8 weights of
 //   a row per v128 load, widened by interleaving with zeros (each bf16 lands in the upper half of an f32: exact),
 //   low half = columns p..p+3, high half = p+4..p+7, both into the same four lanes.
-//   m > BF16_GEMV_MAX_M: linear.h's GEMM (f32_gemm_dot); per k-block the 4×KC strip of W is widened into scratch
-//   (8 KiB, stays in L1) once and swept by every row of x, so the widening costs n·k shuffles per call against
-//   2·m·n·k flops.
+//   m > BF16_GEMV_MAX_M: linear.h's GEMM form (f32_gemm_dot's 2×4 dot tiles, same order) on packed operands:
+//   x packed once per call into row pairs, per k-block (KC = 1024) the 4×KC strip of W widened into scratch
+//   (16 KiB, stays in L1) once and swept by every row pair; a k ≤ KC runs as one block, accumulators in registers
+//   to the sums. The widening costs n·k shuffles and stores per call against 2·m·n·k flops: ~10 % of the GEMM at
+//   m = 16, ~2 % at m = 64 (the 2×4 tile itself runs at the two multiply and two add ports' rate, ~90 % of it).
+//   The n % 4 last columns go through f32_gemm_dot itself.
 // Reduction order
 //   linear.h's (four lanes over k, then (l0 + l2) + (l1 + l3), then the k % 4 tail) on the widened W: every m, and
 //   the scalar twin, give the same bits for a row.
@@ -161,29 +164,178 @@ static inline void bf16_widen_strip__simd128(size_t rows, size_t kc, size_t k, c
 #endif
 constexpr size_t BF16_GEMV_MAX_M = PEFT_BF16_GEMV_MAX_M;
 
-// Scratch floats for both twins: the GEMM's lanes + one W strip [4,KC] (the GEMV needs none); the scalar twin's
-// strip [BF16_STRIP,k].
+// k-block of the bf16 GEMM: the widened strip (16·KC bytes) and a row pair of x (8·KC) stay in L1. A k of up to KC
+// runs as one block, its accumulators in registers from the first column to the sums (no lanes round trip).
+#ifndef PEFT_BF16_GEMM_KC
+#define PEFT_BF16_GEMM_KC 1024
+#endif
+static_assert(PEFT_BF16_GEMM_KC % 4 == 0, "k-blocks must keep the lanes aligned");
+
+// Scratch floats of the packed GEMM: 16-byte alignment, the lanes [m][4] v128, one widened k-block [4, KC] (also
+// the one-row strips of the n % 4 tail), the x panel [m/2][k4/4][2][4].
+static inline size_t f32xbf16_gemm_scratch_floats(size_t m, size_t k) {
+  return 4 + m * 16 + 4 * (k < PEFT_BF16_GEMM_KC ? k : PEFT_BF16_GEMM_KC) + (m & ~(size_t)1) * (k & ~(size_t)3);
+}
+
+// Scratch floats for both twins: the packed GEMM's (the GEMV needs none); the scalar twin's strip [BF16_STRIP,k].
 static inline size_t f32xbf16_linear_scratch_floats(size_t m, size_t k) {
-  const size_t simd = m <= BF16_GEMV_MAX_M ? 0 : f32_packed_strips_scratch_floats(m, k);
+  const size_t simd = m <= BF16_GEMV_MAX_M ? 0 : f32xbf16_gemm_scratch_floats(m, k);
   const size_t scalar = BF16_STRIP * k;
   return simd > scalar ? simd : scalar;
 }
 
+// Packed operands of the GEMM. Dot form as f32_gemm_dot (same lanes, same p order, same (l0 + l2) + (l1 + l3),
+// same tail and epilogue: the same bits), with both operands laid out in the order the 2×4 tile reads them, so the
+// k-loop walks two pointers with constant offsets (strided, V8 spends an address add per load: 31 instructions per
+// k-step instead of 26; on a core whose two mul and two add ports are the bound it measures the same).
+//   W strip: ws [kc/4][4 rows][4]: the 4 rows' columns p..p+3 side by side (widened from bf16 as before).
+//   x panel: xp [m/2][k4/4][2 rows][4]: each row pair's columns p..p+3 side by side, packed once per call (m·k floats
+//   copied, against n/4 sweeps of it); an odd last row is read in place (one row is already contiguous).
+
+// ws [kc/4][4][4] = widened W[0:4, p0:p0+kc] (row stride k), kc a multiple of 4. Row by row (the strip's bytes in
+// address order: four rows at once measured 5–8 % slower at m = 16), 16 columns per turn through bumped pointers.
+static inline void bf16_widen_strip4_interleaved__simd128(size_t kc, size_t k, const uint16_t* __restrict w,
+                                                          float* __restrict ws) {
+  const v128_t zero = wasm_i32x4_splat(0);
+  for (size_t r = 0; r < 4; r++) {
+    const uint16_t* s = w + r * k;
+    const uint16_t* const end16 = s + (kc & ~(size_t)15);
+    float* d = ws + 4 * r;
+    for (; s < end16; s += 16, d += 64) {
+      const v128_t v0 = wasm_v128_load(s), v1 = wasm_v128_load(s + 8);
+      wasm_v128_store(d, wasm_i16x8_shuffle(zero, v0, 0, 8, 1, 9, 2, 10, 3, 11));
+      wasm_v128_store(d + 16, wasm_i16x8_shuffle(zero, v0, 4, 12, 5, 13, 6, 14, 7, 15));
+      wasm_v128_store(d + 32, wasm_i16x8_shuffle(zero, v1, 0, 8, 1, 9, 2, 10, 3, 11));
+      wasm_v128_store(d + 48, wasm_i16x8_shuffle(zero, v1, 4, 12, 5, 13, 6, 14, 7, 15));
+    }
+    size_t p = kc & ~(size_t)15;
+    for (; p + 8 <= kc; p += 8) {
+      const v128_t v = wasm_v128_load(w + r * k + p);
+      wasm_v128_store(ws + 4 * r + 4 * p, wasm_i16x8_shuffle(zero, v, 0, 8, 1, 9, 2, 10, 3, 11));
+      wasm_v128_store(ws + 4 * r + 4 * p + 16, wasm_i16x8_shuffle(zero, v, 4, 12, 5, 13, 6, 14, 7, 15));
+    }
+    if (p < kc) wasm_v128_store(ws + 4 * r + 4 * p, bf16x4_to_f32x4(w + r * k + p));
+  }
+}
+
+// xp [m/2][k4/4][2][4] from x [m,k]: the pairs of rows (0,1), (2,3), …; columns 0 … k4−1.
+static inline void f32_pack_row_pairs__simd128(size_t m, size_t k, const float* __restrict x, float* __restrict xp) {
+  const size_t k4 = k & ~(size_t)3;
+  for (size_t i = 0; i + 2 <= m; i += 2) {
+    const float* x0 = x + i * k;
+    const float* x1 = x0 + k;
+    float* d = xp + i * k4;
+    for (size_t p = 0; p < k4; p += 4) {
+      wasm_v128_store(d + 2 * p, wasm_v128_load(x0 + p));
+      wasm_v128_store(d + 2 * p + 4, wasm_v128_load(x1 + p));
+    }
+  }
+}
+
+// One MR×4 tile over one k-block: lanes[i][j] (+)= Σ_p x_i[p:p+4]·W_j[p:p+4], MR rows from `x` (MR vectors per 4
+// columns: the packed pair, or the row itself), the 4 W rows from the interleaved strip `ws`. FROM_LANES: start from
+// the lanes the previous block left (else from zero); TO_LANES: store them for the next block, else (last block)
+// reduce each row's four accumulators to sum[i] = the (l0 + l2) + (l1 + l3) of its four columns (a 4×4 transpose
+// folded into the adds, as f32_gemm__simd128) in registers.
+template <int MR, bool FROM_LANES, bool TO_LANES>
+static inline void f32_gemm_packed_tile__simd128(size_t kc, const float* __restrict x, const float* __restrict ws,
+                                                 v128_t* __restrict lanes, v128_t (&sum)[MR]) {
+  v128_t acc[MR][4];
+  for (int i = 0; i < MR; i++)
+    for (int j = 0; j < 4; j++) acc[i][j] = FROM_LANES ? wasm_v128_load(&lanes[i * 4 + j]) : wasm_f32x4_splat(0.0f);
+  const float* const end = ws + 4 * kc;
+  for (; ws < end; ws += 16, x += 4 * MR) {
+    v128_t xv[MR];
+    for (int i = 0; i < MR; i++) xv[i] = wasm_v128_load(x + 4 * i);
+    for (int j = 0; j < 4; j++) {
+      const v128_t wv = wasm_v128_load(ws + 4 * j);
+      for (int i = 0; i < MR; i++) acc[i][j] = f32x4_madd(xv[i], wv, acc[i][j]);
+    }
+  }
+  if constexpr (TO_LANES) {
+    for (int i = 0; i < MR; i++)
+      for (int j = 0; j < 4; j++) wasm_v128_store(&lanes[i * 4 + j], acc[i][j]);
+  } else {
+    for (int i = 0; i < MR; i++) {
+      const v128_t a0 = acc[i][0], a1 = acc[i][1], a2 = acc[i][2], a3 = acc[i][3];
+      const v128_t s01 = wasm_f32x4_add(wasm_i32x4_shuffle(a0, a1, 0, 4, 1, 5), wasm_i32x4_shuffle(a0, a1, 2, 6, 3, 7));
+      const v128_t s23 = wasm_f32x4_add(wasm_i32x4_shuffle(a2, a3, 0, 4, 1, 5), wasm_i32x4_shuffle(a2, a3, 2, 6, 3, 7));
+      sum[i] = wasm_f32x4_add(wasm_i32x4_shuffle(s01, s23, 0, 1, 4, 5), wasm_i32x4_shuffle(s01, s23, 2, 3, 6, 7));
+    }
+  }
+}
+
+// Sums of one MR×4 tile → + the k tail (p = k4 … k−1 in order, rows of the original x) → epilogue → y[i0:, j:j+4].
+template <int MR>
+static inline void f32xbf16_gemm_store__simd128(v128_t (&sum)[MR], size_t n, size_t k, const float* x,
+                                                const uint16_t* w, float* y, const Epilogue* ep, size_t i0, size_t j) {
+  const size_t k4 = k & ~(size_t)3;
+  float* yr = y + i0 * n + j;
+  if (!ep && k4 == k) {
+    for (int i = 0; i < MR; i++) wasm_v128_store(yr + i * n, sum[i]);
+    return;
+  }
+  alignas(16) float out[MR][4];
+  for (int i = 0; i < MR; i++) wasm_v128_store(out[i], sum[i]);
+  for (int i = 0; i < MR; i++)
+    for (int c = 0; c < 4; c++)
+      for (size_t p = k4; p < k; p++) out[i][c] += x[(i0 + i) * k + p] * bf16_to_f32_1(w[(j + c) * k + p]);
+  f32_store_tile__simd128<MR, 4>(out, yr, n, false, ep, i0, j);
+}
+
 // The GEMM path (m > BF16_GEMV_MAX_M), kept out of line. Inlined into f32xbf16_linear_cols__simd128 (one wasm
 // function holding every GEMV instantiation too), V8's register allocator spilled the 2×4 tile's accumulators
-// around its k-loop: bf16 ran 1.5–1.8× the f32 time at every m (widening itself costs ~nothing). clang honours
+// around its k-loop: bf16 ran 1.5–1.8× the f32 time at every m (widening was not what cost). clang honours
 // noinline; emcc's wasm-opt inlines any function with one call site, hence the two call sites below.
+// Per strip of 4 W rows, per k-block: widen the block, then every row pair (and an odd last row) over it; the last
+// block reduces and stores. Scratch: lanes [m][4] v128, the widened block [4, KC], the x panel.
 __attribute__((noinline)) static void f32xbf16_gemm__simd128(size_t m, size_t n, size_t k, size_t j0, size_t j1,
                                                              const float* __restrict x, const uint16_t* __restrict w,
                                                              float* __restrict y, const Epilogue* ep,
                                                              float* __restrict scratch) {
-  float* ws = (float*)(((uintptr_t)scratch + 15) & ~(uintptr_t)15) + m * 16;  // right after the lanes, 16-byte aligned
-  f32_gemm_dot(m, n, k, j0, j1, x, y, ep, scratch,
-               [w, k, ws](size_t j, size_t rows, size_t p0, size_t kc) {
-                 bf16_widen_strip__simd128(rows, kc, k, w + j * k + p0, ws);
-                 return WStrip{ws, kc};
-               },
-               [w, k](size_t j, size_t p) { return bf16_to_f32_1(w[j * k + p]); });
+  constexpr size_t KC = PEFT_BF16_GEMM_KC;
+  v128_t* lanes = (v128_t*)(((uintptr_t)scratch + 15) & ~(uintptr_t)15);
+  float* ws = (float*)lanes + m * 16;  // right after the lanes, 16-byte aligned
+  const size_t k4 = k & ~(size_t)3;
+  float* xp = ws + 4 * (k4 < KC ? k4 : KC);
+  const size_t m2 = m & ~(size_t)1;
+  size_t j = j0;
+  if (k4 > 0) {
+    f32_pack_row_pairs__simd128(m, k, x, xp);
+    v128_t sum2[2], sum1[1];
+    for (; j + 4 <= j1; j += 4) {
+      for (size_t p0 = 0; p0 < k4; p0 += KC) {
+        const size_t kc = p0 + KC < k4 ? KC : k4 - p0;
+        const bool first = p0 == 0, last = p0 + kc == k4;
+        bf16_widen_strip4_interleaved__simd128(kc, k, w + j * k + p0, ws);
+        for (size_t i = 0; i < m2; i += 2) {
+          const float* xi = xp + i * k4 + 2 * p0;
+          v128_t* li = lanes + i * 4;
+          if (first && last) f32_gemm_packed_tile__simd128<2, false, false>(kc, xi, ws, li, sum2);
+          else if (first) f32_gemm_packed_tile__simd128<2, false, true>(kc, xi, ws, li, sum2);
+          else if (!last) f32_gemm_packed_tile__simd128<2, true, true>(kc, xi, ws, li, sum2);
+          else f32_gemm_packed_tile__simd128<2, true, false>(kc, xi, ws, li, sum2);
+          if (last) f32xbf16_gemm_store__simd128<2>(sum2, n, k, x, w, y, ep, i, j);
+        }
+        if (m2 < m) {
+          const float* xi = x + m2 * k + p0;
+          v128_t* li = lanes + m2 * 4;
+          if (first && last) f32_gemm_packed_tile__simd128<1, false, false>(kc, xi, ws, li, sum1);
+          else if (first) f32_gemm_packed_tile__simd128<1, false, true>(kc, xi, ws, li, sum1);
+          else if (!last) f32_gemm_packed_tile__simd128<1, true, true>(kc, xi, ws, li, sum1);
+          else f32_gemm_packed_tile__simd128<1, true, false>(kc, xi, ws, li, sum1);
+          if (last) f32xbf16_gemm_store__simd128<1>(sum1, n, k, x, w, y, ep, m2, j);
+        }
+      }
+    }
+  }
+  if (j < j1)  // the last n % 4 columns (or k < 4), one W row at a time
+    f32_gemm_dot(m, n, k, j, j1, x, y, ep, scratch,
+                 [w, k, ws](size_t jj, size_t rows, size_t p0, size_t kc) {
+                   bf16_widen_strip__simd128(rows, kc, k, w + jj * k + p0, ws);
+                   return WStrip{ws, kc};
+                 },
+                 [w, k](size_t jj, size_t p) { return bf16_to_f32_1(w[jj * k + p]); });
 }
 
 // Columns [j0, j1) of y [m,n] = epilogue(x [m,k] · widen(W [n,k] bf16)ᵀ): one thread's share, each element

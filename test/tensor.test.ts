@@ -1,9 +1,11 @@
+import v8 from 'node:v8';
+import vm from 'node:vm';
 import { describe, expect, it } from 'vitest';
 import { init } from '../src/backends/index.js';
 import { BackendError, WasmRuntimeError } from '../src/errors.js';
 import { allocWasmTensor } from '../src/runtime/storage.js';
 import { wasmRuntime } from '../src/runtime/wasm.js';
-import { Tensor } from '../src/tensor.js';
+import { Tensor, deferFinalization } from '../src/tensor.js';
 
 describe('Tensor', () => {
   it('from/zeros/f32: shape, dtype, size and byteLength agree', () => {
@@ -38,5 +40,37 @@ describe('Tensor', () => {
     rt.free(big);
     t.dispose();
     expect(() => t.data).toThrow(WasmRuntimeError);
+  });
+
+  it('deferFinalization: a tensor dropped undisposed inside the scope is still freed by the finalizer after it', async () => {
+    await init();
+    const rt = wasmRuntime();
+    v8.setFlagsFromString('--expose-gc');
+    const gc = vm.runInNewContext('gc') as () => void;
+    // The scope returns fn's value and passes its exception through; it nests.
+    expect(deferFinalization(() => deferFinalization(() => 7))).toBe(7);
+    expect(() => deferFinalization(() => { throw new RangeError('x'); })).toThrow(RangeError);
+    // Storages of tensors made in the scope: one disposed inside, one returned, one dropped without dispose.
+    const storages: { disposed: boolean }[] = [];
+    const kept = deferFinalization(() => {
+      const a = allocWasmTensor(rt, [8], 'f32');
+      a.dispose();
+      const dropped = allocWasmTensor(rt, [8], 'f32');
+      storages.push(dropped.storage);
+      const ret = allocWasmTensor(rt, [8], 'f32');
+      ret.reshape([2, 4]); // a view registers nothing, inside the scope or out
+      return ret;
+    });
+    kept.data.set([1, 2, 3, 4, 5, 6, 7, 8]);
+    expect(Array.from(kept.data)).toEqual([1, 2, 3, 4, 5, 6, 7, 8]);
+    // The dropped tensor was registered when the scope ended: collecting it frees its storage.
+    for (let i = 0; i < 50 && !storages[0].disposed; i++) {
+      gc();
+      await new Promise((r) => setTimeout(r, 10));
+    }
+    expect(storages[0].disposed).toBe(true);
+    expect(kept.storage.disposed).toBe(false);
+    kept.dispose();
+    expect(kept.storage.disposed).toBe(true);
   });
 });

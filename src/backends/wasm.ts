@@ -136,6 +136,23 @@ export class WasmBackend implements Backend {
     const wDtype = wBf16 === undefined ? 'f32' : 'bf16';
     const T = this.threadsFor(m, n, k);
     const S = (linearScratchBytes(this.runtime, m, k, wDtype) + 15) & ~15; // one scratch block per thread
+    if (T === 1 && deltas.length === 0 && !rowScale) {
+      // The plain layer (a model's forward: every projection, every step), operands resident: the call `run` makes
+      // for it (same epilogue, same kernel), without its general staging.
+      const rt = this.runtime;
+      const xp = x.dtype === 'f32' ? wasmPtrOf(rt, x) : undefined;
+      const wp = wBf16 ?? (w.dtype === 'f32' ? wasmPtrOf(rt, w) : undefined);
+      const bp = bias && bias.dtype === 'f32' ? wasmPtrOf(rt, bias) : undefined;
+      if (xp !== undefined && wp !== undefined && (!bias || bp !== undefined) && x.shape[x.shape.length - 1] === k) {
+        if (bias) this.checkShape('bias', bias.shape, [n]);
+        const y = allocWasmTensor(rt, [...x.shape.slice(0, -1), n], 'f32');
+        const epBytes = bias ? (epilogueBytes(0) + 15) & ~15 : 0;
+        const base = this.scratch.ensure(epBytes + S);
+        if (bias) writeEpilogue(rt, base, { bias: bp!, rowScale: 0, loraBias: 0, terms: [] });
+        f32Linear(rt, m, n, k, xp, wp, ptrOf(y), bias ? base : 0, base + epBytes, this.kernels, wDtype);
+        return y;
+      }
+    }
     return this.run('linear', x, k, n, wBf16 === undefined ? [w] : [], bias, deltas, rowScale, S * T, (xp, yp, ep, mm, ptrs, sp) => {
       const wp = wBf16 ?? ptrs[0];
       if (T === 1) return f32Linear(this.runtime, mm, n, k, xp, wp, yp, ep, sp, this.kernels, wDtype);
@@ -308,6 +325,14 @@ export class WasmBackend implements Backend {
   rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {
     const d = w.size;
     const m = rowsOf(x, d, 'rmsNorm');
+    const rt = this.runtime;
+    const [xr, wr] = [residentF32(rt, x), residentF32(rt, w)];
+    if (xr !== undefined && wr !== undefined) {
+      // Operands resident (a model's forward): no staging, no temporaries.
+      const y = allocWasmTensor(rt, x.shape, 'f32');
+      f32RmsNorm(rt, m, d, xr, wr, ptrOf(y), eps, this.kernels);
+      return y;
+    }
     return this.withTemps((temps) => {
       const [xp, wp] = [this.f32In(x, temps, 'rmsNorm'), this.f32In(w, temps, 'rmsNorm')];
       const y = allocWasmTensor(this.runtime, x.shape, 'f32');
@@ -342,6 +367,9 @@ export class WasmBackend implements Backend {
         expected: `[≥ ${start + m}, ${half}]`, got: { cos: cos.shape, sin: sin.shape }, where: 'WasmBackend.rope',
       });
     }
+    const rt = this.runtime;
+    const [xr, cr, sr] = [residentF32(rt, x), residentF32(rt, cos), residentF32(rt, sin)];
+    if (xr !== undefined && cr !== undefined && sr !== undefined) return f32Rope(rt, m, heads, headDim, xr, cr, sr, start, this.kernels);
     this.withTemps((temps) => {
       const [cp, sp] = [this.f32In(cos, temps, 'rope'), this.f32In(sin, temps, 'rope')];
       this.inPlace(x, temps, 'rope', (xp) => f32Rope(this.runtime, m, heads, headDim, xp, cp, sp, start, this.kernels));
@@ -350,6 +378,8 @@ export class WasmBackend implements Backend {
 
   addInPlace(a: Tensor, b: Tensor): void {
     sameSize(a, b, 'addInPlace', 'sizes differ');
+    const [ar, br] = [residentF32(this.runtime, a), residentF32(this.runtime, b)];
+    if (ar !== undefined && br !== undefined) return f32AddInPlace(this.runtime, a.size, ar, br, this.kernels);
     this.withTemps((temps) => {
       const bp = this.f32In(b, temps, 'addInPlace');
       this.inPlace(a, temps, 'addInPlace', (ap) => f32AddInPlace(this.runtime, a.size, ap, bp, this.kernels));
@@ -358,6 +388,12 @@ export class WasmBackend implements Backend {
 
   swiglu(g: Tensor, u: Tensor): Tensor {
     sameSize(g, u, 'swiglu', 'gate and up differ in size');
+    const [gr, ur] = [residentF32(this.runtime, g), residentF32(this.runtime, u)];
+    if (gr !== undefined && ur !== undefined) {
+      const y = allocWasmTensor(this.runtime, g.shape, 'f32');
+      f32Swiglu(this.runtime, g.size, gr, ur, ptrOf(y), this.kernels);
+      return y;
+    }
     return this.withTemps((temps) => {
       const [gp, up] = [this.f32In(g, temps, 'swiglu'), this.f32In(u, temps, 'swiglu')];
       const y = allocWasmTensor(this.runtime, g.shape, 'f32');
@@ -411,6 +447,8 @@ export class WasmBackend implements Backend {
     if (!isCount(start) || start + m > maxLen) {
       throw new BackendError('shape_mismatch', 'kvWrite past the end of the cache', { expected: `start + m ≤ ${maxLen}`, got: { start, m }, where: 'WasmBackend.kvWrite' });
     }
+    const [sr, cr] = [residentF32(this.runtime, src), residentF32(this.runtime, cache)];
+    if (sr !== undefined && cr !== undefined) return f32KvWrite(this.runtime, m, kvHeads, headDim, maxLen, start, sr, cr, this.kernels);
     this.withTemps((temps) => {
       const sp = this.f32In(src, temps, 'kvWrite');
       this.inPlace(cache, temps, 'kvWrite', (cp) => f32KvWrite(this.runtime, m, kvHeads, headDim, maxLen, start, sp, cp, this.kernels));
@@ -584,6 +622,11 @@ export class WasmBackend implements Backend {
 }
 
 // ---- shape checks of the transformer ops (before anything is allocated or written) -------------------------
+
+/** Byte offset of `t` when it is a wasm-resident f32 tensor of `rt` (the transformer ops' direct path), else undefined. */
+function residentF32(rt: WasmRuntime, t: Tensor): number | undefined {
+  return t.dtype === 'f32' ? wasmPtrOf(rt, t) : undefined;
+}
 
 function isCount(n: number): boolean {
   return Number.isInteger(n) && n >= 0;

@@ -8,7 +8,7 @@ import type { LoadLimits } from '../limits.js';
 import { loraLayersOf, setLoRAEnabled, withAdapters } from '../lora/set-enabled.js';
 import type { RowAdapters } from '../lora/layer.js';
 import { Module, disposeModule } from '../nn/module.js';
-import { Tensor } from '../tensor.js';
+import { Tensor, deferFinalization } from '../tensor.js';
 import type { Decoder } from './architecture.js';
 import { supportedModelTypes } from './architecture.js';
 import { findArchitecture } from './architectures.js';
@@ -148,7 +148,9 @@ export class CausalLM extends Module {
    * backend. `layers` runs only the first K layers (early exit).
    */
   forward(ids: readonly number[] | Int32Array, start: number, opts: { cache?: KVCache; layers?: number; lastOnly?: boolean } = {}): Tensor {
-    return this.decoder.forward(this.#ids(ids), start, opts.cache ?? this.cache, { layers: opts.layers, lastOnly: opts.lastOnly });
+    const cache = opts.cache ?? this.cache;
+    const t = this.#ids(ids);
+    return deferFinalization(() => this.decoder.forward(t, start, cache, { layers: opts.layers, lastOnly: opts.lastOnly }));
   }
 
   /**
@@ -181,7 +183,8 @@ export class CausalLM extends Module {
       vocab: this.config.vocab,
       run: async (ids, start, lastOnly) => {
         if (adapter) setLoRAEnabled(this, adapter.on, { adapter: adapter.name });
-        const t = this.decoder.forward(this.#ids(ids), start, cache, { layers, lastOnly });
+        const x = this.#ids(ids);
+        const t = deferFinalization(() => this.decoder.forward(x, start, cache, { layers, lastOnly }));
         try {
           return (await t.read()) as Float32Array;
         } finally {

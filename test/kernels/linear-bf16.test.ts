@@ -121,3 +121,68 @@ describe('bf16 W on wasm: storage and the toggle', () => {
     });
   }
 });
+
+// The packed GEMM (m > 8) on every path of its driver: one k-block with the sums reduced in registers (k ≤ 1024),
+// two and three k-blocks (lanes carried through scratch), k % 4 tails, k < 4 (no packed part at all), n % 4 tail
+// columns, odd m (a last unpaired row), with and without the epilogue. The scalar twin is the same order written
+// as plain loops; a row must also equal itself computed alone (m = 1, the GEMV path).
+describe('bf16 W, packed GEMM: SIMD128 = scalar twin bit for bit, rows batch-invariant', () => {
+  const shapes: [number, number, number][] = [[16, 256, 704], [17, 704, 256], [9, 1030, 13], [12, 2100, 8], [10, 3, 6], [64, 37, 130], [33, 256, 2048]];
+  for (const [m, k, n] of shapes) {
+    for (const withEp of [false, true]) {
+      it(`m=${m} k=${k} n=${n} ${withEp ? 'bias + LoRA r=4' : 'no epilogue'}`, async () => {
+        const simd = await WasmBackend.create({ kernels: 'simd128' });
+        const scalar = await WasmBackend.create({ kernels: 'scalar' });
+        const rand = rng(m * 7919 + k * 31 + n);
+        const x = randomF32(rand, m * k);
+        const wBits = randomBf16(rand, n * k);
+        const bias = withEp ? randomF32(rand, n) : undefined;
+        const a = randomF32(rand, k * 4);
+        const b = randomF32(rand, 4 * n);
+        const run = (be: WasmBackend, rows: number, x0: number) => {
+          const w = be.upload(Tensor.from(wBits, [n, k], 'bf16'), { keepBf16: true });
+          const deltas: LoRADelta[] = withEp ? [{ a: Tensor.from(a, [k, 4], 'f32'), b: Tensor.from(b, [4, n], 'f32'), scale: 0.5 }] : [];
+          const y = be.linear(Tensor.from(x.slice(x0 * k, (x0 + rows) * k), [rows, k], 'f32'), w, bias && Tensor.from(bias, [n], 'f32'), deltas);
+          const bits = new Uint32Array(Float32Array.from(y.data as Float32Array).buffer);
+          y.dispose();
+          w.dispose();
+          return bits;
+        };
+        const got = run(simd, m, 0);
+        expect(Buffer.from(got.buffer).equals(Buffer.from(run(scalar, m, 0).buffer))).toBe(true);
+        for (const i of [0, m - 1]) expect(Array.from(run(simd, 1, i)), `row ${i} alone`).toEqual(Array.from(got.subarray(i * n, (i + 1) * n)));
+        // And the values: within the f32 bound of the float64 reference on the decoded W.
+        const ref = refLinear(x, m, k, decode(wBits), n, bias, withEp ? [{ a, b, r: 4, scale: 0.5 }] : [], undefined);
+        const refAbs = refLinear(abs(x), m, k, abs(decode(wBits)), n, bias && abs(bias), withEp ? [{ a: abs(a), b: abs(b), r: 4, scale: 0.5 }] : [], undefined);
+        expectClose(new Float32Array(got.buffer), ref, (j) => (k + 4 + 8) * EPS32 * refAbs[j] + 1e-30, `bf16 [${m},${k}]·[${n},${k}]ᵀ`);
+      });
+    }
+  }
+});
+
+// WasmBackend.linear calls the kernel directly for a plain layer whose operands are all resident (a model's forward);
+// the same layer with x on the CPU goes through the general staging path. Both must give the same bits.
+describe('wasm linear: the resident fast path equals the staged path bit for bit', () => {
+  for (const wDtype of ['f32', 'bf16'] as const)
+    for (const m of [1, 5, 16])
+      for (const withBias of [false, true])
+        it(`${wDtype} W, m=${m}, bias=${withBias}`, async () => {
+          const be = await WasmBackend.create({ threads: 1 });
+          const [k, n] = [70, 37];
+          const rand = rng(m * 100 + k + (withBias ? 1 : 0));
+          const xCpu = Tensor.from(randomF32(rand, m * k), [m, k], 'f32');
+          const bits = randomBf16(rand, n * k);
+          const w = wDtype === 'bf16' ? be.upload(Tensor.from(bits, [n, k], 'bf16'), { keepBf16: true }) : be.upload(Tensor.from(decode(bits), [n, k], 'f32'));
+          const bias = withBias ? be.upload(Tensor.from(randomF32(rand, n), [n], 'f32')) : undefined;
+          const xRes = be.upload(xCpu);
+          const fast = be.linear(xRes, w, bias, []);
+          const staged = be.linear(xCpu, w, bias, []);
+          expect(fast.shape).toEqual([m, n]);
+          expect(Buffer.from(fast.storage.bytes()).equals(Buffer.from(staged.storage.bytes()))).toBe(true);
+          // And the value: the float64 reference within the f32 bound.
+          const ref = refLinear(xCpu.data as Float32Array, m, k, decode(bits), n, bias && (bias.data as Float32Array), [], undefined);
+          const refAbs = refLinear(abs(xCpu.data as Float32Array), m, k, abs(decode(bits)), n, bias && abs(bias.data as Float32Array), [], undefined);
+          expectClose(Float32Array.from(fast.data as Float32Array), ref, (j) => (k + 8) * EPS32 * refAbs[j] + 1e-30, 'fast path');
+          for (const t of [fast, staged, xRes, w, ...(bias ? [bias] : [])]) t.dispose();
+        });
+});
