@@ -1,4 +1,4 @@
-// Runs every bench question (or `--only gemm,quant,routes,threads,relaxed,load,gpu,model`), prints markdown tables the README can take as they
+// Runs every bench question (or `--only gemm,quant,routes,gemv,flip,threads,relaxed,load,gpu,model`), prints markdown tables the README can take as they
 // are, and writes the same to results.md (`model` also writes its own results-model.md). `--quick` runs a reduced set for
 // a smoke test (not for the README).
 // From the repo root: `npm run bench` (builds the library, installs the peers from bench/package-lock.json).
@@ -35,6 +35,8 @@ const QUESTIONS = {
   gemm: async (o) => gemmTables(await runGemm(o)),
   quant: async (o) => quantTables(await runQuant(o)),
   routes: async (o) => routesTables(await runRoutes(o)),
+  gemv: child('Decode GEMV against a plain wasm read loop', process.execPath, ['gemv-bandwidth.mjs']),
+  flip: child('Flipping an adapter at model scale (pycoder, 42 LoRA layers)', process.execPath, ['flip.mjs']),
   threads: child('Threads: the wasm linear with every core against one thread', process.execPath, ['threads.mjs']),
   relaxed: child('Relaxed SIMD against SIMD128 (Deno: Node 20 has no relaxed SIMD)', '../node_modules/.bin/deno', ['run', '-A', 'relaxed.mjs'], { DENO_NO_UPDATE_CHECK: '1' }),
   load: async (o) => loadTables(await runLoad(o)),

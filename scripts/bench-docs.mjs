@@ -23,9 +23,23 @@ function demote(md, charts) {
     .join('\n');
 }
 
+/** results.md without what `model` wrote into it too (that run's own file, results-model.md, is shown above). */
+function layersOnly(md, model) {
+  if (!model) return md;
+  const first = /^#### (.*)$/m.exec(model)?.[1];
+  const cut = first === undefined ? -1 : md.indexOf(`#### ${first}`);
+  if (cut < 0) return md;
+  // Back to the end of the section before it: the model part's preamble (load average) goes too.
+  const before = md.slice(0, cut);
+  const lastTable = before.lastIndexOf('\n|');
+  const end = lastTable < 0 ? cut : before.indexOf('\n\n', lastTable + 1);
+  return md.slice(0, end < 0 ? cut : end);
+}
+
 export function benchDocs() {
   const model = read('bench/results-model.md');
-  const layers = read('bench/results.md');
+  const layersRaw = read('bench/results.md');
+  const layers = layersRaw && layersOnly(layersRaw, model);
   const stamp = (md) => /<!-- written by [^>]*-->/.exec(md ?? '')?.[0] ?? '';
   const out = [
     '# Benchmarks',

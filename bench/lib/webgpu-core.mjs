@@ -29,7 +29,7 @@ export function shapesFor(software) {
 export async function runWebGPU({ lib, gpu, log = console.log, quick = false }) {
   const { Tensor } = lib;
   const gpuBe = await lib.createBackend('webgpu', gpu ? { gpu } : undefined);
-  const wasmBe = await lib.init();
+  const wasmBe = await lib.createBackend('wasm', { threads: 1 }); // one thread, as the table says
   const software = gpuBe.software ?? gpuBe.ctx?.software ?? false;
   const adapter = gpuBe.ctx?.description ?? String(gpuBe);
   const shapes = shapesFor(software);
