@@ -2,7 +2,7 @@
 // layer) return the buffer pool's bytes in use to the baseline, with no GC involved: `unload` frees each adapter's
 // uploaded factors and DoRA gains, and every forward's output is disposed. Shapes are tiny (SwiftShader). Routes give
 // rows one adapter each, DoRA stacked with LoRA in one row (one more lora_epilogue pass), and a batched LoRA route
-// (its stacked adapter bank is freed with the adapter).
+// (its stacked adapter bank is freed with the adapter), and two LoRA adapters stacked on every row.
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { WebGPUBackend } from '../../src/backends/webgpu/index.js';
 import { LoRAContainer } from '../../src/adapter/container.js';
@@ -34,10 +34,14 @@ test("1,000 apply/unload cycles return the GPU pool's bytes in use to the baseli
     ]),
     { name: 'd' },
   );
+  const lora2 = new LoRAContainer(specOf([linearModule('model.layers.0.self_attn.q_proj', randomTensor(rand, [6, 3]), randomTensor(rand, [3, 8]), 1)]), { name: 'l2' });
   const x = be.upload(randomTensor(rand, [3, 6]));
   const q = () => model.get('model.layers.0.self_attn.q_proj') as unknown as { forward(x: unknown, o?: unknown): { dispose(): void } };
   const cycle = () => {
     lora.apply(model);
+    lora2.apply(model);
+    q().forward(x).dispose(); // two LoRA adapters stacked on every row: their B's packed once, freed on unload
+    lora2.unload();
     dora.apply(model);
     q().forward(x, { adapters: ['d', ['l', 'd'], 'l'] }).dispose();
     q().forward(x, { adapters: ['l', null, 'l'] }).dispose(); // batched (sgmv): a stacked adapter bank, freed on unload

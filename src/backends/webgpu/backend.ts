@@ -78,12 +78,6 @@ interface Bound {
 /** Adapter banks of routed batches kept at once (each a distinct set of adapters; the oldest is freed first). */
 const MAX_BANKS = 8;
 
-interface Packed {
-  parts: readonly Tensor[];
-  buffer: GPUBuffer;
-  rows: number;
-}
-
 /** Host bytes of a tensor converted for the GPU: f64 → f32, f16 → f32 unless kept, bf16 → f32 unless kept. */
 function hostBytes(t: Tensor, keepF16: boolean, keepBf16 = false): { bytes: Uint8Array; dtype: DType } {
   const data = t.data;
@@ -252,9 +246,11 @@ export class WebGPUBackend implements Backend, GpuOwner {
   private timing: { set: GPUQuerySet; used: number; cap: number; skipped: number } | undefined;
   private readonly dummy: GPUBuffer;
   private asyncError: BackendError | undefined;
-  private readonly packs = new WeakMap<Tensor, Packed>();
-  /** Stacked f32 adapter banks of routed batches (sgmv), by their parts' buffer ids, most recent last; freed with any part. */
-  private readonly banks = new Map<string, { buffer: GPUBuffer; parts: GPUBuffer[] }>();
+  /**
+   * Stacked f32 copies of adapter factors (a layer's stacked B's; the A and B banks of routed batches), by their
+   * parts' buffer ids, most recent last; each freed with any of its parts. Routed banks (`capped`) are at most MAX_BANKS.
+   */
+  private readonly banks = new Map<string, { buffer: GPUBuffer; parts: GPUBuffer[]; capped: boolean }>();
   private readonly bankUsers = new Map<GPUBuffer, Set<string>>();
   private readonly f32Copies = new Map<GPUBuffer, GPUBuffer>();
   private disposed = false;
@@ -787,8 +783,8 @@ export class WebGPUBackend implements Backend, GpuOwner {
     try {
       const yb = call.target(y, 'y');
       const xb = call.input(x, false, 'x');
-      const a = aParts.length ? this.bank(call, aParts, 'sgmv A bank') : this.dummy;
-      const b = bParts.length ? this.bank(call, bParts, 'sgmv B bank') : this.dummy;
+      const a = aParts.length ? this.bank(call, aParts, 'sgmv A bank', true) : this.dummy;
+      const b = bParts.length ? this.bank(call, bParts, 'sgmv B bank', true) : this.dummy;
       const t = call.scratch(Math.max(1, tTotal), 'sgmv t');
       const tb = (tabT.storage as GpuStorage).buffer;
       if (pairCount > 0) call.dispatch(K.sgmvShrink(), uniforms([pairCount, k, pairOff, 0]), [xb.buffer, a, tb, t], { pairs: pairCount });
@@ -803,8 +799,8 @@ export class WebGPUBackend implements Backend, GpuOwner {
     }
   }
 
-  /** The f32 stack of `parts` (one `lora_pack` each): cached while every part is resident (at most MAX_BANKS). */
-  private bank(call: Call, parts: readonly Tensor[], label: string): GPUBuffer {
+  /** The f32 stack of `parts` (one `lora_pack` each): cached while every part is resident (`capped`: LRU of MAX_BANKS). */
+  private bank(call: Call, parts: readonly Tensor[], label: string, capped: boolean): GPUBuffer {
     const resident = parts.every((p) => p.storage instanceof GpuStorage && (p.storage as GpuStorage).owner === this);
     const bufs = resident ? parts.map((p) => (p.storage as GpuStorage).buffer) : [];
     const key = bufs.map((buf) => this.bufferId(buf)).join(',');
@@ -823,13 +819,14 @@ export class WebGPUBackend implements Backend, GpuOwner {
       off += p.size;
     });
     if (resident) {
-      this.banks.set(key, { buffer, parts: bufs });
+      this.banks.set(key, { buffer, parts: bufs, capped });
       for (const p of bufs) {
         const users = this.bankUsers.get(p) ?? new Set<string>();
         users.add(key);
         this.bankUsers.set(p, users);
       }
-      if (this.banks.size > MAX_BANKS) this.dropBank(this.banks.keys().next().value as string);
+      const routed = [...this.banks].filter(([, b]) => b.capped);
+      if (capped && routed.length > MAX_BANKS) this.dropBank(routed[0][0]);
     }
     return buffer;
   }
@@ -1182,22 +1179,8 @@ export class WebGPUBackend implements Backend, GpuOwner {
   /** B as the expand reads it: one adapter without bias binds its B directly; otherwise the cached f32 stack. */
   private bOf(call: Call, deltas: readonly LoRADelta[]): Bound {
     if (deltas.length === 1 && !deltas[0].bias) return call.input(deltas[0].b, true, 'lora B');
-    const parts = deltas.flatMap((d) => (d.bias ? [d.b, d.bias] : [d.b]));
-    const key = parts[0];
-    const hit = this.packs.get(key);
-    if (hit && hit.parts.length === parts.length && hit.parts.every((p, i) => p === parts[i])) return { buffer: hit.buffer, type: 'f32' };
-    const total = parts.reduce((s, p) => s + p.size, 0);
-    // Long-lived (like a weight): not a call temporary. Replaces a stale pack for the same first B.
-    const buffer = this.pool.acquireGpu(total * 4, TENSOR_USAGE, 'lora B stacked');
-    if (hit) call.temps.push(hit.buffer);
-    let off = 0;
-    parts.forEach((p, i) => {
-      const src = call.input(p, true, `lora B part ${i}`);
-      call.dispatch(K.loraPack({ src_t: src.type }), uniforms([p.size, off, 0, 0]), [src.buffer, buffer], { count: p.size });
-      off += p.size;
-    });
-    this.packs.set(key, { parts, buffer, rows: total });
-    return { buffer, type: 'f32' };
+    return { buffer: this.bank(call, deltas.flatMap((d) => (d.bias ? [d.b, d.bias] : [d.b])), 'lora B stacked', false), type: 'f32' };
   }
+
 }
 
