@@ -1,7 +1,7 @@
 // Explicit lifetimes on WebGPU (issue 9): 1,000 apply → forward → unload cycles (LoRA, DoRA, and both stacked on one
 // layer) return the buffer pool's bytes in use to the baseline, with no GC involved: `unload` frees each adapter's
 // uploaded factors and DoRA gains, and every forward's output is disposed. Shapes are tiny (SwiftShader). Routes give
-// rows one adapter each, DoRA stacked with LoRA in one row (one more lora_epilogue pass), and a batched LoRA route
+// rows one adapter each, DoRA stacked with LoRA in one row (one more sgmv pass), and a batched LoRA route
 // (its stacked adapter bank is freed with the adapter), and two LoRA adapters stacked on every row.
 import { afterAll, beforeAll, expect, test } from 'vitest';
 import type { WebGPUBackend } from '../../src/backends/webgpu/index.js';

@@ -22,7 +22,6 @@ import { BackendError } from '../../errors.js';
 import { Tensor } from '../../tensor.js';
 import { isQuantized, routeGroups, routePasses, type AttentionShape, type Backend, type LinearWeight, type LoRADelta, type QuantizedWeight, type Route, type UploadOptions } from '../backend.js';
 import { checkRoute } from '../js.js';
-import { toF64 } from '../../float16.js';
 import { BufferPool } from './buffer-pool.js';
 import { widen16 } from './convert.js';
 import { assertAlive, type GpuContext, type WebGPUOptions } from './device.js';
@@ -645,12 +644,10 @@ export class WebGPUBackend implements Backend, GpuOwner {
   }
 
   /**
-   * Routes, SGMV-style as on wasm: one route for the whole batch is the plain `linear` / `quantizedLinear` (its
-   * fused epilogue), plus one `lora_epilogue` pass per later adapter group of a row stacking a DoRA adapter with
-   * others. Several routes: the base product once for the whole batch (W read once, whatever the number of
-   * adapters), then per group of rows sharing a route its x rows gathered (buffer copies), one `lora_shrink` per
-   * adapter on them and one `lora_epilogue` per pass writing into the group's rows of y (a row-index map); the bias
-   * comes with the last pass (rows without adapters: a bias-only pass).
+   * Routes, SGMV-style as on wasm: one route for the whole batch is the plain `linear` / `quantizedLinear` (its fused
+   * epilogue). Several routes: the base product once for the whole batch (W read once, whatever the number of
+   * adapters), then `sgmv` applies every row's adapters in two dispatches. A row stacking a DoRA adapter with others
+   * takes one `sgmv` per later pass, over its group's rows, with that pass's gain; the bias comes with the last pass.
    */
   linearRouted(x: Tensor, w: LinearWeight, bias: Tensor | undefined, route: Route): Tensor {
     this.check();
@@ -663,9 +660,10 @@ export class WebGPUBackend implements Backend, GpuOwner {
     if (bias && bias.size !== n) throw shapeError('bias', `[${n}]`, bias.shape, 'linearRouted › bias');
     const groups = routeGroups(route).map((g) => ({ ...g, passes: routePasses(g.terms) }));
     const one = groups.length === 1 ? groups[0].passes : undefined;
-    // Several routes with a host x: x in one upload, shared by the base product and every group's rows (a host
-    // write per group would flush the shared encoder each time its pooled buffer is still in flight).
-    const xg = one || x.storage instanceof GpuStorage || !groups.some((g) => g.passes.length) ? x : this.upload(x);
+    // A host x read again after the base product: one upload, shared by every pass (a host write per pass would
+    // flush the shared encoder each time its pooled buffer is still in flight).
+    const again = one ? one.length > 1 : groups.some((g) => g.passes.length);
+    const xg = !again || x.storage instanceof GpuStorage ? x : this.upload(x);
     const base = (b: Tensor | undefined, deltas: readonly LoRADelta[], rs?: Tensor) =>
       q ? this.quantizedLinear(xg, q, b, deltas, rs) : this.linear(xg, w as Tensor, b, deltas, rs);
     try {
@@ -686,33 +684,19 @@ export class WebGPUBackend implements Backend, GpuOwner {
   ): Tensor {
     const y = one ? base(one.length > 1 ? undefined : bias, one[0]?.deltas ?? [], one[0]?.rowScale) : base(undefined, []);
     try {
+      const last = (passes: readonly unknown[], i: number) => (i === passes.length - 1 ? bias : undefined);
       if (one) {
-        one.slice(1).forEach((pass, i) => this.loraEpilogue(y, x, k, undefined, pass.deltas, pass.rowScale, i === one.length - 2 ? bias : undefined));
+        const all = Array.from({ length: x.size / k }, (_, i) => i);
+        one.forEach((pass, i) => i > 0 && this.sgmv(y, x, k, last(one, i), pass.rowScale, [{ rows: all, deltas: pass.deltas }]));
         return y;
       }
       if (groups.every((g) => g.passes.length <= 1 && !g.passes[0]?.rowScale)) {
-        this.sgmv(y, x, k, bias, groups);
+        this.sgmv(y, x, k, bias, undefined, groups.map((g) => ({ rows: g.rows, deltas: g.passes[0]?.deltas ?? [] })));
         return y;
       }
-      // Every group's row indices in one upload, for the same reason as x above.
-      const offsets: number[] = [];
-      const all = new Uint32Array(x.size / k);
-      groups.reduce((off, g) => (offsets.push(off), all.set(g.rows, off), off + g.rows.length), 0);
-      const rowsT = this.upload(Tensor.from(all, [all.length], 'u32'));
-      try {
-        groups.forEach((g, gi) => {
-          if (!g.passes.length && !bias) return;
-          const rows = { buffer: (rowsT.storage as GpuStorage).buffer, offset: offsets[gi], count: g.rows.length };
-          const xs = g.passes.length ? this.gatherRows(x, g.rows, k) : undefined;
-          try {
-            if (!g.passes.length) this.loraEpilogue(y, undefined, k, rows, [], undefined, bias);
-            g.passes.forEach((pass, i) => this.loraEpilogue(y, xs, k, rows, pass.deltas, pass.rowScale, i === g.passes.length - 1 ? bias : undefined));
-          } finally {
-            if (xs && xs !== x) xs.dispose();
-          }
-        });
-      } finally {
-        rowsT.dispose();
+      for (const g of groups) {
+        if (!g.passes.length && bias) this.sgmv(y, x, k, bias, undefined, [{ rows: g.rows, deltas: [] }]);
+        g.passes.forEach((pass, i) => this.sgmv(y, x, k, last(g.passes, i), pass.rowScale, [{ rows: g.rows, deltas: pass.deltas }]));
       }
       return y;
     } catch (e) {
@@ -722,14 +706,22 @@ export class WebGPUBackend implements Backend, GpuOwner {
   }
 
   /**
-   * Every routed row's adapters (one LoRA pass each, no DoRA gain) in two dispatches whatever the number of distinct
-   * adapters: `sgmv_shrink` over (row, adapter) pairs, then `sgmv_expand` into y with the bias (shaders/sgmv.wgsl.ts).
+   * Rows `groups[g].rows` of y [·,n] ← rowScale ⊙ (y + Σ s·(x·A)·B + Σ s·bias over `groups[g].deltas`) + bias, in two
+   * dispatches whatever the number of distinct adapters: `sgmv_shrink` over (row, adapter) pairs, then `sgmv_expand`
+   * (shaders/sgmv.wgsl.ts). x is the whole batch: a group's rows index it as they index y.
    * The distinct A's and B's (+ lora-bias rows) are stacked in two f32 banks, cached while they stay resident; the
    * row, term and pair tables go up in one write.
    */
-  private sgmv(y: Tensor, x: Tensor, k: number, bias: Tensor | undefined, groups: readonly { rows: number[]; passes: ReturnType<typeof routePasses> }[]): void {
+  private sgmv(
+    y: Tensor,
+    x: Tensor,
+    k: number,
+    bias: Tensor | undefined,
+    rowScale: Tensor | undefined,
+    groups: readonly { rows: readonly number[]; deltas: readonly LoRADelta[] }[],
+  ): void {
     const n = y.shape[y.shape.length - 1];
-    const m = x.size / k;
+    const m = groups.reduce((c, g) => c + g.rows.length, 0); // rows of the table
     const aParts: Tensor[] = [];
     const aOff = new Map<Tensor, number>();
     const bParts: Tensor[] = [];
@@ -753,10 +745,10 @@ export class WebGPUBackend implements Backend, GpuOwner {
       }
       return { a: aOff.get(d.a) as number, b: e.off, r: d.a.shape[1], lb: d.bias ? 1 : 0, scale: d.scale };
     };
-    const groupTerms = groups.map((g) => (g.passes[0]?.deltas ?? []).map(place));
+    const groupTerms = groups.map((g) => g.deltas.map(place));
     const termCount = groupTerms.reduce((s, t) => s + t.length, 0);
     const pairCount = groups.reduce((s, g, gi) => s + g.rows.length * groupTerms[gi].length, 0);
-    // Tables: rows [m][4] | terms [T][4] | pairs [P][8].
+    // Tables: rows [m][4] (in group order, each naming its row of x and y) | terms [T][4] | pairs [P][8].
     const termOff = 4 * m;
     const pairOff = termOff + 4 * termCount;
     const tab = new Uint32Array(pairOff + 8 * pairCount);
@@ -764,11 +756,12 @@ export class WebGPUBackend implements Backend, GpuOwner {
     let term = 0;
     let pair = 0;
     let tTotal = 0;
+    let r = 0;
     groups.forEach((g, gi) => {
       const ts = groupTerms[gi];
       ts.forEach((t, e) => tab.set([t.b, t.r, t.lb, 0], termOff + 4 * (term + e)));
       for (const row of g.rows) {
-        tab.set([tTotal, term, ts.length, 0], 4 * row);
+        tab.set([tTotal, term, ts.length, row], 4 * r++);
         for (const t of ts) {
           const p = pairOff + 8 * pair++;
           tab.set([row, t.a, t.r, tTotal, 0, t.lb], p);
@@ -788,8 +781,9 @@ export class WebGPUBackend implements Backend, GpuOwner {
       const t = call.scratch(Math.max(1, tTotal), 'sgmv t');
       const tb = (tabT.storage as GpuStorage).buffer;
       if (pairCount > 0) call.dispatch(K.sgmvShrink(), uniforms([pairCount, k, pairOff, 0]), [xb.buffer, a, tb, t], { pairs: pairCount });
-      const bb = bias ? call.input(bias, false, 'bias').buffer : this.dummy;
-      if (m * n > 0) call.dispatch(K.sgmvExpand(), uniforms([m, n, bias ? 1 : 0, termOff]), [bb, t, b, tb, yb], { count: m * n });
+      const epi = this.epilogueBuffers(call, bias, rowScale);
+      const u = uniforms([m, n, epi.hasBias, termOff, epi.hasRowScale, 0, 0, 0]);
+      if (m * n > 0) call.dispatch(K.sgmvExpand(), u, [epi.bias, epi.rowScale, t, b, tb, yb], { count: m * n });
       call.submit();
     } catch (e) {
       call.fail();
@@ -841,55 +835,6 @@ export class WebGPUBackend implements Backend, GpuOwner {
       users?.delete(key);
       if (users?.size === 0) this.bankUsers.delete(p);
     }
-  }
-
-  /**
-   * Rows of y [·,n] (all rows when `rows` is undefined; else x's row i is y's row `rows.buffer[rows.offset + i]`) ←
-   * rowScale ⊙ (y + Σ sᵢ·(x·Aᵢ)·Bᵢ + Σ sᵢ·biasᵢ) + bias, in place: one adapter pass of a route.
-   */
-  private loraEpilogue(
-    y: Tensor,
-    x: Tensor | undefined,
-    k: number,
-    rows: { buffer: GPUBuffer; offset: number; count: number } | undefined,
-    deltas: readonly LoRADelta[],
-    rowScale: Tensor | undefined,
-    bias: Tensor | undefined,
-  ): void {
-    const n = y.shape[y.shape.length - 1];
-    const m = rows ? rows.count : y.size / n;
-    const call = new Call(this, 'linearRouted › lora_epilogue');
-    try {
-      const yb = call.target(y, 'y');
-      const epi = this.epilogueBuffers(call, bias, rowScale);
-      const t = deltas.length && x ? this.shrink(call, call.input(x, false, 'x'), deltas, m, k, 1, k) : { buffer: this.dummy, rows: 0 };
-      const b = t.rows ? this.bOf(call, deltas) : this.unused();
-      const u = uniforms([m, n, t.rows, epi.hasBias, epi.hasRowScale, rows ? 1 : 0, rows?.offset ?? 0, 0]);
-      const rb = rows?.buffer ?? this.dummy;
-      if (m * n > 0) call.dispatch(K.loraEpilogue({ b_t: b.type }), u, [epi.bias, epi.rowScale, t.buffer, b.buffer, rb, yb], { count: m * n });
-      call.submit();
-    } catch (e) {
-      call.fail();
-      throw e;
-    }
-  }
-
-  /** Rows `rows` of x [m,k] as a [rows.length, k] f32 tensor: host rows sliced, GPU rows copied buffer to buffer. */
-  private gatherRows(x: Tensor, rows: readonly number[], k: number): Tensor {
-    if (!(x.storage instanceof GpuStorage)) {
-      const src = x.dtype === 'f32' ? (x.data as Float32Array) : Float32Array.from(toF64(x));
-      const out = new Float32Array(rows.length * k);
-      rows.forEach((row, i) => out.set(src.subarray(row * k, (row + 1) * k), i * k));
-      return Tensor.from(out, [rows.length, k], 'f32');
-    }
-    if (x.dtype !== 'f32') throw new BackendError('dtype_unsupported', 'a routed GPU input must be f32', { got: x.dtype, where: 'WebGPUBackend.linearRouted' });
-    const bytes = rows.length * k * 4;
-    const buf = this.pool.acquireGpu(bytes, TENSOR_USAGE, 'linearRouted x rows');
-    // Recorded in the shared encoder: after whatever op produced x, before the op that reads the rows.
-    const batch = this.open();
-    this.endPass(batch);
-    rows.forEach((row, i) => batch.encoder.copyBufferToBuffer((x.storage as GpuStorage).buffer, row * k * 4, buf, i * k * 4, k * 4));
-    return this.gpuTensor([rows.length, k], 'f32', buf, bytes);
   }
 
   embedding(ids: Tensor, table: Tensor, deltas: readonly LoRADelta[]): Tensor {

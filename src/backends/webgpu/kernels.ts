@@ -8,7 +8,6 @@ import { EMBEDDING_WGSL } from './shaders/embedding.wgsl.js';
 import { LINEAR_GEMM_WGSL } from './shaders/linear_gemm.wgsl.js';
 import { GEMM_BN, type GemmTile, linearGemmTiledWgsl } from './shaders/linear_gemm_tiled.wgsl.js';
 import { gemvWorkgroup, linearGemvWgsl } from './shaders/linear_gemv.wgsl.js';
-import { LORA_EPILOGUE_WGSL } from './shaders/lora_epilogue.wgsl.js';
 import { SGMV_EXPAND_WGSL, SGMV_SHRINK_WGSL } from './shaders/sgmv.wgsl.js';
 import { LORA_PACK_WGSL } from './shaders/lora_pack.wgsl.js';
 import { LORA_SHRINK_WGSL } from './shaders/lora_shrink.wgsl.js';
@@ -200,17 +199,6 @@ export function loraPack(types: { src_t: StorageType }): Shader<{ count: number 
     name: 'lora_pack',
     key,
     wgsl: specialize(LORA_PACK_WGSL, types),
-    constants: { WORKGROUP: WORKGROUP_SIZE },
-    dispatch: ({ count }) => spread(Math.ceil(count / WORKGROUP_SIZE)),
-  }));
-}
-
-/** One more adapter pass on y in place (a row stacking DoRA with other adapters): `y = rs ⊙ (y + t·B) + bias`. */
-export function loraEpilogue(types: { b_t: StorageType }): Shader<{ count: number }> {
-  return memo('lora_epilogue', types, (key) => ({
-    name: 'lora_epilogue',
-    key,
-    wgsl: specialize(LORA_EPILOGUE_WGSL, types),
     constants: { WORKGROUP: WORKGROUP_SIZE },
     dispatch: ({ count }) => spread(Math.ceil(count / WORKGROUP_SIZE)),
   }));

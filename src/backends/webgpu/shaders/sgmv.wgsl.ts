@@ -7,9 +7,12 @@
  * sgmv_shrink, one workgroup per (row, adapter) pair p:
  *   t[pair.t + j] = pair.scale·Σ_k x[pair.row, k]·A_bank[pair.a + k·r + j]   (j < r)
  *   t[pair.t + r] = pair.scale                                              (pair.bias = 1: the lora-bias column)
- * sgmv_expand, one invocation per output (i, j), row i's adapters in route order:
- *   y[i, j] = y[i, j] + Σ_terms Σ_q t[row.t + c]·B_bank[term.b + q·n + j] (+ the bias row at term.b + r·n) + bias[j]
- * the operations and order of the fused epilogue of `linear_gemm` / `linear_gemv` (a base row: + bias only).
+ * sgmv_expand, one invocation per output (i, j) of the table's rows, each row's adapters in route order:
+ *   y[row.y, j] = row_scale[j]·(y[row.y, j] + Σ_terms Σ_q t[row.t + c]·B_bank[term.b + q·n + j] (+ the bias row at
+ *   term.b + r·n)) + bias[j]
+ * the operations and order of the fused epilogue of `linear_gemm` / `linear_gemv` (a base row: + bias only). The
+ * table names the rows of y a call touches: all of them for a batch, one group's for a later pass of a row that
+ * stacks a DoRA adapter (its gain as row_scale).
  */
 export const SGMV_SHRINK_WGSL = /* wgsl */ `
 struct Uniforms {
@@ -19,7 +22,7 @@ struct Uniforms {
   _pad0: u32,
 }
 
-// Pair p at tab[pair_off + 8p]: [row, a offset, r, t offset, scale (f32 bits), lora bias (0/1), 0, 0].
+// Pair p at tab[pair_off + 8p]: [row of x, a offset, r, t offset, scale (f32 bits), lora bias (0/1), 0, 0].
 override WORKGROUP: u32 = 256u;
 
 @group(0) @binding(0) var<uniform> u: Uniforms;
@@ -69,17 +72,23 @@ struct Uniforms {
   n: u32,
   has_bias: u32,
   term_off: u32,
+  has_row_scale: u32,
+  _pad0: u32,
+  _pad1: u32,
+  _pad2: u32,
 }
 
-// Row i at tab[4i]: [t offset, first term, terms, 0]. Term e at tab[term_off + 4e]: [B offset, r, lora bias, 0].
+// Table row i at tab[4i]: [t offset, first term, terms, row of y]. Term e at tab[term_off + 4e]: [B offset, r, lora
+// bias, 0].
 override WORKGROUP: u32 = 64u;
 
 @group(0) @binding(0) var<uniform> u: Uniforms;
 @group(0) @binding(1) var<storage, read> bias: array<f32>;
-@group(0) @binding(2) var<storage, read> t: array<f32>;
-@group(0) @binding(3) var<storage, read> b: array<f32>;
-@group(0) @binding(4) var<storage, read> tab: array<u32>;
-@group(0) @binding(5) var<storage, read_write> y: array<f32>;
+@group(0) @binding(2) var<storage, read> row_scale: array<f32>;
+@group(0) @binding(3) var<storage, read> t: array<f32>;
+@group(0) @binding(4) var<storage, read> b: array<f32>;
+@group(0) @binding(5) var<storage, read> tab: array<u32>;
+@group(0) @binding(6) var<storage, read_write> y: array<f32>;
 
 @compute @workgroup_size(WORKGROUP, 1, 1)
 fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg: vec3u) {
@@ -90,7 +99,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
   var c = tab[4u * row];
   let first = tab[4u * row + 1u];
   let count = tab[4u * row + 2u];
-  var acc = y[i];
+  let yi = tab[4u * row + 3u] * u.n + col;
+  var acc = y[yi];
   for (var e = first; e < first + count; e++) {
     let te = u.term_off + 4u * e;
     let bo = tab[te];
@@ -100,7 +110,8 @@ fn main(@builtin(global_invocation_id) gid: vec3u, @builtin(num_workgroups) nwg:
       c++;
     }
   }
+  if (u.has_row_scale != 0u) { acc *= row_scale[col]; }
   if (u.has_bias != 0u) { acc += bias[col]; }
-  y[i] = acc;
+  y[yi] = acc;
 }
 `;
