@@ -304,9 +304,18 @@ static inline void f32_gemm_columns(size_t m, size_t n, size_t k, size_t j_begin
 // of a block starts from the lanes the previous block left in P [m][4] (v128 each) and stores them back; after
 // the last block the lanes are summed, the k tail added, the epilogue applied. 8 accumulators + 2 x + 1 W vector
 // fit the 15 registers V8 gives wasm SIMD on x86-64 (a 3×4 tile spills).
+// KC: 512, or PEFT_GEMM_KC_SMALL = 128 for m ≤ 32 (a 2 KiB W block; 4 KiB of x at m = 8). Measured (k = n = 4096, W
+// cold, ÷ KC 512 in the same run): KC 128 1.21× at m = 8, 1.11× at m = 16, 1.01× at m = 32, 0.97× at m = 64 and
+// 256; KC 256 1.01× at m = 8; KC 64 1.14× at m = 8, 0.95× at m = 64. Loading the block two ahead in the second tile
+// ("touch-ahead": wasm has no prefetch) lost 5–10 % at every KC. The order is KC's business only through the lanes
+// carried between blocks, so every KC gives the same bits.
 #ifndef PEFT_GEMM_KC
 #define PEFT_GEMM_KC 512
 #endif
+#ifndef PEFT_GEMM_KC_SMALL
+#define PEFT_GEMM_KC_SMALL 128
+#endif
+static_assert(PEFT_GEMM_KC_SMALL % 4 == 0 && PEFT_GEMM_KC_SMALL <= PEFT_GEMM_KC, "k-blocks must keep the lanes aligned");
 static_assert(PEFT_GEMM_KC % 4 == 0, "k-blocks must keep the lanes aligned");
 
 // The rows×kc block of W at (row j, column p0) as the GEMM reads it: a pointer and a row stride.
@@ -374,11 +383,12 @@ static inline void f32_gemm_dot(size_t m, size_t n, size_t k, size_t j0, size_t 
                                 const Epilogue* ep, float* scratch, Strip strip, Tail wtail) {
   v128_t* lanes = (v128_t*)(((uintptr_t)scratch + 15) & ~(uintptr_t)15);
   const size_t k4 = k & ~(size_t)3;
+  const size_t KC = m <= 32 ? PEFT_GEMM_KC_SMALL : PEFT_GEMM_KC;
   size_t j = j0;
   for (; j + 4 <= j1; j += 4) {
     for (size_t q = 0; q < m * 4; q++) lanes[q] = wasm_f32x4_splat(0.0f);
-    for (size_t p0 = 0; p0 < k4; p0 += PEFT_GEMM_KC) {
-      const size_t kc = p0 + PEFT_GEMM_KC < k4 ? PEFT_GEMM_KC : k4 - p0;
+    for (size_t p0 = 0; p0 < k4; p0 += KC) {
+      const size_t kc = p0 + KC < k4 ? KC : k4 - p0;
       const WStrip s = strip(j, (size_t)4, p0, kc);
       f32_gemm_dot_rows__simd128<4>(m, kc, x + p0, k, s.w, s.ldw, lanes);
     }
@@ -386,13 +396,22 @@ static inline void f32_gemm_dot(size_t m, size_t n, size_t k, size_t j0, size_t 
   }
   for (; j < j1; j++) {
     for (size_t q = 0; q < m * 4; q++) lanes[q] = wasm_f32x4_splat(0.0f);
-    for (size_t p0 = 0; p0 < k4; p0 += PEFT_GEMM_KC) {
-      const size_t kc = p0 + PEFT_GEMM_KC < k4 ? PEFT_GEMM_KC : k4 - p0;
+    for (size_t p0 = 0; p0 < k4; p0 += KC) {
+      const size_t kc = p0 + KC < k4 ? KC : k4 - p0;
       const WStrip s = strip(j, (size_t)1, p0, kc);
       f32_gemm_dot_rows__simd128<1>(m, kc, x + p0, k, s.w, s.ldw, lanes);
     }
     f32_gemm_dot_finish__simd128<1>(m, n, k, x, lanes, y, ep, j, wtail);
   }
+}
+
+// The f32 W GEMM as one function (the kernels of every caller share one compiled copy; its tiles inline).
+__attribute__((noinline)) static void f32_gemm_dot_f32(size_t m, size_t n, size_t k, size_t j0, size_t j1,
+                                                       const float* __restrict x, const float* __restrict w,
+                                                       float* __restrict y, const Epilogue* ep, float* __restrict scratch) {
+  f32_gemm_dot(m, n, k, j0, j1, x, y, ep, scratch,
+               [w, k](size_t j, size_t, size_t p0, size_t) { return WStrip{w + j * k + p0, k}; },
+               [w, k](size_t j, size_t p) { return w[j * k + p]; });
 }
 
 // The epilogue as a separate pass over rows of y [·,n] holding the plain sums: y += Σ_d t_d·B_d (B streamed row by
@@ -455,9 +474,7 @@ static inline void f32_linear_cols(size_t m, size_t n, size_t k, size_t j0, size
       case 3: f32_gemv<Isa, 3>(n, k, j0, j1, x, w, y, ep); return;
       case 4: f32_gemv<Isa, 4>(n, k, j0, j1, x, w, y, ep); return;
       default:
-        f32_gemm_dot(m, n, k, j0, j1, x, y, ep, scratch,
-                     [w, k](size_t j, size_t, size_t p0, size_t) { return WStrip{w + j * k + p0, k}; },
-                     [w, k](size_t j, size_t p) { return w[j * k + p]; });
+        f32_gemm_dot_f32(m, n, k, j0, j1, x, w, y, ep, scratch);
         return;
     }
   }
