@@ -16,9 +16,9 @@
 //   equal their scalar twins bit for bit.
 // Kernel shape (W is always read in its native [n,k] layout: the long-lived weight is never copied or packed)
 //   "Dot form" everywhere: an accumulator is one output's four lanes (x[i,p:p+4] · W[j,p:p+4]).
-//   m ≤ 4, GEMV f32_gemm_MRxNR: MR = m rows of x × NR rows of W (NR = 8 for m = 1), over all of k; W is streamed
+//   m ≤ 3, GEMV f32_gemm_MRxNR: MR = m rows of x × NR rows of W (NR = 8 for m = 1), over all of k; W is streamed
 //   exactly once.
-//   m > 4, GEMM f32_gemm_dot: 2×4 tiles over k-blocks of KC; per strip of 4 W rows the lanes of every row of x are
+//   m > 3, GEMM f32_gemm_dot: 2×4 tiles over k-blocks of KC; per strip of 4 W rows the lanes of every row of x are
 //   carried between k-blocks in scratch (m·16 floats), so blocking keeps the order; the W strip (4·KC floats) stays
 //   in L1 while x streams from L2. A W stored in another form (bf16) is widened strip by strip into scratch.
 // Tails
@@ -189,7 +189,7 @@ static inline void f32_gemm__simd128(size_t kc, const float* __restrict x, const
 
 
 // ---------------------------------------------------------------------------------------------------------
-// GEMV path (m = 1..4): one tile of m rows covers all of x, so each W row is read exactly once. m = 1 takes 8 W
+// GEMV path (m ≤ PEFT_F32_GEMV_MAX_M): one tile of m rows covers all of x, so each W row is read exactly once. m = 1 takes 8 W
 // rows per tile (8 independent accumulators keep the adds off one chain; 10 registers).
 struct Simd128 {
   template <int MR, int NR>
@@ -265,6 +265,11 @@ static inline void f32_gemv(size_t n, size_t k, size_t j0, size_t j1, const floa
   for (; j < j1; j++) Isa::template gemm<M, 1>(k, x, w + j * k, y + j, k, k, n, ep, 0, j);
 }
 
+// Up to this m the GEMV; above, f32_gemm_dot. Measured (W cold, GEMM ÷ GEMV in one run): m = 4 1.07–1.22×
+// (k = 896 n = 4864, k = n = 4096); m = 3 0.68× / 1.05×.
+#ifndef PEFT_F32_GEMV_MAX_M
+#define PEFT_F32_GEMV_MAX_M 3
+#endif
 // Tile of the scalar column driver.
 #ifndef PEFT_GEMM_MR
 #define PEFT_GEMM_MR 3
@@ -300,7 +305,7 @@ static inline void f32_gemm_columns(size_t m, size_t n, size_t k, size_t j_begin
 }
 
 // ---------------------------------------------------------------------------------------------------------
-// GEMM path (m > 4), f32_gemm_dot: per strip of NR = 4 W rows, k in blocks of KC (a multiple of 4); each 2×4 tile
+// GEMM path (m > PEFT_F32_GEMV_MAX_M), f32_gemm_dot: per strip of NR = 4 W rows, k in blocks of KC (a multiple of 4); each 2×4 tile
 // of a block starts from the lanes the previous block left in P [m][4] (v128 each) and stores them back; after
 // the last block the lanes are summed, the k tail added, the epilogue applied. 8 accumulators + 2 x + 1 W vector
 // fit the 15 registers V8 gives wasm SIMD on x86-64 (a 3×4 tile spills).
@@ -448,7 +453,7 @@ static inline void f32_gemv_epilogue(size_t m, size_t n, size_t j0, size_t j1, f
 }
 
 // Columns [j0, j1) of y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ): one thread's share (every element is computed
-// exactly as the whole layer computes it, so any split gives the one-thread bits). GEMV for m ≤ 4.
+// exactly as the whole layer computes it, so any split gives the one-thread bits). GEMV for m ≤ PEFT_F32_GEMV_MAX_M.
 template <class Isa, class P>
 static inline void f32_linear_cols(size_t m, size_t n, size_t k, size_t j0, size_t j1, const float* __restrict x,
                                    const float* __restrict w, float* __restrict y, const Epilogue* ep,
@@ -468,7 +473,7 @@ static inline void f32_linear_cols(size_t m, size_t n, size_t k, size_t j0, size
     f32_gemm_columns<Isa>(m, n, k, j0, j1, x, w + j0 * k, y, ep);
     return;
   } else {
-    switch (m) {
+    switch (m <= PEFT_F32_GEMV_MAX_M ? m : 5) {
       case 1: f32_gemv<Isa, 1>(n, k, j0, j1, x, w, y, ep); return;
       case 2: f32_gemv<Isa, 2>(n, k, j0, j1, x, w, y, ep); return;
       case 3: f32_gemv<Isa, 3>(n, k, j0, j1, x, w, y, ep); return;

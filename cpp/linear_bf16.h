@@ -157,10 +157,10 @@ static inline void bf16_widen_strip__simd128(size_t rows, size_t kc, size_t k, c
 }
 
 // Up to this m the GEMV runs on 4-row chunks of x, streaming W ⌈m/4⌉ times; above, the packed GEMM widens W strips.
-// Measured at k = n = 4096: m = 5 runs ≈ 1.4× faster as two GEMV passes than through the packed GEMM (one 8-row
-// panel, mostly padding); m = 8 ties; m = 12, 16 are faster packed.
+// Measured (W cold, GEMM ÷ two GEMV passes in one run): k = n = 4096: m = 5 1.02×, m = 6 1.15×, m = 8 1.24×;
+// k = 896, n = 4864: m = 6 1.29×, m = 8 1.42×. (An older GEMM lost at m = 5, hence a limit of 8 until then.)
 #ifndef PEFT_BF16_GEMV_MAX_M
-#define PEFT_BF16_GEMV_MAX_M 8
+#define PEFT_BF16_GEMV_MAX_M 4
 #endif
 constexpr size_t BF16_GEMV_MAX_M = PEFT_BF16_GEMV_MAX_M;
 

@@ -8,7 +8,7 @@
 //   multiply-add, rounded as written: the kernels and the reference agree bit for bit on W).
 //   Requires k % group == 0 and group ∈ {32, 64, 128}, so a 32-element chunk never straddles two groups.
 // Linear
-//   y = epilogue(x · Wᵀ). SIMD128: for m ≤ 4 the fused GEMV that never writes W out (f32_qgemv, below); above,
+//   y = epilogue(x · Wᵀ). SIMD128: for m ≤ QUANT_GEMV_MAX_M (2) the fused GEMV that never writes W out (f32_qgemv, below); above,
 //   a GEMM (f32_qgemm) that decodes W strip by strip into L1 once per call and does the GEMV's arithmetic in the
 //   GEMV's order for every element, so a row's bits never depend on the batch.
 //   In the scalar reference: strips of QUANT_STRIP rows are dequantised into caller scratch
@@ -114,7 +114,7 @@ struct QuantScalar : Scalar {
 };
 
 // ---------------------------------------------------------------------------------------------------------
-// Decode (m ≤ 4, SIMD128), fused: W is decoded in registers and never written out. Per group g of a row,
+// Decode (m ≤ QUANT_GEMV_MAX_M, SIMD128), fused: W is decoded in registers and never written out. Per group g of a row,
 //   Σ_p x_p·(s_g·q_p + b_g) = s_g·(Σ_p x_p·q_p) + b_g·(Σ_p x_p)        (MLX's qmv form)
 // so a weight costs its unpack, one int→float convert and one multiply-add; Σ_p x_p per group (xs [M, k/group])
 // and, for 4 bits, x permuted to the nibble order (xq [M, k]) are made once per call in scratch.
@@ -253,11 +253,16 @@ static inline void f32_qgemv_m__simd128(size_t m, size_t n, size_t k, size_t j0,
 // GEMV's order, then lanes[i][j] = lanes + s_g·acc (the GEMV's `row`, carried between groups and k-blocks in
 // scratch P [m][4]); the bias term Σ_g b_g·xs[i,g] and the lane sum are added at the end as the GEMV adds them.
 // So a row's bits are the same for every m (batch invariance) at the GEMM's speed.
+// Up to this m the fused GEMV; above, the GEMM. Measured (4-bit g64, W cold, GEMM ÷ GEMV in one run, k = n = 4096 /
+// k = 896 n = 4864): m = 4 1.20× / 1.27×, m = 3 1.06× / 1.16×, m = 2 0.95× / 1.17×, m = 1 0.68×.
 #ifndef PEFT_QUANT_GEMV_MAX_M
-#define PEFT_QUANT_GEMV_MAX_M 4
+#define PEFT_QUANT_GEMV_MAX_M 2
 #endif
 constexpr size_t QUANT_GEMV_MAX_M = PEFT_QUANT_GEMV_MAX_M;
-constexpr size_t QUANT_KC = 512;  // a multiple of every group size (32, 64, 128)
+#ifndef PEFT_QUANT_KC
+#define PEFT_QUANT_KC 512
+#endif
+constexpr size_t QUANT_KC = PEFT_QUANT_KC;  // a multiple of every group size (32, 64, 128)
 // The tile: 2 rows of x × 4 W rows. Measured (k = n = 4096, 4-bit g64, ÷ the f32 GEMM's time at m = 8 / 64):
 // 2×4 0.99 / 0.88, 3×4 0.81 / 0.64, 2×2 0.87 / 0.73, 1×4 0.83 / 0.68, 2×1 0.68 / 0.55.
 constexpr int QMR = 2, QNR = 4;
@@ -412,7 +417,7 @@ static inline void f32_qlinear_cols__simd128(size_t m, size_t n, size_t k, size_
 }
 
 // y [m,n] = epilogue(x [m,k] · dequantize(Wq)ᵀ); scratch: f32_qlinear_scratch_floats(m, k).
-// SIMD128: the fused GEMV (m ≤ 4) or f32_qgemm (same per-element order: the same bits for every m). The scalar twin (the
+// SIMD128: the fused GEMV (m ≤ QUANT_GEMV_MAX_M) or f32_qgemm (same per-element order: the same bits for every m). The scalar twin (the
 // reference): strips of QUANT_STRIP rows dequantised into scratch and fed to linear.h's GEMM.
 template <class Isa>
 static inline void f32_qlinear(size_t m, size_t n, size_t k, size_t bits, size_t group, const float* __restrict x,
