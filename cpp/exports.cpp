@@ -22,22 +22,24 @@
 using namespace peft;
 
 // Bumped whenever a signature or the Epilogue layout changes; the TS loader checks it.
-PEFT_EXPORT int32_t peft_abi_version(void) { return 8; }
+PEFT_EXPORT int32_t peft_abi_version(void) { return 9; }
 // Bytes malloc'd and not yet freed (dlmalloc's mallinfo): leak tests compare it before and after.
 PEFT_EXPORT size_t peft_heap_bytes_in_use(void) { return mallinfo().uordblks; }
 PEFT_EXPORT int32_t peft_quant_strip_rows(void) { return (int32_t)QUANT_STRIP; }
 PEFT_EXPORT size_t peft_f32_qlinear_scratch_bytes(size_t m, size_t k) { return f32_qlinear_scratch_floats(m, k) * 4; }
 
-// ---- linear: y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ); ep: Epilogue* or 0 ----------------------------------
-// scratch: peft_f32_linear_scratch_bytes(m, k) bytes (x packed into 8-row panels for m > 4).
+// ---- linear: y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ); W rows ldw ≥ k elements apart; ep: Epilogue* or 0 ------
+// scratch: peft_f32_linear_scratch_bytes(m, k) bytes.
 PEFT_EXPORT size_t peft_f32_linear_scratch_bytes(size_t m, size_t k) { return f32_linear_scratch_floats(m, k) * 4; }
-PEFT_EXPORT void peft_f32_linear(size_t m, size_t n, size_t k, const float* x, const float* w, float* y,
+// The row stride (elements) a resident base weight of k elements per row, elem_bytes each, is best stored at.
+PEFT_EXPORT size_t peft_weight_row_stride(size_t k, size_t elem_bytes) { return weight_row_stride(k, elem_bytes); }
+PEFT_EXPORT void peft_f32_linear(size_t m, size_t n, size_t k, const float* x, const float* w, size_t ldw, float* y,
                                  const Epilogue* ep, float* scratch) {
-  f32_linear<Simd128, PackedSimd128>(m, n, k, x, w, y, ep, scratch);
+  f32_linear<Simd128, PackedSimd128>(m, n, k, x, w, ldw, y, ep, scratch);
 }
-PEFT_EXPORT void peft_f32_linear__scalar(size_t m, size_t n, size_t k, const float* x, const float* w, float* y,
-                                         const Epilogue* ep, float* scratch) {
-  f32_linear<Scalar, PackedScalar>(m, n, k, x, w, y, ep, scratch);
+PEFT_EXPORT void peft_f32_linear__scalar(size_t m, size_t n, size_t k, const float* x, const float* w, size_t ldw,
+                                         float* y, const Epilogue* ep, float* scratch) {
+  f32_linear<Scalar, PackedScalar>(m, n, k, x, w, ldw, y, ep, scratch);
 }
 
 // Applies ep to rows rows[0..m) of y [·,n] (plain sums); LoRA term t_d is [m, r_d] in that row order (a route's group).
@@ -48,8 +50,8 @@ PEFT_EXPORT void peft_f32_epilogue_rows(size_t m, size_t n, const int32_t* rows,
 // ---- one thread's share of a linear: columns [j0, j1) of y, bit-identical to the same columns of the whole call --
 // scratch: the same bytes as the whole call needs (one block per thread).
 PEFT_EXPORT void peft_f32_linear_cols(size_t m, size_t n, size_t k, size_t j0, size_t j1, const float* x,
-                                      const float* w, float* y, const Epilogue* ep, float* scratch) {
-  f32_linear_cols<Simd128, PackedSimd128>(m, n, k, j0, j1, x, w, y, ep, scratch);
+                                      const float* w, size_t ldw, float* y, const Epilogue* ep, float* scratch) {
+  f32_linear_cols<Simd128, PackedSimd128>(m, n, k, j0, j1, x, w, ldw, y, ep, scratch);
 }
 PEFT_EXPORT void peft_f32_qlinear_cols(size_t m, size_t n, size_t k, size_t bits, size_t group, size_t j0, size_t j1,
                                        const float* x, const uint32_t* wq, const float* scales, const float* biases,
@@ -57,19 +59,19 @@ PEFT_EXPORT void peft_f32_qlinear_cols(size_t m, size_t n, size_t k, size_t bits
   f32_qlinear_cols__simd128(m, n, k, bits, group, j0, j1, x, wq, scales, biases, scratch, y, ep);
 }
 PEFT_EXPORT void peft_f32xbf16_linear_cols(size_t m, size_t n, size_t k, size_t j0, size_t j1, const float* x,
-                                           const uint16_t* w, float* y, const Epilogue* ep, float* scratch) {
-  f32xbf16_linear_cols__simd128(m, n, k, j0, j1, x, w, y, ep, scratch);
+                                           const uint16_t* w, size_t ldw, float* y, const Epilogue* ep, float* scratch) {
+  f32xbf16_linear_cols__simd128(m, n, k, j0, j1, x, w, ldw, y, ep, scratch);
 }
 
 // ---- linear with a bf16 W [n,k] (linear_bf16.h): same contract; scratch: peft_f32xbf16_linear_scratch_bytes --
 PEFT_EXPORT size_t peft_f32xbf16_linear_scratch_bytes(size_t m, size_t k) { return f32xbf16_linear_scratch_floats(m, k) * 4; }
-PEFT_EXPORT void peft_f32xbf16_linear(size_t m, size_t n, size_t k, const float* x, const uint16_t* w, float* y,
-                                      const Epilogue* ep, float* scratch) {
-  f32xbf16_linear__simd128(m, n, k, x, w, y, ep, scratch);
+PEFT_EXPORT void peft_f32xbf16_linear(size_t m, size_t n, size_t k, const float* x, const uint16_t* w, size_t ldw,
+                                      float* y, const Epilogue* ep, float* scratch) {
+  f32xbf16_linear__simd128(m, n, k, x, w, ldw, y, ep, scratch);
 }
 PEFT_EXPORT void peft_f32xbf16_linear__scalar(size_t m, size_t n, size_t k, const float* x, const uint16_t* w,
-                                              float* y, const Epilogue* ep, float* scratch) {
-  f32xbf16_linear__scalar(m, n, k, x, w, y, ep, scratch);
+                                              size_t ldw, float* y, const Epilogue* ep, float* scratch) {
+  f32xbf16_linear__scalar(m, n, k, x, w, ldw, y, ep, scratch);
 }
 
 // ---- lora: t [m,r] = s·x·A;  y [m,n] += t·B ----------------------------------------------------------------

@@ -40,18 +40,19 @@ static inline float bf16_to_f32_1(uint16_t h) {
 constexpr size_t BF16_STRIP = 4;
 
 static inline void f32xbf16_linear__scalar(size_t m, size_t n, size_t k, const float* __restrict x,
-                                           const uint16_t* __restrict w, float* __restrict y, const Epilogue* ep,
-                                           float* __restrict scratch) {
+                                           const uint16_t* __restrict w, size_t ldw, float* __restrict y,
+                                           const Epilogue* ep, float* __restrict scratch) {
   assert(m > 0 && n > 0 && k > 0 && x && w && y && scratch);
   if (m <= 4 && ep && ep->nterms > 0) {  // as f32_linear: plain sums, then the B-streaming epilogue pass
-    f32xbf16_linear__scalar(m, n, k, x, w, y, nullptr, scratch);
+    f32xbf16_linear__scalar(m, n, k, x, w, ldw, y, nullptr, scratch);
     f32_gemv_epilogue(m, n, y, ep);
     return;
   }
   for (size_t j = 0; j < n; j += BF16_STRIP) {
     const size_t rows = j + BF16_STRIP <= n ? BF16_STRIP : n - j;
-    for (size_t q = 0; q < rows * k; q++) scratch[q] = bf16_to_f32_1(w[j * k + q]);
-    f32_gemm_columns<Scalar>(m, n, k, j, j + rows, x, scratch, y, ep);
+    for (size_t r = 0; r < rows; r++)
+      for (size_t q = 0; q < k; q++) scratch[r * k + q] = bf16_to_f32_1(w[(j + r) * ldw + q]);
+    f32_gemm_columns<Scalar>(m, n, k, j, j + rows, x, scratch, k, y, ep);
   }
 }
 
@@ -76,9 +77,9 @@ static inline v128_t bf16x4_to_f32x4(const uint16_t* w) {
 #ifndef PEFT_BF16_GEMV1_U
 #define PEFT_BF16_GEMV1_U 4
 #endif
-// y[0:M, j0:j0+NR] = epilogue(x [M,k] · widen(W[0:NR, :])ᵀ), W rows at stride k.
+// y[0:M, j0:j0+NR] = epilogue(x [M,k] · widen(W[0:NR, :])ᵀ), W rows at stride ldw.
 template <int M, int NR>
-static inline void f32xbf16_gemv__simd128(size_t k, const float* __restrict x, const uint16_t* __restrict w,
+static inline void f32xbf16_gemv__simd128(size_t k, const float* __restrict x, const uint16_t* __restrict w, size_t ldw,
                                           float* __restrict y, size_t ldy, const Epilogue* ep, size_t j0) {
   const size_t k8 = k & ~(size_t)7, k4 = k & ~(size_t)3;
   const v128_t zero = wasm_i32x4_splat(0);
@@ -93,7 +94,7 @@ static inline void f32xbf16_gemv__simd128(size_t k, const float* __restrict x, c
       for (int j = 0; j < NR; j++)
         for (int u = 0; u < PEFT_BF16_GEMV1_U; u++) {
           const size_t p = p0 + 8 * u;
-          const v128_t v = wasm_v128_load(w + j * k + p);
+          const v128_t v = wasm_v128_load(w + j * ldw + p);
           const v128_t lo = wasm_i16x8_shuffle(zero, v, 0, 8, 1, 9, 2, 10, 3, 11);
           const v128_t hi = wasm_i16x8_shuffle(zero, v, 4, 12, 5, 13, 6, 14, 7, 15);
           acc[0][j] = f32x4_madd(wasm_v128_load(x + p), lo, acc[0][j]);
@@ -102,7 +103,7 @@ static inline void f32xbf16_gemv__simd128(size_t k, const float* __restrict x, c
   }
   for (size_t p = p0; p < k8; p += 8)
     for (int j = 0; j < NR; j++) {
-      const v128_t v = wasm_v128_load(w + j * k + p);
+      const v128_t v = wasm_v128_load(w + j * ldw + p);
       const v128_t lo = wasm_i16x8_shuffle(zero, v, 0, 8, 1, 9, 2, 10, 3, 11);    // columns p .. p+3
       const v128_t hi = wasm_i16x8_shuffle(zero, v, 4, 12, 5, 13, 6, 14, 7, 15);  // columns p+4 .. p+7
       for (int i = 0; i < M; i++) {
@@ -112,7 +113,7 @@ static inline void f32xbf16_gemv__simd128(size_t k, const float* __restrict x, c
     }
   if (k4 > k8)
     for (int j = 0; j < NR; j++) {
-      const v128_t lo = bf16x4_to_f32x4(w + j * k + k8);
+      const v128_t lo = bf16x4_to_f32x4(w + j * ldw + k8);
       for (int i = 0; i < M; i++) acc[i][j] = f32x4_madd(wasm_v128_load(x + i * k + k8), lo, acc[i][j]);
     }
   alignas(16) float out[M][NR];
@@ -121,7 +122,7 @@ static inline void f32xbf16_gemv__simd128(size_t k, const float* __restrict x, c
       const v128_t a = acc[i][j];
       float s = (wasm_f32x4_extract_lane(a, 0) + wasm_f32x4_extract_lane(a, 2)) +
                 (wasm_f32x4_extract_lane(a, 1) + wasm_f32x4_extract_lane(a, 3));
-      for (size_t p = k4; p < k; p++) s += x[i * k + p] * bf16_to_f32_1(w[j * k + p]);
+      for (size_t p = k4; p < k; p++) s += x[i * k + p] * bf16_to_f32_1(w[j * ldw + p]);
       out[i][j] = s;
     }
   f32_store_tile__simd128<M, NR>(out, y, ldy, false, ep, 0, j0);  // ldy = n: also the row stride of LoRA B
@@ -129,21 +130,21 @@ static inline void f32xbf16_gemv__simd128(size_t k, const float* __restrict x, c
 
 template <int M>
 static inline void f32xbf16_gemv_m__simd128(size_t n, size_t k, size_t j0, size_t j1, const float* x,
-                                            const uint16_t* w, float* y, const Epilogue* ep) {
+                                            const uint16_t* w, size_t ldw, float* y, const Epilogue* ep) {
   constexpr int NR = M == 1 ? PEFT_BF16_GEMV1_NR : (M == 2 ? 4 : 2);  // M·NR ≤ 8 accumulators (m = 1: see above)
   size_t j = j0;
-  for (; j + NR <= j1; j += NR) f32xbf16_gemv__simd128<M, NR>(k, x, w + j * k, y + j, n, ep, j);
-  for (; j < j1; j++) f32xbf16_gemv__simd128<M, 1>(k, x, w + j * k, y + j, n, ep, j);
+  for (; j + NR <= j1; j += NR) f32xbf16_gemv__simd128<M, NR>(k, x, w + j * ldw, ldw, y + j, n, ep, j);
+  for (; j < j1; j++) f32xbf16_gemv__simd128<M, 1>(k, x, w + j * ldw, ldw, y + j, n, ep, j);
 }
 
 // ---------------------------------------------------------------------------------------------------------
 // SIMD128, m > 4: packed GEMM over widened W strips.
 
-// ws [rows, kc] = widened W[0:rows, p0:p0+kc] (row stride k).
-static inline void bf16_widen_strip__simd128(size_t rows, size_t kc, size_t k, const uint16_t* __restrict w,
+// ws [rows, kc] = widened W[0:rows, p0:p0+kc] (row stride ldw).
+static inline void bf16_widen_strip__simd128(size_t rows, size_t kc, size_t ldw, const uint16_t* __restrict w,
                                              float* __restrict ws) {
   for (size_t j = 0; j < rows; j++) {
-    const uint16_t* s = w + j * k;
+    const uint16_t* s = w + j * ldw;
     float* d = ws + j * kc;
     size_t p = 0;
     const v128_t zero = wasm_i32x4_splat(0);
@@ -192,13 +193,13 @@ static inline size_t f32xbf16_linear_scratch_floats(size_t m, size_t k) {
 //   x panel: xp [m/2][k4/4][2 rows][4]: each row pair's columns p..p+3 side by side, packed once per call (m·k floats
 //   copied, against n/4 sweeps of it); an odd last row is read in place (one row is already contiguous).
 
-// ws [kc/4][4][4] = widened W[0:4, p0:p0+kc] (row stride k), kc a multiple of 4. Row by row (the strip's bytes in
+// ws [kc/4][4][4] = widened W[0:4, p0:p0+kc] (row stride ldw), kc a multiple of 4. Row by row (the strip's bytes in
 // address order: four rows at once measured 5–8 % slower at m = 16), 16 columns per turn through bumped pointers.
-static inline void bf16_widen_strip4_interleaved__simd128(size_t kc, size_t k, const uint16_t* __restrict w,
+static inline void bf16_widen_strip4_interleaved__simd128(size_t kc, size_t ldw, const uint16_t* __restrict w,
                                                           float* __restrict ws) {
   const v128_t zero = wasm_i32x4_splat(0);
   for (size_t r = 0; r < 4; r++) {
-    const uint16_t* s = w + r * k;
+    const uint16_t* s = w + r * ldw;
     const uint16_t* const end16 = s + (kc & ~(size_t)15);
     float* d = ws + 4 * r;
     for (; s < end16; s += 16, d += 64) {
@@ -210,11 +211,11 @@ static inline void bf16_widen_strip4_interleaved__simd128(size_t kc, size_t k, c
     }
     size_t p = kc & ~(size_t)15;
     for (; p + 8 <= kc; p += 8) {
-      const v128_t v = wasm_v128_load(w + r * k + p);
+      const v128_t v = wasm_v128_load(w + r * ldw + p);
       wasm_v128_store(ws + 4 * r + 4 * p, wasm_i16x8_shuffle(zero, v, 0, 8, 1, 9, 2, 10, 3, 11));
       wasm_v128_store(ws + 4 * r + 4 * p + 16, wasm_i16x8_shuffle(zero, v, 4, 12, 5, 13, 6, 14, 7, 15));
     }
-    if (p < kc) wasm_v128_store(ws + 4 * r + 4 * p, bf16x4_to_f32x4(w + r * k + p));
+    if (p < kc) wasm_v128_store(ws + 4 * r + 4 * p, bf16x4_to_f32x4(w + r * ldw + p));
   }
 }
 
@@ -268,7 +269,8 @@ static inline void f32_gemm_packed_tile__simd128(size_t kc, const float* __restr
 // Sums of one MR×4 tile → + the k tail (p = k4 … k−1 in order, rows of the original x) → epilogue → y[i0:, j:j+4].
 template <int MR>
 static inline void f32xbf16_gemm_store__simd128(v128_t (&sum)[MR], size_t n, size_t k, const float* x,
-                                                const uint16_t* w, float* y, const Epilogue* ep, size_t i0, size_t j) {
+                                                const uint16_t* w, size_t ldw, float* y, const Epilogue* ep, size_t i0,
+                                                size_t j) {
   const size_t k4 = k & ~(size_t)3;
   float* yr = y + i0 * n + j;
   if (!ep && k4 == k) {
@@ -279,7 +281,7 @@ static inline void f32xbf16_gemm_store__simd128(v128_t (&sum)[MR], size_t n, siz
   for (int i = 0; i < MR; i++) wasm_v128_store(out[i], sum[i]);
   for (int i = 0; i < MR; i++)
     for (int c = 0; c < 4; c++)
-      for (size_t p = k4; p < k; p++) out[i][c] += x[(i0 + i) * k + p] * bf16_to_f32_1(w[(j + c) * k + p]);
+      for (size_t p = k4; p < k; p++) out[i][c] += x[(i0 + i) * k + p] * bf16_to_f32_1(w[(j + c) * ldw + p]);
   f32_store_tile__simd128<MR, 4>(out, yr, n, false, ep, i0, j);
 }
 
@@ -291,7 +293,7 @@ static inline void f32xbf16_gemm_store__simd128(v128_t (&sum)[MR], size_t n, siz
 // block reduces and stores. Scratch: lanes [m][4] v128, the widened block [4, KC], the x panel.
 __attribute__((noinline)) static void f32xbf16_gemm__simd128(size_t m, size_t n, size_t k, size_t j0, size_t j1,
                                                              const float* __restrict x, const uint16_t* __restrict w,
-                                                             float* __restrict y, const Epilogue* ep,
+                                                             size_t ldw, float* __restrict y, const Epilogue* ep,
                                                              float* __restrict scratch) {
   constexpr size_t KC = PEFT_BF16_GEMM_KC;
   v128_t* lanes = (v128_t*)(((uintptr_t)scratch + 15) & ~(uintptr_t)15);
@@ -307,7 +309,7 @@ __attribute__((noinline)) static void f32xbf16_gemm__simd128(size_t m, size_t n,
       for (size_t p0 = 0; p0 < k4; p0 += KC) {
         const size_t kc = p0 + KC < k4 ? KC : k4 - p0;
         const bool first = p0 == 0, last = p0 + kc == k4;
-        bf16_widen_strip4_interleaved__simd128(kc, k, w + j * k + p0, ws);
+        bf16_widen_strip4_interleaved__simd128(kc, ldw, w + j * ldw + p0, ws);
         for (size_t i = 0; i < m2; i += 2) {
           const float* xi = xp + i * k4 + 2 * p0;
           v128_t* li = lanes + i * 4;
@@ -315,7 +317,7 @@ __attribute__((noinline)) static void f32xbf16_gemm__simd128(size_t m, size_t n,
           else if (first) f32_gemm_packed_tile__simd128<2, false, true>(kc, xi, ws, li, sum2);
           else if (!last) f32_gemm_packed_tile__simd128<2, true, true>(kc, xi, ws, li, sum2);
           else f32_gemm_packed_tile__simd128<2, true, false>(kc, xi, ws, li, sum2);
-          if (last) f32xbf16_gemm_store__simd128<2>(sum2, n, k, x, w, y, ep, i, j);
+          if (last) f32xbf16_gemm_store__simd128<2>(sum2, n, k, x, w, ldw, y, ep, i, j);
         }
         if (m2 < m) {
           const float* xi = x + m2 * k + p0;
@@ -324,37 +326,37 @@ __attribute__((noinline)) static void f32xbf16_gemm__simd128(size_t m, size_t n,
           else if (first) f32_gemm_packed_tile__simd128<1, false, true>(kc, xi, ws, li, sum1);
           else if (!last) f32_gemm_packed_tile__simd128<1, true, true>(kc, xi, ws, li, sum1);
           else f32_gemm_packed_tile__simd128<1, true, false>(kc, xi, ws, li, sum1);
-          if (last) f32xbf16_gemm_store__simd128<1>(sum1, n, k, x, w, y, ep, m2, j);
+          if (last) f32xbf16_gemm_store__simd128<1>(sum1, n, k, x, w, ldw, y, ep, m2, j);
         }
       }
     }
   }
   if (j < j1)  // the last n % 4 columns (or k < 4), one W row at a time
     f32_gemm_dot(m, n, k, j, j1, x, y, ep, scratch,
-                 [w, k, ws](size_t jj, size_t rows, size_t p0, size_t kc) {
-                   bf16_widen_strip__simd128(rows, kc, k, w + jj * k + p0, ws);
+                 [w, ldw, ws](size_t jj, size_t rows, size_t p0, size_t kc) {
+                   bf16_widen_strip__simd128(rows, kc, ldw, w + jj * ldw + p0, ws);
                    return WStrip{ws, kc};
                  },
-                 [w, k](size_t jj, size_t p) { return bf16_to_f32_1(w[jj * k + p]); });
+                 [w, ldw](size_t jj, size_t p) { return bf16_to_f32_1(w[jj * ldw + p]); });
 }
 
 // Columns [j0, j1) of y [m,n] = epilogue(x [m,k] · widen(W [n,k] bf16)ᵀ): one thread's share, each element
 // computed as the whole layer computes it.
 static inline void f32xbf16_linear_cols__simd128(size_t m, size_t n, size_t k, size_t j0, size_t j1,
-                                                 const float* __restrict x, const uint16_t* __restrict w,
+                                                 const float* __restrict x, const uint16_t* __restrict w, size_t ldw,
                                                  float* __restrict y, const Epilogue* ep, float* __restrict scratch) {
   assert(m > 0 && n > 0 && k > 0 && x && w && y && scratch && j0 <= j1 && j1 <= n);
   if (j0 >= j1) return;
   if (m <= BF16_GEMV_MAX_M && ep && ep->nterms > 0) {
     // As f32_linear: plain sums, then the B-streaming epilogue pass (which also indexes t by the true row).
-    f32xbf16_linear_cols__simd128(m, n, k, j0, j1, x, w, y, nullptr, scratch);
+    f32xbf16_linear_cols__simd128(m, n, k, j0, j1, x, w, ldw, y, nullptr, scratch);
     f32_gemv_epilogue(m, n, j0, j1, y, ep);
     return;
   }
   if (m > BF16_GEMV_MAX_M) {
     // Two call sites on purpose: wasm-opt inlines a function called once whatever its attributes (see above).
-    if (ep) f32xbf16_gemm__simd128(m, n, k, j0, j1, x, w, y, ep, scratch);
-    else f32xbf16_gemm__simd128(m, n, k, j0, j1, x, w, y, nullptr, scratch);
+    if (ep) f32xbf16_gemm__simd128(m, n, k, j0, j1, x, w, ldw, y, ep, scratch);
+    else f32xbf16_gemm__simd128(m, n, k, j0, j1, x, w, ldw, y, nullptr, scratch);
     return;
   }
   // GEMV on chunks of up to 4 rows (the epilogue left is per column: bias, row scale, lora bias).
@@ -363,19 +365,19 @@ static inline void f32xbf16_linear_cols__simd128(size_t m, size_t n, size_t k, s
     const float* xc = x + i * k;
     float* yc = y + i * n;
     switch (mc) {
-      case 1: f32xbf16_gemv_m__simd128<1>(n, k, j0, j1, xc, w, yc, ep); break;
-      case 2: f32xbf16_gemv_m__simd128<2>(n, k, j0, j1, xc, w, yc, ep); break;
-      case 3: f32xbf16_gemv_m__simd128<3>(n, k, j0, j1, xc, w, yc, ep); break;
-      default: f32xbf16_gemv_m__simd128<4>(n, k, j0, j1, xc, w, yc, ep); break;
+      case 1: f32xbf16_gemv_m__simd128<1>(n, k, j0, j1, xc, w, ldw, yc, ep); break;
+      case 2: f32xbf16_gemv_m__simd128<2>(n, k, j0, j1, xc, w, ldw, yc, ep); break;
+      case 3: f32xbf16_gemv_m__simd128<3>(n, k, j0, j1, xc, w, ldw, yc, ep); break;
+      default: f32xbf16_gemv_m__simd128<4>(n, k, j0, j1, xc, w, ldw, yc, ep); break;
     }
   }
 }
 
 // y [m,n] = epilogue(x [m,k] · widen(W [n,k] bf16)ᵀ): all columns.
 static inline void f32xbf16_linear__simd128(size_t m, size_t n, size_t k, const float* __restrict x,
-                                            const uint16_t* __restrict w, float* __restrict y, const Epilogue* ep,
-                                            float* __restrict scratch) {
-  f32xbf16_linear_cols__simd128(m, n, k, 0, n, x, w, y, ep, scratch);
+                                            const uint16_t* __restrict w, size_t ldw, float* __restrict y,
+                                            const Epilogue* ep, float* __restrict scratch) {
+  f32xbf16_linear_cols__simd128(m, n, k, 0, n, x, w, ldw, y, ep, scratch);
 }
 
 }  // namespace peft

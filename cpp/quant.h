@@ -433,7 +433,7 @@ static inline void f32_qlinear(size_t m, size_t n, size_t k, size_t bits, size_t
     for (size_t j = 0; j < n; j += QUANT_STRIP) {
       const size_t rows = j + QUANT_STRIP <= n ? QUANT_STRIP : n - j;
       Isa::dequantize(rows, k, bits, group, wq + j * words, scales + j * groups, biases + j * groups, scratch);
-      f32_gemm_columns<Isa>(m, n, k, j, j + rows, x, scratch, y, ep);
+      f32_gemm_columns<Isa>(m, n, k, j, j + rows, x, scratch, k, y, ep);
     }
   }
 }

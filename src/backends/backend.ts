@@ -91,6 +91,12 @@ export interface UploadOptions {
    * it, bf16 is widened to f32 on upload. Other dtypes are unaffected.
    */
   keepBf16?: boolean;
+  /**
+   * The tensor is a linear layer's `W [n,k]`, read only by `linear` and through `data`: the backend may store it in
+   * the layout its kernels stream fastest (wasm: rows of 4 KiB or more padded by 128 bytes, cpp/linear.h). `data` and
+   * `read()` still give the usual row-major values (on wasm, a copy).
+   */
+  linearWeight?: boolean;
 }
 
 /**

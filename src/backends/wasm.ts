@@ -1,7 +1,8 @@
 import { BackendError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { ScratchArena, ScratchLayout } from '../runtime/scratch.js';
-import { WasmStorage, allocWasmTensor, wasmPtrOf } from '../runtime/storage.js';
+import { WasmStorage, allocWasmTensor, copyToWasmPitched, pitchedOf, wasmPtrOf } from '../runtime/storage.js';
+import { DTYPES } from '../dtype.js';
 import { type WasmBuild, type WasmBuildChoice, type WasmRuntime, initSharedWasm, initWasm, sharedMemorySupport } from '../runtime/wasm.js';
 import { COLUMN_ALIGN, THREAD_MIN_WORK, ThreadKernel, ThreadPool, chunkColumns } from '../runtime/threads.js';
 import { availableCores } from '../runtime/spawn-thread.js';
@@ -120,20 +121,46 @@ export class WasmBackend implements Backend {
   }
 
   upload(t: Tensor, opts: UploadOptions = {}): Tensor {
+    const rt = this.runtime;
     const keep = t.dtype === 'bf16' && opts.keepBf16 === true;
-    if (wasmPtrOf(this.runtime, t) !== undefined && ((t.dtype !== 'f16' && t.dtype !== 'bf16') || keep)) return t;
-    if (!keep && (t.dtype === 'f16' || t.dtype === 'bf16' || t.dtype === 'f64')) return toF32Tensor(t, this.runtime);
-    const out = allocWasmTensor(this.runtime, t.shape, t.dtype);
+    const kept = (t.dtype !== 'f16' && t.dtype !== 'bf16') || keep; // the dtype stays as it is
+    // A linear's W in the kernels' row stride (cpp/linear.h weight_row_stride), once; already resident: as it is.
+    if (opts.linearWeight && t.ndim === 2 && (t.dtype === 'f32' || keep) && this.kernels === 'simd128') {
+      if (pitchedOf(rt, t) || (wasmPtrOf(rt, t) !== undefined)) return t;
+      const pitch = rt.exports.peft_weight_row_stride(t.shape[1], DTYPES[t.dtype].bytes) >>> 0;
+      if (pitch !== t.shape[1]) return copyToWasmPitched(rt, t, pitch);
+    }
+    if (opts.linearWeight && kept && pitchedOf(rt, t)) return t;
+    if (wasmPtrOf(rt, t) !== undefined && kept) return t;
+    if (!keep && (t.dtype === 'f16' || t.dtype === 'bf16' || t.dtype === 'f64')) {
+      const w = toF32Tensor(t, rt);
+      if (!opts.linearWeight) return w;
+      const p = this.upload(w, opts); // widened, then pitched
+      if (p !== w) w.dispose();
+      return p;
+    }
+    const out = allocWasmTensor(rt, t.shape, t.dtype);
     out.storage.bytes().set(t.storage.bytes());
     return out;
+  }
+
+  /** W's byte offset and row stride as the linear kernels read it in place, or undefined (staged per call). */
+  private weightOf(w: Tensor): { ptr: number; ldw: number } | undefined {
+    const p = pitchedOf(this.runtime, w);
+    if (p) return p;
+    const ptr = wasmPtrOf(this.runtime, w);
+    return ptr === undefined ? undefined : { ptr, ldw: w.shape[1] };
   }
 
   linear(x: Tensor, w: Tensor, bias: Tensor | undefined, deltas: readonly LoRADelta[], rowScale?: Tensor): Tensor {
     const [n, k] = w.shape;
     const m = x.size / (x.shape[x.shape.length - 1] || 1);
-    // A resident bf16 W (uploaded with keepBf16) is read as it is by the bf16 kernel; anything else as f32.
-    const wBf16 = w.dtype === 'bf16' ? wasmPtrOf(this.runtime, w) : undefined;
+    // A resident bf16 W (uploaded with keepBf16) is read as it is by the bf16 kernel; anything else as f32. A resident
+    // W (either dtype) is read in place at its row stride; another W is staged per call, compact.
+    const resident = w.dtype === 'bf16' || w.dtype === 'f32' ? this.weightOf(w) : undefined;
+    const wBf16 = w.dtype === 'bf16' ? resident?.ptr : undefined;
     const wDtype = wBf16 === undefined ? 'f32' : 'bf16';
+    const ldw = resident?.ldw ?? k;
     const T = this.threadsFor(m, n, k);
     const S = (linearScratchBytes(this.runtime, m, k, wDtype) + 15) & ~15; // one scratch block per thread
     if (T === 1 && deltas.length === 0 && !rowScale) {
@@ -141,7 +168,7 @@ export class WasmBackend implements Backend {
       // for it (same epilogue, same kernel), without its general staging.
       const rt = this.runtime;
       const xp = x.dtype === 'f32' ? wasmPtrOf(rt, x) : undefined;
-      const wp = wBf16 ?? (w.dtype === 'f32' ? wasmPtrOf(rt, w) : undefined);
+      const wp = resident?.ptr;
       const bp = bias && bias.dtype === 'f32' ? wasmPtrOf(rt, bias) : undefined;
       if (xp !== undefined && wp !== undefined && (!bias || bp !== undefined) && x.shape[x.shape.length - 1] === k) {
         if (bias) this.checkShape('bias', bias.shape, [n]);
@@ -149,14 +176,15 @@ export class WasmBackend implements Backend {
         const epBytes = bias ? (epilogueBytes(0) + 15) & ~15 : 0;
         const base = this.scratch.ensure(epBytes + S);
         if (bias) writeEpilogue(rt, base, { bias: bp!, rowScale: 0, loraBias: 0, terms: [] });
-        f32Linear(rt, m, n, k, xp, wp, ptrOf(y), bias ? base : 0, base + epBytes, this.kernels, wDtype);
+        f32Linear(rt, m, n, k, xp, wp, ptrOf(y), bias ? base : 0, base + epBytes, this.kernels, wDtype, ldw);
         return y;
       }
     }
-    return this.run('linear', x, k, n, wBf16 === undefined ? [w] : [], bias, deltas, rowScale, S * T, (xp, yp, ep, mm, ptrs, sp) => {
-      const wp = wBf16 ?? ptrs[0];
-      if (T === 1) return f32Linear(this.runtime, mm, n, k, xp, wp, yp, ep, sp, this.kernels, wDtype);
-      this.pool!.run(wDtype === 'bf16' ? ThreadKernel.Bf16Linear : ThreadKernel.F32Linear, [mm, n, k, xp, wp, yp, ep], n, chunkColumns(n, T), sp, S, T);
+    // W resident: read in place (at its stride); else staged by `run` as a compact f32 temporary.
+    return this.run('linear', x, k, n, resident ? [] : [w], bias, deltas, rowScale, S * T, (xp, yp, ep, mm, ptrs, sp) => {
+      const [wp, ld] = resident ? [resident.ptr, ldw] : [ptrs[0], k];
+      if (T === 1) return f32Linear(this.runtime, mm, n, k, xp, wp, yp, ep, sp, this.kernels, wDtype, ld);
+      this.pool!.run(wDtype === 'bf16' ? ThreadKernel.Bf16Linear : ThreadKernel.F32Linear, [mm, n, k, xp, wp, ld, yp, ep], n, chunkColumns(n, T), sp, S, T);
     });
   }
 

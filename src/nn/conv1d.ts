@@ -36,7 +36,7 @@ export class Conv1D extends Module implements Projection {
     this.backend = opts.backend ?? defaultBackend();
     this.weightDtype = opts.weightDtype ?? 'f32';
     this.weight = storedWeight(weight, this.weightDtype);
-    this.weightT = opts.weightT ?? this.own(transpose(this.weight), (t) => this.backend.upload(t, { keepBf16: this.weightDtype === 'bf16' }));
+    this.weightT = opts.weightT ?? this.own(transpose(this.weight), (t) => this.backend.upload(t, { keepBf16: this.weightDtype === 'bf16', linearWeight: true }));
     if (bias) this.bias = this.own(bias, (t) => this.backend.upload(t));
   }
 

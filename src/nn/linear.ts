@@ -87,7 +87,7 @@ export class Linear extends Module implements Projection {
     if (weight.ndim !== 2) throw new BackendError('shape_mismatch', 'a Linear weight is 2-D', { expected: '[n, k]', got: `[${weight.shape.join(', ')}]`, where: 'Linear' });
     this.backend = opts.backend ?? defaultBackend();
     this.weightDtype = opts.weightDtype ?? 'f32';
-    this.weight = this.own(storedWeight(weight, this.weightDtype), (t) => this.backend.upload(t, { keepBf16: this.weightDtype === 'bf16' }));
+    this.weight = this.own(storedWeight(weight, this.weightDtype), (t) => this.backend.upload(t, { keepBf16: this.weightDtype === 'bf16', linearWeight: true }));
     if (bias) this.bias = this.own(bias, (t) => this.backend.upload(t));
   }
 

@@ -49,3 +49,70 @@ export function wasmPtrOf(rt: WasmRuntime, t: Tensor): number | undefined {
   const s = t.storage;
   return s instanceof WasmStorage && s.runtime === rt && !s.disposed ? s.ptr : undefined;
 }
+
+/**
+ * A 2-D weight `[rows, cols]` in wasm memory with its rows `pitch ≥ cols` elements apart: the layout the linear
+ * kernels stream fastest (cpp/linear.h `weight_row_stride`: rows of 4 KiB or more get 128 bytes of padding). Only the
+ * linear kernels read it in place (`pitchedOf`). To everything else it is a tensor like any other: `bytes()` returns
+ * a compact copy (a snapshot, so writing to it changes nothing) and `wasmPtrOf` is undefined, so generic consumers
+ * (DoRA norms, merges, saving) read the usual row-major data.
+ */
+export class PitchedWasmStorage implements Storage {
+  readonly device = 'wasm' as const;
+  disposed = false;
+
+  constructor(
+    readonly runtime: WasmRuntime,
+    readonly ptr: number,
+    readonly rows: number,
+    readonly cols: number,
+    readonly pitch: number,
+    readonly elemBytes: number,
+  ) {}
+
+  get byteLength(): number {
+    return this.rows * this.cols * this.elemBytes;
+  }
+  bytes(): Uint8Array {
+    const out = new Uint8Array(this.byteLength);
+    const row = this.cols * this.elemBytes;
+    const mem = this.runtime.u8;
+    for (let i = 0; i < this.rows; i++) {
+      const from = this.ptr + i * this.pitch * this.elemBytes;
+      out.set(mem.subarray(from, from + row), i * row);
+    }
+    return out;
+  }
+  read(): Promise<Uint8Array> {
+    return Promise.resolve(this.bytes());
+  }
+  dispose(): void {
+    if (!this.disposed) {
+      this.disposed = true;
+      this.runtime.free(this.ptr);
+    }
+  }
+}
+
+/** A copy of the 2-D tensor `t` (cpu or wasm, any layout) in wasm memory with rows `pitch` elements apart. */
+export function copyToWasmPitched<D extends DType>(rt: WasmRuntime, t: Tensor<D>, pitch: number): Tensor<D> {
+  const [rows, cols] = t.shape;
+  const eb = DTYPES[t.dtype].bytes;
+  const src = t.storage.bytes();
+  const ptr = rt.malloc(rows * pitch * eb);
+  const mem = rt.u8;
+  for (let i = 0; i < rows; i++) {
+    const to = ptr + i * pitch * eb;
+    mem.set(src.subarray(i * cols * eb, (i + 1) * cols * eb), to);
+    mem.fill(0, to + cols * eb, to + pitch * eb); // padding: never read, zeroed so memory stays deterministic
+  }
+  return new Tensor(t.shape, t.dtype, new PitchedWasmStorage(rt, ptr, rows, cols, pitch, eb));
+}
+
+/** The byte offset and row stride (elements) of a pitched weight of `rt`, or undefined (another layout or runtime). */
+export function pitchedOf(rt: WasmRuntime, t: Tensor): { ptr: number; ldw: number } | undefined {
+  const s = t.storage;
+  return s instanceof PitchedWasmStorage && s.runtime === rt && !s.disposed && t.shape.length === 2 && t.shape[1] === s.cols
+    ? { ptr: s.ptr, ldw: s.pitch }
+    : undefined;
+}

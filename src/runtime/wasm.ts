@@ -32,16 +32,19 @@ export interface PeftWasmExports {
   peft_heap_bytes_in_use(): number;
   peft_quant_strip_rows(): number;
   peft_f32_linear_scratch_bytes(m: number, k: number): number;
-  peft_f32_linear(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
-  peft_f32_linear__scalar(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
+  /** Row stride (elements) a base weight with k elements of `elemBytes` per row is stored at (cpp/linear.h). */
+  peft_weight_row_stride(k: number, elemBytes: number): number;
+  /** W rows `ldw` ≥ k elements apart (every linear export). */
+  peft_f32_linear(m: number, n: number, k: number, x: number, w: number, ldw: number, y: number, ep: number, scratch: number): void;
+  peft_f32_linear__scalar(m: number, n: number, k: number, x: number, w: number, ldw: number, y: number, ep: number, scratch: number): void;
   peft_f32_epilogue_rows(m: number, n: number, rows: number, y: number, ep: number): void;
   /** Columns [j0, j1) of peft_f32_linear's y (one thread's share; the same bits as the whole call). */
-  peft_f32_linear_cols(m: number, n: number, k: number, j0: number, j1: number, x: number, w: number, y: number, ep: number, scratch: number): void;
-  peft_f32xbf16_linear_cols(m: number, n: number, k: number, j0: number, j1: number, x: number, w: number, y: number, ep: number, scratch: number): void;
+  peft_f32_linear_cols(m: number, n: number, k: number, j0: number, j1: number, x: number, w: number, ldw: number, y: number, ep: number, scratch: number): void;
+  peft_f32xbf16_linear_cols(m: number, n: number, k: number, j0: number, j1: number, x: number, w: number, ldw: number, y: number, ep: number, scratch: number): void;
   peft_f32_qlinear_cols(m: number, n: number, k: number, bits: number, group: number, j0: number, j1: number, x: number, wq: number, scales: number, biases: number, scratch: number, y: number, ep: number): void;
   peft_f32xbf16_linear_scratch_bytes(m: number, k: number): number;
-  peft_f32xbf16_linear(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
-  peft_f32xbf16_linear__scalar(m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number): void;
+  peft_f32xbf16_linear(m: number, n: number, k: number, x: number, w: number, ldw: number, y: number, ep: number, scratch: number): void;
+  peft_f32xbf16_linear__scalar(m: number, n: number, k: number, x: number, w: number, ldw: number, y: number, ep: number, scratch: number): void;
   peft_f32_lora_shrink(m: number, k: number, r: number, x: number, a: number, t: number, s: number): void;
   peft_f32_lora_shrink__scalar(m: number, k: number, r: number, x: number, a: number, t: number, s: number): void;
   peft_f32_lora_expand(m: number, n: number, r: number, t: number, b: number, y: number): void;
@@ -79,7 +82,7 @@ export interface PeftWasmExports {
 }
 
 /** The ABI version cpp/exports.cpp reports; bumped with any signature or struct-layout change. */
-export const ABI_VERSION = 8;
+export const ABI_VERSION = 9;
 
 /**
  * The smallest module that uses a SIMD128 instruction: `(func (result v128) i32.const 0 i32x4.splat)`.

@@ -86,7 +86,7 @@ for (const [label, kernel, scratchOf, widen] of [
       const xp = put(ex, x), yp = ex.malloc(m * n * 4) >>> 0, sp = ex.malloc(ex[scratchOf](m, k) >>> 0) >>> 0;
       const tp = tt ? put(ex, tt) : 0;
       const ep = epilogue(ex, bp, tt ? { t: tp, b: bBp, r } : undefined);
-      ex[kernel](m, n, k, xp, wp, yp, ep, sp);
+      ex[kernel](m, n, k, xp, wp, k, yp, ep, sp);
       const y = get(ex, yp, m * n);
       for (const p of [xp, yp, sp, tp, ep]) ex.free(p);
       return y;

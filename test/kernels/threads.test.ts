@@ -76,7 +76,7 @@ describe('claimChunks (the protocol every thread runs)', () => {
     t[0](a, 20, 30, 99);
     t[1](a, 20, 30, 99);
     t[2](a, 20, 30, 99);
-    expect(got.f32).toEqual([1, 2, 3, 20, 30, 4, 5, 6, 7, 99]); // m n k j0 j1 x w y ep scratch
+    expect(got.f32).toEqual([1, 2, 3, 20, 30, 4, 5, 6, 7, 8, 99]); // m n k j0 j1 x w ldw y ep scratch
     expect(got.bf16).toEqual(got.f32);
     expect(got.q).toEqual([1, 2, 3, 4, 5, 20, 30, 6, 7, 8, 9, 99, 10, 11]); // m n k bits group j0 j1 x wq scales biases scratch y ep
   });

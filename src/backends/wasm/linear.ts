@@ -52,16 +52,17 @@ export function linearScratchBytes(rt: WasmRuntime, m: number, k: number, wDtype
 }
 
 /**
- * `y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ)` (cpp/linear.h; W bf16: cpp/linear_bf16.h, same contract). `ep` = 0:
- * plain `x·Wᵀ`; `scratch`: at least `linearScratchBytes(m, k, wDtype)` bytes. Pointers are byte offsets into wasm memory.
+ * `y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ)` (cpp/linear.h; W bf16: cpp/linear_bf16.h, same contract), W's rows `ldw`
+ * ≥ k elements apart (default k). `ep` = 0: plain `x·Wᵀ`; `scratch`: at least `linearScratchBytes(m, k, wDtype)`
+ * bytes. Pointers are byte offsets into wasm memory.
  */
 export function f32Linear(
   rt: WasmRuntime, m: number, n: number, k: number, x: number, w: number, y: number, ep: number, scratch: number,
-  kernels: Kernels = 'simd128', wDtype: WeightDtype = 'f32',
+  kernels: Kernels = 'simd128', wDtype: WeightDtype = 'f32', ldw: number = k,
 ): void {
   const ex = rt.exports;
   const f = wDtype === 'bf16'
     ? (kernels === 'scalar' ? ex.peft_f32xbf16_linear__scalar : ex.peft_f32xbf16_linear)
     : (kernels === 'scalar' ? ex.peft_f32_linear__scalar : ex.peft_f32_linear);
-  f(m, n, k, x, w, y, ep, scratch);
+  f(m, n, k, x, w, ldw, y, ep, scratch);
 }

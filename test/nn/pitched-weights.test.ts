@@ -1,0 +1,200 @@
+// A linear layer's W on wasm is stored with rows of 4 KiB or more padded by 128 bytes (cpp/linear.h
+// weight_row_stride: the m = 1 GEMV streams such rows faster). The padding must be invisible: `data` reads row-major,
+// every path (GEMV, GEMM, threads, scalar twins, LoRA, DoRA, fuse) gives float64's values within the f32 bound and the
+// same bits as the unpadded W, and the padded block is freed with the layer. References: float64 here.
+import { beforeAll, describe, expect, test } from 'vitest';
+import { WasmBackend } from '../../src/backends/wasm.js';
+import { DoRALinear } from '../../src/lora/dora-linear.js';
+import { LoRALinear } from '../../src/lora/lora-linear.js';
+import { setLoRAEnabled } from '../../src/lora/set-enabled.js';
+import { Linear } from '../../src/nn/linear.js';
+import { PitchedWasmStorage, WasmStorage } from '../../src/runtime/storage.js';
+import { Tensor } from '../../src/tensor.js';
+import { EPS32, expectClose, randomF32, rng } from '../kernels/helpers.js';
+
+const k = 1040; // 4,160-byte f32 rows: padded; k % 4 = 0 and k > a GEMM k-block, so tails and blocks both run
+const n = 37; // n % 4 ≠ 0 and n % 16 ≠ 0: every column tail of the GEMV and the GEMM
+const f32 = (a: Float32Array<ArrayBuffer>, shape: number[]) => Tensor.from(a, shape, 'f32');
+const bits = (t: Tensor) => new Uint32Array(new Float32Array(t.data as Float32Array).buffer);
+
+/** float64 x·Wᵀ (+ s·x·A·B) (row-scaled) + b, and Σ|terms| per element for the f32 bound. */
+function reference(m: number, x: Float32Array, w: Float32Array, b: Float32Array, lora?: { a: Float32Array; b: Float32Array; r: number; s: number }, gain?: Float64Array) {
+  const ref = new Float64Array(m * n);
+  const mag = new Float64Array(m * n);
+  for (let i = 0; i < m; i++)
+    for (let j = 0; j < n; j++) {
+      let acc = 0;
+      let abs = 0;
+      for (let p = 0; p < k; p++) {
+        acc += x[i * k + p] * w[j * k + p];
+        abs += Math.abs(x[i * k + p] * w[j * k + p]);
+      }
+      if (lora) {
+        for (let q = 0; q < lora.r; q++) {
+          let t = 0;
+          for (let p = 0; p < k; p++) t += x[i * k + p] * lora.a[p * lora.r + q];
+          acc += lora.s * t * lora.b[q * n + j];
+          abs += Math.abs(lora.s * t * lora.b[q * n + j]);
+        }
+      }
+      const g = gain ? gain[j] : 1;
+      ref[i * n + j] = g * acc + b[j];
+      mag[i * n + j] = Math.abs(g) * abs + Math.abs(b[j]);
+    }
+  return { ref, mag };
+}
+const bound = (mag: Float64Array) => (i: number) => (k / 4 + 40) * EPS32 * mag[i] + 1e-30;
+
+describe('padded rows of a linear W (wasm)', () => {
+  let be: WasmBackend;
+  let scalar: WasmBackend;
+  beforeAll(async () => {
+    be = await WasmBackend.create({ threads: 1 });
+    scalar = await WasmBackend.create({ threads: 1, kernels: 'scalar' });
+  });
+  const rand = rng(41);
+  const w = randomF32(rand, n * k);
+  const b = randomF32(rand, n);
+  const x = randomF32(rand, 9 * k);
+
+  test('W is stored at the padded stride, reads back row-major, and the layer equals float64 and the unpadded W bit for bit', () => {
+    const layer = new Linear(f32(w, [n, k]), f32(b, [n]), { backend: be });
+    const s = layer.weight.storage;
+    expect(s).toBeInstanceOf(PitchedWasmStorage);
+    expect((s as PitchedWasmStorage).pitch).toBe(k + 32);
+    expect(Array.from(layer.weight.data as Float32Array)).toEqual(Array.from(w));
+    const plain = be.upload(f32(w, [n, k])); // no linearWeight: compact
+    expect(plain.storage).toBeInstanceOf(WasmStorage);
+    for (const m of [1, 2, 3, 4, 5, 9]) {
+      const xm = f32(x.slice(0, m * k), [m, k]);
+      const y = layer.forward(xm);
+      const { ref, mag } = reference(m, x, w, b);
+      expectClose(y.data as Float32Array, ref, bound(mag), `m=${m}`);
+      const y0 = be.linear(xm, plain, layer.bias, []);
+      expect(bits(y), `m=${m} vs unpadded`).toEqual(bits(y0));
+      // The scalar twins read the padded W in place too.
+      const ys = scalar.linear(xm, layer.weight, layer.bias, []);
+      expectClose(ys.data as Float32Array, ref, bound(mag), `scalar m=${m}`);
+      for (const t of [y, y0, ys]) t.dispose();
+    }
+    plain.dispose();
+    layer.dispose();
+  });
+
+  test('a bf16 W is padded the same way (2-byte rows of 4 KiB: k ≥ 2048) and matches float64 on the bf16 values', () => {
+    const kb = 2056;
+    const wb = randomF32(rng(5), n * kb);
+    const layer = new Linear(f32(wb, [n, kb]), undefined, { backend: be, weightDtype: 'bf16' });
+    expect(layer.weight.dtype).toBe('bf16');
+    expect((layer.weight.storage as PitchedWasmStorage).pitch).toBe(kb + 64);
+    const wv = new Float32Array(new Uint32Array(Array.from(layer.weight.data as Uint16Array, (h) => h << 16)).buffer);
+    const xb = randomF32(rng(6), 6 * kb);
+    for (const m of [1, 6]) {
+      const y = layer.forward(f32(xb.slice(0, m * kb), [m, kb]));
+      for (let i = 0; i < m; i++)
+        for (let j = 0; j < n; j++) {
+          let acc = 0;
+          let abs = 0;
+          for (let p = 0; p < kb; p++) {
+            acc += xb[i * kb + p] * wv[j * kb + p];
+            abs += Math.abs(xb[i * kb + p] * wv[j * kb + p]);
+          }
+          expect(Math.abs((y.data as Float32Array)[i * n + j] - acc)).toBeLessThanOrEqual((kb / 4 + 8) * EPS32 * abs);
+        }
+      y.dispose();
+    }
+    layer.dispose();
+  });
+
+  test('below 4 KiB rows W stays compact; an already resident W is used as it is (a tied head shares the table)', () => {
+    const small = new Linear(f32(randomF32(rng(2), 8 * 1016), [8, 1016]), undefined, { backend: be });
+    expect(small.weight.storage).toBeInstanceOf(WasmStorage);
+    const resident = be.upload(f32(w, [n, k]));
+    const tied = new Linear(resident, undefined, { backend: be });
+    expect(tied.weight).toBe(resident);
+    small.dispose();
+    tied.dispose();
+    resident.dispose();
+  });
+
+  test('LoRA, DoRA and fuse on a padded base: float64 within the bound; off is bit-identical to the base layer', () => {
+    const r = 3;
+    const a = randomF32(rng(7), k * r);
+    const bb = randomF32(rng(8), r * n);
+    const mag = Float32Array.from(randomF32(rng(9), n), (v) => 0.5 + Math.abs(v));
+    const base = new Linear(f32(w, [n, k]), f32(b, [n]), { backend: be });
+    const lora = LoRALinear.fromBase(base, { name: 'a', a: f32(a, [k, r]), b: f32(bb, [r, n]), scale: 0.5 });
+    const xm = f32(x.slice(0, 5 * k), [5, k]);
+    const on = lora.forward(xm);
+    const L = { a, b: bb, r, s: 0.5 };
+    const { ref, mag: m1 } = reference(5, x, w, b, L);
+    expectClose(on.data as Float32Array, ref, bound(m1), 'lora on');
+    setLoRAEnabled(lora, false);
+    const off = lora.forward(xm);
+    const plain = base.forward(xm);
+    expect(bits(off)).toEqual(bits(plain));
+    setLoRAEnabled(lora, true);
+
+    // DoRA: gain_j = m_j / ‖W_j + s·(A·B)ᵀ_j‖, from the row-major values of the padded W.
+    const dora = DoRALinear.fromBase(new Linear(f32(w, [n, k]), f32(b, [n]), { backend: be }), { name: 'd', a: f32(a, [k, r]), b: f32(bb, [r, n]), scale: 0.5, magnitude: f32(mag, [n]) });
+    const gain = new Float64Array(n);
+    for (let j = 0; j < n; j++) {
+      let ss = 0;
+      for (let p = 0; p < k; p++) {
+        let d = 0;
+        for (let q = 0; q < r; q++) d += a[p * r + q] * bb[q * n + j];
+        ss += (w[j * k + p] + 0.5 * d) ** 2;
+      }
+      gain[j] = mag[j] / Math.sqrt(ss);
+    }
+    const yd = dora.forward(xm);
+    const { ref: rd, mag: md } = reference(5, x, w, b, L, gain);
+    expectClose(yd.data as Float32Array, rd, bound(md), 'dora');
+
+    // Fuse: the merged W is W + s·(A·B)ᵀ rounded once to f32, stored padded again, and reads back row-major.
+    lora.fuseAdapter('a');
+    const fused = lora.base as Linear;
+    expect(fused).not.toBe(base);
+    expect(fused.weight.storage).toBeInstanceOf(PitchedWasmStorage);
+    const merged = fused.weight.data as Float32Array;
+    for (let j = 0; j < n; j += 7)
+      for (let p = 0; p < k; p += 131) {
+        let d = 0;
+        for (let q = 0; q < r; q++) d += a[p * r + q] * bb[q * n + j];
+        expect(merged[j * k + p]).toBe(Math.fround(w[j * k + p] + 0.5 * d));
+      }
+    const yf = lora.forward(xm);
+    expectClose(yf.data as Float32Array, ref, bound(m1), 'fused');
+    for (const t of [on, off, plain, yd, yf, xm]) t.dispose();
+    lora.dispose();
+    dora.dispose();
+  });
+
+  test('two threads give the one-thread bits on a padded W', async () => {
+    const two = await WasmBackend.create({ threads: 2 });
+    const big = randomF32(rng(11), 512 * 2048);
+    const l1 = new Linear(f32(big, [512, 2048]), undefined, { backend: be });
+    const l2 = new Linear(f32(big, [512, 2048]), undefined, { backend: two });
+    expect(l2.weight.storage).toBeInstanceOf(PitchedWasmStorage);
+    for (const m of [1, 8]) {
+      const xm = f32(randomF32(rng(12), m * 2048), [m, 2048]);
+      const y1 = l1.forward(xm);
+      const y2 = l2.forward(xm);
+      expect(bits(y2), `m=${m}`).toEqual(bits(y1));
+      for (const t of [y1, y2, xm]) t.dispose();
+    }
+    l1.dispose();
+    l2.dispose();
+  });
+
+  test('the padded block is freed with the layer (wasm heap back to its baseline, no GC)', () => {
+    const rt = be.runtime;
+    const baseline = rt.heapBytesInUse;
+    for (let c = 0; c < 50; c++) {
+      const layer = new Linear(f32(w, [n, k]), undefined, { backend: be });
+      layer.forward(f32(x.slice(0, k), [1, k])).dispose();
+      layer.dispose();
+    }
+    expect(rt.heapBytesInUse).toBe(baseline);
+  });
+});
