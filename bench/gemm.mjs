@@ -1,7 +1,8 @@
 // Question: how fast are `linear` and `lora_linear` on one CPU thread (and peftjs with threads), next to tfjs-backend-wasm (XNNPACK),
 // onnxruntime-web (MLAS) and plain JS?  y = x·Wᵀ + b + s·(x·A)·B,  x [m,k], W [n,k], A [k,r], B [r,n].
 // Every library gets a fresh x [m,k] Float32Array per call and hands back y [m,n] readable from JS.
-// Usage: node gemm.mjs [--quick]   (prints markdown; run.mjs also writes it to results.md)
+// Usage: node gemm.mjs [--quick] [--sizes 4096] [--ms 8,64] [--ranks 0,16]   (prints markdown; run.mjs also writes it
+// to results.md; the lists pick a subset for a focused run)
 import { args, fmt, machine, randomF32, table, timeInterleaved } from './lib/common.mjs';
 import { ortPeer, plainJsPeer, tfjsPeer, threadedPeer } from './lib/peers.mjs';
 import { loadLib, oursPeer } from './lib/ours.mjs';
@@ -10,10 +11,10 @@ const LORA_SCALE = 2; // lora_alpha / r for the common alpha = 2r
 /** Plain JS (and peftjs's js backend) only where one call stays under ~0.3 s: 2·m·k·n ≤ this. */
 const SLOW_PEER_MAX_FLOP = 6e8;
 
-export async function runGemm({ quick = false, log = console.error } = {}) {
-  const sizes = quick ? [2048] : [2048, 4096];
-  const ms = quick ? [1, 64] : [1, 8, 64, 256];
-  const ranks = quick ? [0, 16] : [0, 8, 16, 64]; // 0 = plain linear
+export async function runGemm({ quick = false, log = console.error, pick = {} } = {}) {
+  const sizes = pick.sizes ?? (quick ? [2048] : [2048, 4096]);
+  const ms = pick.ms ?? (quick ? [1, 64] : [1, 8, 64, 256]);
+  const ranks = pick.ranks ?? (quick ? [0, 16] : [0, 8, 16, 64]); // 0 = plain linear
 
   const peers = [];
   const notes = [];
@@ -245,7 +246,7 @@ export function gemmTables({ peers: all, res, cost, sizes, ms, ranks, notes, cos
     'Setup, done once outside the timing, each peer on its fastest path: tfjs-backend-wasm gets W transposed to [k,n] and ' +
       '`tf.fused.matMul` with the bias (its `transposeB: true` path re-packs W on every call, ≈10× slower at k = n = 4096); ' +
       'onnxruntime-web gets a graph built in memory, `Gemm(transB=1)` plus a `MatMul → MatMul → Add` chain for LoRA; ' +
-      'both get the LoRA scale folded into B. peftjs gets `backend.upload(W)` and the scale at call time. ' +
+      'both get the LoRA scale folded into B. peftjs gets `backend.upload(W, { linearWeight: true })` (what a `Linear` does: rows of 4 KiB or more padded by 128 bytes) and the scale at call time. ' +
       'Every output is checked against a float64 reference first.',
   );
   if (notes.length) out.push(notes.map((n) => `- ${n}`).join('\n'));
@@ -288,6 +289,10 @@ function threadedTable(all, res, sizes, ms, ranks) {
 
 if (import.meta.url === `file://${process.argv[1]}`) {
   const a = args();
-  const r = await runGemm({ quick: a.quick });
+  const list = (name) => {
+    const i = process.argv.indexOf(`--${name}`);
+    return i >= 0 ? process.argv[i + 1].split(',').map(Number) : undefined;
+  };
+  const r = await runGemm({ quick: a.quick, pick: { sizes: list('sizes'), ms: list('ms'), ranks: list('ranks') } });
   console.log(`Machine: ${machine()}\n\n${gemmTables(r)}`);
 }

@@ -19,10 +19,12 @@ const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1
 const f32 = (len, s) => Float32Array.from({ length: len }, () => rnd() * s);
 
 const formats = {
-  f32: { bytes: n * k * 4, make: () => be.upload(Tensor.from(f32(n * k, 0.02), [n, k], 'f32')) },
+  // f32 and bf16 W stored as a Linear stores them (`linearWeight`: rows of 4 KiB or more padded by 128 bytes); the
+  // bytes counted are the weights', not the padding's.
+  f32: { bytes: n * k * 4, make: () => be.upload(Tensor.from(f32(n * k, 0.02), [n, k], 'f32'), { linearWeight: true }) },
   bf16: {
     bytes: n * k * 2,
-    make: () => be.upload(Tensor.from(Uint16Array.from({ length: n * k }, () => (0x3c00 + ((rnd() * 0x200) | 0)) & 0xffff), [n, k], 'bf16'), { keepBf16: true }),
+    make: () => be.upload(Tensor.from(Uint16Array.from({ length: n * k }, () => (0x3c00 + ((rnd() * 0x200) | 0)) & 0xffff), [n, k], 'bf16'), { keepBf16: true, linearWeight: true }),
   },
   q4: {
     bytes: (n * k) / 2 + 2 * n * (k / group) * 4,

@@ -23,7 +23,7 @@ const toBf16 = (f) => Uint16Array.from(new Uint32Array(f.buffer), (u) => u >>> 1
 const w = Float32Array.from(rand(n * k, 0.03), (v) => new Float32Array(new Uint32Array([new Uint32Array(Float32Array.of(v).buffer)[0] & 0xffff0000]).buffer)[0]);
 const rows = [];
 for (const dtype of ['f32', 'bf16']) {
-  const up = (be) => (dtype === 'f32' ? be.upload(lib.Tensor.from(w, [n, k], 'f32')) : be.upload(lib.Tensor.from(toBf16(w), [n, k], 'bf16'), { keepBf16: true }));
+  const up = (be) => (dtype === 'f32' ? be.upload(lib.Tensor.from(w, [n, k], 'f32'), { linearWeight: true }) : be.upload(lib.Tensor.from(toBf16(w), [n, k], 'bf16'), { keepBf16: true, linearWeight: true }));
   const W = { simd: up(simd), relaxed: up(relaxed) };
   for (const m of ms) {
     const x = rand(m * k, 2);

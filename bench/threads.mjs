@@ -27,7 +27,7 @@ for (const dtype of ['f32', 'bf16', 'q4']) {
   const up = (be) =>
     dtype === 'q4'
       ? { w: be.upload(Tensor.from(wq, [n, k / 8], 'u32')), scales: be.upload(Tensor.from(qs, [n, k / 64], 'f32')), biases: be.upload(Tensor.from(qs, [n, k / 64], 'f32')), bits: 4, groupSize: 64, k, n, dispose() { this.w.dispose(); this.scales.dispose(); this.biases.dispose(); } }
-      : dtype === 'bf16' ? be.upload(Tensor.from(wb, [n, k], 'bf16'), { keepBf16: true }) : be.upload(Tensor.from(wf, [n, k], 'f32'));
+      : dtype === 'bf16' ? be.upload(Tensor.from(wb, [n, k], 'bf16'), { keepBf16: true, linearWeight: true }) : be.upload(Tensor.from(wf, [n, k], 'f32'), { linearWeight: true });
   const W1 = up(one), WT = up(many);
   for (const m of quick ? [1, 64] : [1, 8, 64, 256]) {
     const x = Float32Array.from({ length: m * k }, rnd);

@@ -62,7 +62,7 @@ function setupLinears(lib, be, m) {
   const { Tensor } = lib;
   const { d, hd, heads, kvHeads, ffn } = S;
   const shapes = [[heads * hd, d], [kvHeads * hd, d], [kvHeads * hd, d], [d, heads * hd], [ffn, d], [ffn, d], [d, ffn]];
-  const ws = shapes.map(([n, k], i) => be.upload(Tensor.from(randomF32(n * k, 20 + i, 1 / Math.sqrt(k)), [n, k], 'f32')));
+  const ws = shapes.map(([n, k], i) => be.upload(Tensor.from(randomF32(n * k, 20 + i, 1 / Math.sqrt(k)), [n, k], 'f32'), { linearWeight: true }));
   const xs = [d, ffn].map((k, i) => be.upload(Tensor.from(randomF32(m * k, 40 + i), [m, k], 'f32')));
   const run = () => ws.forEach((w, i) => be.linear(i === 6 ? xs[1] : xs[0], w, undefined, []).dispose());
   return { run, dispose: () => [...ws, ...xs].forEach((x) => x.dispose()) };

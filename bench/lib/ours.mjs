@@ -46,7 +46,10 @@ export async function oursPeer(lib, backendName = 'wasm', { bf16W = false, threa
     backend: be,
     lib,
     async prepare({ k, n, w, bias, lora }) {
-      const W = bf16W ? be.upload(Tensor.from(toBf16Bits(w), [n, k], 'bf16'), { keepBf16: true }) : be.upload(f32(w, [n, k]));
+      // W stored as a Linear stores it (`linearWeight`: on wasm, rows of 4 KiB or more padded for the GEMV).
+      const W = bf16W
+        ? be.upload(Tensor.from(toBf16Bits(w), [n, k], 'bf16'), { keepBf16: true, linearWeight: true })
+        : be.upload(f32(w, [n, k]), { linearWeight: true });
       if (bf16W && W.dtype !== 'bf16') throw new Error(`backend ${be.name} did not keep W as bf16 (got ${W.dtype})`);
       const b = be.upload(f32(bias, [n]));
       const deltas = lora
