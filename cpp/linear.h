@@ -14,7 +14,8 @@
 //   above. So a row computed in a batch of m equals the same row computed alone, bit for bit (speculative
 //   decoding verifies a batch of drafted tokens and must equal token-by-token decoding), and the SIMD kernels
 //   equal their scalar twins bit for bit.
-// Kernel shape (W is always read in its native [n,k] layout: the long-lived weight is never copied or packed)
+// Kernel shape (W is read in its [n,k] row-major layout, rows ldw ≥ k apart: the long-lived weight is never copied or
+// packed per call; a resident base weight is stored once at weight_row_stride, rows of 4 KiB or more padded)
 //   "Dot form" everywhere: an accumulator is one output's four lanes (x[i,p:p+4] · W[j,p:p+4]).
 //   m ≤ 3, GEMV f32_gemm_MRxNR: MR = m rows of x × NR rows of W (NR = 8 for m = 1), over all of k; W is streamed
 //   exactly once.

@@ -31,9 +31,13 @@ constexpr size_t QUANT_STRIP = 16;
 // Run-time constants (see linear_bf16.h): compile-time v128.consts are rematerialised inside the loop by V8.
 static volatile uint32_t g_q_low4 = 0x0f0f0f0fu;     // the low nibble of every byte
 static volatile uint32_t g_q_magic = 0x4b000000u;    // 2^23 as f32: (bits | 2^23) − 2^23 = the integer, exactly
+static volatile uint32_t g_q_code4 = 0x0000000fu;    // one 4-bit code per u32 lane
+static volatile uint32_t g_q_code8 = 0x000000ffu;    // one 8-bit code per u32 lane
 struct QConsts {
-  v128_t low4, magic;
-  QConsts() : low4(wasm_i32x4_splat((int32_t)g_q_low4)), magic(wasm_i32x4_splat((int32_t)g_q_magic)) {}
+  v128_t low4, magic, code4, code8;
+  QConsts()
+      : low4(wasm_i32x4_splat((int32_t)g_q_low4)), magic(wasm_i32x4_splat((int32_t)g_q_magic)),
+        code4(wasm_i32x4_splat((int32_t)g_q_code4)), code8(wasm_i32x4_splat((int32_t)g_q_code8)) {}
 };
 
 // The quantised kernels' multiply-add: unfused in every build. The relaxed build's fused op lengthens each group's
@@ -117,10 +121,12 @@ struct QuantScalar : Scalar {
 // Decode (m ≤ QUANT_GEMV_MAX_M, SIMD128), fused: W is decoded in registers and never written out. Per group g of a row,
 //   Σ_p x_p·(s_g·q_p + b_g) = s_g·(Σ_p x_p·q_p) + b_g·(Σ_p x_p)        (MLX's qmv form)
 // so a weight costs its unpack, one int→float convert and one multiply-add; Σ_p x_p per group (xs [M, k/group])
-// and, for 4 bits, x permuted to the nibble order (xq [M, k]) are made once per call in scratch.
-// 4 bits: one v128 = 32 codes; v & 0xf holds codes 0,2,…,30 and v >> 4 codes 1,3,…,31 (u8 lanes), widened
-// u8 → u16 → u32 in lane order, so per 32-block xq is [x0 x2 … x30 | x1 x3 … x31]. 8 bits: 16 codes per v128,
-// in order. Accuracy: the two terms can cancel (b ≈ −s·2^(bits−1) for symmetric ranges): error
+// and x permuted to the codes' lane order (xq [M, k]) are made once per call in scratch.
+// Codes are cut out of u32 lanes in place: vector c = (v >> bits·c) & mask, then f32x4.convert_i32x4_s (one op; the
+// values are < 256, so exact). 4 bits: one v128 = 32 codes, u32 lane l holds codes 8l … 8l+7, so vector c holds codes
+// {c, 8+c, 16+c, 24+c} and per 32-block xq[4c + l] = x[8l + c]. 8 bits: per 16 codes, vector c holds {c, 4+c, 8+c,
+// 12+c}, xq[4c + l] = x[4l + c]. (Widening u8 → u16 → u32 and converting with the 2^23 trick took 31 ops per 32
+// codes against 23 here.) Accuracy: the two terms can cancel (b ≈ −s·2^(bits−1) for symmetric ranges): error
 // ≲ (k/4 + groups)·2⁻²⁴·Σ_p |x_p|·(|s·q_p| + |b|).
 static inline void f32_qgemv_prepare(size_t m, size_t k, size_t bits, size_t group, const float* __restrict x,
                                      float* __restrict xq, float* __restrict xs) {
@@ -135,34 +141,29 @@ static inline void f32_qgemv_prepare(size_t m, size_t k, size_t bits, size_t gro
     }
     if (bits == 4) {
       for (size_t p = 0; p < k; p += 32)
-        for (size_t l = 0; l < 16; l++) {
-          d[p + l] = xr[p + 2 * l];
-          d[p + 16 + l] = xr[p + 2 * l + 1];
-        }
+        for (size_t c = 0; c < 8; c++)
+          for (size_t l = 0; l < 4; l++) d[p + 4 * c + l] = xr[p + 8 * l + c];
     } else {
-      for (size_t p = 0; p < k; p++) d[p] = xr[p];
+      for (size_t p = 0; p < k; p += 16)
+        for (size_t c = 0; c < 4; c++)
+          for (size_t l = 0; l < 4; l++) d[p + 4 * c + l] = xr[p + 4 * l + c];
     }
   }
 }
 
-// Codes of one 32-block (4 bits) or two 16-blocks (8 bits) as 8 f32 vectors, in xq's order.
+// Codes of one 32-block (4 bits) or two 16-blocks (8 bits) as 8 f32 vectors, in xq's order (see above).
 template <int BITS>
 static inline void f32_qdecode32__simd128(const uint8_t* __restrict src, const QConsts& c, v128_t (&q)[8]) {
-  v128_t h[2];
   if (BITS == 4) {
     const v128_t v = wasm_v128_load(src);
-    h[0] = wasm_v128_and(v, c.low4);
-    h[1] = wasm_v128_and(wasm_u16x8_shr(v, 4), c.low4);  // a 16-bit shift + mask: SIMD128 x86 has no byte shift
+    q[0] = wasm_f32x4_convert_i32x4(wasm_v128_and(v, c.code4));
+    for (int k = 1; k < 8; k++) q[k] = wasm_f32x4_convert_i32x4(wasm_v128_and(wasm_u32x4_shr(v, 4 * k), c.code4));
   } else {
-    h[0] = wasm_v128_load(src);
-    h[1] = wasm_v128_load(src + 16);
-  }
-  for (int t = 0; t < 2; t++) {
-    const v128_t a = wasm_u16x8_extend_low_u8x16(h[t]), b = wasm_u16x8_extend_high_u8x16(h[t]);
-    q[4 * t + 0] = u32x4_to_f32x4_exact(wasm_u32x4_extend_low_u16x8(a), c);
-    q[4 * t + 1] = u32x4_to_f32x4_exact(wasm_u32x4_extend_high_u16x8(a), c);
-    q[4 * t + 2] = u32x4_to_f32x4_exact(wasm_u32x4_extend_low_u16x8(b), c);
-    q[4 * t + 3] = u32x4_to_f32x4_exact(wasm_u32x4_extend_high_u16x8(b), c);
+    for (int h = 0; h < 2; h++) {
+      const v128_t v = wasm_v128_load(src + 16 * h);
+      q[4 * h] = wasm_f32x4_convert_i32x4(wasm_v128_and(v, c.code8));
+      for (int k = 1; k < 4; k++) q[4 * h + k] = wasm_f32x4_convert_i32x4(wasm_v128_and(wasm_u32x4_shr(v, 8 * k), c.code8));
+    }
   }
 }
 
