@@ -291,10 +291,19 @@ static inline void f32_qgemm_block__simd128(size_t kc, size_t group, const float
   for (int i = 0; i < MR; i++)
     for (int j = 0; j < NR; j++) row[i][j] = lanes[i * 4 + j];
   for (size_t g0 = 0; g0 < kc; g0 += group) {
+    // The group's first step starts each sum from the product itself, not 0 + product: equal for every nonzero
+    // product, and a −0 sum can only meet a lane that is never −0 (lanes start at +0 and a round-to-nearest sum is
+    // −0 only from two −0 terms), so the GEMV's bits hold. Saves 16 ops of ~400 per group.
     v128_t acc[MR][NR];
-    for (int i = 0; i < MR; i++)
-      for (int j = 0; j < NR; j++) acc[i][j] = wasm_f32x4_splat(0.0f);
-    for (size_t p = g0; p < g0 + group; p += 4) {
+    {
+      v128_t xv[MR];
+      for (int i = 0; i < MR; i++) xv[i] = wasm_v128_load(xq + i * ldx + g0);
+      for (int j = 0; j < NR; j++) {
+        const v128_t qv = wasm_v128_load(qs + j * kc + g0);
+        for (int i = 0; i < MR; i++) acc[i][j] = wasm_f32x4_mul(xv[i], qv);
+      }
+    }
+    for (size_t p = g0 + 4; p < g0 + group; p += 4) {
       v128_t xv[MR];
       for (int i = 0; i < MR; i++) xv[i] = wasm_v128_load(xq + i * ldx + p);
       for (int j = 0; j < NR; j++) {

@@ -128,3 +128,28 @@ describe('SIMD128 kernels equal their scalar twins bit for bit (same k order)', 
     });
   }
 });
+
+describe('quantised rows whose products are all zero in a group (signed zeros) stay batch-invariant (wasm simd128)', () => {
+  // W's first group of every other row is constant (codes all 0), x is negative there: every product of that group is
+  // −0. The GEMM starts a group's sums from the first product, the GEMV from 0 + it; the bits must still agree.
+  for (const bits of [4, 8] as const) {
+    it(`${bits}-bit, group 64`, async () => {
+      const be = await WasmBackend.create({ kernels: 'simd128' });
+      const k = 192, n = 12, rand = rng(77);
+      const w = randomF32(rand, n * k);
+      for (let j = 0; j < n; j += 2) w.fill(0.25, j * k, j * k + 64);
+      const q = QuantizedLinear.fromLinear(new Linear(Tensor.from(w, [n, k], 'f32'), undefined, { backend: be }), { bits, groupSize: 64 });
+      const x = randomF32(rand, 9 * k);
+      for (let i = 0; i < 9; i++) for (let p = 0; p < 64; p++) x[i * k + p] = -Math.abs(x[i * k + p]) - 0.5;
+      const run = (from: number, count: number) => {
+        const y = be.quantizedLinear(Tensor.from(x.slice(from * k, (from + count) * k), [count, k], 'f32'), q.q, undefined, []);
+        const out = new Uint32Array(Float32Array.from(y.data as Float32Array).buffer);
+        y.dispose();
+        return out;
+      };
+      const ref = new Uint32Array(9 * n);
+      for (let i = 0; i < 9; i++) ref.set(run(i, 1), i * n);
+      for (const m of [3, 9]) expect(firstDiff(run(0, m), ref.subarray(0, m * n), n), `m=${m}`).toBeUndefined();
+    });
+  }
+});
