@@ -182,7 +182,9 @@ static inline size_t f32xbf16_gemm_scratch_floats(size_t m, size_t k) {
 static inline size_t f32xbf16_linear_scratch_floats(size_t m, size_t k) {
   const size_t simd = m <= BF16_GEMV_MAX_M ? 0 : f32xbf16_gemm_scratch_floats(m, k);
   const size_t scalar = BF16_STRIP * k;
-  return simd > scalar ? simd : scalar;
+  const size_t epi = m > 4 ? EPI_PACK_FLOATS + 4 : 0;  // the LoRA epilogue's packed B (after the GEMM)
+  const size_t most = simd > scalar ? simd : scalar;
+  return most > epi ? most : epi;
 }
 
 // Packed operands of the GEMM. Dot form as f32_gemm_dot (same lanes, same p order, same (l0 + l2) + (l1 + l3),
@@ -347,10 +349,11 @@ static inline void f32xbf16_linear_cols__simd128(size_t m, size_t n, size_t k, s
                                                  float* __restrict y, const Epilogue* ep, float* __restrict scratch) {
   assert(m > 0 && n > 0 && k > 0 && x && w && y && scratch && j0 <= j1 && j1 <= n);
   if (j0 >= j1) return;
-  if (m <= BF16_GEMV_MAX_M && ep && ep->nterms > 0) {
-    // As f32_linear: plain sums, then the B-streaming epilogue pass (which also indexes t by the true row).
+  if (ep && ep->nterms > 0) {
+    // As f32_linear: plain sums, then the epilogue pass (B streamed by rows for m ≤ 4, swept in tiles above).
     f32xbf16_linear_cols__simd128(m, n, k, j0, j1, x, w, ldw, y, nullptr, scratch);
-    f32_gemv_epilogue(m, n, j0, j1, y, ep);
+    if (m <= 4) f32_gemv_epilogue(m, n, j0, j1, y, ep);
+    else f32_epilogue_tiles__simd128(m, n, j0, j1, y, ep, scratch);
     return;
   }
   if (m > BF16_GEMV_MAX_M) {

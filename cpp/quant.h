@@ -383,7 +383,9 @@ __attribute__((noinline)) static void f32_qgemm__simd128(size_t m, size_t n, siz
 static inline size_t f32_qlinear_scratch_floats(size_t m, size_t k) {
   const size_t gemv = QUANT_STRIP * k;
   const size_t gemm = m > QUANT_GEMV_MAX_M ? m * k + m * (k / 32) + m * 16 + 4 * QUANT_KC + k / 8 + 8 : 0;
-  return gemv > gemm ? gemv : gemm;
+  const size_t epi = m > 4 ? EPI_PACK_FLOATS + 4 : 0;  // the LoRA epilogue's packed B (after the GEMM)
+  const size_t most = gemv > gemm ? gemv : gemm;
+  return most > epi ? most : epi;
 }
 
 // Columns [j0, j1) of the SIMD128 quantised linear below (one thread's share: each element computed as the whole
@@ -394,6 +396,12 @@ static inline void f32_qlinear_cols__simd128(size_t m, size_t n, size_t k, size_
                                              float* __restrict scratch, float* __restrict y, const Epilogue* ep) {
   assert(m > 0 && n > 0 && k > 0 && x && wq && scales && biases && scratch && y && j0 <= j1 && j1 <= n);
   if (j0 >= j1) return;
+  if (m > QUANT_GEMV_MAX_M && ep && ep->nterms > 0) {  // as f32_linear: plain sums, then the epilogue pass
+    f32_qlinear_cols__simd128(m, n, k, bits, group, j0, j1, x, wq, scales, biases, scratch, y, nullptr);
+    if (m <= 4) f32_gemv_epilogue(m, n, j0, j1, y, ep);
+    else f32_epilogue_tiles__simd128(m, n, j0, j1, y, ep, scratch);
+    return;
+  }
   if (m > QUANT_GEMV_MAX_M) {
     float* xq = scratch;                 // [m,k]
     float* xs = xq + m * k;              // [m,k/group]
