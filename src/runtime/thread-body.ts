@@ -60,11 +60,19 @@ export function claimChunks(c: Int32Array, seq: number, slot: number, fns: reado
 }
 
 /**
+ * Loads of the job word a waiting thread spins through before it sleeps (tens of µs): a model's next layer usually
+ * comes sooner than a wake from Atomics.wait. Measured (Qwen2.5-0.5B shapes, bf16, 2 threads, decode): 29.8–30.1
+ * tokens/s without, 31.5–34.1 with; one layer k = 896, n = 4864 at m = 1: 1.34× one thread without, 1.82× with.
+ */
+export const SPIN_LOADS = 1 << 15;
+
+/**
  * The body every kernel worker runs, as source text (a worker is started from a string, so no file has to sit
  * beside the bundle). `d` = { module, memory, ctl, slot, stackTop }: it instantiates the threads build on the shared
  * memory, moves its stack to its own block, says 'ready', then serves jobs until SEQ is −1.
  */
 export const THREAD_BODY = `function peftThread(d, post) {
+  const SPIN = ${SPIN_LOADS};
   const claim = (${claimChunks.toString()});
   const table = (${kernelTable.toString()});
   const noop = () => {};
@@ -78,7 +86,9 @@ export const THREAD_BODY = `function peftThread(d, post) {
   let seen = Atomics.load(c, 0);
   post('ready');
   for (;;) {
-    Atomics.wait(c, 0, seen);
+    // Spin a little before sleeping (SPIN_LOADS): waking from Atomics.wait costs tens of µs.
+    for (let i = 0; i < SPIN && Atomics.load(c, 0) === seen; i++);
+    if (Atomics.load(c, 0) === seen) Atomics.wait(c, 0, seen);
     const s = Atomics.load(c, 0);
     if (s < 0) return;
     if (s === seen) continue;

@@ -1,6 +1,6 @@
 import { WasmRuntimeError } from '../errors.js';
 import { type ThreadHandle, spawnThread } from './spawn-thread.js';
-import { CTL, type ColumnKernels, claimChunks, kernelTable } from './thread-body.js';
+import { CTL, type ColumnKernels, SPIN_LOADS, claimChunks, kernelTable } from './thread-body.js';
 import type { WasmRuntime } from './wasm.js';
 
 /** Stack bytes each worker gets (the kernels use a few KiB: tile accumulators). */
@@ -105,6 +105,7 @@ export class ThreadPool {
     Atomics.store(c, CTL.SEQ, seq);
     Atomics.notify(c, CTL.SEQ);
     claimChunks(c, seq, 0, this.fns);
+    for (let i = 0; i < SPIN_LOADS && Atomics.load(c, CTL.DONE) < chunks; i++); // the last chunks are usually close
     for (;;) {
       const d = Atomics.load(c, CTL.DONE);
       if (d >= chunks) break;
