@@ -40,6 +40,12 @@ for (const dtype of ['f32', 'bf16', 'q4']) {
     const f1 = call(one, W1), fT = call(many, WT);
     const a = f1(), b = fT();
     for (let i = 0; i < a.length; i++) if (!Object.is(a[i], b[i])) throw new Error(`threads differ from one thread at ${i}`);
+    // Warm up by time: V8 compiles wasm lazily in every thread, baseline first, and a worker's first calls of a kernel
+    // can run there for tens of ms (4-bit m = 1 measured 0.89× one thread that way in 2 of 3 runs).
+    for (const t0 = performance.now(); performance.now() - t0 < (quick ? 150 : 600); ) {
+      f1();
+      fT();
+    }
     const rounds = quick ? 5 : m >= 64 ? 7 : 25;
     const t1 = [], tT = [];
     for (let r = 0; r < rounds; r++) {
