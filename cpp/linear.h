@@ -432,6 +432,27 @@ __attribute__((noinline)) static void f32_gemm_dot_f32(size_t m, size_t n, size_
                [w, ldw](size_t j, size_t p) { return w[j * ldw + p]; });
 }
 
+// The epilogue's per-column part on y_row[j0:j1] (after the LoRA terms): + lora_bias, × row_scale, + bias, each
+// element as f32_store_tile__* computes it (elementwise, so 4 at a time gives the same bits).
+static inline void f32_epilogue_affine_row(float* __restrict yr, size_t j0, size_t j1, const Epilogue* ep) {
+  if (!ep->lora_bias && !ep->row_scale && !ep->bias) return;
+  size_t j = j0;
+  for (; j + 4 <= j1; j += 4) {
+    v128_t v = wasm_v128_load(yr + j);
+    if (ep->lora_bias) v = wasm_f32x4_add(v, wasm_v128_load(ep->lora_bias + j));
+    if (ep->row_scale) v = wasm_f32x4_mul(v, wasm_v128_load(ep->row_scale + j));
+    if (ep->bias) v = wasm_f32x4_add(v, wasm_v128_load(ep->bias + j));
+    wasm_v128_store(yr + j, v);
+  }
+  for (; j < j1; j++) {
+    float v = yr[j];
+    if (ep->lora_bias) v += ep->lora_bias[j];
+    if (ep->row_scale) v *= ep->row_scale[j];
+    if (ep->bias) v += ep->bias[j];
+    yr[j] = v;
+  }
+}
+
 // The epilogue as a separate pass over rows of y [·,n] holding the plain sums: y += Σ_d t_d·B_d (B streamed row by
 // row), then + lora_bias, × row_scale, + bias — the order f32_store_tile__* use, so the bits are the same. Row i of
 // the pass is row `rows[i]` of y (i itself when `rows` is null) and row i of every t_d: a route's group of rows,
@@ -449,13 +470,7 @@ static inline void f32_epilogue_rows(size_t m, size_t n, size_t j0, size_t j1, c
         for (size_t j = j0; j < j1; j++) yr[j] += tv * br[j];
       }
     }
-    for (size_t j = j0; j < j1; j++) {
-      float v = yr[j];
-      if (ep->lora_bias) v += ep->lora_bias[j];
-      if (ep->row_scale) v *= ep->row_scale[j];
-      if (ep->bias) v += ep->bias[j];
-      yr[j] = v;
-    }
+    f32_epilogue_affine_row(yr, j0, j1, ep);
   }
 }
 static inline void f32_gemv_epilogue(size_t m, size_t n, float* __restrict y, const Epilogue* ep) {
@@ -528,25 +543,15 @@ static inline void f32_epilogue_tiles__simd128(size_t m, size_t n, size_t j0, si
         }
     }
   }
-  if (!ep->lora_bias && !ep->row_scale && !ep->bias) return;
-  for (size_t i = 0; i < m; i++) {
-    float* yr = y + i * n;
-    size_t j = j0;
-    for (; j + 4 <= j1; j += 4) {
-      v128_t v = wasm_v128_load(yr + j);
-      if (ep->lora_bias) v = wasm_f32x4_add(v, wasm_v128_load(ep->lora_bias + j));
-      if (ep->row_scale) v = wasm_f32x4_mul(v, wasm_v128_load(ep->row_scale + j));
-      if (ep->bias) v = wasm_f32x4_add(v, wasm_v128_load(ep->bias + j));
-      wasm_v128_store(yr + j, v);
-    }
-    for (; j < j1; j++) {
-      float v = yr[j];
-      if (ep->lora_bias) v += ep->lora_bias[j];
-      if (ep->row_scale) v *= ep->row_scale[j];
-      if (ep->bias) v += ep->bias[j];
-      yr[j] = v;
-    }
-  }
+  for (size_t i = 0; i < m; i++) f32_epilogue_affine_row(y + i * n, j0, j1, ep);
+}
+
+// The epilogue on rows [0, m) × columns [j0, j1) of y [m,n] holding plain sums, whatever m: B streamed by rows for
+// m ≤ 4 (decode), swept in register tiles above (scratch: EPI_PACK_FLOATS + 4 floats). Every linear's LoRA path.
+static inline void f32_epilogue_pass(size_t m, size_t n, size_t j0, size_t j1, float* __restrict y, const Epilogue* ep,
+                                     float* __restrict scratch) {
+  if (m <= 4) f32_epilogue_rows(m, n, j0, j1, nullptr, y, ep);
+  else f32_epilogue_tiles__simd128(m, n, j0, j1, y, ep, scratch);
 }
 static inline void f32_gemv_epilogue(size_t m, size_t n, size_t j0, size_t j1, float* __restrict y, const Epilogue* ep) {
   f32_epilogue_rows(m, n, j0, j1, nullptr, y, ep);
@@ -568,8 +573,7 @@ static inline void f32_linear_cols(size_t m, size_t n, size_t k, size_t j0, size
     // operations in the same order per element as the fused epilogue (the scalar twins keep it fused), so the bits
     // are the same; "off" (nterms = 0) never comes here.
     f32_linear_cols<Isa, P>(m, n, k, j0, j1, x, w, ldw, y, nullptr, scratch);
-    if (m <= 4) f32_gemv_epilogue(m, n, j0, j1, y, ep);
-    else f32_epilogue_tiles__simd128(m, n, j0, j1, y, ep, scratch);
+    f32_epilogue_pass(m, n, j0, j1, y, ep, scratch);
     return;
   }
   if constexpr (__is_same(P, PackedScalar)) {

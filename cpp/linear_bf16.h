@@ -352,8 +352,7 @@ static inline void f32xbf16_linear_cols__simd128(size_t m, size_t n, size_t k, s
   if (ep && ep->nterms > 0) {
     // As f32_linear: plain sums, then the epilogue pass (B streamed by rows for m ≤ 4, swept in tiles above).
     f32xbf16_linear_cols__simd128(m, n, k, j0, j1, x, w, ldw, y, nullptr, scratch);
-    if (m <= 4) f32_gemv_epilogue(m, n, j0, j1, y, ep);
-    else f32_epilogue_tiles__simd128(m, n, j0, j1, y, ep, scratch);
+    f32_epilogue_pass(m, n, j0, j1, y, ep, scratch);
     return;
   }
   if (m > BF16_GEMV_MAX_M) {

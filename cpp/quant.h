@@ -398,10 +398,9 @@ static inline void f32_qlinear_cols__simd128(size_t m, size_t n, size_t k, size_
                                              float* __restrict scratch, float* __restrict y, const Epilogue* ep) {
   assert(m > 0 && n > 0 && k > 0 && x && wq && scales && biases && scratch && y && j0 <= j1 && j1 <= n);
   if (j0 >= j1) return;
-  if (m > QUANT_GEMV_MAX_M && ep && ep->nterms > 0) {  // as f32_linear: plain sums, then the epilogue pass
+  if (ep && ep->nterms > 0) {  // as f32_linear: plain sums, then the epilogue pass
     f32_qlinear_cols__simd128(m, n, k, bits, group, j0, j1, x, wq, scales, biases, scratch, y, nullptr);
-    if (m <= 4) f32_gemv_epilogue(m, n, j0, j1, y, ep);
-    else f32_epilogue_tiles__simd128(m, n, j0, j1, y, ep, scratch);
+    f32_epilogue_pass(m, n, j0, j1, y, ep, scratch);
     return;
   }
   if (m > QUANT_GEMV_MAX_M) {
@@ -419,11 +418,6 @@ static inline void f32_qlinear_cols__simd128(size_t m, size_t n, size_t k, size_
       if (ep) f32_qgemm__simd128<8>(m, n, k, j0, j1, group, xq, xs, wq, scales, biases, y, ep, lanes, qs, bt);
       else f32_qgemm__simd128<8>(m, n, k, j0, j1, group, xq, xs, wq, scales, biases, y, nullptr, lanes, qs, bt);
     }
-    return;
-  }
-  if (ep && ep->nterms > 0) {  // as f32_linear: plain sums, then the B-streaming epilogue pass
-    f32_qlinear_cols__simd128(m, n, k, bits, group, j0, j1, x, wq, scales, biases, scratch, y, nullptr);
-    f32_gemv_epilogue(m, n, j0, j1, y, ep);
     return;
   }
   float* xq = scratch;          // [4,k]
