@@ -175,6 +175,7 @@ static_assert(PEFT_BF16_GEMM_KC % 4 == 0, "k-blocks must keep the lanes aligned"
 // Scratch floats of the packed GEMM: 16-byte alignment, the lanes [m][4] v128, one widened k-block [4, KC] (also
 // the one-row strips of the n % 4 tail), the x panel [m/2][k4/4][2][4].
 static inline size_t f32xbf16_gemm_scratch_floats(size_t m, size_t k) {
+  m = f32_gemm_row_block(m, k);  // one block of rows at a time
   return 4 + m * 16 + 4 * (k < PEFT_BF16_GEMM_KC ? k : PEFT_BF16_GEMM_KC) + (m & ~(size_t)1) * (k & ~(size_t)3);
 }
 
@@ -357,8 +358,13 @@ static inline void f32xbf16_linear_cols__simd128(size_t m, size_t n, size_t k, s
   }
   if (m > BF16_GEMV_MAX_M) {
     // Two call sites on purpose: wasm-opt inlines a function called once whatever its attributes (see above).
-    if (ep) f32xbf16_gemm__simd128(m, n, k, j0, j1, x, w, ldw, y, ep, scratch);
-    else f32xbf16_gemm__simd128(m, n, k, j0, j1, x, w, ldw, y, nullptr, scratch);
+    // Rows in blocks that stay in L2 (f32_gemm_row_block); ep has no LoRA terms here, so no row offset.
+    const size_t mb = f32_gemm_row_block(m, k);
+    for (size_t i = 0; i < m; i += mb) {
+      const size_t mr = m - i < mb ? m - i : mb;
+      if (ep) f32xbf16_gemm__simd128(mr, n, k, j0, j1, x + i * k, w, ldw, y + i * n, ep, scratch);
+      else f32xbf16_gemm__simd128(mr, n, k, j0, j1, x + i * k, w, ldw, y + i * n, nullptr, scratch);
+    }
     return;
   }
   // GEMV on chunks of up to 4 rows (the epilogue left is per column: bias, row scale, lora bias).

@@ -380,11 +380,13 @@ __attribute__((noinline)) static void f32_qgemm__simd128(size_t m, size_t n, siz
 }
 
 // Scratch floats the quantised linear needs for m rows (both twins): the GEMV's x chunk [4,k] + sums [4,k/group]
-// (≤ QUANT_STRIP·k, also the scalar twin's strip); the GEMM's xq [m,k], xs [m,k/32], lanes [m][4] v128, qs [4,KC],
+// (≤ QUANT_STRIP·k, also the scalar twin's strip); per block of mb rows the GEMM's xq [mb,k], xs [mb,k/32], lanes
+// [mb][4] v128, qs [4,KC],
 // bt [k/32][4].
 static inline size_t f32_qlinear_scratch_floats(size_t m, size_t k) {
   const size_t gemv = QUANT_STRIP * k;
-  const size_t gemm = m > QUANT_GEMV_MAX_M ? m * k + m * (k / 32) + m * 16 + 4 * QUANT_KC + k / 8 + 8 : 0;
+  const size_t mb = f32_gemm_row_block(m, k);  // the GEMM stages one block of rows at a time
+  const size_t gemm = m > QUANT_GEMV_MAX_M ? mb * k + mb * (k / 32) + mb * 16 + 4 * QUANT_KC + k / 8 + 8 : 0;
   const size_t epi = m > 4 ? EPI_PACK_FLOATS + 4 : 0;  // the LoRA epilogue's packed B (after the GEMM)
   const size_t most = gemv > gemm ? gemv : gemm;
   return most > epi ? most : epi;
@@ -404,19 +406,26 @@ static inline void f32_qlinear_cols__simd128(size_t m, size_t n, size_t k, size_
     return;
   }
   if (m > QUANT_GEMV_MAX_M) {
-    float* xq = scratch;                 // [m,k]
-    float* xs = xq + m * k;              // [m,k/group]
-    v128_t* lanes = (v128_t*)(((uintptr_t)(xs + m * (k / 32)) + 15) & ~(uintptr_t)15);  // [m][4]
-    float* qs = (float*)(lanes + m * 4);  // [4,QUANT_KC]
-    float* bt = qs + 4 * QUANT_KC;        // [k/group][4]
-    f32_qgemv_prepare(m, k, bits, group, x, xq, xs);
-    // Two call sites each: wasm-opt inlines a function called once (see linear_bf16.h).
-    if (bits == 4) {
-      if (ep) f32_qgemm__simd128<4>(m, n, k, j0, j1, group, xq, xs, wq, scales, biases, y, ep, lanes, qs, bt);
-      else f32_qgemm__simd128<4>(m, n, k, j0, j1, group, xq, xs, wq, scales, biases, y, nullptr, lanes, qs, bt);
-    } else {
-      if (ep) f32_qgemm__simd128<8>(m, n, k, j0, j1, group, xq, xs, wq, scales, biases, y, ep, lanes, qs, bt);
-      else f32_qgemm__simd128<8>(m, n, k, j0, j1, group, xq, xs, wq, scales, biases, y, nullptr, lanes, qs, bt);
+    // Rows in blocks that stay in L2 (f32_gemm_row_block), each staged and swept on its own; ep has no LoRA terms
+    // here, so a block needs no row offset.
+    const size_t mb = f32_gemm_row_block(m, k);
+    float* xq = scratch;                  // [mb,k]
+    float* xs = xq + mb * k;              // [mb,k/group]
+    v128_t* lanes = (v128_t*)(((uintptr_t)(xs + mb * (k / 32)) + 15) & ~(uintptr_t)15);  // [mb][4]
+    float* qs = (float*)(lanes + mb * 4);  // [4,QUANT_KC]
+    float* bt = qs + 4 * QUANT_KC;         // [k/group][4]
+    for (size_t i = 0; i < m; i += mb) {
+      const size_t mr = m - i < mb ? m - i : mb;
+      float* yb = y + i * n;
+      f32_qgemv_prepare(mr, k, bits, group, x + i * k, xq, xs);
+      // Two call sites each: wasm-opt inlines a function called once (see linear_bf16.h).
+      if (bits == 4) {
+        if (ep) f32_qgemm__simd128<4>(mr, n, k, j0, j1, group, xq, xs, wq, scales, biases, yb, ep, lanes, qs, bt);
+        else f32_qgemm__simd128<4>(mr, n, k, j0, j1, group, xq, xs, wq, scales, biases, yb, nullptr, lanes, qs, bt);
+      } else {
+        if (ep) f32_qgemm__simd128<8>(mr, n, k, j0, j1, group, xq, xs, wq, scales, biases, yb, ep, lanes, qs, bt);
+        else f32_qgemm__simd128<8>(mr, n, k, j0, j1, group, xq, xs, wq, scales, biases, yb, nullptr, lanes, qs, bt);
+      }
     }
     return;
   }

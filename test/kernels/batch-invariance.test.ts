@@ -12,7 +12,7 @@ import { randomF32, rng } from './helpers.js';
  * m = 5, 9, 17 (the GEMV m ≤ 4 chunks, the small-m and the packed-GEMM paths) must equal, bit for bit, the same
  * row computed alone (m = 1), and the first four rows computed as a batch of 4. f32, bf16, 4-bit and 8-bit W, with and
  * without LoRA deltas (+ lora bias and a DoRA row scale). k crosses the GEMM's k-block (512) and leaves tails
- * (k % 8, n % 16). The reference is the same backend on m = 1: what speculative decoding compares against.
+ * (k % 8, n % 16), and a k of 32768 cuts a batch into row blocks of 8. The reference is the same backend on m = 1: what speculative decoding compares against.
  * On wasm the scalar twins are also checked against the SIMD kernels (f32 and bf16: same order, same bits).
  */
 
@@ -31,6 +31,9 @@ for (const kind of ['f32', 'bf16', 'q4', 'q8'] as const) {
   cases.push({ kind, k, n: 45, ranks: [], rowScale: false });
   cases.push({ kind, k, n: 45, ranks: [8], rowScale: false });
   cases.push({ kind, k, n: 37, ranks: [16, 3], rowScale: true });
+  // k = 32768: the GEMMs take 8 rows of x per pass (1 MiB blocks, linear.h's f32_gemm_row_block), so m = 9, 17 and
+  // 40 run as several blocks, the last one short (one row at m = 9 and 17); n = 13 leaves a column tail.
+  cases.push({ kind, k: 32768, n: 13, ranks: [4], rowScale: false });
 }
 
 interface Layer {
