@@ -1,6 +1,6 @@
 // Question: does the m = 1 GEMV (decode) stream W as fast as this machine can read memory?  For f32, bf16 and
-// 4-bit W, one run times peftjs's `linear` at m = 1 and a plain wasm SIMD128 read loop (lib/bandwidth.mjs)
-// interleaved, round by round, and reports W bytes ÷ time as a fraction of the read loop's GB/s (issue 11's target:
+// 4-bit W, one run times peftjs's `linear` at m = 1 and plain wasm SIMD128 read loops (lib/bandwidth.mjs: the fastest
+// of one, 8 and 16 streams) interleaved, round by round, and reports W bytes ÷ time as a fraction of the read loop's GB/s (issue 11's target:
 // ≥ 80 %). Each format cycles through enough copies of W (≥ 160 MiB) that every call finds its W out of cache.
 // Usage: node gemv-bandwidth.mjs [--quick]   or   deno run --allow-read --allow-env gemv-bandwidth.mjs
 import { bandwidthProbe } from './lib/bandwidth.mjs';
@@ -55,7 +55,7 @@ for (const [name, f] of Object.entries(formats)) {
     const t0 = performance.now();
     for (const w of ws) call(w);
     gemv.push((f.bytes * copies) / ((performance.now() - t0) / 1000) / 1e9);
-    loop.push(probe.measure(1));
+    loop.push(probe.measure(3));
   }
   const med = (a) => a.slice().sort((p, q) => p - q)[a.length >> 1];
   const ratios = gemv.map((g, i) => g / loop[i]);
