@@ -6,6 +6,7 @@
 import { args, fmt, machine, randomF32, table, timeInterleaved } from './lib/common.mjs';
 import { ortPeer, plainJsPeer, tfjsPeer, threadedPeer } from './lib/peers.mjs';
 import { loadLib, oursPeer } from './lib/ours.mjs';
+import { peakProbe } from './lib/peak.mjs';
 
 const LORA_SCALE = 2; // lora_alpha / r for the common alpha = 2r
 /** Plain JS (and peftjs's js backend) only where one call stays under ~0.3 s: 2·m·k·n ≤ this. */
@@ -45,6 +46,11 @@ export async function runGemm({ quick = false, log = console.error, pick = {} } 
   } else notes.push(`peftjs not measured: ${error}`);
   peers.push(await tfjsPeer(), await ortPeer(), await plainJsPeer());
   for (const p of peers) log(`# ${p.label}: ${p.detail}`);
+
+  // The SIMD128 multiply-add peak of this core, before and after the rounds (the best of both): how far from the
+  // ceiling each library runs, and so how far ahead of a peer any SIMD128 kernel could be.
+  const probe = await peakProbe();
+  const peak = { gflops: probe.measure(), method: probe.method };
 
   // res[size][r][m][peerId] = { ms, gflops, err }
   const res = {};
@@ -122,7 +128,9 @@ export async function runGemm({ quick = false, log = console.error, pick = {} } 
     cost.ideal = (2 * k * r + 2 * r * n) / (2 * k * n) * 100;
   }
   for (const p of peers) await p.terminate?.();
-  return { peers, res, cost, sizes, ms, ranks, notes, costSize: size };
+  peak.gflops = Math.max(peak.gflops, probe.measure());
+  log(`SIMD128 multiply-add peak: ${fmt.gflops(peak.gflops)} GFLOP/s`);
+  return { peers, res, cost, sizes, ms, ranks, notes, costSize: size, peak };
 }
 
 /** A peer run with more than one thread (ours-t2, ort-2t, tfjs-2t). */
@@ -176,7 +184,7 @@ function maxRelErr(y, ref) {
 }
 
 /** The markdown: one table per question. */
-export function gemmTables({ peers: all, res, cost, sizes, ms, ranks, notes, costSize }) {
+export function gemmTables({ peers: all, res, cost, sizes, ms, ranks, notes, costSize, peak }) {
   const out = [];
   const peers = all.filter((p) => !isThreaded(p));
   const ours = peers.find((p) => p.id === 'ours');
@@ -209,6 +217,31 @@ export function gemmTables({ peers: all, res, cost, sizes, ms, ranks, notes, cos
     out.push(
       `#### Summary: one linear layer, k = n = ${size}, one thread\n\n${legend}\n\n` +
         table(['library', ...cols.map(([r, m]) => `${r ? `LoRA r=${r}` : 'linear'}, m=${m}`)], rows),
+    );
+  }
+
+  // Each library's share of the peak (plain linear, f32 W, largest size), and the ceiling that leaves: a SIMD128
+  // kernel at 100 % of the peak is peak ÷ (best peer) ahead of the best peer, no more.
+  if (peak && ranks.includes(0)) {
+    const size = sizes.at(-1);
+    const pct = (g) => (g === undefined ? '—' : `${((g / peak.gflops) * 100).toFixed(0)} %`);
+    const rows = peers
+      .filter((p) => p.id !== 'js' && ms.some((m) => res[size]?.[0]?.[m]?.[p.id]))
+      .map((p) => [label(p), ...ms.map((m) => pct(res[size][0][m]?.[p.id]?.gflops))]);
+    rows.push([
+      'ceiling over the best peer (peak ÷ best of tfjs, ort)',
+      ...ms.map((m) => {
+        const best = Math.max(...['tfjs', 'ort'].map((id) => res[size][0][m]?.[id]?.gflops ?? 0));
+        return best ? fmt.ratio(peak.gflops / best) : '—';
+      }),
+    ]);
+    out.push(
+      `#### Share of the SIMD128 peak: linear, k = n = ${size}, one thread
+
+` +
+        `GFLOP/s of the table below ÷ this core's SIMD128 multiply-add peak measured in the same run, ${fmt.gflops(peak.gflops)} GFLOP/s (${peak.method}). ` +
+        'SIMD128 has no fused multiply-add, so the peak bounds every library here; the last row is how far ahead of the best peer a kernel at 100 % of it would be.\n\n' +
+        table(['library', ...ms.map((m) => `m=${m}`)], rows),
     );
   }
 
