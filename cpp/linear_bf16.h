@@ -78,12 +78,8 @@ static inline v128_t bf16x4_to_f32x4(const uint16_t* w) {
 #define PEFT_BF16_GEMV1_U 4
 #endif
 // y[0:M, j0:j0+NR] = epilogue(x [M,k] · widen(W[0:NR, :])ᵀ), W rows at stride ldw.
-// TOUCH (m = 1, short rows, only where a next tile exists): every k-step also loads as many lines of the next tile as
-// it consumes. Rows under 4 KiB are stored unpadded, so the next tile is one contiguous block after this one, and
-// each row is too short for the hardware prefetcher to ramp up (k = 896: 28 lines a row); wasm has no prefetch, so
-// plain loads bring the next tile in as one sequential stream while this one computes. They feed a sink stored to a
-// volatile (no compiler drops them) and never touch the sums. Its own out-of-line function (f32xbf16_gemv1_short),
-// so the long-row GEMV's code is untouched.
+// TOUCH (m = 1, short rows): every k-step also loads as many lines at `ahead` (the next tile) as it consumes; see
+// GEMV_TOUCH_MAX_ROW_BYTES in linear.h.
 template <int M, int NR, bool TOUCH = false>
 static inline void f32xbf16_gemv__simd128(size_t k, const float* __restrict x, const uint16_t* __restrict w, size_t ldw,
                                           float* __restrict y, size_t ldy, const Epilogue* ep, size_t j0,
@@ -144,11 +140,9 @@ static inline void f32xbf16_gemv__simd128(size_t k, const float* __restrict x, c
   f32_store_tile__simd128<M, NR>(out, y, ldy, false, ep, 0, j0);  // ldy = n: also the row stride of LoRA B
 }
 
-// m = 1 over columns [j0, j1) with short rows stored contiguously (ldw = k, 2k < 4096): every tile but the last
-// touches the next one ahead. Measured (W cold, 2-core Xeon, ÷ the plain GEMV in one run): k = 896, n = 4864
-// 1.13–1.21×, n = 151936 1.18×; two lines ahead per line consumed 0.86×. Inlined into the GEMV dispatch, the
-// extra code slowed the long-row GEMV by 5–17 % (V8 allocates registers per function), hence noinline and two call
-// sites (wasm-opt inlines a function called once).
+// m = 1 over columns [j0, j1), short rows stored contiguously (ldw = k, 2k ≤ GEMV_TOUCH_MAX_ROW_BYTES): every tile
+// touches the next one ahead (the last whole tile its own lines again). Out of line, two call sites (wasm-opt inlines
+// a function called once).
 __attribute__((noinline)) static void f32xbf16_gemv1_short__simd128(size_t n, size_t k, size_t j0, size_t j1,
                                                                     const float* x, const uint16_t* w, float* y,
                                                                     const Epilogue* ep) {
@@ -408,7 +402,7 @@ static inline void f32xbf16_linear_cols__simd128(size_t m, size_t n, size_t k, s
     float* yc = y + i * n;
     switch (mc) {
       case 1:
-        if (ldw == k && 2 * k < 4096) {  // short rows: touch ahead (two call sites on purpose, see above)
+        if (ldw == k && 2 * k <= GEMV_TOUCH_MAX_ROW_BYTES) {  // short rows: touch ahead (two call sites on purpose)
           if (ep) f32xbf16_gemv1_short__simd128(n, k, j0, j1, xc, w, yc, ep);
           else f32xbf16_gemv1_short__simd128(n, k, j0, j1, xc, w, yc, nullptr);
         } else {

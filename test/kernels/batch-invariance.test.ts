@@ -34,6 +34,9 @@ for (const kind of ['f32', 'bf16', 'q4', 'q8'] as const) {
   // k = 32768: the GEMMs take 8 rows of x per pass (1 MiB blocks, linear.h's f32_gemm_row_block), so m = 9, 17 and
   // 40 run as several blocks, the last one short (one row at m = 9 and 17); n = 13 leaves a column tail.
   cases.push({ kind, k: 32768, n: 13, ranks: [4], rowScale: false });
+  // Short rows (≤ 2560 bytes, stored unpadded): the m = 1 GEMV loads the next tile ahead (linear.h); n = 45 gives
+  // several whole tiles, the last one touching its own rows, and a column tail.
+  if (kind === 'f32' || kind === 'bf16') cases.push({ kind, k: kind === 'f32' ? 202 : 600, n: 45, ranks: [], rowScale: false });
 }
 
 interface Layer {
