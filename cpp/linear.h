@@ -221,6 +221,17 @@ struct PackedScalar {};
 // 1536 0.91×, 1792 1.00×; two lines a line consumed 0.86×. Hence rows of at most 2560 bytes. The short-row drivers
 // are out of line with their own tile instantiations: sharing the long-row GEMV's tile function cost it 25 %.
 constexpr size_t GEMV_TOUCH_MAX_ROW_BYTES = 2560;
+// One k-step's touch: LINES 64-byte lines from `ahead` (advanced past them) folded into `sink`.
+template <int LINES>
+static inline void touch_lines(const uint8_t*& ahead, v128_t& sink) {
+  for (int l = 0; l < LINES; l++, ahead += 64) sink = wasm_v128_or(sink, wasm_v128_load(ahead));
+}
+// After the k-loop: the sink stored to a volatile, so no compiler drops the touching loads.
+static inline void touch_keep(v128_t sink) {
+  volatile v128_t keep;
+  keep = sink;
+  (void)keep;
+}
 
 #ifndef PEFT_GEMV1_NR
 #define PEFT_GEMV1_NR 16
@@ -236,15 +247,14 @@ constexpr size_t GEMV_TOUCH_MAX_ROW_BYTES = 2560;
 template <int NR, int U, bool TOUCH = false>
 static inline void f32_gemv1__simd128(size_t k, const float* __restrict x, const float* __restrict w, size_t ldw,
                                       float* __restrict y, size_t ldy, const Epilogue* ep, size_t j0,
-                                      [[maybe_unused]] const float* ahead = nullptr) {
+                                      [[maybe_unused]] const uint8_t* ahead = nullptr) {
   v128_t acc[NR];
   for (int j = 0; j < NR; j++) acc[j] = wasm_f32x4_splat(0.0f);
   const size_t k4 = k & ~(size_t)3;
   size_t p = 0;
   [[maybe_unused]] v128_t sink = wasm_i32x4_splat(0);
   for (; p + 4 * U <= k4; p += 4 * U) {
-    if constexpr (TOUCH)
-      for (int l = 0; l < NR * U / 4; l++, ahead += 16) sink = wasm_v128_or(sink, wasm_v128_load(ahead));
+    if constexpr (TOUCH) touch_lines<NR * U / 4>(ahead, sink);  // the lines this step consumes: NR rows × 16U bytes
     v128_t xv[U];
     for (int u = 0; u < U; u++) xv[u] = wasm_v128_load(x + p + 4 * u);
     for (int j = 0; j < NR; j++)
@@ -262,11 +272,7 @@ static inline void f32_gemv1__simd128(size_t k, const float* __restrict x, const
     for (size_t q = k4; q < k; q++) s += x[q] * w[j * ldw + q];
     out[0][j] = s;
   }
-  if constexpr (TOUCH) {
-    volatile v128_t keep;
-    keep = sink;
-    (void)keep;
-  }
+  if constexpr (TOUCH) touch_keep(sink);
   f32_store_tile__simd128<1, NR>(out, y, ldy, false, ep, 0, j0);
 }
 // m = 1 on short rows stored contiguously (ldw = k, rows ≤ GEMV_TOUCH_MAX_ROW_BYTES): every tile loads the next tile's
@@ -278,7 +284,8 @@ __attribute__((noinline)) static void f32_gemv1_short__simd128(size_t n, size_t 
   size_t j = j0;
   for (; j + NR <= j1; j += NR) {
     const float* wj = w + j * k;
-    f32_gemv1__simd128<NR, PEFT_GEMV1_U, true>(k, x, wj, k, y + j, n, ep, j, j + 2 * NR <= j1 ? wj + NR * k : wj);
+    f32_gemv1__simd128<NR, PEFT_GEMV1_U, true>(k, x, wj, k, y + j, n, ep, j,
+                                               (const uint8_t*)(j + 2 * NR <= j1 ? wj + NR * k : wj));
   }
   for (; j + 4 <= j1; j += 4) f32_gemm__simd128<1, 4>(k, x, w + j * k, y + j, k, k, n, ep, 0, j);
   for (; j < j1; j++) f32_gemm__simd128<1, 1>(k, x, w + j * k, y + j, k, k, n, ep, 0, j);

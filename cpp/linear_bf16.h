@@ -83,7 +83,7 @@ static inline v128_t bf16x4_to_f32x4(const uint16_t* w) {
 template <int M, int NR, bool TOUCH = false>
 static inline void f32xbf16_gemv__simd128(size_t k, const float* __restrict x, const uint16_t* __restrict w, size_t ldw,
                                           float* __restrict y, size_t ldy, const Epilogue* ep, size_t j0,
-                                          [[maybe_unused]] const uint16_t* ahead = nullptr) {
+                                          [[maybe_unused]] const uint8_t* ahead = nullptr) {
   const size_t k8 = k & ~(size_t)7, k4 = k & ~(size_t)3;
   const v128_t zero = wasm_i32x4_splat(0);
   v128_t acc[M][NR];
@@ -95,8 +95,7 @@ static inline void f32xbf16_gemv__simd128(size_t k, const float* __restrict x, c
     // NR 8 U 4 15.8 GB/s, NR 8 U 2 13.3, NR 16 U 1 14.4, NR 16 U 2 10.8 (unlike f32, more rows do not pay here).
     [[maybe_unused]] v128_t sink = zero;  // TOUCH: `ahead` is the next tile (ldw = k: ≤ 16·k bytes touched)
     for (; p0 + 8 * PEFT_BF16_GEMV1_U <= k8; p0 += 8 * PEFT_BF16_GEMV1_U) {
-      if constexpr (TOUCH)
-        for (int l = 0; l < NR * PEFT_BF16_GEMV1_U / 4; l++, ahead += 32) sink = wasm_v128_or(sink, wasm_v128_load(ahead));
+      if constexpr (TOUCH) touch_lines<NR * PEFT_BF16_GEMV1_U / 4>(ahead, sink);  // NR rows × 16U bytes
       for (int j = 0; j < NR; j++)
         for (int u = 0; u < PEFT_BF16_GEMV1_U; u++) {
           const size_t p = p0 + 8 * u;
@@ -107,11 +106,7 @@ static inline void f32xbf16_gemv__simd128(size_t k, const float* __restrict x, c
           acc[0][j] = f32x4_madd(wasm_v128_load(x + p + 4), hi, acc[0][j]);
         }
     }
-    if constexpr (TOUCH) {
-      volatile v128_t keep;
-      keep = sink;
-      (void)keep;
-    }
+    if constexpr (TOUCH) touch_keep(sink);
   }
   for (size_t p = p0; p < k8; p += 8)
     for (int j = 0; j < NR; j++) {
@@ -151,9 +146,10 @@ __attribute__((noinline)) static void f32xbf16_gemv1_short__simd128(size_t n, si
   for (; j + NR <= j1; j += NR) {
     const uint16_t* wj = w + j * k;
     // The last whole tile touches its own lines again (no tile after it to bring in).
-    f32xbf16_gemv__simd128<1, NR, true>(k, x, wj, k, y + j, n, ep, j, j + 2 * NR <= j1 ? wj + NR * k : wj);
+    f32xbf16_gemv__simd128<1, NR, true>(k, x, wj, k, y + j, n, ep, j,
+                                        (const uint8_t*)(j + 2 * NR <= j1 ? wj + NR * k : wj));
   }
-  for (; j < j1; j++) f32xbf16_gemv__simd128<1, 1, true>(k, x, w + j * k, k, y + j, n, ep, j, w + j * k);
+  for (; j < j1; j++) f32xbf16_gemv__simd128<1, 1, true>(k, x, w + j * k, k, y + j, n, ep, j, (const uint8_t*)(w + j * k));
 }
 
 template <int M>

@@ -1,28 +1,8 @@
 // Single-thread memory read bandwidth, measured the way a decode step reads weights: wasm SIMD128 loops that load
 // 16-byte vectors over a buffer far larger than any cache (256 MiB by default), one stream or several in step, with
-// 8 independent accumulators so the adds never bind; the fastest loop is the bound. The module is spelled out in bytes below (no toolchain needed).
+// 8 independent accumulators so the adds never bind; the fastest loop is the bound. The module is spelled out in bytes below (lib/wasm-bytes.mjs: no toolchain needed).
 
-const leb = (n) => {
-  const out = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n) b |= 0x80;
-    out.push(b);
-  } while (n);
-  return out;
-};
-const sleb = (n) => { // signed LEB128 (i32.const's immediate)
-  const out = [];
-  for (;;) {
-    const b = n & 0x7f;
-    n >>= 7;
-    if ((n === 0 && !(b & 0x40)) || (n === -1 && b & 0x40)) return [...out, b];
-    out.push(b | 0x80);
-  }
-};
-const section = (id, bytes) => [id, ...leb(bytes.length), ...bytes];
-const str = (s) => [...leb(s.length), ...new TextEncoder().encode(s)];
+import { leb, section, sleb, str } from './wasm-bytes.mjs';
 
 /**
  * (module (memory (export "mem") PAGES)

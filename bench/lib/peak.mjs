@@ -2,21 +2,10 @@
 // loop of 12 independent chains acc_i = acc_i·c + b (f32x4.mul then f32x4.add, as the SIMD128 kernels of every
 // library here: SIMD128 has no fused multiply-add), 8 FLOP per pair. The product depends on the chain, so no
 // compiler can hoist it out of the loop; 12 chains cover the pair's latency on the cores seen (a C build with
-// independent products, acc += x·w as a GEMM tile, measured the same). The module is spelled out in bytes below (no
-// toolchain needed), like lib/bandwidth.mjs.
+// independent products, acc += x·w as a GEMM tile, measured the same). The module is spelled out in bytes below
+// (lib/wasm-bytes.mjs), like lib/bandwidth.mjs.
 
-const leb = (n) => {
-  const out = [];
-  do {
-    let b = n & 0x7f;
-    n >>>= 7;
-    if (n) b |= 0x80;
-    out.push(b);
-  } while (n);
-  return out;
-};
-const section = (id, bytes) => [id, ...leb(bytes.length), ...bytes];
-const str = (s) => [...leb(s.length), ...new TextEncoder().encode(s)];
+import { leb, section, str } from './wasm-bytes.mjs';
 const CHAINS = 12;
 
 /**
