@@ -2,6 +2,8 @@
 // 4-bit W, one run times peftjs's `linear` at m = 1 and plain wasm SIMD128 read loops (lib/bandwidth.mjs: the fastest
 // of one, 8 and 16 streams) interleaved, round by round, and reports W bytes ÷ time as a fraction of the read loop's GB/s (issue 11's target:
 // ≥ 80 %). Each format cycles through enough copies of W (≥ 160 MiB) that every call finds its W out of cache.
+// f32 and bf16 run each m = 1 tile (cpp/tuning.h) in the same rounds: the build's default, 8 × 2, and 'auto' (what a
+// user gets: the tuner's pick after timing both on the first calls; the row names the tile it settled on).
 // Usage: node gemv-bandwidth.mjs [--quick]   or   deno run --allow-read --allow-env gemv-bandwidth.mjs
 import { bandwidthProbe } from './lib/bandwidth.mjs';
 import { loadLib } from './lib/ours.mjs';
@@ -9,7 +11,9 @@ import { loadLib } from './lib/ours.mjs';
 const quick = (globalThis.process?.argv ?? globalThis.Deno?.args ?? []).includes('--quick');
 const { lib, error } = await loadLib();
 if (!lib) throw new Error(error);
-const be = await lib.createBackend('wasm', { threads: 1 }); // one thread, as the read loop
+const be = await lib.createBackend('wasm', { threads: 1 }); // one thread, as the read loop; gemvTile 'auto'
+// Same runtime, fixed tiles (the tile knob is set before every m = 1 call, so the three interleave freely).
+const fixed = { build: await lib.createBackend('wasm', { threads: 1, gemvTile: 'build' }), '8x2': await lib.createBackend('wasm', { threads: 1, gemvTile: '8x2' }) };
 const { Tensor } = lib;
 const k = 4096, n = 4096, group = 64;
 const runtime = globalThis.Deno ? `Deno ${Deno.version.deno}` : globalThis.Bun ? `Bun ${Bun.version}` : `Node ${process.versions.node}`;
@@ -43,27 +47,42 @@ const rows = [];
 for (const [name, f] of Object.entries(formats)) {
   const copies = Math.max(1, Math.ceil((160 * 2 ** 20) / f.bytes));
   const ws = Array.from({ length: copies }, f.make);
-  const call = (w) => {
-    const y = w.w ? be.quantizedLinear(x, w, undefined, []) : be.linear(x, w, undefined, []);
+  const call = (b, w) => {
+    const y = w.w ? b.quantizedLinear(x, w, undefined, []) : b.linear(x, w, undefined, []);
     const out = new Float32Array(y.data);
     y.dispose();
     return out;
   };
-  for (const w of ws) call(w); // warm: optimised tier, pages faulted in
-  const gemv = [], loop = [];
+  const tiles = w0IsQuant(ws[0]) ? { auto: be } : { build: fixed.build, '8x2': fixed['8x2'], auto: be };
+  // Warm: optimised tier, pages faulted in, and the auto tuner settled on this shape (it times both tiles first).
+  for (const b of Object.values(tiles)) for (const w of ws) call(b, w);
+  const settled = () => be.gemvTuning().find((t) => t.k === k && t.n === n && t.dtype === name)?.state === 'settled';
+  for (let i = 0; i < 64 && !w0IsQuant(ws[0]) && !settled(); i++) call(be, ws[i % copies]);
+  const gemv = Object.fromEntries(Object.keys(tiles).map((t) => [t, []])), loop = [];
   for (let r = 0; r < rounds; r++) {
-    const t0 = performance.now();
-    for (const w of ws) call(w);
-    gemv.push((f.bytes * copies) / ((performance.now() - t0) / 1000) / 1e9);
+    for (const [t, b] of Object.entries(tiles)) {
+      const t0 = performance.now();
+      for (const w of ws) call(b, w);
+      gemv[t].push((f.bytes * copies) / ((performance.now() - t0) / 1000) / 1e9);
+    }
     loop.push(probe.measure(3));
   }
   const med = (a) => a.slice().sort((p, q) => p - q)[a.length >> 1];
-  const ratios = gemv.map((g, i) => g / loop[i]);
-  rows.push([name, (f.bytes / 2 ** 20).toFixed(0), copies, med(gemv).toFixed(1), med(loop).toFixed(1), `${(med(ratios) * 100).toFixed(0)} %`]);
+  const tuned = be.gemvTuning().find((t) => t.k === k && t.n === n && t.dtype === name);
+  const tileOf = { build: tuned ? be.runtime.exports.peft_gemv1_tile(name === 'bf16' ? 1 : 0, 0) : undefined };
+  for (const t of Object.keys(tiles)) {
+    const ratios = gemv[t].map((g, i) => g / loop[i]);
+    const label = w0IsQuant(ws[0]) ? '—' : t === 'auto' ? `auto → ${tuned?.tile ?? '?'} (${tuned?.state ?? 'untimed'})` : t === 'build' ? `build's ${tileOf.build >> 8}x${tileOf.build & 255}` : t;
+    rows.push([name, label, (f.bytes / 2 ** 20).toFixed(0), copies, med(gemv[t]).toFixed(1), med(loop).toFixed(1), `${(med(ratios) * 100).toFixed(0)} %`]);
+  }
   for (const w of ws) for (const t of w.w ? [w.w, w.scales, w.biases] : [w]) t.dispose();
 }
 console.log(`m = 1 GEMV vs a plain wasm read loop — ${runtime}, peftjs wasm build ${be.build}, k = n = ${k}, ${rounds} interleaved rounds (medians)\n`);
-console.log('| W | MiB per W | copies cycled | GEMV GB/s | read loop GB/s | GEMV ÷ read loop (per round, median) |');
-console.log('|---|---|---|---|---|---|');
+console.log('| W | m = 1 tile | MiB per W | copies cycled | GEMV GB/s | read loop GB/s | GEMV ÷ read loop (per round, median) |');
+console.log('|---|---|---|---|---|---|---|');
 for (const r of rows) console.log(`| ${r.join(' | ')} |`);
 console.log(`\nRead loop: ${probe.method}.`);
+
+function w0IsQuant(w) {
+  return w.w !== undefined;
+}

@@ -22,9 +22,25 @@
 using namespace peft;
 
 // Bumped whenever a signature or the Epilogue layout changes; the TS loader checks it.
-PEFT_EXPORT int32_t peft_abi_version(void) { return 9; }
+PEFT_EXPORT int32_t peft_abi_version(void) { return 10; }
 // Bytes malloc'd and not yet freed (dlmalloc's mallinfo): leak tests compare it before and after.
 PEFT_EXPORT size_t peft_heap_bytes_in_use(void) { return mallinfo().uordblks; }
+// Sets a tile choice of tuning.h (knob: TuningKnob; value 0 = the build's default tile, 1 = the alternative); returns
+// 0, or -1 for an unknown knob or value. Speed only: every choice gives the same bits.
+PEFT_EXPORT int32_t peft_set_tuning(int32_t knob, int32_t value) {
+  if (value != 0 && value != 1) return -1;
+  if (knob == TUNE_GEMV1_F32) g_tuning.gemv1_f32 = value;
+  else if (knob == TUNE_GEMV1_BF16) g_tuning.gemv1_bf16 = value;
+  else return -1;
+  return 0;
+}
+// The tile a knob value runs in this build: NR << 8 | U (rows, 4-wide k-steps per turn); -1 for an unknown pair.
+PEFT_EXPORT int32_t peft_gemv1_tile(int32_t knob, int32_t value) {
+  if (value != 0 && value != 1) return -1;
+  if (knob == TUNE_GEMV1_F32) return value ? GEMV1_ALT_NR << 8 | GEMV1_ALT_U : PEFT_GEMV1_NR << 8 | PEFT_GEMV1_U;
+  if (knob == TUNE_GEMV1_BF16) return value ? GEMV1_ALT_NR << 8 | GEMV1_ALT_U : PEFT_BF16_GEMV1_NR << 8 | PEFT_BF16_GEMV1_U;
+  return -1;
+}
 PEFT_EXPORT int32_t peft_quant_strip_rows(void) { return (int32_t)QUANT_STRIP; }
 PEFT_EXPORT size_t peft_f32_qlinear_scratch_bytes(size_t m, size_t k) { return f32_qlinear_scratch_floats(m, k) * 4; }
 

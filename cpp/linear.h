@@ -33,6 +33,7 @@
 #include <assert.h>
 #include <wasm_simd128.h>
 #include "madd.h"
+#include "tuning.h"
 
 namespace peft {
 
@@ -243,7 +244,8 @@ static inline void touch_keep(v128_t sink) {
 // dot form's. Measured (x86-64 V8, Node 20, W cycled cold, 15 rounds, GB/s of W streamed; emcc / clang-19 builds):
 // k = n = 4096: NR 8 U 8 18.5–19.6 / 20.1, NR 16 U 4 21.8–22.5 / 21.4, NR 16 U 2 24.3 / 23.3, NR 8 U 2 21.4,
 // NR 32 U 2 10.7 (spills); k 3072 n 8192: 8×8 17.8–19.1 / 18.6, 16×2 21.6 / 22.4; k 11008: 8×8 24.7, 16×2 23.1.
-// More rows in flight hide the power-of-two row stride (every row's line maps to the same L1 set) better.
+// More rows in flight hide the power-of-two row stride (every row's line maps to the same L1 set) better (Xeon); on
+// AMD Zen 3 the 16 accumulators spill and 8 × 2 is 1.3–1.4× faster: both tiles are built, tuning.h picks at run time.
 template <int NR, int U, bool TOUCH = false>
 static inline void f32_gemv1__simd128(size_t k, const float* __restrict x, const float* __restrict w, size_t ldw,
                                       float* __restrict y, size_t ldy, const Epilogue* ep, size_t j0,
@@ -277,18 +279,61 @@ static inline void f32_gemv1__simd128(size_t k, const float* __restrict x, const
 }
 // m = 1 on short rows stored contiguously (ldw = k, rows ≤ GEMV_TOUCH_MAX_ROW_BYTES): every tile loads the next tile's
 // lines as it consumes its own (see GEMV_TOUCH_MAX_ROW_BYTES); the last whole tile touches its own again.
+template <int NR, int U>
 __attribute__((noinline)) static void f32_gemv1_short__simd128(size_t n, size_t k, size_t j0, size_t j1,
                                                               const float* x, const float* w, float* y,
                                                               const Epilogue* ep) {
-  constexpr int NR = PEFT_GEMV1_NR;
   size_t j = j0;
   for (; j + NR <= j1; j += NR) {
     const float* wj = w + j * k;
-    f32_gemv1__simd128<NR, PEFT_GEMV1_U, true>(k, x, wj, k, y + j, n, ep, j,
-                                               (const uint8_t*)(j + 2 * NR <= j1 ? wj + NR * k : wj));
+    f32_gemv1__simd128<NR, U, true>(k, x, wj, k, y + j, n, ep, j, (const uint8_t*)(j + 2 * NR <= j1 ? wj + NR * k : wj));
   }
   for (; j + 4 <= j1; j += 4) f32_gemm__simd128<1, 4>(k, x, w + j * k, y + j, k, k, n, ep, 0, j);
   for (; j < j1; j++) f32_gemm__simd128<1, 1>(k, x, w + j * k, y + j, k, k, n, ep, 0, j);
+}
+// m = 1 on any rows (W rows ldw apart), NR × U tiles: out of line, one copy per tile (each its own registers).
+template <int NR, int U>
+__attribute__((noinline)) static void f32_gemv1_long__simd128(size_t n, size_t k, size_t j0, size_t j1,
+                                                             const float* x, const float* w, size_t ldw, float* y,
+                                                             const Epilogue* ep) {
+  size_t j = j0;
+  for (; j + NR <= j1; j += NR) f32_gemv1__simd128<NR, U>(k, x, w + j * ldw, ldw, y + j, n, ep, j);
+  for (; j + 4 <= j1; j += 4) f32_gemm__simd128<1, 4>(k, x, w + j * ldw, y + j, k, ldw, n, ep, 0, j);
+  for (; j < j1; j++) f32_gemm__simd128<1, 1>(k, x, w + j * ldw, y + j, k, ldw, n, ep, 0, j);
+}
+// One m = 1 GEMV tile as a type: NR rows × U 4-wide k-steps per turn, on short (touch-ahead) or long rows.
+template <int NR_, int U_, bool SHORT_>
+struct Gemv1Tile {
+  static constexpr int NR = NR_, U = U_;
+  static constexpr bool SHORT = SHORT_;
+};
+template <class Tile, class Drive>
+static inline void gemv1_call(const Epilogue* ep, Drive& drive) {
+  if (ep) drive(Tile{}, ep);
+  else drive(Tile{}, nullptr);
+}
+// Calls drive(Gemv1Tile<…>{}, ep) with the tile `alt` names (tuning.h: the build's NR × U or the alternative) on short
+// or long rows. Each driver gets two call sites (ep or none): wasm-opt inlines a function called once, whatever its
+// attributes, and the out-of-line drivers keep V8's register allocation of each tile to itself.
+template <int NR, int U, class Drive>
+static inline void gemv1_tuned(bool alt, bool short_rows, const Epilogue* ep, Drive drive) {
+  if (short_rows) {
+    if (alt) gemv1_call<Gemv1Tile<GEMV1_ALT_NR, GEMV1_ALT_U, true>>(ep, drive);
+    else gemv1_call<Gemv1Tile<NR, U, true>>(ep, drive);
+  } else {
+    if (alt) gemv1_call<Gemv1Tile<GEMV1_ALT_NR, GEMV1_ALT_U, false>>(ep, drive);
+    else gemv1_call<Gemv1Tile<NR, U, false>>(ep, drive);
+  }
+}
+// The m = 1 SIMD128 GEMV: short or long rows, the tile g_tuning.gemv1_f32 names.
+static inline void f32_gemv1_tuned__simd128(size_t n, size_t k, size_t j0, size_t j1, const float* x, const float* w,
+                                            size_t ldw, float* y, const Epilogue* ep) {
+  gemv1_tuned<PEFT_GEMV1_NR, PEFT_GEMV1_U>(g_tuning.gemv1_f32 != 0, ldw == k && 4 * k <= GEMV_TOUCH_MAX_ROW_BYTES, ep,
+                                           [&](auto tile, const Epilogue* e) {
+                                             using T = decltype(tile);
+                                             if constexpr (T::SHORT) f32_gemv1_short__simd128<T::NR, T::U>(n, k, j0, j1, x, w, y, e);
+                                             else f32_gemv1_long__simd128<T::NR, T::U>(n, k, j0, j1, x, w, ldw, y, e);
+                                           });
 }
 template <class Isa>
 static inline void f32_gemv1_rows(size_t k, const float* x, const float* w, size_t ldw, float* y, size_t ldy, const Epilogue* ep, size_t j0) {
@@ -638,12 +683,8 @@ static inline void f32_linear_cols(size_t m, size_t n, size_t k, size_t j0, size
   } else {
     switch (m <= PEFT_F32_GEMV_MAX_M ? m : 5) {
       case 1:
-        if (__is_same(Isa, Simd128) && ldw == k && 4 * k <= GEMV_TOUCH_MAX_ROW_BYTES) {  // two call sites: linear_bf16.h
-          if (ep) f32_gemv1_short__simd128(n, k, j0, j1, x, w, y, ep);
-          else f32_gemv1_short__simd128(n, k, j0, j1, x, w, y, nullptr);
-        } else {
-          f32_gemv<Isa, 1>(n, k, j0, j1, x, w, ldw, y, ep);
-        }
+        if constexpr (__is_same(Isa, Simd128)) f32_gemv1_tuned__simd128(n, k, j0, j1, x, w, ldw, y, ep);
+        else f32_gemv<Isa, 1>(n, k, j0, j1, x, w, ldw, y, ep);
         return;
       case 2: f32_gemv<Isa, 2>(n, k, j0, j1, x, w, ldw, y, ep); return;
       case 3: f32_gemv<Isa, 3>(n, k, j0, j1, x, w, ldw, y, ep); return;

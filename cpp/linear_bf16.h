@@ -66,7 +66,8 @@ static inline v128_t bf16x4_to_f32x4(const uint16_t* w) {
 
 // The relaxed build's k-loop multiply-add is one fused op whose latency (≈ 4 cycles, not the add's 3) sits on each
 // row's chain: it needs more rows in flight. Measured (Deno 2.9, k = n = 4096, GB/s ÷ the SIMD128 build's 8×4):
-// relaxed 8×4 0.75, 16×2 1.08–1.18, 16×1 1.04, 12×2 0.80, 16×4 0.53.
+// relaxed 8×4 0.75, 16×2 1.08–1.18, 16×1 1.04, 12×2 0.80, 16×4 0.53. These are each build's default; the m = 1 GEMV
+// also carries an 8 × 2 tile that tuning.h picks at run time where it is faster (AMD Zen 3: 1.14–1.19×).
 #ifdef __wasm_relaxed_simd__
 #define PEFT_BF16_GEMV1_NR 16
 #define PEFT_BF16_GEMV1_U 2
@@ -80,7 +81,7 @@ static inline v128_t bf16x4_to_f32x4(const uint16_t* w) {
 // y[0:M, j0:j0+NR] = epilogue(x [M,k] · widen(W[0:NR, :])ᵀ), W rows at stride ldw.
 // TOUCH (m = 1, short rows): every k-step also loads as many lines at `ahead` (the next tile) as it consumes; see
 // GEMV_TOUCH_MAX_ROW_BYTES in linear.h.
-template <int M, int NR, bool TOUCH = false>
+template <int M, int NR, bool TOUCH = false, int U = PEFT_BF16_GEMV1_U>
 static inline void f32xbf16_gemv__simd128(size_t k, const float* __restrict x, const uint16_t* __restrict w, size_t ldw,
                                           float* __restrict y, size_t ldy, const Epilogue* ep, size_t j0,
                                           [[maybe_unused]] const uint8_t* ahead = nullptr) {
@@ -94,10 +95,10 @@ static inline void f32xbf16_gemv__simd128(size_t k, const float* __restrict x, c
     // One x row: each row's turn reads U × 16 bytes of W (U = 4: a cache line). Measured (k = n = 4096, W cold):
     // NR 8 U 4 15.8 GB/s, NR 8 U 2 13.3, NR 16 U 1 14.4, NR 16 U 2 10.8 (unlike f32, more rows do not pay here).
     [[maybe_unused]] v128_t sink = zero;  // TOUCH: `ahead` is the next tile (ldw = k: ≤ 16·k bytes touched)
-    for (; p0 + 8 * PEFT_BF16_GEMV1_U <= k8; p0 += 8 * PEFT_BF16_GEMV1_U) {
-      if constexpr (TOUCH) touch_lines<NR * PEFT_BF16_GEMV1_U / 4>(ahead, sink);  // NR rows × 16U bytes
+    for (; p0 + 8 * U <= k8; p0 += 8 * U) {
+      if constexpr (TOUCH) touch_lines<NR * U / 4>(ahead, sink);  // NR rows × 16U bytes
       for (int j = 0; j < NR; j++)
-        for (int u = 0; u < PEFT_BF16_GEMV1_U; u++) {
+        for (int u = 0; u < U; u++) {
           const size_t p = p0 + 8 * u;
           const v128_t v = wasm_v128_load(w + j * ldw + p);
           const v128_t lo = wasm_i16x8_shuffle(zero, v, 0, 8, 1, 9, 2, 10, 3, 11);
@@ -138,18 +139,37 @@ static inline void f32xbf16_gemv__simd128(size_t k, const float* __restrict x, c
 // m = 1 over columns [j0, j1), short rows stored contiguously (ldw = k, 2k ≤ GEMV_TOUCH_MAX_ROW_BYTES): every tile
 // touches the next one ahead (the last whole tile its own lines again). Out of line, two call sites (wasm-opt inlines
 // a function called once).
+template <int NR, int U>
 __attribute__((noinline)) static void f32xbf16_gemv1_short__simd128(size_t n, size_t k, size_t j0, size_t j1,
                                                                     const float* x, const uint16_t* w, float* y,
                                                                     const Epilogue* ep) {
-  constexpr int NR = PEFT_BF16_GEMV1_NR;
   size_t j = j0;
   for (; j + NR <= j1; j += NR) {
     const uint16_t* wj = w + j * k;
     // The last whole tile touches its own lines again (no tile after it to bring in).
-    f32xbf16_gemv__simd128<1, NR, true>(k, x, wj, k, y + j, n, ep, j,
-                                        (const uint8_t*)(j + 2 * NR <= j1 ? wj + NR * k : wj));
+    f32xbf16_gemv__simd128<1, NR, true, U>(k, x, wj, k, y + j, n, ep, j,
+                                           (const uint8_t*)(j + 2 * NR <= j1 ? wj + NR * k : wj));
   }
-  for (; j < j1; j++) f32xbf16_gemv__simd128<1, 1, true>(k, x, w + j * k, k, y + j, n, ep, j, (const uint8_t*)(w + j * k));
+  for (; j < j1; j++) f32xbf16_gemv__simd128<1, 1, true, U>(k, x, w + j * k, k, y + j, n, ep, j, (const uint8_t*)(w + j * k));
+}
+// m = 1 on any rows (W rows ldw apart), NR × U tiles: out of line, one copy per tile.
+template <int NR, int U>
+__attribute__((noinline)) static void f32xbf16_gemv1_long__simd128(size_t n, size_t k, size_t j0, size_t j1,
+                                                                   const float* x, const uint16_t* w, size_t ldw,
+                                                                   float* y, const Epilogue* ep) {
+  size_t j = j0;
+  for (; j + NR <= j1; j += NR) f32xbf16_gemv__simd128<1, NR, false, U>(k, x, w + j * ldw, ldw, y + j, n, ep, j);
+  for (; j < j1; j++) f32xbf16_gemv__simd128<1, 1, false, U>(k, x, w + j * ldw, ldw, y + j, n, ep, j);
+}
+// The m = 1 GEMV: short or long rows, the tile g_tuning.gemv1_bf16 names (linear.h gemv1_tuned).
+static inline void f32xbf16_gemv1_tuned__simd128(size_t n, size_t k, size_t j0, size_t j1, const float* x,
+                                                 const uint16_t* w, size_t ldw, float* y, const Epilogue* ep) {
+  gemv1_tuned<PEFT_BF16_GEMV1_NR, PEFT_BF16_GEMV1_U>(
+      g_tuning.gemv1_bf16 != 0, ldw == k && 2 * k <= GEMV_TOUCH_MAX_ROW_BYTES, ep, [&](auto tile, const Epilogue* e) {
+        using T = decltype(tile);
+        if constexpr (T::SHORT) f32xbf16_gemv1_short__simd128<T::NR, T::U>(n, k, j0, j1, x, w, y, e);
+        else f32xbf16_gemv1_long__simd128<T::NR, T::U>(n, k, j0, j1, x, w, ldw, y, e);
+      });
 }
 
 template <int M>
@@ -397,14 +417,7 @@ static inline void f32xbf16_linear_cols__simd128(size_t m, size_t n, size_t k, s
     const float* xc = x + i * k;
     float* yc = y + i * n;
     switch (mc) {
-      case 1:
-        if (ldw == k && 2 * k <= GEMV_TOUCH_MAX_ROW_BYTES) {  // short rows: touch ahead (two call sites on purpose)
-          if (ep) f32xbf16_gemv1_short__simd128(n, k, j0, j1, xc, w, yc, ep);
-          else f32xbf16_gemv1_short__simd128(n, k, j0, j1, xc, w, yc, nullptr);
-        } else {
-          f32xbf16_gemv_m__simd128<1>(n, k, j0, j1, xc, w, ldw, yc, ep);
-        }
-        break;
+      case 1: f32xbf16_gemv1_tuned__simd128(n, k, j0, j1, xc, w, ldw, yc, ep); break;
       case 2: f32xbf16_gemv_m__simd128<2>(n, k, j0, j1, xc, w, ldw, yc, ep); break;
       case 3: f32xbf16_gemv_m__simd128<3>(n, k, j0, j1, xc, w, ldw, yc, ep); break;
       default: f32xbf16_gemv_m__simd128<4>(n, k, j0, j1, xc, w, ldw, yc, ep); break;

@@ -10,7 +10,8 @@ export { DEFAULT_LIMITS, resolveLimits, ByteBudget, type LoadLimits } from './li
 export type { Backend, BackendName, LinearWeight, LoRADelta, QuantizedWeight, Route, RouteTerm, UploadOptions } from './backends/backend.js';
 export { createBackend, defaultBackend, init, setDefaultBackend, type CreatableBackend } from './backends/index.js';
 export { JsBackend, refLinear, refMatmul, type RefDelta } from './backends/js.js';
-export { WasmBackend } from './backends/wasm.js';
+export { WasmBackend, type WasmBackendOptions } from './backends/wasm.js';
+export type { GemvTileChoice, GemvTuningReport } from './backends/wasm/gemv-tuner.js';
 export { f16ToF32, bf16ToF32, f32ToF16, f32ToBf16 } from './backends/wasm/convert.js';
 export { checkWasmSupport, initWasm } from './runtime/wasm.js';
 

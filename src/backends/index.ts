@@ -28,7 +28,7 @@ let initializing: Promise<Backend> | undefined;
 export async function createBackend(name: CreatableBackend, opts?: AutoOptions & WasmBackendOptions): Promise<Backend> {
   switch (name) {
     case 'wasm':
-      return WasmBackend.create({ kernels: opts?.kernels, build: opts?.build, threads: opts?.threads });
+      return WasmBackend.create({ kernels: opts?.kernels, build: opts?.build, threads: opts?.threads, gemvTile: opts?.gemvTile });
     case 'js':
       return new JsBackend();
     case 'webgpu': {

@@ -19,6 +19,7 @@ import {
   writeEpilogue,
 } from './wasm/linear.js';
 import { f32LoraExpand, f32LoraShrink } from './wasm/lora.js';
+import { type GemvTileChoice, type GemvTuningReport, GemvTuner } from './wasm/gemv-tuner.js';
 import { f32QLinear, quantScratchBytes } from './wasm/quant.js';
 import {
   attentionScratchBytes,
@@ -48,6 +49,12 @@ export interface WasmBackendOptions {
    * cross-origin isolation): `backend.threads` and `backend.threadsNote` say so.
    */
   threads?: number;
+  /**
+   * The m = 1 GEMV tile (decode steps): 'auto' (default) times the build's tile against 8 × 2 on each large weight
+   * shape's first calls and keeps the faster (the best one depends on the core); 'build' or '8x2' fixes it. Every
+   * tile gives the same bits. `backend.gemvTuning()` says which runs.
+   */
+  gemvTile?: GemvTileChoice;
 }
 
 /**
@@ -71,8 +78,11 @@ export class WasmBackend implements Backend {
   readonly threads: number;
   /** Why fewer threads run than were asked for (absent when none were refused). */
   readonly threadsNote?: string;
+  /** The m = 1 GEMV tile choice (see WasmBackendOptions.gemvTile; the scalar twins have one tile: 'build'). */
+  readonly gemvTile: GemvTileChoice;
   private readonly pool?: ThreadPool;
   private readonly scratch: ScratchArena;
+  private readonly tuner: GemvTuner;
 
   constructor(readonly runtime: WasmRuntime, opts: WasmBackendOptions = {}, pool?: ThreadPool, threadsNote?: string) {
     this.kernels = opts.kernels ?? 'simd128';
@@ -81,6 +91,13 @@ export class WasmBackend implements Backend {
     this.threads = this.pool ? Math.min((opts.threads ?? 1), this.pool.size + 1) : 1;
     this.threadsNote = threadsNote;
     this.scratch = new ScratchArena(runtime);
+    this.gemvTile = this.kernels === 'scalar' ? 'build' : (opts.gemvTile ?? 'auto');
+    this.tuner = GemvTuner.of(runtime);
+  }
+
+  /** The m = 1 GEMV tile each large weight shape runs (or is still timing), this runtime's decode calls so far. */
+  gemvTuning(): GemvTuningReport[] {
+    return this.tuner.report();
   }
 
   /**
@@ -89,6 +106,9 @@ export class WasmBackend implements Backend {
    */
   static async create(opts: WasmBackendOptions = {}): Promise<WasmBackend> {
     const t = opts.threads;
+    if (opts.gemvTile !== undefined && !['auto', 'build', '8x2'].includes(opts.gemvTile)) {
+      throw new WasmRuntimeError('bad_option', "gemvTile must be 'auto', 'build' or '8x2'", { expected: "'auto' | 'build' | '8x2'", got: opts.gemvTile, where: 'WasmBackend.create' });
+    }
     if (t !== undefined && !(Number.isInteger(t) && t >= 1 && t <= 64)) {
       throw new WasmRuntimeError('bad_option', 'threads must be an integer from 1 to 64', { expected: '1 … 64', got: t, where: 'WasmBackend.create' });
     }
@@ -176,15 +196,19 @@ export class WasmBackend implements Backend {
         const epBytes = bias ? (epilogueBytes(0) + 15) & ~15 : 0;
         const base = this.scratch.ensure(epBytes + S);
         if (bias) writeEpilogue(rt, base, { bias: bp!, rowScale: 0, loraBias: 0, terms: [] });
+        const timed = m === 1 && this.tuner.begin(this.gemvTile, wDtype, k, n);
         f32Linear(rt, m, n, k, xp, wp, ptrOf(y), bias ? base : 0, base + epBytes, this.kernels, wDtype, ldw);
+        if (timed) this.tuner.end();
         return y;
       }
     }
     // W resident: read in place (at its stride); else staged by `run` as a compact f32 temporary.
     return this.run('linear', x, k, n, resident ? [] : [w], bias, deltas, rowScale, S * T, (xp, yp, ep, mm, ptrs, sp) => {
       const [wp, ld] = resident ? [resident.ptr, ldw] : [ptrs[0], k];
-      if (T === 1) return f32Linear(this.runtime, mm, n, k, xp, wp, yp, ep, sp, this.kernels, wDtype, ld);
-      this.pool!.run(wDtype === 'bf16' ? ThreadKernel.Bf16Linear : ThreadKernel.F32Linear, [mm, n, k, xp, wp, ld, yp, ep], n, chunkColumns(n, T), sp, S, T);
+      const timed = mm === 1 && this.tuner.begin(this.gemvTile, wDtype, k, n);
+      if (T === 1) f32Linear(this.runtime, mm, n, k, xp, wp, yp, ep, sp, this.kernels, wDtype, ld);
+      else this.pool!.run(wDtype === 'bf16' ? ThreadKernel.Bf16Linear : ThreadKernel.F32Linear, [mm, n, k, xp, wp, ld, yp, ep], n, chunkColumns(n, T), sp, S, T);
+      if (timed) this.tuner.end();
     });
   }
 

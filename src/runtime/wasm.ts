@@ -31,6 +31,10 @@ export interface PeftWasmExports {
   peft_abi_version(): number;
   peft_heap_bytes_in_use(): number;
   peft_quant_strip_rows(): number;
+  /** Sets a speed-only tile choice (cpp/tuning.h: knob 0 = f32 m = 1 GEMV, 1 = bf16; value 0 = default, 1 = 8×2). 0 or -1. */
+  peft_set_tuning(knob: number, value: number): number;
+  /** The tile a knob value runs in this build: rows << 8 | k-steps per turn (-1: unknown knob or value). */
+  peft_gemv1_tile(knob: number, value: number): number;
   peft_f32_linear_scratch_bytes(m: number, k: number): number;
   /** Row stride (elements) a base weight with k elements of `elemBytes` per row is stored at (cpp/linear.h). */
   peft_weight_row_stride(k: number, elemBytes: number): number;
@@ -82,7 +86,7 @@ export interface PeftWasmExports {
 }
 
 /** The ABI version cpp/exports.cpp reports; bumped with any signature or struct-layout change. */
-export const ABI_VERSION = 9;
+export const ABI_VERSION = 10;
 
 /**
  * The smallest module that uses a SIMD128 instruction: `(func (result v128) i32.const 0 i32x4.splat)`.
