@@ -234,6 +234,20 @@ static inline void touch_keep(v128_t sink) {
   (void)keep;
 }
 
+// V8's TurboFan keeps a wasm loop's loads in order but places its pure arithmetic late, so in a GEMV k-step with
+// nothing effectful between rows it issues all NR·U W loads first and holds them: the loaded vectors + x + NR
+// accumulators + the product exceed x64's 16 xmm registers and spill (seen in --print-wasm-code). A store of each row's
+// accumulator after its multiply-adds, to a volatile stack slot nobody reads, puts that row's arithmetic on the effect
+// chain between its loads and the next row's, so each row's W dies before the next row loads. Same bits. Measured on
+// AMD Zen 5 (Node 20, ÷ without): W cold 16×2 1.03–1.08×, 8×2 1.01–1.05×, k = 4864 n = 896 1.14×; W in L3 (k = n =
+// 1024) 1.09–1.30×. Not in the relaxed build: its fused multiply-add needs no product register, and the pin cost it
+// 0.86–0.90× (Deno 2.9); nor in the bf16 GEMV (0.95–1.03×).
+#ifdef __wasm_relaxed_simd__
+constexpr bool GEMV1_SCHEDULE_PIN = false;
+#else
+constexpr bool GEMV1_SCHEDULE_PIN = true;
+#endif
+
 #ifndef PEFT_GEMV1_NR
 #define PEFT_GEMV1_NR 16
 #endif
@@ -255,12 +269,16 @@ static inline void f32_gemv1__simd128(size_t k, const float* __restrict x, const
   const size_t k4 = k & ~(size_t)3;
   size_t p = 0;
   [[maybe_unused]] v128_t sink = wasm_i32x4_splat(0);
+  alignas(16) v128_t pin_slots[NR];
+  [[maybe_unused]] volatile v128_t* pin = pin_slots;  // GEMV1_SCHEDULE_PIN
   for (; p + 4 * U <= k4; p += 4 * U) {
     if constexpr (TOUCH) touch_lines<NR * U / 4>(ahead, sink);  // the lines this step consumes: NR rows × 16U bytes
     v128_t xv[U];
     for (int u = 0; u < U; u++) xv[u] = wasm_v128_load(x + p + 4 * u);
-    for (int j = 0; j < NR; j++)
+    for (int j = 0; j < NR; j++) {
       for (int u = 0; u < U; u++) acc[j] = f32x4_madd(xv[u], wasm_v128_load(w + j * ldw + p + 4 * u), acc[j]);
+      if constexpr (GEMV1_SCHEDULE_PIN) pin[j] = acc[j];
+    }
   }
   for (; p < k4; p += 4) {
     const v128_t xv = wasm_v128_load(x + p);
