@@ -21,8 +21,26 @@ export interface GemvTuningReport {
   altSpeedup?: number;
 }
 
-/** W bytes below which a GEMV is not timed (it runs the build's tile): a call under ~20 µs is mostly timer noise. */
-export const GEMV_TUNE_MIN_BYTES = 1 << 20;
+/**
+ * W bytes below which a GEMV is not timed (it runs the build's tile): at least 64 KiB, and enough bytes that a call
+ * (at ≥ 10 GB/s) lasts 50 ticks of this engine's `performance.now()`: Node's ticks are ~0.1 µs (64 KiB), a
+ * cross-origin-isolated page's 5 µs (2.5 MB), another page's 100 µs (50 MB: in effect only the largest layers).
+ */
+export const GEMV_TUNE_MIN_BYTES = 1 << 16;
+const TUNE_TICKS = 50;
+const TUNE_BYTES_PER_MS = 1e7;
+
+/** The smallest step `performance.now()` takes here, in ms (measured once, over at most 2000 reads). */
+function timerTick(): number {
+  let tick = Infinity;
+  let prev = performance.now();
+  for (let i = 0; i < 2000; i++) {
+    const t = performance.now();
+    if (t > prev && t - prev < tick) tick = t - prev;
+    prev = t;
+  }
+  return Number.isFinite(tick) ? tick : 1;
+}
 /** Timed calls per tile before a shape settles (after one warm-up call each). */
 export const GEMV_TUNE_SAMPLES = 8;
 /** The 8 × 2 tile must be this much faster (median) to replace the build's default. */
@@ -56,7 +74,12 @@ export class GemvTuner {
   private slot = 0;
   private t0 = 0;
 
-  private constructor(private readonly rt: WasmRuntime) {}
+  /** W bytes from which a shape is timed (GEMV_TUNE_MIN_BYTES or more on a coarse timer). */
+  readonly minBytes: number;
+
+  private constructor(private readonly rt: WasmRuntime) {
+    this.minBytes = Math.max(GEMV_TUNE_MIN_BYTES, Math.ceil(timerTick() * TUNE_TICKS * TUNE_BYTES_PER_MS));
+  }
 
   static of(rt: WasmRuntime): GemvTuner {
     let t = GemvTuner.byRuntime.get(rt);
@@ -80,7 +103,7 @@ export class GemvTuner {
       return false;
     }
     const bytes = k * n * (dtype === 'bf16' ? 2 : 4);
-    if (bytes < GEMV_TUNE_MIN_BYTES || k >= 2 ** 21 || n >= 2 ** 21) {
+    if (bytes < this.minBytes || k >= 2 ** 21 || n >= 2 ** 21) {
       this.set(dtype, 0);
       return false;
     }
