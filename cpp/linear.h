@@ -353,19 +353,15 @@ static inline void f32_gemv1_tuned__simd128(size_t n, size_t k, size_t j0, size_
                                              else f32_gemv1_long__simd128<T::NR, T::U>(n, k, j0, j1, x, w, ldw, y, e);
                                            });
 }
-template <class Isa>
-static inline void f32_gemv1_rows(size_t k, const float* x, const float* w, size_t ldw, float* y, size_t ldy, const Epilogue* ep, size_t j0) {
-  if constexpr (__is_same(Isa, Simd128)) f32_gemv1__simd128<PEFT_GEMV1_NR, PEFT_GEMV1_U>(k, x, w, ldw, y, ldy, ep, j0);
-  else Isa::template gemm<1, PEFT_GEMV1_NR>(k, x, w, y, k, ldw, ldy, ep, 0, j0);
-}
 // Columns [j0, j1) of y [M,n]. Every tile width computes each element in the same order, so how a range is cut
-// into tiles (or a layer's columns into ranges, one per thread) never changes a bit.
+// into tiles (or a layer's columns into ranges, one per thread) never changes a bit. (SIMD128 at m = 1 takes
+// f32_gemv1_tuned__simd128 instead.)
 template <class Isa, int M>
 static inline void f32_gemv(size_t n, size_t k, size_t j0, size_t j1, const float* x, const float* w, size_t ldw,
                             float* y, const Epilogue* ep) {
   size_t j = j0;
   if (M == 1)
-    for (; j + PEFT_GEMV1_NR <= j1; j += PEFT_GEMV1_NR) f32_gemv1_rows<Isa>(k, x, w + j * ldw, ldw, y + j, n, ep, j);
+    for (; j + PEFT_GEMV1_NR <= j1; j += PEFT_GEMV1_NR) Isa::template gemm<1, PEFT_GEMV1_NR>(k, x, w + j * ldw, y + j, k, ldw, n, ep, 0, j);
   for (; j + 4 <= j1; j += 4) Isa::template gemm<M, 4>(k, x, w + j * ldw, y + j, k, ldw, n, ep, 0, j);
   for (; j < j1; j++) Isa::template gemm<M, 1>(k, x, w + j * ldw, y + j, k, ldw, n, ep, 0, j);
 }

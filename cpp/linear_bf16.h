@@ -172,10 +172,11 @@ static inline void f32xbf16_gemv1_tuned__simd128(size_t n, size_t k, size_t j0, 
       });
 }
 
+// m = 2…4 (m = 1: f32xbf16_gemv1_tuned__simd128).
 template <int M>
 static inline void f32xbf16_gemv_m__simd128(size_t n, size_t k, size_t j0, size_t j1, const float* x,
                                             const uint16_t* w, size_t ldw, float* y, const Epilogue* ep) {
-  constexpr int NR = M == 1 ? PEFT_BF16_GEMV1_NR : (M == 2 ? 4 : 2);  // M·NR ≤ 8 accumulators (m = 1: see above)
+  constexpr int NR = M == 2 ? 4 : 2;  // M·NR ≤ 8 accumulators
   size_t j = j0;
   for (; j + NR <= j1; j += NR) f32xbf16_gemv__simd128<M, NR>(k, x, w + j * ldw, ldw, y + j, n, ep, j);
   for (; j < j1; j++) f32xbf16_gemv__simd128<M, 1>(k, x, w + j * ldw, ldw, y + j, n, ep, j);

@@ -30,17 +30,6 @@ export const GEMV_TUNE_MIN_BYTES = 1 << 16;
 const TUNE_TICKS = 50;
 const TUNE_BYTES_PER_MS = 1e7;
 
-/** The smallest step `performance.now()` takes here, in ms (measured once, over at most 2000 reads). */
-function timerTick(): number {
-  let tick = Infinity;
-  let prev = performance.now();
-  for (let i = 0; i < 2000; i++) {
-    const t = performance.now();
-    if (t > prev && t - prev < tick) tick = t - prev;
-    prev = t;
-  }
-  return Number.isFinite(tick) ? tick : 1;
-}
 /** Timed calls per tile before a shape settles (after one warm-up call each). */
 export const GEMV_TUNE_SAMPLES = 8;
 /** The 8 × 2 tile must be this much faster (median) to replace the build's default. */
@@ -88,7 +77,7 @@ export class GemvTuner {
   }
 
   /** The tile a knob value runs in this build, as 'NRxU' (cpp/exports.cpp peft_gemv1_tile). */
-  tileName(dtype: WeightDtype, value: number): string {
+  private tileName(dtype: WeightDtype, value: number): string {
     const t = this.rt.exports.peft_gemv1_tile(KNOB[dtype], value);
     return `${t >> 8}x${t & 255}`;
   }
@@ -156,6 +145,18 @@ export class GemvTuner {
     this.rt.exports.peft_set_tuning(i, value);
     this.knobs[i] = value;
   }
+}
+
+/** The smallest step `performance.now()` takes here, in ms (measured once, over at most 2000 reads). */
+function timerTick(): number {
+  let tick = Infinity;
+  let prev = performance.now();
+  for (let i = 0; i < 2000; i++) {
+    const t = performance.now();
+    if (t > prev && t - prev < tick) tick = t - prev;
+    prev = t;
+  }
+  return Number.isFinite(tick) ? tick : 1;
 }
 
 function median(a: readonly number[]): number {
