@@ -22,7 +22,7 @@
 using namespace peft;
 
 // Bumped whenever a signature or the Epilogue layout changes; the TS loader checks it.
-PEFT_EXPORT int32_t peft_abi_version(void) { return 10; }
+PEFT_EXPORT int32_t peft_abi_version(void) { return 11; }
 // Bytes malloc'd and not yet freed (dlmalloc's mallinfo): leak tests compare it before and after.
 PEFT_EXPORT size_t peft_heap_bytes_in_use(void) { return mallinfo().uordblks; }
 // Sets a tile choice of tuning.h (knob: TuningKnob; value 0 = the build's default tile, 1 = the alternative); returns
@@ -44,7 +44,17 @@ PEFT_EXPORT int32_t peft_gemv1_tile(int32_t knob, int32_t value) {
 PEFT_EXPORT int32_t peft_quant_strip_rows(void) { return (int32_t)QUANT_STRIP; }
 PEFT_EXPORT size_t peft_f32_qlinear_scratch_bytes(size_t m, size_t k) { return f32_qlinear_scratch_floats(m, k) * 4; }
 
-// ---- linear: y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ); W rows ldw ≥ k elements apart; ep: Epilogue* or 0 ------
+// ---- a resident f32 W in panels (linear_panel.h): the linear exports read it when passed ldw = 0 ----------------
+PEFT_EXPORT size_t peft_weight_panel_bytes(size_t n, size_t k) { return weight_panel_floats(n, k) * 4; }
+// dst (peft_weight_panel_bytes(n, k)) = src [n,k] (rows lds ≥ k floats apart) in panels.
+PEFT_EXPORT void peft_f32_pack_panels(size_t n, size_t k, const float* src, size_t lds, float* dst) {
+  f32_pack_panels(n, k, src, lds, dst);
+}
+// dst [n,k] compact = the panel weight src.
+PEFT_EXPORT void peft_f32_unpack_panels(size_t n, size_t k, const float* src, float* dst) { f32_unpack_panels(n, k, src, dst); }
+
+// ---- linear: y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ); W rows ldw ≥ k elements apart, or ldw = 0: W in panels; ep:
+// Epilogue* or 0 ------
 // scratch: peft_f32_linear_scratch_bytes(m, k) bytes.
 PEFT_EXPORT size_t peft_f32_linear_scratch_bytes(size_t m, size_t k) { return f32_linear_scratch_floats(m, k) * 4; }
 // The row stride (elements) a resident base weight of k elements per row, elem_bytes each, is best stored at.

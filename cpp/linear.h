@@ -2,7 +2,7 @@
 //
 // Contract
 //   y[i,j] = rowScale[j]·( Σ_p x[i,p]·W[j,p]  +  Σ_d Σ_q t_d[i,q]·B_d[q,j]  +  loraBias[j] )  +  bias[j]
-//   x [m,k], W [n,k] (nn.Linear layout, not transposed, not packed), y [m,n]; t_d [m,r_d] = s_d·(x·A_d)
+//   x [m,k], W [n,k] (nn.Linear layout, not transposed), y [m,n]; t_d [m,r_d] = s_d·(x·A_d)
 //   (see lora.h), B_d [r_d,n]. All row-major f32, strides in *elements* (ldx, ldw, ldy).
 //   Every term of the epilogue is optional: with no terms, no loraBias and no rowScale the result is
 //   exactly  Σ x·W + bias, computed by the very same code (the "adapter off" path is bit-identical to a
@@ -53,6 +53,21 @@ struct Epilogue {
   const float* lora_bias;  // [n]  Σ sᵢ·lora_biasᵢ
   int32_t nterms;
   const LoraTerm* terms;
+};
+
+// Where W's element (j, p) sits, for the tiles below (W rows j of a tile relative to its first row, p relative to the
+// tile's k-block; `at` only for p a multiple of 4). Both layouts hold the same numbers and every kernel reads them in
+// the same order, so the layout never changes a bit.
+//   RowMajorW: nn.Linear's [n,k], rows ldw ≥ k floats apart.
+//   PanelW:    linear_panel.h's panels of 4 rows, [k/4][4][4] each; `w` points at the tile's first row's first chunk
+//              in its panel (rows of a tile never cross a panel), ldw is unused.
+struct RowMajorW {
+  static inline const float* at(const float* w, size_t ldw, size_t j, size_t p) { return w + j * ldw + p; }
+  static inline float elem(const float* w, size_t ldw, size_t j, size_t p) { return w[j * ldw + p]; }
+};
+struct PanelW {
+  static inline const float* at(const float* w, size_t, size_t j, size_t p) { return w + 4 * p + 4 * j; }
+  static inline float elem(const float* w, size_t, size_t j, size_t p) { return w[4 * (p & ~(size_t)3) + 4 * j + (p & 3)]; }
 };
 
 // ---------------------------------------------------------------------------------------------------------
@@ -128,7 +143,7 @@ static inline void f32_store_tile__simd128(float (&out)[MR][NR], float* __restri
 // ---------------------------------------------------------------------------------------------------------
 // f32_gemm_MRxNR: out = x[0:MR, 0:k] · W[0:NR, 0:k]ᵀ in the order above, then the epilogue. Same signature for
 // both ISAs.
-template <int MR, int NR>
+template <int MR, int NR, class WL = RowMajorW>
 static inline void f32_gemm__scalar(size_t kc, const float* __restrict x, const float* __restrict w,
                                     float* __restrict y, size_t ldx, size_t ldw, size_t ldy,
                                     const Epilogue* ep, size_t i0, size_t j0) {
@@ -138,18 +153,18 @@ static inline void f32_gemm__scalar(size_t kc, const float* __restrict x, const 
   for (size_t p = 0; p < k4; p += 4)
     for (int i = 0; i < MR; i++)
       for (int j = 0; j < NR; j++)
-        for (int c = 0; c < 4; c++) lane[i][j][c] += x[i * ldx + p + c] * w[j * ldw + p + c];
+        for (int c = 0; c < 4; c++) lane[i][j][c] += x[i * ldx + p + c] * WL::elem(w, ldw, j, p + c);
   float out[MR][NR];
   for (int i = 0; i < MR; i++)
     for (int j = 0; j < NR; j++) {
       float s = (lane[i][j][0] + lane[i][j][2]) + (lane[i][j][1] + lane[i][j][3]);
-      for (size_t p = k4; p < kc; p++) s += x[i * ldx + p] * w[j * ldw + p];
+      for (size_t p = k4; p < kc; p++) s += x[i * ldx + p] * WL::elem(w, ldw, j, p);
       out[i][j] = s;
     }
   f32_store_tile__scalar<MR, NR>(out, y, ldy, false, ep, i0, j0);
 }
 
-template <int MR, int NR>
+template <int MR, int NR, class WL = RowMajorW>
 static inline void f32_gemm__simd128(size_t kc, const float* __restrict x, const float* __restrict w,
                                      float* __restrict y, size_t ldx, size_t ldw, size_t ldy,
                                      const Epilogue* ep, size_t i0, size_t j0) {
@@ -162,7 +177,7 @@ static inline void f32_gemm__simd128(size_t kc, const float* __restrict x, const
     v128_t xv[MR];
     for (int i = 0; i < MR; i++) xv[i] = wasm_v128_load(x + i * ldx + p);
     for (int j = 0; j < NR; j++) {
-      const v128_t wv = wasm_v128_load(w + j * ldw + p);
+      const v128_t wv = wasm_v128_load(WL::at(w, ldw, j, p));
       for (int i = 0; i < MR; i++) acc[i][j] = f32x4_madd(xv[i], wv, acc[i][j]);
     }
   }
@@ -185,7 +200,7 @@ static inline void f32_gemm__simd128(size_t kc, const float* __restrict x, const
   }
   for (; p < kc; p++)
     for (int i = 0; i < MR; i++)
-      for (int j = 0; j < NR; j++) out[i][j] += x[i * ldx + p] * w[j * ldw + p];
+      for (int j = 0; j < NR; j++) out[i][j] += x[i * ldx + p] * WL::elem(w, ldw, j, p);
   f32_store_tile__simd128<MR, NR>(out, y, ldy, false, ep, i0, j0);
 }
 
@@ -194,17 +209,17 @@ static inline void f32_gemm__simd128(size_t kc, const float* __restrict x, const
 // GEMV path (m ≤ PEFT_F32_GEMV_MAX_M): one tile of m rows covers all of x, so each W row is read exactly once. m = 1 takes 8 W
 // rows per tile (8 independent accumulators keep the adds off one chain; 10 registers).
 struct Simd128 {
-  template <int MR, int NR>
+  template <int MR, int NR, class WL = RowMajorW>
   static inline void gemm(size_t kc, const float* x, const float* w, float* y, size_t ldx, size_t ldw, size_t ldy,
                           const Epilogue* ep, size_t i0, size_t j0) {
-    f32_gemm__simd128<MR, NR>(kc, x, w, y, ldx, ldw, ldy, ep, i0, j0);
+    f32_gemm__simd128<MR, NR, WL>(kc, x, w, y, ldx, ldw, ldy, ep, i0, j0);
   }
 };
 struct Scalar {
-  template <int MR, int NR>
+  template <int MR, int NR, class WL = RowMajorW>
   static inline void gemm(size_t kc, const float* x, const float* w, float* y, size_t ldx, size_t ldw, size_t ldy,
                           const Epilogue* ep, size_t i0, size_t j0) {
-    f32_gemm__scalar<MR, NR>(kc, x, w, y, ldx, ldw, ldy, ep, i0, j0);
+    f32_gemm__scalar<MR, NR, WL>(kc, x, w, y, ldx, ldw, ldy, ep, i0, j0);
   }
 };
 // Tags naming the GEMM form of f32_linear (kept for the exports' template arguments).
@@ -380,15 +395,15 @@ static inline void f32_gemv(size_t n, size_t k, size_t j0, size_t j1, const floa
 #endif
 
 // Rows [0, m) × columns [j0, j0+NR), over all of k: full MR tiles, then one narrower tile.
-template <class Isa, int MR, int NR>
+template <class Isa, int MR, int NR, class WL = RowMajorW>
 static inline void f32_gemm_column(size_t m, size_t k, const float* x, const float* w, size_t ldw, float* y, size_t n,
                                    const Epilogue* ep, size_t j0) {
   size_t i = 0;
-  for (; i + MR <= m; i += MR) Isa::template gemm<MR, NR>(k, x + i * k, w, y + i * n + j0, k, ldw, n, ep, i, j0);
+  for (; i + MR <= m; i += MR) Isa::template gemm<MR, NR, WL>(k, x + i * k, w, y + i * n + j0, k, ldw, n, ep, i, j0);
   switch (m - i) {
     case 0: break;
-    case 1: Isa::template gemm<1, NR>(k, x + i * k, w, y + i * n + j0, k, ldw, n, ep, i, j0); break;
-    case 2: Isa::template gemm<2, NR>(k, x + i * k, w, y + i * n + j0, k, ldw, n, ep, i, j0); break;
+    case 1: Isa::template gemm<1, NR, WL>(k, x + i * k, w, y + i * n + j0, k, ldw, n, ep, i, j0); break;
+    case 2: Isa::template gemm<2, NR, WL>(k, x + i * k, w, y + i * n + j0, k, ldw, n, ep, i, j0); break;
     default: assert(false);
   }
 }
@@ -430,7 +445,7 @@ struct WStrip {
   size_t ldw;
 };
 
-template <int MR, int NR>
+template <int MR, int NR, class WL = RowMajorW>
 static inline void f32_gemm_dot_block__simd128(size_t kc, const float* __restrict x, size_t ldx, const float* __restrict w,
                                                size_t ldw, v128_t* __restrict lanes) {
   v128_t acc[MR][NR];
@@ -440,7 +455,7 @@ static inline void f32_gemm_dot_block__simd128(size_t kc, const float* __restric
     v128_t xv[MR];
     for (int i = 0; i < MR; i++) xv[i] = wasm_v128_load(x + i * ldx + p);
     for (int j = 0; j < NR; j++) {
-      const v128_t wv = wasm_v128_load(w + j * ldw + p);
+      const v128_t wv = wasm_v128_load(WL::at(w, ldw, j, p));
       for (int i = 0; i < MR; i++) acc[i][j] = f32x4_madd(xv[i], wv, acc[i][j]);
     }
   }
@@ -448,12 +463,12 @@ static inline void f32_gemm_dot_block__simd128(size_t kc, const float* __restric
     for (int j = 0; j < NR; j++) wasm_v128_store(&lanes[i * 4 + j], acc[i][j]);
 }
 
-template <int NR>
+template <int NR, class WL = RowMajorW>
 static inline void f32_gemm_dot_rows__simd128(size_t m, size_t kc, const float* x, size_t ldx, const float* w,
                                               size_t ldw, v128_t* lanes) {
   size_t i = 0;
-  for (; i + 2 <= m; i += 2) f32_gemm_dot_block__simd128<2, NR>(kc, x + i * ldx, ldx, w, ldw, lanes + i * 4);
-  if (i < m) f32_gemm_dot_block__simd128<1, NR>(kc, x + i * ldx, ldx, w, ldw, lanes + i * 4);
+  for (; i + 2 <= m; i += 2) f32_gemm_dot_block__simd128<2, NR, WL>(kc, x + i * ldx, ldx, w, ldw, lanes + i * 4);
+  if (i < m) f32_gemm_dot_block__simd128<1, NR, WL>(kc, x + i * ldx, ldx, w, ldw, lanes + i * 4);
 }
 
 // Lanes → sums, + the k tail (W[j, p] from `wtail(j, p)`), then the epilogue, for NR columns at j0 of every row.
@@ -473,6 +488,11 @@ static inline void f32_gemm_dot_finish__simd128(size_t m, size_t n, size_t k, co
     f32_store_tile__simd128<1, NR>(out, y + i * n + j0, n, false, ep, i, j0);
   }
 }
+
+// W strips a panel W's GEMM sweeps per k-block at m ≤ 32 (linear_panel.h f32_gemm_dot_panels).
+#ifndef PEFT_PANEL_GROUP
+#define PEFT_PANEL_GROUP 8
+#endif
 
 // Rows of x per GEMM call: every strip of W sweeps the whole block of x (rows × k floats), so a block larger than L2
 // streams x from L3 once per 4 columns. Even, so the 2-row tiles stay whole. Measured (k = n = 4096, W cold, blocked
@@ -494,7 +514,8 @@ constexpr size_t EPI_PACK_FLOATS = 16384;
 static inline size_t f32_linear_scratch_floats(size_t m, size_t k) {
   const size_t mb = f32_gemm_row_block(m, k);  // one block of rows at a time
   const size_t kc = k < PEFT_GEMM_KC ? k : PEFT_GEMM_KC;
-  const size_t gemm = mb * 16 + 4 * kc + 4;  // + 4: P is aligned to 16 bytes inside the block
+  // + 4: P is aligned to 16 bytes inside the block; m ≤ 32 on a panel W carries the lanes of PANEL_GROUP strips.
+  const size_t gemm = mb * 16 * (mb <= 32 ? PEFT_PANEL_GROUP : 1) + 4 * kc + 4;
   const size_t epi = m > 4 ? EPI_PACK_FLOATS + 4 : 0;
   return gemm > epi ? gemm : epi;
 }
@@ -503,7 +524,7 @@ static inline size_t f32_packed_strips_scratch_floats(size_t m, size_t k) { retu
 // y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ) in dot form; `strip(j, rows, p0, kc)` gives W's rows×kc block at (j, p0)
 // (an f32 W is its own strip; bf16 widens it into ws = scratch after P), `wtail(j, p)` one element of W.
 // Columns [j0, j1) only (the rest of y untouched): one thread's share of a layer.
-template <class Strip, class Tail>
+template <class WL = RowMajorW, class Strip, class Tail>
 static inline void f32_gemm_dot(size_t m, size_t n, size_t k, size_t j0, size_t j1, const float* x, float* y,
                                 const Epilogue* ep, float* scratch, Strip strip, Tail wtail) {
   v128_t* lanes = (v128_t*)(((uintptr_t)scratch + 15) & ~(uintptr_t)15);
@@ -515,7 +536,7 @@ static inline void f32_gemm_dot(size_t m, size_t n, size_t k, size_t j0, size_t 
     for (size_t p0 = 0; p0 < k4; p0 += KC) {
       const size_t kc = p0 + KC < k4 ? KC : k4 - p0;
       const WStrip s = strip(j, (size_t)4, p0, kc);
-      f32_gemm_dot_rows__simd128<4>(m, kc, x + p0, k, s.w, s.ldw, lanes);
+      f32_gemm_dot_rows__simd128<4, WL>(m, kc, x + p0, k, s.w, s.ldw, lanes);
     }
     f32_gemm_dot_finish__simd128<4>(m, n, k, x, lanes, y, ep, j, wtail);
   }
@@ -524,7 +545,7 @@ static inline void f32_gemm_dot(size_t m, size_t n, size_t k, size_t j0, size_t 
     for (size_t p0 = 0; p0 < k4; p0 += KC) {
       const size_t kc = p0 + KC < k4 ? KC : k4 - p0;
       const WStrip s = strip(j, (size_t)1, p0, kc);
-      f32_gemm_dot_rows__simd128<1>(m, kc, x + p0, k, s.w, s.ldw, lanes);
+      f32_gemm_dot_rows__simd128<1, WL>(m, kc, x + p0, k, s.w, s.ldw, lanes);
     }
     f32_gemm_dot_finish__simd128<1>(m, n, k, x, lanes, y, ep, j, wtail);
   }
@@ -676,10 +697,14 @@ static inline void f32_gemv_epilogue(size_t m, size_t n, size_t j0, size_t j1, f
 // exactly as the whole layer computes it, so any split gives the one-thread bits). GEMV for m ≤ PEFT_F32_GEMV_MAX_M.
 // W's rows are ldw ≥ k floats apart: a base weight's rows are padded when that streams faster (see f32_weight_ldw).
 template <class Isa, class P>
+static inline void f32_linear_panels(size_t m, size_t n, size_t k, size_t j0, size_t j1, const float* __restrict x,
+                                     const float* __restrict w, float* __restrict y, const Epilogue* ep,
+                                     float* __restrict scratch);  // linear_panel.h
+template <class Isa, class P>
 static inline void f32_linear_cols(size_t m, size_t n, size_t k, size_t j0, size_t j1, const float* __restrict x,
                                    const float* __restrict w, size_t ldw, float* __restrict y, const Epilogue* ep,
                                    float* __restrict scratch) {
-  assert(m > 0 && n > 0 && k > 0 && x && w && y && j0 <= j1 && j1 <= n && ldw >= k);
+  assert(m > 0 && n > 0 && k > 0 && x && w && y && j0 <= j1 && j1 <= n && (ldw >= k || ldw == 0));
   if (j0 >= j1) return;
   if (ep && ep->nterms > 0 && !__is_same(P, PackedScalar)) {
     // LoRA: the fused epilogue would read B [r,n] tile by tile, r rows at a stride of n floats, aliasing in L1 when n
@@ -689,6 +714,10 @@ static inline void f32_linear_cols(size_t m, size_t n, size_t k, size_t j0, size
     // are the same; "off" (nterms = 0) never comes here.
     f32_linear_cols<Isa, P>(m, n, k, j0, j1, x, w, ldw, y, nullptr, scratch);
     f32_epilogue_pass(m, n, j0, j1, y, ep, scratch);
+    return;
+  }
+  if (ldw == 0) {  // W in panels (linear_panel.h)
+    f32_linear_panels<Isa, P>(m, n, k, j0, j1, x, w, y, ep, scratch);
     return;
   }
   if constexpr (__is_same(P, PackedScalar)) {
@@ -722,3 +751,5 @@ static inline void f32_linear(size_t m, size_t n, size_t k, const float* __restr
 }
 
 }  // namespace peft
+
+#include "linear_panel.h"  // f32_linear_panels (W in panels: ldw = 0)

@@ -1,7 +1,7 @@
 import { BackendError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { ScratchArena, ScratchLayout } from '../runtime/scratch.js';
-import { WasmStorage, allocWasmTensor, copyToWasmPitched, pitchedOf, wasmPtrOf } from '../runtime/storage.js';
+import { WasmStorage, allocWasmTensor, copyToWasmPanels, copyToWasmPitched, panelOf, pitchedOf, wasmPtrOf } from '../runtime/storage.js';
 import { DTYPES } from '../dtype.js';
 import { type WasmBuild, type WasmBuildChoice, type WasmRuntime, initSharedWasm, initWasm, sharedMemorySupport } from '../runtime/wasm.js';
 import { COLUMN_ALIGN, THREAD_MIN_WORK, ThreadKernel, ThreadPool, chunkColumns } from '../runtime/threads.js';
@@ -144,13 +144,15 @@ export class WasmBackend implements Backend {
     const rt = this.runtime;
     const keep = t.dtype === 'bf16' && opts.keepBf16 === true;
     const kept = (t.dtype !== 'f16' && t.dtype !== 'bf16') || keep; // the dtype stays as it is
-    // A linear's W in the kernels' row stride (cpp/linear.h weight_row_stride), once; already resident: as it is.
+    // A linear's W, once, in the layout the kernels stream fastest: f32 in panels (cpp/linear_panel.h), bf16 at its
+    // row stride (cpp/linear.h weight_row_stride). Already resident (another layer's, or a tied table): as it is.
     if (opts.linearWeight && t.ndim === 2 && (t.dtype === 'f32' || keep) && this.kernels === 'simd128') {
-      if (pitchedOf(rt, t) || (wasmPtrOf(rt, t) !== undefined)) return t;
+      if (panelOf(rt, t) !== undefined || pitchedOf(rt, t) || wasmPtrOf(rt, t) !== undefined) return t;
+      if (t.dtype === 'f32') return copyToWasmPanels(rt, t as Tensor<'f32'>);
       const pitch = rt.exports.peft_weight_row_stride(t.shape[1], DTYPES[t.dtype].bytes) >>> 0;
       if (pitch !== t.shape[1]) return copyToWasmPitched(rt, t, pitch);
     }
-    if (opts.linearWeight && kept && pitchedOf(rt, t)) return t;
+    if (opts.linearWeight && kept && (pitchedOf(rt, t) || panelOf(rt, t) !== undefined)) return t;
     if (wasmPtrOf(rt, t) !== undefined && kept) return t;
     if (!keep && (t.dtype === 'f16' || t.dtype === 'bf16' || t.dtype === 'f64')) {
       const w = toF32Tensor(t, rt);
@@ -164,8 +166,10 @@ export class WasmBackend implements Backend {
     return out;
   }
 
-  /** W's byte offset and row stride as the linear kernels read it in place, or undefined (staged per call). */
+  /** W's byte offset and row stride as the linear kernels read it in place (0: f32 in panels), or undefined (staged per call). */
   private weightOf(w: Tensor): { ptr: number; ldw: number } | undefined {
+    const panels = panelOf(this.runtime, w);
+    if (panels !== undefined) return { ptr: panels, ldw: 0 };
     const p = pitchedOf(this.runtime, w);
     if (p) return p;
     const ptr = wasmPtrOf(this.runtime, w);
@@ -196,7 +200,7 @@ export class WasmBackend implements Backend {
         const epBytes = bias ? (epilogueBytes(0) + 15) & ~15 : 0;
         const base = this.scratch.ensure(epBytes + S);
         if (bias) writeEpilogue(rt, base, { bias: bp!, rowScale: 0, loraBias: 0, terms: [] });
-        const timed = m === 1 && this.tuner.begin(this.gemvTile, wDtype, k, n);
+        const timed = m === 1 && ldw !== 0 && this.tuner.begin(this.gemvTile, wDtype, k, n); // panels: one tile
         f32Linear(rt, m, n, k, xp, wp, ptrOf(y), bias ? base : 0, base + epBytes, this.kernels, wDtype, ldw);
         if (timed) this.tuner.end();
         return y;
@@ -205,7 +209,7 @@ export class WasmBackend implements Backend {
     // W resident: read in place (at its stride); else staged by `run` as a compact f32 temporary.
     return this.run('linear', x, k, n, resident ? [] : [w], bias, deltas, rowScale, S * T, (xp, yp, ep, mm, ptrs, sp) => {
       const [wp, ld] = resident ? [resident.ptr, ldw] : [ptrs[0], k];
-      const timed = mm === 1 && this.tuner.begin(this.gemvTile, wDtype, k, n);
+      const timed = mm === 1 && ld !== 0 && this.tuner.begin(this.gemvTile, wDtype, k, n);
       if (T === 1) f32Linear(this.runtime, mm, n, k, xp, wp, yp, ep, sp, this.kernels, wDtype, ld);
       else this.pool!.run(wDtype === 'bf16' ? ThreadKernel.Bf16Linear : ThreadKernel.F32Linear, [mm, n, k, xp, wp, ld, yp, ep], n, chunkColumns(n, T), sp, S, T);
       if (timed) this.tuner.end();

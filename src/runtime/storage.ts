@@ -109,6 +109,80 @@ export function copyToWasmPitched<D extends DType>(rt: WasmRuntime, t: Tensor<D>
   return new Tensor(t.shape, t.dtype, new PitchedWasmStorage(rt, ptr, rows, cols, pitch, eb));
 }
 
+/**
+ * A 2-D f32 weight `[rows, cols]` in wasm memory in panels of 4 rows (cpp/linear_panel.h: each panel
+ * `[⌈cols/4⌉][4][4]`, k-chunk by k-chunk, one contiguous run): the layout the f32 linear kernels stream fastest, read
+ * in place only by them (`panelOf`: they take it as `ldw = 0`). The block starts on a 64-byte line (`ptr`; `base` is
+ * what malloc returned). To everything else it is a tensor like any other: `bytes()` returns a compact row-major copy
+ * (a snapshot) and `wasmPtrOf` is undefined.
+ */
+export class PanelWasmStorage implements Storage {
+  readonly device = 'wasm' as const;
+  disposed = false;
+
+  constructor(
+    readonly runtime: WasmRuntime,
+    readonly base: number,
+    readonly ptr: number,
+    readonly rows: number,
+    readonly cols: number,
+  ) {}
+
+  get byteLength(): number {
+    return this.rows * this.cols * 4;
+  }
+  bytes(): Uint8Array {
+    const rt = this.runtime;
+    const tmp = rt.malloc(this.byteLength);
+    try {
+      rt.exports.peft_f32_unpack_panels(this.rows, this.cols, this.ptr, tmp);
+      return rt.u8.slice(tmp, tmp + this.byteLength);
+    } finally {
+      rt.free(tmp);
+    }
+  }
+  read(): Promise<Uint8Array> {
+    return Promise.resolve(this.bytes());
+  }
+  dispose(): void {
+    if (!this.disposed) {
+      this.disposed = true;
+      this.runtime.free(this.base);
+    }
+  }
+}
+
+/** A copy of the 2-D f32 tensor `t` (cpu or wasm, any layout) in wasm memory in panels (PanelWasmStorage). */
+export function copyToWasmPanels(rt: WasmRuntime, t: Tensor<'f32'>): Tensor<'f32'> {
+  const [rows, cols] = t.shape;
+  const bytes = rt.exports.peft_weight_panel_bytes(rows, cols) >>> 0;
+  const base = rt.malloc(bytes + 60);
+  const ptr = (base + 63) & ~63;
+  const resident = wasmPtrOf(rt, t);
+  let staged = 0;
+  try {
+    if (resident === undefined) {
+      staged = rt.malloc(rows * cols * 4);
+      rt.u8.set(t.storage.bytes(), staged);
+    }
+    rt.exports.peft_f32_pack_panels(rows, cols, resident ?? staged, cols, ptr);
+  } catch (e) {
+    rt.free(base);
+    throw e;
+  } finally {
+    if (staged) rt.free(staged);
+  }
+  return new Tensor(t.shape, 'f32', new PanelWasmStorage(rt, base, ptr, rows, cols));
+}
+
+/** The byte offset of a panel weight of `rt` (the linear kernels' `ldw = 0`), or undefined (another layout or runtime). */
+export function panelOf(rt: WasmRuntime, t: Tensor): number | undefined {
+  const s = t.storage;
+  return s instanceof PanelWasmStorage && s.runtime === rt && !s.disposed && t.shape.length === 2 && t.shape[1] === s.cols && t.shape[0] === s.rows
+    ? s.ptr
+    : undefined;
+}
+
 /** The byte offset and row stride (elements) of a pitched weight of `rt`, or undefined (another layout or runtime). */
 export function pitchedOf(rt: WasmRuntime, t: Tensor): { ptr: number; ldw: number } | undefined {
   const s = t.storage;

@@ -38,7 +38,13 @@ export interface PeftWasmExports {
   peft_f32_linear_scratch_bytes(m: number, k: number): number;
   /** Row stride (elements) a base weight with k elements of `elemBytes` per row is stored at (cpp/linear.h). */
   peft_weight_row_stride(k: number, elemBytes: number): number;
-  /** W rows `ldw` ≥ k elements apart (every linear export). */
+  /** Bytes of an [n,k] f32 weight in panels (cpp/linear_panel.h). */
+  peft_weight_panel_bytes(n: number, k: number): number;
+  /** dst = src [n,k] (rows lds ≥ k floats apart) in panels. */
+  peft_f32_pack_panels(n: number, k: number, src: number, lds: number, dst: number): void;
+  /** dst [n,k] compact = the panel weight src. */
+  peft_f32_unpack_panels(n: number, k: number, src: number, dst: number): void;
+  /** W rows `ldw` ≥ k elements apart, or `ldw` = 0: an f32 W in panels (every f32 linear export). */
   peft_f32_linear(m: number, n: number, k: number, x: number, w: number, ldw: number, y: number, ep: number, scratch: number): void;
   peft_f32_linear__scalar(m: number, n: number, k: number, x: number, w: number, ldw: number, y: number, ep: number, scratch: number): void;
   peft_f32_epilogue_rows(m: number, n: number, rows: number, y: number, ep: number): void;
@@ -86,7 +92,7 @@ export interface PeftWasmExports {
 }
 
 /** The ABI version cpp/exports.cpp reports; bumped with any signature or struct-layout change. */
-export const ABI_VERSION = 10;
+export const ABI_VERSION = 11;
 
 /**
  * The smallest module that uses a SIMD128 instruction: `(func (result v128) i32.const 0 i32x4.splat)`.

@@ -1,18 +1,19 @@
-// A linear layer's W on wasm is stored with rows of 4 KiB or more padded by 128 bytes (cpp/linear.h
-// weight_row_stride: the m = 1 GEMV streams such rows faster). The padding must be invisible: `data` reads row-major,
-// every path (GEMV, GEMM, threads, scalar twins, LoRA, DoRA, fuse) gives float64's values within the f32 bound and the
-// same bits as the unpadded W, and the padded block is freed with the layer. References: float64 here.
+// A linear layer's W on wasm is stored in the layout the kernels stream fastest: f32 in panels of 4 rows
+// (cpp/linear_panel.h), bf16 with rows of 4 KiB or more padded by 128 bytes (cpp/linear.h weight_row_stride). The
+// layout must be invisible: `data` reads row-major, every path (GEMV, GEMM, threads, scalar twins, LoRA, DoRA, fuse)
+// gives float64's values within the f32 bound and the same bits as a compact row-major W, and the block is freed with
+// the layer. References: float64 here.
 import { beforeAll, describe, expect, test } from 'vitest';
 import { WasmBackend } from '../../src/backends/wasm.js';
 import { DoRALinear } from '../../src/lora/dora-linear.js';
 import { LoRALinear } from '../../src/lora/lora-linear.js';
 import { setLoRAEnabled } from '../../src/lora/set-enabled.js';
 import { Linear } from '../../src/nn/linear.js';
-import { PitchedWasmStorage, WasmStorage } from '../../src/runtime/storage.js';
+import { PanelWasmStorage, PitchedWasmStorage, WasmStorage } from '../../src/runtime/storage.js';
 import { Tensor } from '../../src/tensor.js';
 import { EPS32, expectClose, randomF32, rng } from '../kernels/helpers.js';
 
-const k = 1040; // 4,160-byte f32 rows: padded; k % 4 = 0 and k > a GEMM k-block, so tails and blocks both run
+const k = 1041; // k % 4 ≠ 0 (a panel's last chunk is padded) and k > a GEMM k-block, so tails and blocks both run
 const n = 37; // n % 4 ≠ 0 and n % 16 ≠ 0: every column tail of the GEMV and the GEMM
 const f32 = (a: Float32Array<ArrayBuffer>, shape: number[]) => Tensor.from(a, shape, 'f32');
 const bits = (t: Tensor) => new Uint32Array(new Float32Array(t.data as Float32Array).buffer);
@@ -45,7 +46,7 @@ function reference(m: number, x: Float32Array, w: Float32Array, b: Float32Array,
 }
 const bound = (mag: Float64Array) => (i: number) => (k / 4 + 40) * EPS32 * mag[i] + 1e-30;
 
-describe('padded rows of a linear W (wasm)', () => {
+describe('the stored layout of a linear W (wasm)', () => {
   let be: WasmBackend;
   let scalar: WasmBackend;
   beforeAll(async () => {
@@ -55,24 +56,26 @@ describe('padded rows of a linear W (wasm)', () => {
   const rand = rng(41);
   const w = randomF32(rand, n * k);
   const b = randomF32(rand, n);
-  const x = randomF32(rand, 9 * k);
+  const x = randomF32(rand, 33 * k);
 
-  test('W is stored at the padded stride, reads back row-major, and the layer equals float64 and the unpadded W bit for bit', () => {
+  test('an f32 W is stored in panels, reads back row-major, and the layer equals float64 and the row-major W bit for bit', () => {
     const layer = new Linear(f32(w, [n, k]), f32(b, [n]), { backend: be });
     const s = layer.weight.storage;
-    expect(s).toBeInstanceOf(PitchedWasmStorage);
-    expect((s as PitchedWasmStorage).pitch).toBe(k + 32);
+    expect(s).toBeInstanceOf(PanelWasmStorage);
+    expect((s as PanelWasmStorage).ptr % 64).toBe(0); // panels start on a cache line
     expect(Array.from(layer.weight.data as Float32Array)).toEqual(Array.from(w));
-    const plain = be.upload(f32(w, [n, k])); // no linearWeight: compact
+    expect(be.upload(layer.weight, { linearWeight: true })).toBe(layer.weight); // already in panels: as it is
+    const plain = be.upload(f32(w, [n, k])); // no linearWeight: compact row-major
     expect(plain.storage).toBeInstanceOf(WasmStorage);
-    for (const m of [1, 2, 3, 4, 5, 9]) {
+    // m = 1 and 2: the panel GEMV tiles; 3, 4, 5, 9: the GEMM (one block of panels and its column tail); 33: m > 32.
+    for (const m of [1, 2, 3, 4, 5, 9, 33]) {
       const xm = f32(x.slice(0, m * k), [m, k]);
       const y = layer.forward(xm);
       const { ref, mag } = reference(m, x, w, b);
       expectClose(y.data as Float32Array, ref, bound(mag), `m=${m}`);
       const y0 = be.linear(xm, plain, layer.bias, []);
       expect(bits(y), `m=${m} vs unpadded`).toEqual(bits(y0));
-      // The scalar twins read the padded W in place too.
+      // The scalar twins read the panels in place too.
       const ys = scalar.linear(xm, layer.weight, layer.bias, []);
       expectClose(ys.data as Float32Array, ref, bound(mag), `scalar m=${m}`);
       for (const t of [y, y0, ys]) t.dispose();
@@ -81,7 +84,7 @@ describe('padded rows of a linear W (wasm)', () => {
     layer.dispose();
   });
 
-  test('a bf16 W is padded the same way (2-byte rows of 4 KiB: k ≥ 2048) and matches float64 on the bf16 values', () => {
+  test('a bf16 W is stored with rows of 4 KiB or more padded by 128 bytes (k ≥ 2048) and matches float64 on the bf16 values', () => {
     const kb = 2056;
     const wb = randomF32(rng(5), n * kb);
     const layer = new Linear(f32(wb, [n, kb]), undefined, { backend: be, weightDtype: 'bf16' });
@@ -106,9 +109,29 @@ describe('padded rows of a linear W (wasm)', () => {
     layer.dispose();
   });
 
-  test('below 4 KiB rows W stays compact; an already resident W is used as it is (a tied head shares the table)', () => {
-    const small = new Linear(f32(randomF32(rng(2), 8 * 1016), [8, 1016]), undefined, { backend: be });
+  test('a bf16 W below 4 KiB rows stays compact; an f32 W of any width goes to panels; an already resident W is used as it is (a tied head shares the table)', () => {
+    const small = new Linear(f32(randomF32(rng(2), 8 * 1016), [8, 1016]), undefined, { backend: be, weightDtype: 'bf16' });
     expect(small.weight.storage).toBeInstanceOf(WasmStorage);
+    for (const [rows, cols] of [[1, 1], [5, 3], [8, 1016]]) {
+      const wt = randomF32(rng(rows * cols), rows * cols);
+      const l = new Linear(f32(wt, [rows, cols]), undefined, { backend: be });
+      expect(l.weight.storage).toBeInstanceOf(PanelWasmStorage);
+      expect(Array.from(l.weight.data as Float32Array)).toEqual(Array.from(wt));
+      const xs = randomF32(rng(3), 2 * cols);
+      const y = l.forward(f32(xs, [2, cols]));
+      for (let i = 0; i < 2; i++)
+        for (let j = 0; j < rows; j++) {
+          let acc = 0;
+          let abs = 0;
+          for (let p = 0; p < cols; p++) {
+            acc += xs[i * cols + p] * wt[j * cols + p];
+            abs += Math.abs(xs[i * cols + p] * wt[j * cols + p]);
+          }
+          expect(Math.abs((y.data as Float32Array)[i * rows + j] - acc)).toBeLessThanOrEqual((cols / 4 + 4) * EPS32 * abs);
+        }
+      y.dispose();
+      l.dispose();
+    }
     const resident = be.upload(f32(w, [n, k]));
     const tied = new Linear(resident, undefined, { backend: be });
     expect(tied.weight).toBe(resident);
@@ -117,7 +140,7 @@ describe('padded rows of a linear W (wasm)', () => {
     resident.dispose();
   });
 
-  test('LoRA, DoRA and fuse on a padded base: float64 within the bound; off is bit-identical to the base layer', () => {
+  test('LoRA, DoRA and fuse on a base in panels: float64 within the bound; off is bit-identical to the base layer', () => {
     const r = 3;
     const a = randomF32(rng(7), k * r);
     const bb = randomF32(rng(8), r * n);
@@ -135,7 +158,7 @@ describe('padded rows of a linear W (wasm)', () => {
     expect(bits(off)).toEqual(bits(plain));
     setLoRAEnabled(lora, true);
 
-    // DoRA: gain_j = m_j / ‖W_j + s·(A·B)ᵀ_j‖, from the row-major values of the padded W.
+    // DoRA: gain_j = m_j / ‖W_j + s·(A·B)ᵀ_j‖, from the row-major values of the W in panels.
     const dora = DoRALinear.fromBase(new Linear(f32(w, [n, k]), f32(b, [n]), { backend: be }), { name: 'd', a: f32(a, [k, r]), b: f32(bb, [r, n]), scale: 0.5, magnitude: f32(mag, [n]) });
     const gain = new Float64Array(n);
     for (let j = 0; j < n; j++) {
@@ -151,11 +174,11 @@ describe('padded rows of a linear W (wasm)', () => {
     const { ref: rd, mag: md } = reference(5, x, w, b, L, gain);
     expectClose(yd.data as Float32Array, rd, bound(md), 'dora');
 
-    // Fuse: the merged W is W + s·(A·B)ᵀ rounded once to f32, stored padded again, and reads back row-major.
+    // Fuse: the merged W is W + s·(A·B)ᵀ rounded once to f32, stored in panels again, and reads back row-major.
     lora.fuseAdapter('a');
     const fused = lora.base as Linear;
     expect(fused).not.toBe(base);
-    expect(fused.weight.storage).toBeInstanceOf(PitchedWasmStorage);
+    expect(fused.weight.storage).toBeInstanceOf(PanelWasmStorage);
     const merged = fused.weight.data as Float32Array;
     for (let j = 0; j < n; j += 7)
       for (let p = 0; p < k; p += 131) {
@@ -170,14 +193,24 @@ describe('padded rows of a linear W (wasm)', () => {
     dora.dispose();
   });
 
-  test('two threads give the one-thread bits on a padded W', async () => {
+  test('two and three threads give the one-thread bits on a W in panels', async () => {
     const two = await WasmBackend.create({ threads: 2 });
-    const big = randomF32(rng(11), 512 * 2048);
-    const l1 = new Linear(f32(big, [512, 2048]), undefined, { backend: be });
-    const l2 = new Linear(f32(big, [512, 2048]), undefined, { backend: two });
-    expect(l2.weight.storage).toBeInstanceOf(PitchedWasmStorage);
+    const three = await WasmBackend.create({ threads: 3 });
+    const big = randomF32(rng(11), 514 * 2047);
+    const l1 = new Linear(f32(big, [514, 2047]), undefined, { backend: be });
+    const l2 = new Linear(f32(big, [514, 2047]), undefined, { backend: two });
+    const l3 = new Linear(f32(big, [514, 2047]), undefined, { backend: three });
+    expect(l2.weight.storage).toBeInstanceOf(PanelWasmStorage);
+    for (const m of [1, 2, 8, 40]) {
+      const xm = f32(randomF32(rng(12), m * 2047), [m, 2047]);
+      const y1 = l1.forward(xm);
+      const y3 = l3.forward(xm);
+      expect(bits(y3), `m=${m}, 3 threads`).toEqual(bits(y1));
+      for (const t of [y1, y3, xm]) t.dispose();
+    }
+    l3.dispose();
     for (const m of [1, 8]) {
-      const xm = f32(randomF32(rng(12), m * 2048), [m, 2048]);
+      const xm = f32(randomF32(rng(12), m * 2047), [m, 2047]);
       const y1 = l1.forward(xm);
       const y2 = l2.forward(xm);
       expect(bits(y2), `m=${m}`).toEqual(bits(y1));
@@ -187,7 +220,7 @@ describe('padded rows of a linear W (wasm)', () => {
     l2.dispose();
   });
 
-  test('the padded block is freed with the layer (wasm heap back to its baseline, no GC)', () => {
+  test('the block of panels is freed with the layer (wasm heap back to its baseline, no GC)', () => {
     const rt = be.runtime;
     const baseline = rt.heapBytesInUse;
     for (let c = 0; c < 50; c++) {

@@ -1,0 +1,204 @@
+// linear_panel.h: the f32 linear on a resident W stored in panels, the layout W streams fastest in.
+//
+// Layout
+//   Rows in panels of 4; a panel is [K4/4][4][4] with K4 = k rounded up to 4: k-chunk q (columns 4q … 4q+3) of its
+//   4 rows side by side, 64 bytes (one cache line), then chunk q + 1. Element (j, p) sits at
+//     (j / 4)·4·K4 + (p / 4)·16 + (j mod 4)·4 + p mod 4.
+//   A panel is one contiguous run of 16·k bytes. The last panel's missing rows and the padding past k are zeros
+//   that no kernel reads.
+// Why
+//   Row-major, a tile's W rows are ldw apart at run time, so each row's load needs its own address (x86-64 V8: one
+//   `lea` per row per k-step, as wasm's 32-bit address must wrap before the memory base is added) and the m = 1 tile
+//   streams 8 or 16 rows at once. In panels a k-step of a 4-row tile is one 64-byte line at constant offsets from one
+//   pointer: fewer instructions per byte of W (more of W in flight in the same reorder window) and one sequential
+//   stream. Measured (AMD Zen 5, Node 20, one thread, W cold, GFLOP/s ÷ the faster row-major tile in one run):
+//     m = 1: k = n = 4096 1.07–1.25× (28 GB/s, 90 % of the plain wasm read loop; row-major 70–77 %), k 896 n 4864
+//     1.46×, k 4864 n 896 1.16×, k 256 n 704 1.28×, k 704 n 256 1.77×, k 256 n 2048 1.18×. The tile: 4 rows × 4
+//     chunks (one panel) beat 8 rows × 2 chunks (two panels: 0.81–1.06× of it) and 16 rows × 1.
+//     m = 2 1.21–1.26×; m = 3 through the GEMM 1.02× (its M × 4 GEMV tile 0.94×); m = 4 1.11×.
+//     m = 8 (k = n = 4096) 1.19–1.24×, m = 16 1.02–1.12×, m = 32 1.0×, m = 64 1.03–1.10× (k 896 / 4864: m = 8
+//     1.12× / 1.27×, m = 64 1.08× / 1.10×): at m ≤ 32 the GEMM sweeps PANEL_GROUP = 8 panels per k-block, not one
+//     (one: 0.74×; 2: 0.73×, 4: 1.17×; the prefetcher keeps more lines in flight over 8 streams than over 1).
+// Order
+//   Every kernel here is linear.h's on another address map (RowMajorW / PanelW): each output in the dot form's one
+//   order, so a panel W gives the row-major W's bits at every m, on every thread split.
+// Who reads it
+//   Only these kernels, through the linear exports' `ldw = 0`. The JS storage (src/runtime/storage.ts,
+//   PanelWasmStorage) hands everything else a compact row-major copy.
+#pragma once
+#include <stddef.h>
+#include <stdint.h>
+#include <string.h>
+#include <wasm_simd128.h>
+#include "linear.h"
+
+namespace peft {
+
+constexpr size_t PANEL_ROWS = 4;
+static inline size_t panel_k4(size_t k) { return (k + 3) & ~(size_t)3; }
+// Floats of an [n,k] weight in panels.
+static inline size_t weight_panel_floats(size_t n, size_t k) {
+  return (n + PANEL_ROWS - 1) / PANEL_ROWS * PANEL_ROWS * panel_k4(k);
+}
+// Row j's first chunk (PanelW's tile origin for a tile whose first row is j).
+static inline const float* panel_row(const float* w, size_t k, size_t j) {
+  return w + (j / PANEL_ROWS) * PANEL_ROWS * panel_k4(k) + (j % PANEL_ROWS) * 4;
+}
+
+// dst (weight_panel_floats(n, k)) = src [n,k] (rows lds ≥ k floats apart) in panels, padding zeroed.
+static inline void f32_pack_panels(size_t n, size_t k, const float* __restrict src, size_t lds, float* __restrict dst) {
+  const size_t k4 = panel_k4(k), kf = k & ~(size_t)3;
+  for (size_t j0 = 0; j0 < n; j0 += PANEL_ROWS) {
+    float* panel = dst + j0 * k4;
+    for (size_t r = 0; r < PANEL_ROWS; r++) {
+      float* d = panel + 4 * r;
+      if (j0 + r >= n) {
+        for (size_t p = 0; p < k4; p += 4) memset(d + PANEL_ROWS * p, 0, 16);
+        continue;
+      }
+      const float* s = src + (j0 + r) * lds;
+      size_t p = 0;
+      for (; p < kf; p += 4) wasm_v128_store(d + PANEL_ROWS * p, wasm_v128_load(s + p));
+      if (p < k4) {
+        for (size_t c = 0; c < 4; c++) d[PANEL_ROWS * p + c] = p + c < k ? s[p + c] : 0.0f;
+      }
+    }
+  }
+}
+// dst [n,k] (compact) = the panel weight src.
+static inline void f32_unpack_panels(size_t n, size_t k, const float* __restrict src, float* __restrict dst) {
+  for (size_t j = 0; j < n; j++) {
+    const float* row = panel_row(src, k, j);
+    for (size_t p = 0; p < k; p++) dst[j * k + p] = PanelW::elem(row, 0, 0, p);
+  }
+}
+
+// m = 1, one panel: y[j0 : j0+4] = epilogue(x · W[4 rows]ᵀ), k-steps of 4U columns (U lines at constant offsets
+// from one pointer). The schedule pin as in linear.h's row-major tile (SIMD128 builds).
+#ifndef PEFT_PANEL_GEMV1_U
+#define PEFT_PANEL_GEMV1_U 4
+#endif
+template <int U>
+static inline void f32_gemv1_panel__simd128(size_t k, const float* __restrict x, const float* __restrict w,
+                                            float* __restrict y, size_t ldy, const Epilogue* ep, size_t j0) {
+  constexpr int NR = PANEL_ROWS;
+  v128_t acc[NR];
+  for (int r = 0; r < NR; r++) acc[r] = wasm_f32x4_splat(0.0f);
+  const size_t k4 = k & ~(size_t)3;
+  alignas(16) v128_t pin_slots[NR];
+  [[maybe_unused]] volatile v128_t* pin = pin_slots;
+  size_t p = 0;
+  for (; p + 4 * U <= k4; p += 4 * U) {
+    const float* wq = w + PANEL_ROWS * p;
+    v128_t xv[U];
+    for (int u = 0; u < U; u++) xv[u] = wasm_v128_load(x + p + 4 * u);
+    for (int r = 0; r < NR; r++) {
+      for (int u = 0; u < U; u++) acc[r] = f32x4_madd(xv[u], wasm_v128_load(wq + 16 * u + 4 * r), acc[r]);
+      if constexpr (GEMV1_SCHEDULE_PIN) pin[r] = acc[r];
+    }
+  }
+  for (; p < k4; p += 4) {
+    const v128_t xv = wasm_v128_load(x + p);
+    for (int r = 0; r < NR; r++) acc[r] = f32x4_madd(xv, wasm_v128_load(w + PANEL_ROWS * p + 4 * r), acc[r]);
+  }
+  alignas(16) float out[1][NR];
+  for (int r = 0; r < NR; r++) {
+    const v128_t a = acc[r];
+    float s = (wasm_f32x4_extract_lane(a, 0) + wasm_f32x4_extract_lane(a, 2)) +
+              (wasm_f32x4_extract_lane(a, 1) + wasm_f32x4_extract_lane(a, 3));
+    for (size_t q = k4; q < k; q++) s += x[q] * PanelW::elem(w, 0, r, q);
+    out[0][r] = s;
+  }
+  f32_store_tile__simd128<1, NR>(out, y, ldy, false, ep, 0, j0);
+}
+
+// m = 1, columns [j0, j1): whole panels by the tile above, the rows of a cut panel (an exported column range need not
+// start or end on one) by linear.h's 1 × 1 tile on PanelW. Out of line: its own registers, as the row-major drivers.
+__attribute__((noinline)) static void f32_gemv1_panels__simd128(size_t n, size_t k, size_t j0, size_t j1,
+                                                               const float* x, const float* w, float* y,
+                                                               const Epilogue* ep) {
+  size_t j = j0;
+  for (; j < j1 && j % PANEL_ROWS != 0; j++) f32_gemm__simd128<1, 1, PanelW>(k, x, panel_row(w, k, j), y + j, k, 0, n, ep, 0, j);
+  for (; j + PANEL_ROWS <= j1; j += PANEL_ROWS) f32_gemv1_panel__simd128<PEFT_PANEL_GEMV1_U>(k, x, panel_row(w, k, j), y + j, n, ep, j);
+  for (; j < j1; j++) f32_gemm__simd128<1, 1, PanelW>(k, x, panel_row(w, k, j), y + j, k, 0, n, ep, 0, j);
+}
+
+// Up to this m the GEMV tiles below; above, the GEMM (m = 3: GEMM 1.02×, an M × 4 GEMV tile 0.94× the row-major GEMV).
+#ifndef PEFT_PANEL_GEMV_MAX_M
+#define PEFT_PANEL_GEMV_MAX_M 2
+#endif
+// m ≤ PEFT_PANEL_GEMV_MAX_M rows (and the scalar twins' m = 1), columns [j0, j1): M × 4 tiles on whole panels,
+// single rows at the cuts.
+template <class Isa, int M>
+static inline void f32_gemv_panels(size_t n, size_t k, size_t j0, size_t j1, const float* x, const float* w, float* y,
+                                   const Epilogue* ep) {
+  size_t j = j0;
+  for (; j < j1 && j % PANEL_ROWS != 0; j++) Isa::template gemm<M, 1, PanelW>(k, x, panel_row(w, k, j), y + j, k, 0, n, ep, 0, j);
+  for (; j + PANEL_ROWS <= j1; j += PANEL_ROWS) Isa::template gemm<M, 4, PanelW>(k, x, panel_row(w, k, j), y + j, k, 0, n, ep, 0, j);
+  for (; j < j1; j++) Isa::template gemm<M, 1, PanelW>(k, x, panel_row(w, k, j), y + j, k, 0, n, ep, 0, j);
+}
+
+// The scalar twins' driver on panels (linear.h f32_gemm_columns): any m, 3-row tiles.
+template <class Isa>
+static inline void f32_gemm_columns_panels(size_t m, size_t n, size_t k, size_t j0, size_t j1, const float* x,
+                                           const float* w, float* y, const Epilogue* ep) {
+  size_t j = j0;
+  for (; j < j1 && j % PANEL_ROWS != 0; j++) f32_gemm_column<Isa, 3, 1, PanelW>(m, k, x, panel_row(w, k, j), 0, y, n, ep, j);
+  for (; j + PANEL_ROWS <= j1; j += PANEL_ROWS) f32_gemm_column<Isa, 3, 4, PanelW>(m, k, x, panel_row(w, k, j), 0, y, n, ep, j);
+  for (; j < j1; j++) f32_gemm_column<Isa, 3, 1, PanelW>(m, k, x, panel_row(w, k, j), 0, y, n, ep, j);
+}
+
+// m > PEFT_PANEL_GEMV_MAX_M: linear.h's f32_gemm_dot with a panel as its 4-row strip (a k-step's 4 W loads at
+// constant offsets from one pointer); the columns before the first panel as single strips. At m ≤ 32 (k-blocks of
+// PEFT_GEMM_KC_SMALL) each k-block sweeps PEFT_PANEL_GROUP panels in turn, their lanes side by side in scratch.
+__attribute__((noinline)) static void f32_gemm_dot_panels(size_t m, size_t n, size_t k, size_t j0, size_t j1,
+                                                          const float* __restrict x, const float* __restrict w,
+                                                          float* __restrict y, const Epilogue* ep,
+                                                          float* __restrict scratch) {
+  const auto strip = [w, k](size_t j, size_t, size_t p0, size_t) { return WStrip{panel_row(w, k, j) + PANEL_ROWS * p0, 0}; };
+  const auto tail = [w, k](size_t j, size_t p) { return PanelW::elem(panel_row(w, k, j), 0, 0, p); };
+  size_t j = (j0 + PANEL_ROWS - 1) / PANEL_ROWS * PANEL_ROWS;
+  if (j > j1) j = j1;
+  if (j0 < j) f32_gemm_dot<PanelW>(m, n, k, j0, j, x, y, ep, scratch, strip, tail);
+  if (m <= 32) {
+    constexpr size_t G = PEFT_PANEL_GROUP;
+    v128_t* lanes = (v128_t*)(((uintptr_t)scratch + 15) & ~(uintptr_t)15);  // [G][m][4]
+    const size_t k4 = k & ~(size_t)3;
+    for (; j + PANEL_ROWS * G <= j1; j += PANEL_ROWS * G) {
+      for (size_t q = 0; q < G * m * 4; q++) lanes[q] = wasm_f32x4_splat(0.0f);
+      for (size_t p0 = 0; p0 < k4; p0 += PEFT_GEMM_KC_SMALL) {
+        const size_t kc = p0 + PEFT_GEMM_KC_SMALL < k4 ? PEFT_GEMM_KC_SMALL : k4 - p0;
+        for (size_t g = 0; g < G; g++) {
+          const float* wg = panel_row(w, k, j + PANEL_ROWS * g) + PANEL_ROWS * p0;
+          f32_gemm_dot_rows__simd128<4, PanelW>(m, kc, x + p0, k, wg, 0, lanes + g * m * 4);
+        }
+      }
+      for (size_t g = 0; g < G; g++)
+        f32_gemm_dot_finish__simd128<4>(m, n, k, x, lanes + g * m * 4, y, ep, j + PANEL_ROWS * g, tail);
+    }
+  }
+  if (j < j1) f32_gemm_dot<PanelW>(m, n, k, j, j1, x, y, ep, scratch, strip, tail);
+}
+
+// Columns [j0, j1) of y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ), W in panels: linear.h f32_linear_cols with ldw = 0
+// comes here (after its LoRA split, so a SIMD128 call's `ep` carries no LoRA terms).
+template <class Isa, class P>
+static inline void f32_linear_panels(size_t m, size_t n, size_t k, size_t j0, size_t j1, const float* __restrict x,
+                                     const float* __restrict w, float* __restrict y, const Epilogue* ep,
+                                     float* __restrict scratch) {
+  static_assert(PANEL_ROWS == 4, "a panel is one 4-row strip of the GEMM and one M x 4 GEMV tile");
+  if constexpr (__is_same(P, PackedScalar)) {
+    f32_gemm_columns_panels<Isa>(m, n, k, j0, j1, x, w, y, ep);
+  } else if (m == 1) {
+    f32_gemv1_panels__simd128(n, k, j0, j1, x, w, y, ep);
+  } else if (m <= PEFT_PANEL_GEMV_MAX_M) {
+    if (m == 2) f32_gemv_panels<Simd128, 2>(n, k, j0, j1, x, w, y, ep);
+    else f32_gemv_panels<Simd128, PEFT_PANEL_GEMV_MAX_M>(n, k, j0, j1, x, w, y, ep);
+  } else {
+    const size_t mb = f32_gemm_row_block(m, k);
+    for (size_t i = 0; i < m; i += mb)
+      f32_gemm_dot_panels(m - i < mb ? m - i : mb, n, k, j0, j1, x + i * k, w, y + i * n, ep, scratch);
+  }
+}
+
+}  // namespace peft

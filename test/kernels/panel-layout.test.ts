@@ -1,0 +1,106 @@
+import { beforeAll, describe, expect, it } from 'vitest';
+import { WasmBackend } from '../../src/backends/wasm.js';
+import { epilogueBytes, writeEpilogue } from '../../src/backends/wasm/linear.js';
+import type { WasmRuntime } from '../../src/runtime/wasm.js';
+import { EPS32, expectClose, randomF32, rng } from './helpers.js';
+
+/**
+ * cpp/linear_panel.h: an f32 W in panels of 4 rows ([⌈k/4⌉][4][4] each) must hold exactly the row-major numbers
+ * (pack → unpack is the identity; the padding is zeros) and every kernel must read it in the row-major order: the
+ * linear export on panels (`ldw = 0`) equals the same export on the compact row-major W bit for bit, for every m
+ * (the m = 1 tile, the m = 2 GEMV, the GEMM with its grouped panels at m ≤ 32 and its plain strips above), on any
+ * column range (a thread's share need not start or end on a panel), with a bias epilogue, SIMD128 and scalar twin;
+ * and both agree with float64 within the f32 bound. Reference: float64 in this file.
+ */
+const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer.slice(a.byteOffset, a.byteOffset + a.byteLength)));
+
+describe('f32 W in panels (cpp/linear_panel.h)', () => {
+  let rt: WasmRuntime;
+  beforeAll(async () => {
+    rt = (await WasmBackend.create({ threads: 1 })).runtime;
+  });
+  const put = (a: Float32Array) => {
+    const p = rt.malloc(Math.max(4, a.byteLength));
+    rt.f32.set(a, p >>> 2);
+    return p;
+  };
+  const get = (p: number, len: number) => rt.f32.slice(p >>> 2, (p >>> 2) + len);
+
+  it('pack then unpack gives W back; the layout is (j/4)·4·K4 + (p/4)·16 + (j mod 4)·4 + p mod 4, padding zero', () => {
+    for (const [n, k] of [[1, 1], [5, 3], [4, 4], [37, 1041], [16, 8]]) {
+      const w = randomF32(rng(n * 7 + k), n * k);
+      const k4 = Math.ceil(k / 4) * 4;
+      const bytes = rt.exports.peft_weight_panel_bytes(n, k) >>> 0;
+      expect(bytes, `[${n}, ${k}]`).toBe(Math.ceil(n / 4) * 4 * k4 * 4);
+      const src = put(w);
+      const dst = rt.malloc(bytes);
+      rt.exports.peft_f32_pack_panels(n, k, src, k, dst);
+      const packed = get(dst, bytes / 4);
+      for (let j = 0; j < Math.ceil(n / 4) * 4; j++)
+        for (let p = 0; p < k4; p++) {
+          const at = Math.floor(j / 4) * 4 * k4 + Math.floor(p / 4) * 16 + (j % 4) * 4 + (p % 4);
+          expect(packed[at]).toBe(j < n && p < k ? w[j * k + p] : 0);
+        }
+      const back = rt.malloc(n * k * 4);
+      rt.exports.peft_f32_unpack_panels(n, k, dst, back);
+      expect(bits(get(back, n * k))).toEqual(bits(w));
+      for (const p of [src, dst, back]) rt.free(p);
+    }
+  });
+
+  // n = 45: panels plus a cut one; ranges that start and end mid-panel, a single column, a whole layer.
+  const n = 45;
+  const cases = [
+    { k: 1029, ms: [1, 2, 3, 4, 9, 33, 40] },
+    { k: 6, ms: [1, 2, 5] },
+  ];
+  for (const { k, ms } of cases)
+    for (const m of ms)
+      it(`k = ${k}, m = ${m}: panels = row-major bit for bit on column ranges (SIMD128 and scalar twin), within the f32 bound of float64`, () => {
+        const rand = rng(k * 100 + m);
+        const w = randomF32(rand, n * k);
+        const x = randomF32(rand, m * k);
+        const bias = randomF32(rand, n);
+        const wp = put(w);
+        const pan = rt.malloc(rt.exports.peft_weight_panel_bytes(n, k) >>> 0);
+        rt.exports.peft_f32_pack_panels(n, k, wp, k, pan);
+        const xp = put(x);
+        const bp = put(bias);
+        const ep = rt.malloc(epilogueBytes(0));
+        writeEpilogue(rt, ep, { bias: bp, rowScale: 0, loraBias: 0, terms: [] });
+        const scratch = rt.malloc(rt.exports.peft_f32_linear_scratch_bytes(m, k) >>> 0);
+        const y = rt.malloc(m * n * 4);
+        const run = (w0: number, ldw: number, j0: number, j1: number, withBias: boolean) => {
+          rt.f32.fill(0, y >>> 2, (y >>> 2) + m * n);
+          rt.exports.peft_f32_linear_cols(m, n, k, j0, j1, xp, w0, ldw, y, withBias ? ep : 0, scratch);
+          return get(y, m * n);
+        };
+        for (const [j0, j1] of [[0, n], [3, 42], [5, 6], [8, 40], [1, 3], [44, 45]])
+          for (const withBias of [false, true])
+            expect(bits(run(pan, 0, j0, j1, withBias)), `cols [${j0}, ${j1})${withBias ? ' + bias' : ''}`).toEqual(bits(run(wp, k, j0, j1, withBias)));
+        // The whole layer on panels against float64 (and the scalar twin on panels against the scalar twin row-major).
+        const got = run(pan, 0, 0, n, true);
+        const ref = new Float64Array(m * n);
+        const mag = new Float64Array(m * n);
+        for (let i = 0; i < m; i++)
+          for (let j = 0; j < n; j++) {
+            let acc = 0;
+            let abs = 0;
+            for (let p = 0; p < k; p++) {
+              acc += x[i * k + p] * w[j * k + p];
+              abs += Math.abs(x[i * k + p] * w[j * k + p]);
+            }
+            ref[i * n + j] = acc + bias[j];
+            mag[i * n + j] = abs + Math.abs(bias[j]);
+          }
+        expectClose(got, ref, (i) => (k / 4 + 4) * EPS32 * mag[i] + 1e-30, `k=${k} m=${m}`);
+        const scalar = (w0: number, ldw: number) => {
+          rt.exports.peft_f32_linear__scalar(m, n, k, xp, w0, ldw, y, ep, scratch);
+          return get(y, m * n);
+        };
+        const sp = scalar(pan, 0);
+        expect(bits(sp), 'scalar twin').toEqual(bits(scalar(wp, k)));
+        expectClose(sp, ref, (i) => (k / 4 + 4) * EPS32 * mag[i] + 1e-30, `scalar k=${k} m=${m}`);
+        for (const p of [wp, pan, xp, bp, ep, scratch, y]) rt.free(p);
+      });
+});
