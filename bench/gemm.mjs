@@ -279,7 +279,7 @@ export function gemmTables({ peers: all, res, cost, sizes, ms, ranks, notes, cos
     'Setup, done once outside the timing, each peer on its fastest path: tfjs-backend-wasm gets W transposed to [k,n] and ' +
       '`tf.fused.matMul` with the bias (its `transposeB: true` path re-packs W on every call, ≈10× slower at k = n = 4096); ' +
       'onnxruntime-web gets a graph built in memory, `Gemm(transB=1)` plus a `MatMul → MatMul → Add` chain for LoRA; ' +
-      'both get the LoRA scale folded into B. peftjs gets `backend.upload(W, { linearWeight: true })` (what a `Linear` does: rows of 4 KiB or more padded by 128 bytes) and the scale at call time. ' +
+      'both get the LoRA scale folded into B. peftjs gets `backend.upload(W, { linearWeight: true })` (what a `Linear` does: W stored once in panels of 4 rows) and the scale at call time. ' +
       'Every output is checked against a float64 reference first.',
   );
   if (notes.length) out.push(notes.map((n) => `- ${n}`).join('\n'));

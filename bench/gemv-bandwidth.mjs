@@ -2,9 +2,9 @@
 // 4-bit W, one run times peftjs's `linear` at m = 1 and plain wasm SIMD128 read loops (lib/bandwidth.mjs: the fastest
 // of one, 8 and 16 streams) interleaved, round by round, and reports W bytes ÷ time as a fraction of the read loop's GB/s (issue 11's target:
 // ≥ 80 %). Each format cycles through enough copies of W (≥ 160 MiB) that every call finds its W out of cache.
-// f32 W as a Linear stores it runs in panels (cpp/linear_panel.h: one tile); a row-major f32 W (compact, as any f32 W
-// not uploaded as a linear weight) and a bf16 W run each m = 1 tile (cpp/tuning.h) in the same rounds: the build's
-// default, 8 × 2, and 'auto' (what a user gets: the tuner's pick after timing both on the first calls; the row names
+// f32 and bf16 W as a Linear stores them run in panels (cpp/linear_panel.h, linear_bf16.h: one tile each); the same W
+// row-major (compact, as any W not uploaded as a linear weight) runs each m = 1 tile (cpp/tuning.h) in the same
+// rounds: the build's default, 8 × 2, and 'auto' (the tuner's pick after timing both on the first calls; the row names
 // the tile it settled on).
 // Usage: node gemv-bandwidth.mjs [--quick]   or   deno run --allow-read --allow-env gemv-bandwidth.mjs
 import { bandwidthProbe } from './lib/bandwidth.mjs';
@@ -23,16 +23,14 @@ const runtime = globalThis.Deno ? `Deno ${Deno.version.deno}` : globalThis.Bun ?
 let seed = 7;
 const rnd = () => ((seed = (seed * 1103515245 + 12345) >>> 0) / 2 ** 32) * 2 - 1;
 const f32 = (len, s) => Float32Array.from({ length: len }, () => rnd() * s);
+const bf16 = (len) => Uint16Array.from({ length: len }, () => (0x3c00 + ((rnd() * 0x200) | 0)) & 0xffff);
 
 const formats = {
-  // f32 and bf16 W stored as a Linear stores them (`linearWeight`: f32 in panels, bf16 rows of 4 KiB or more padded by
-  // 128 bytes); the bytes counted are the weights', not the padding's.
+  // f32 and bf16 W stored as a Linear stores them (`linearWeight`: in panels), and row-major.
   f32: { bytes: n * k * 4, panels: true, make: () => be.upload(Tensor.from(f32(n * k, 0.02), [n, k], 'f32'), { linearWeight: true }) },
   'f32 row-major': { bytes: n * k * 4, make: () => be.upload(Tensor.from(f32(n * k, 0.02), [n, k], 'f32')) },
-  bf16: {
-    bytes: n * k * 2,
-    make: () => be.upload(Tensor.from(Uint16Array.from({ length: n * k }, () => (0x3c00 + ((rnd() * 0x200) | 0)) & 0xffff), [n, k], 'bf16'), { keepBf16: true, linearWeight: true }),
-  },
+  bf16: { bytes: n * k * 2, panels: true, make: () => be.upload(Tensor.from(bf16(n * k), [n, k], 'bf16'), { keepBf16: true, linearWeight: true }) },
+  'bf16 row-major': { bytes: n * k * 2, make: () => be.upload(Tensor.from(bf16(n * k), [n, k], 'bf16'), { keepBf16: true }) },
   q4: {
     bytes: (n * k) / 2 + 2 * n * (k / group) * 4,
     make: () => ({
@@ -58,7 +56,7 @@ for (const [name, f] of Object.entries(formats)) {
   };
   const quant = name === 'q4'; // one tile: the quantised GEMV is not tuned
   const oneTile = quant || f.panels; // panels: one tile, never tuned
-  const dtype = name === 'bf16' ? 'bf16' : 'f32';
+  const dtype = name.startsWith('bf16') ? 'bf16' : 'f32';
   const tiles = oneTile ? { auto: be } : { build: fixed.build, '8x2': fixed['8x2'], auto: be };
   // Warm: optimised tier, pages faulted in, and the auto tuner settled on this shape (it times both tiles first).
   for (const b of Object.values(tiles)) for (const w of ws) call(b, w);
@@ -79,7 +77,7 @@ for (const [name, f] of Object.entries(formats)) {
   const labels = { build: `build's ${built >> 8}x${built & 255}`, '8x2': '8x2', auto: `auto → ${tuned?.tile ?? '?'} (${tuned?.state ?? 'untimed'})` };
   for (const t of Object.keys(tiles)) {
     const ratios = gemv[t].map((g, i) => g / loop[i]);
-    rows.push([name, quant ? '—' : f.panels ? 'panels, 4 × 4' : labels[t], (f.bytes / 2 ** 20).toFixed(0), copies, med(gemv[t]).toFixed(1), med(loop).toFixed(1), `${(med(ratios) * 100).toFixed(0)} %`]);
+    rows.push([name, quant ? '—' : f.panels ? 'panels (one tile)' : labels[t], (f.bytes / 2 ** 20).toFixed(0), copies, med(gemv[t]).toFixed(1), med(loop).toFixed(1), `${(med(ratios) * 100).toFixed(0)} %`]);
   }
   for (const w of ws) for (const t of w.w ? [w.w, w.scales, w.biases] : [w]) t.dispose();
 }

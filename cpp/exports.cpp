@@ -44,21 +44,29 @@ PEFT_EXPORT int32_t peft_gemv1_tile(int32_t knob, int32_t value) {
 PEFT_EXPORT int32_t peft_quant_strip_rows(void) { return (int32_t)QUANT_STRIP; }
 PEFT_EXPORT size_t peft_f32_qlinear_scratch_bytes(size_t m, size_t k) { return f32_qlinear_scratch_floats(m, k) * 4; }
 
-// ---- a resident f32 W in panels (linear_panel.h): the linear exports read it when passed ldw = 0 ----------------
-PEFT_EXPORT size_t peft_weight_panel_bytes(size_t n, size_t k) { return weight_panel_floats(n, k) * 4; }
-// dst (peft_weight_panel_bytes(n, k)) = src [n,k] (rows lds ≥ k floats apart) in panels.
+// ---- a resident W in panels of 4 rows (f32: linear_panel.h, bf16: linear_bf16.h): the linear exports read it when
+// passed ldw = 0 -----------------------------------------------------------------------------------------------------
+// Bytes of an [n,k] weight of elem_bytes (4: f32, 2: bf16) in panels; 0 for another size.
+PEFT_EXPORT size_t peft_weight_panel_bytes(size_t n, size_t k, size_t elem_bytes) {
+  return elem_bytes == 4 ? weight_panel_floats(n, k) * 4 : elem_bytes == 2 ? bf16_weight_panel_elems(n, k) * 2 : 0;
+}
+// dst (peft_weight_panel_bytes(n, k, 4)) = src [n,k] (rows lds ≥ k floats apart) in panels.
 PEFT_EXPORT void peft_f32_pack_panels(size_t n, size_t k, const float* src, size_t lds, float* dst) {
   f32_pack_panels(n, k, src, lds, dst);
 }
 // dst [n,k] compact = the panel weight src.
 PEFT_EXPORT void peft_f32_unpack_panels(size_t n, size_t k, const float* src, float* dst) { f32_unpack_panels(n, k, src, dst); }
+PEFT_EXPORT void peft_bf16_pack_panels(size_t n, size_t k, const uint16_t* src, size_t lds, uint16_t* dst) {
+  bf16_pack_panels(n, k, src, lds, dst);
+}
+PEFT_EXPORT void peft_bf16_unpack_panels(size_t n, size_t k, const uint16_t* src, uint16_t* dst) {
+  bf16_unpack_panels(n, k, src, dst);
+}
 
 // ---- linear: y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ); W rows ldw ≥ k elements apart, or ldw = 0: W in panels; ep:
 // Epilogue* or 0 ------
 // scratch: peft_f32_linear_scratch_bytes(m, k) bytes.
 PEFT_EXPORT size_t peft_f32_linear_scratch_bytes(size_t m, size_t k) { return f32_linear_scratch_floats(m, k) * 4; }
-// The row stride (elements) a resident base weight of k elements per row, elem_bytes each, is best stored at.
-PEFT_EXPORT size_t peft_weight_row_stride(size_t k, size_t elem_bytes) { return weight_row_stride(k, elem_bytes); }
 PEFT_EXPORT void peft_f32_linear(size_t m, size_t n, size_t k, const float* x, const float* w, size_t ldw, float* y,
                                  const Epilogue* ep, float* scratch) {
   f32_linear<Simd128, PackedSimd128>(m, n, k, x, w, ldw, y, ep, scratch);

@@ -14,8 +14,8 @@
 //   above. So a row computed in a batch of m equals the same row computed alone, bit for bit (speculative
 //   decoding verifies a batch of drafted tokens and must equal token-by-token decoding), and the SIMD kernels
 //   equal their scalar twins bit for bit.
-// Kernel shape (W is read in its [n,k] row-major layout, rows ldw ≥ k apart: the long-lived weight is never copied or
-// packed per call; a resident base weight is stored once at weight_row_stride, rows of 4 KiB or more padded)
+// Kernel shape (W is read in its [n,k] row-major layout, rows ldw ≥ k apart, or in panels (ldw = 0, a layer's resident
+// W: linear_panel.h) through the same tiles on another address map; W is never copied or packed per call)
 //   "Dot form" everywhere: an accumulator is one output's four lanes (x[i,p:p+4] · W[j,p:p+4]).
 //   m ≤ 3, GEMV f32_gemm_MRxNR: MR = m rows of x × NR rows of W (NR = 8 for m = 1), over all of k; W is streamed
 //   exactly once.
@@ -549,14 +549,6 @@ static inline void f32_gemm_dot(size_t m, size_t n, size_t k, size_t j0, size_t 
     }
     f32_gemm_dot_finish__simd128<1>(m, n, k, x, lanes, y, ep, j, wtail);
   }
-}
-
-// Row stride (elements) for a resident base weight with k elements of elem_bytes per row: rows of 4 KiB or more are
-// padded by 128 bytes. Rows a multiple of 4 KiB apart map to the same cache sets and DRAM banks, and the m = 1 GEMV
-// streams 16 of them at once. Measured (f32, m = 1, W cold, padded ÷ unpadded in one run): k = 4096 1.08×, 2048
-// 1.09×, 3584 1.28×, 11008 1.12×, 4864 1.04×, 896 (not padded) 1.03×; m = 8 and 64 level. +128 B beat +64 and +256.
-static inline size_t weight_row_stride(size_t k, size_t elem_bytes) {
-  return k * elem_bytes >= 4096 ? k + 128 / elem_bytes : k;
 }
 
 // The f32 W GEMM as one function (the kernels of every caller share one compiled copy; its tiles inline).

@@ -4,6 +4,9 @@
 //   The one of linear.h, with W [n,k] stored as bf16 (the upper 16 bits of an f32: widening is exact, a shift).
 //   Checkpoints ship bf16; keeping W so halves its memory and the bytes a forward streams. Decode (m ≤ 4) is bound
 //   by memory bandwidth, so it runs up to 2× an f32 W.
+// Layouts
+//   A layer's resident W is stored in panels of 4 rows ([⌈k/8⌉][4][8], Bf16PanelW below; the kernels take it as
+//   ldw = 0), any other W row-major; the same tiles read both (m ≤ 2 the GEMV on panels, m ≥ 3 the GEMM).
 // Kernel shape
 //   m ≤ BF16_GEMV_MAX_M, f32xbf16_gemv (on chunks of ≤ 4 rows of x): linear.h's dot form on bf16 W. 8 weights of
 //   a row per v128 load, widened by interleaving with zeros (each bf16 lands in the upper half of an f32: exact),
@@ -23,6 +26,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <assert.h>
+#include <string.h>
 #include <wasm_simd128.h>
 #include "linear.h"
 
@@ -33,6 +37,55 @@ static inline float bf16_to_f32_1(uint16_t h) {
   float f;
   __builtin_memcpy(&f, &u, 4);
   return f;
+}
+
+// Where a bf16 W's element (j, p) sits for the tiles below (as linear.h's RowMajorW / PanelW for f32).
+//   Bf16RowMajorW: [n,k], rows ldw ≥ k apart.
+//   Bf16PanelW:    panels of 4 rows, [K8/8][4][8] each (K8 = k rounded up to 8): k-chunk q (columns 8q … 8q+7) of the
+//                  4 rows side by side, 64 bytes, then chunk q + 1; `w` points at the tile's first row's first chunk
+//                  in its panel (a tile never crosses a panel). `at` only for p a multiple of 8. Why: linear_panel.h.
+struct Bf16RowMajorW {
+  static inline const uint16_t* at(const uint16_t* w, size_t ldw, size_t j, size_t p) { return w + j * ldw + p; }
+  static inline uint16_t elem(const uint16_t* w, size_t ldw, size_t j, size_t p) { return w[j * ldw + p]; }
+};
+struct Bf16PanelW {
+  static inline const uint16_t* at(const uint16_t* w, size_t, size_t j, size_t p) { return w + 4 * p + 8 * j; }
+  static inline uint16_t elem(const uint16_t* w, size_t, size_t j, size_t p) { return w[4 * (p & ~(size_t)7) + 8 * j + (p & 7)]; }
+};
+static inline size_t bf16_panel_k8(size_t k) { return (k + 7) & ~(size_t)7; }
+// u16 elements of an [n,k] bf16 weight in panels.
+static inline size_t bf16_weight_panel_elems(size_t n, size_t k) { return (n + 3) / 4 * 4 * bf16_panel_k8(k); }
+// Row j's first chunk (Bf16PanelW's origin for a tile whose first row is j).
+static inline const uint16_t* bf16_panel_row(const uint16_t* w, size_t k, size_t j) {
+  return w + (j / 4) * 4 * bf16_panel_k8(k) + (j % 4) * 8;
+}
+// dst (bf16_weight_panel_elems(n, k)) = src [n,k] (rows lds ≥ k apart) in panels, padding zeroed.
+static inline void bf16_pack_panels(size_t n, size_t k, const uint16_t* __restrict src, size_t lds, uint16_t* __restrict dst) {
+  const size_t k8 = bf16_panel_k8(k), kf = k & ~(size_t)7;
+  for (size_t j0 = 0; j0 < n; j0 += 4)
+    for (size_t r = 0; r < 4; r++) {
+      uint16_t* d = dst + j0 * k8 + 8 * r;
+      if (j0 + r >= n) {
+        for (size_t p = 0; p < k8; p += 8) memset(d + 4 * p, 0, 16);
+        continue;
+      }
+      const uint16_t* s = src + (j0 + r) * lds;
+      size_t p = 0;
+      for (; p < kf; p += 8) wasm_v128_store(d + 4 * p, wasm_v128_load(s + p));
+      if (p < k8)
+        for (size_t c = 0; c < 8; c++) d[4 * p + c] = p + c < k ? s[p + c] : 0;
+    }
+}
+// dst [n,k] (compact) = the panel weight src.
+static inline void bf16_unpack_panels(size_t n, size_t k, const uint16_t* __restrict src, uint16_t* __restrict dst) {
+  for (size_t j = 0; j < n; j++) {
+    const uint16_t* row = bf16_panel_row(src, k, j);
+    for (size_t p = 0; p < k; p++) dst[j * k + p] = Bf16PanelW::elem(row, 0, 0, p);
+  }
+}
+// W[j, p] of either layout (ldw = 0: panels), for the scalar twin and tails.
+static inline uint16_t bf16_elem(const uint16_t* w, size_t ldw, size_t k, size_t j, size_t p) {
+  return ldw ? w[j * ldw + p] : Bf16PanelW::elem(bf16_panel_row(w, k, j), 0, 0, p);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -51,7 +104,7 @@ static inline void f32xbf16_linear__scalar(size_t m, size_t n, size_t k, const f
   for (size_t j = 0; j < n; j += BF16_STRIP) {
     const size_t rows = j + BF16_STRIP <= n ? BF16_STRIP : n - j;
     for (size_t r = 0; r < rows; r++)
-      for (size_t q = 0; q < k; q++) scratch[r * k + q] = bf16_to_f32_1(w[(j + r) * ldw + q]);
+      for (size_t q = 0; q < k; q++) scratch[r * k + q] = bf16_to_f32_1(bf16_elem(w, ldw, k, j + r, q));
     f32_gemm_columns<Scalar>(m, n, k, j, j + rows, x, scratch, k, y, ep);
   }
 }
@@ -81,7 +134,7 @@ static inline v128_t bf16x4_to_f32x4(const uint16_t* w) {
 // y[0:M, j0:j0+NR] = epilogue(x [M,k] · widen(W[0:NR, :])ᵀ), W rows at stride ldw.
 // TOUCH (m = 1, short rows): every k-step also loads as many lines at `ahead` (the next tile) as it consumes; see
 // GEMV_TOUCH_MAX_ROW_BYTES in linear.h.
-template <int M, int NR, bool TOUCH = false, int U = PEFT_BF16_GEMV1_U>
+template <int M, int NR, bool TOUCH = false, int U = PEFT_BF16_GEMV1_U, class BL = Bf16RowMajorW>
 static inline void f32xbf16_gemv__simd128(size_t k, const float* __restrict x, const uint16_t* __restrict w, size_t ldw,
                                           float* __restrict y, size_t ldy, const Epilogue* ep, size_t j0,
                                           [[maybe_unused]] const uint8_t* ahead = nullptr) {
@@ -100,7 +153,7 @@ static inline void f32xbf16_gemv__simd128(size_t k, const float* __restrict x, c
       for (int j = 0; j < NR; j++)
         for (int u = 0; u < U; u++) {
           const size_t p = p0 + 8 * u;
-          const v128_t v = wasm_v128_load(w + j * ldw + p);
+          const v128_t v = wasm_v128_load(BL::at(w, ldw, j, p));
           const v128_t lo = wasm_i16x8_shuffle(zero, v, 0, 8, 1, 9, 2, 10, 3, 11);
           const v128_t hi = wasm_i16x8_shuffle(zero, v, 4, 12, 5, 13, 6, 14, 7, 15);
           acc[0][j] = f32x4_madd(wasm_v128_load(x + p), lo, acc[0][j]);
@@ -111,7 +164,7 @@ static inline void f32xbf16_gemv__simd128(size_t k, const float* __restrict x, c
   }
   for (size_t p = p0; p < k8; p += 8)
     for (int j = 0; j < NR; j++) {
-      const v128_t v = wasm_v128_load(w + j * ldw + p);
+      const v128_t v = wasm_v128_load(BL::at(w, ldw, j, p));
       const v128_t lo = wasm_i16x8_shuffle(zero, v, 0, 8, 1, 9, 2, 10, 3, 11);    // columns p .. p+3
       const v128_t hi = wasm_i16x8_shuffle(zero, v, 4, 12, 5, 13, 6, 14, 7, 15);  // columns p+4 .. p+7
       for (int i = 0; i < M; i++) {
@@ -121,7 +174,7 @@ static inline void f32xbf16_gemv__simd128(size_t k, const float* __restrict x, c
     }
   if (k4 > k8)
     for (int j = 0; j < NR; j++) {
-      const v128_t lo = bf16x4_to_f32x4(w + j * ldw + k8);
+      const v128_t lo = bf16x4_to_f32x4(BL::at(w, ldw, j, k8));
       for (int i = 0; i < M; i++) acc[i][j] = f32x4_madd(wasm_v128_load(x + i * k + k8), lo, acc[i][j]);
     }
   alignas(16) float out[M][NR];
@@ -130,7 +183,7 @@ static inline void f32xbf16_gemv__simd128(size_t k, const float* __restrict x, c
       const v128_t a = acc[i][j];
       float s = (wasm_f32x4_extract_lane(a, 0) + wasm_f32x4_extract_lane(a, 2)) +
                 (wasm_f32x4_extract_lane(a, 1) + wasm_f32x4_extract_lane(a, 3));
-      for (size_t p = k4; p < k; p++) s += x[i * k + p] * bf16_to_f32_1(w[j * ldw + p]);
+      for (size_t p = k4; p < k; p++) s += x[i * k + p] * bf16_to_f32_1(BL::elem(w, ldw, j, p));
       out[i][j] = s;
     }
   f32_store_tile__simd128<M, NR>(out, y, ldy, false, ep, 0, j0);  // ldy = n: also the row stride of LoRA B
@@ -182,6 +235,24 @@ static inline void f32xbf16_gemv_m__simd128(size_t n, size_t k, size_t j0, size_
   for (; j < j1; j++) f32xbf16_gemv__simd128<M, 1>(k, x, w + j * ldw, ldw, y + j, n, ep, j);
 }
 
+// m ≤ PEFT_BF16_PANEL_GEMV_MAX_M on a W in panels (ldw = 0), columns [j0, j1): per panel one M × 4 tile (m = 1: one
+// 64-byte line per k-step of 8, U = 1), single rows at a cut panel. Measured (Zen 5,
+// W cold, m = 1, GB/s ÷ the row-major 8 × 4 tile in one run): k = n = 4096 1.27× (76 % of the read loop, row-major
+// 60 %), k 896 n 4864 1.58× (83 %); 4 × 2 and 4 × 4 levels 0.94–0.99× of 4 × 1, two panels at once (8 rows) 0.58×.
+template <int M>
+__attribute__((noinline)) static void f32xbf16_gemv_panels__simd128(size_t n, size_t k, size_t j0, size_t j1,
+                                                                    const float* x, const uint16_t* w, float* y,
+                                                                    const Epilogue* ep) {
+  static_assert(M <= 2, "M·4 ≤ 8 accumulators");
+  constexpr int NR = 4;
+  size_t j = j0;
+  for (; j < j1 && j % 4 != 0; j++)
+    f32xbf16_gemv__simd128<M, 1, false, 1, Bf16PanelW>(k, x, bf16_panel_row(w, k, j), 0, y + j, n, ep, j);
+  for (; j + NR <= j1; j += NR)
+    f32xbf16_gemv__simd128<M, NR, false, 1, Bf16PanelW>(k, x, bf16_panel_row(w, k, j), 0, y + j, n, ep, j);
+  for (; j < j1; j++) f32xbf16_gemv__simd128<M, 1, false, 1, Bf16PanelW>(k, x, bf16_panel_row(w, k, j), 0, y + j, n, ep, j);
+}
+
 // ---------------------------------------------------------------------------------------------------------
 // SIMD128, m > 4: packed GEMM over widened W strips.
 
@@ -209,6 +280,14 @@ static inline void bf16_widen_strip__simd128(size_t rows, size_t kc, size_t ldw,
 #define PEFT_BF16_GEMV_MAX_M 4
 #endif
 constexpr size_t BF16_GEMV_MAX_M = PEFT_BF16_GEMV_MAX_M;
+// The same for a W in panels, where the GEMM's strips are read as one contiguous run each. Measured (Zen 5, W cold,
+// k = n = 4096, ÷ the row-major W in one run): m = 3 1.10×, m = 4 1.10×, m = 8 1.12× through the GEMM (the M × 2
+// GEMV tile: m = 4 0.75–0.77×, each line read in two sweeps); m = 2 0.85× with the 2 × 4 GEMV tile (0.82× through
+// the GEMM; k-blocked 2 × 2 tiles over 1–8 panels at once 0.6–0.93×, unsteady): the one shape panels lose.
+#ifndef PEFT_BF16_PANEL_GEMV_MAX_M
+#define PEFT_BF16_PANEL_GEMV_MAX_M 2
+#endif
+static_assert(PEFT_BF16_PANEL_GEMV_MAX_M >= 1 && PEFT_BF16_PANEL_GEMV_MAX_M <= 2, "the panel GEMV tiles are 1 × 4 and 2 × 4");
 
 // k-block of the bf16 GEMM: the widened strip (16·KC bytes) and a row pair of x (8·KC) stay in L1. A k of up to KC
 // runs as one block, its accumulators in registers from the first column to the sums (no lanes round trip).
@@ -226,7 +305,7 @@ static inline size_t f32xbf16_gemm_scratch_floats(size_t m, size_t k) {
 
 // Scratch floats for both twins: the packed GEMM's (the GEMV needs none); the scalar twin's strip [BF16_STRIP,k].
 static inline size_t f32xbf16_linear_scratch_floats(size_t m, size_t k) {
-  const size_t simd = m <= BF16_GEMV_MAX_M ? 0 : f32xbf16_gemm_scratch_floats(m, k);
+  const size_t simd = m <= PEFT_BF16_PANEL_GEMV_MAX_M ? 0 : f32xbf16_gemm_scratch_floats(m, k);  // either layout
   const size_t scalar = BF16_STRIP * k;
   const size_t epi = m > 4 ? EPI_PACK_FLOATS + 4 : 0;  // the LoRA epilogue's packed B (after the GEMM)
   const size_t most = simd > scalar ? simd : scalar;
@@ -265,6 +344,32 @@ static inline void bf16_widen_strip4_interleaved__simd128(size_t kc, size_t ldw,
     }
     if (p < kc) wasm_v128_store(ws + 4 * r + 4 * p, bf16x4_to_f32x4(w + r * ldw + p));
   }
+}
+
+// The same strip from a W in panels: `w` = the panel's chunk at p0 (its rows side by side, 8 columns each), so the
+// block is one contiguous run; kc a multiple of 4.
+static inline void bf16_widen_panel4_interleaved__simd128(size_t kc, const uint16_t* __restrict w, float* __restrict ws) {
+  const v128_t zero = wasm_i32x4_splat(0);
+  size_t p = 0;
+  for (; p + 8 <= kc; p += 8)
+    for (size_t r = 0; r < 4; r++) {
+      const v128_t v = wasm_v128_load(w + 4 * p + 8 * r);
+      wasm_v128_store(ws + 4 * p + 4 * r, wasm_i16x8_shuffle(zero, v, 0, 8, 1, 9, 2, 10, 3, 11));
+      wasm_v128_store(ws + 4 * p + 16 + 4 * r, wasm_i16x8_shuffle(zero, v, 4, 12, 5, 13, 6, 14, 7, 15));
+    }
+  if (p < kc)
+    for (size_t r = 0; r < 4; r++) wasm_v128_store(ws + 4 * p + 4 * r, bf16x4_to_f32x4(w + 4 * p + 8 * r));
+}
+// ws [kc] = one widened row of a W in panels: `w` = the row's chunk at p0.
+static inline void bf16_widen_panel_row__simd128(size_t kc, const uint16_t* __restrict w, float* __restrict ws) {
+  const v128_t zero = wasm_i32x4_splat(0);
+  size_t p = 0;
+  for (; p + 8 <= kc; p += 8) {
+    const v128_t v = wasm_v128_load(w + 4 * p);
+    wasm_v128_store(ws + p, wasm_i16x8_shuffle(zero, v, 0, 8, 1, 9, 2, 10, 3, 11));
+    wasm_v128_store(ws + p + 4, wasm_i16x8_shuffle(zero, v, 4, 12, 5, 13, 6, 14, 7, 15));
+  }
+  for (; p < kc; p++) ws[p] = bf16_to_f32_1(Bf16PanelW::elem(w, 0, 0, p));
 }
 
 // xp [m/2][k4/4][2][4] from x [m,k]: the pairs of rows (0,1), (2,3), …; columns 0 … k4−1.
@@ -329,7 +434,7 @@ static inline void f32xbf16_gemm_store__simd128(v128_t (&sum)[MR], size_t n, siz
   for (int i = 0; i < MR; i++) wasm_v128_store(out[i], sum[i]);
   for (int i = 0; i < MR; i++)
     for (int c = 0; c < 4; c++)
-      for (size_t p = k4; p < k; p++) out[i][c] += x[(i0 + i) * k + p] * bf16_to_f32_1(w[(j + c) * ldw + p]);
+      for (size_t p = k4; p < k; p++) out[i][c] += x[(i0 + i) * k + p] * bf16_to_f32_1(bf16_elem(w, ldw, k, j + c, p));
   f32_store_tile__simd128<MR, 4>(out, yr, n, false, ep, i0, j);
 }
 
@@ -339,17 +444,32 @@ static inline void f32xbf16_gemm_store__simd128(v128_t (&sum)[MR], size_t n, siz
 // noinline; emcc's wasm-opt inlines any function with one call site, hence the two call sites below.
 // Per strip of 4 W rows, per k-block: widen the block, then every row pair (and an odd last row) over it; the last
 // block reduces and stores. Scratch: lanes [m][4] v128, the widened block [4, KC], the x panel.
+// BL = Bf16PanelW (ldw = 0): strips are panels, widened from one contiguous run; the columns before the first panel
+// go the way of the n % 4 tail.
+template <class BL>
 __attribute__((noinline)) static void f32xbf16_gemm__simd128(size_t m, size_t n, size_t k, size_t j0, size_t j1,
                                                              const float* __restrict x, const uint16_t* __restrict w,
                                                              size_t ldw, float* __restrict y, const Epilogue* ep,
                                                              float* __restrict scratch) {
+  constexpr bool PANELS = __is_same(BL, Bf16PanelW);
   constexpr size_t KC = PEFT_BF16_GEMM_KC;
   v128_t* lanes = (v128_t*)(((uintptr_t)scratch + 15) & ~(uintptr_t)15);
   float* ws = (float*)lanes + m * 16;  // right after the lanes, 16-byte aligned
   const size_t k4 = k & ~(size_t)3;
   float* xp = ws + 4 * (k4 < KC ? k4 : KC);
   const size_t m2 = m & ~(size_t)1;
+  const auto widen_row = [w, ldw, k, ws](size_t jj, size_t rows, size_t p0, size_t kc) {
+    if constexpr (PANELS) bf16_widen_panel_row__simd128(kc, bf16_panel_row(w, k, jj) + 4 * p0, ws);
+    else bf16_widen_strip__simd128(rows, kc, ldw, w + jj * ldw + p0, ws);
+    return WStrip{ws, kc};
+  };
+  const auto wtail = [w, ldw, k](size_t jj, size_t p) { return bf16_to_f32_1(bf16_elem(w, ldw, k, jj, p)); };
   size_t j = j0;
+  if constexpr (PANELS) {  // the rows of a cut panel: one at a time
+    j = (j0 + 3) & ~(size_t)3;
+    if (j > j1) j = j1;
+    if (j0 < j) f32_gemm_dot(m, n, k, j0, j, x, y, ep, scratch, widen_row, wtail);
+  }
   if (k4 > 0) {
     f32_pack_row_pairs__simd128(m, k, x, xp);
     v128_t sum2[2], sum1[1];
@@ -357,7 +477,8 @@ __attribute__((noinline)) static void f32xbf16_gemm__simd128(size_t m, size_t n,
       for (size_t p0 = 0; p0 < k4; p0 += KC) {
         const size_t kc = p0 + KC < k4 ? KC : k4 - p0;
         const bool first = p0 == 0, last = p0 + kc == k4;
-        bf16_widen_strip4_interleaved__simd128(kc, ldw, w + j * ldw + p0, ws);
+        if constexpr (PANELS) bf16_widen_panel4_interleaved__simd128(kc, bf16_panel_row(w, k, j) + 4 * p0, ws);
+        else bf16_widen_strip4_interleaved__simd128(kc, ldw, w + j * ldw + p0, ws);
         for (size_t i = 0; i < m2; i += 2) {
           const float* xi = xp + i * k4 + 2 * p0;
           v128_t* li = lanes + i * 4;
@@ -379,13 +500,7 @@ __attribute__((noinline)) static void f32xbf16_gemm__simd128(size_t m, size_t n,
       }
     }
   }
-  if (j < j1)  // the last n % 4 columns (or k < 4), one W row at a time
-    f32_gemm_dot(m, n, k, j, j1, x, y, ep, scratch,
-                 [w, ldw, ws](size_t jj, size_t rows, size_t p0, size_t kc) {
-                   bf16_widen_strip__simd128(rows, kc, ldw, w + jj * ldw + p0, ws);
-                   return WStrip{ws, kc};
-                 },
-                 [w, ldw](size_t jj, size_t p) { return bf16_to_f32_1(w[jj * ldw + p]); });
+  if (j < j1) f32_gemm_dot(m, n, k, j, j1, x, y, ep, scratch, widen_row, wtail);  // the last n % 4 columns (or k < 4), one W row at a time
 }
 
 // Columns [j0, j1) of y [m,n] = epilogue(x [m,k] · widen(W [n,k] bf16)ᵀ): one thread's share, each element
@@ -401,14 +516,19 @@ static inline void f32xbf16_linear_cols__simd128(size_t m, size_t n, size_t k, s
     f32_epilogue_pass(m, n, j0, j1, y, ep, scratch);
     return;
   }
-  if (m > BF16_GEMV_MAX_M) {
+  if (m > (ldw == 0 ? (size_t)PEFT_BF16_PANEL_GEMV_MAX_M : BF16_GEMV_MAX_M)) {
     // Two call sites on purpose: wasm-opt inlines a function called once whatever its attributes (see above).
     // Rows in blocks that stay in L2 (f32_gemm_row_block); ep has no LoRA terms here, so no row offset.
     const size_t mb = f32_gemm_row_block(m, k);
     for (size_t i = 0; i < m; i += mb) {
       const size_t mr = m - i < mb ? m - i : mb;
-      if (ep) f32xbf16_gemm__simd128(mr, n, k, j0, j1, x + i * k, w, ldw, y + i * n, ep, scratch);
-      else f32xbf16_gemm__simd128(mr, n, k, j0, j1, x + i * k, w, ldw, y + i * n, nullptr, scratch);
+      if (ldw == 0) {  // W in panels
+        if (ep) f32xbf16_gemm__simd128<Bf16PanelW>(mr, n, k, j0, j1, x + i * k, w, 0, y + i * n, ep, scratch);
+        else f32xbf16_gemm__simd128<Bf16PanelW>(mr, n, k, j0, j1, x + i * k, w, 0, y + i * n, nullptr, scratch);
+      } else {
+        if (ep) f32xbf16_gemm__simd128<Bf16RowMajorW>(mr, n, k, j0, j1, x + i * k, w, ldw, y + i * n, ep, scratch);
+        else f32xbf16_gemm__simd128<Bf16RowMajorW>(mr, n, k, j0, j1, x + i * k, w, ldw, y + i * n, nullptr, scratch);
+      }
     }
     return;
   }
@@ -417,6 +537,11 @@ static inline void f32xbf16_linear_cols__simd128(size_t m, size_t n, size_t k, s
     const size_t mc = m - i < 4 ? m - i : 4;
     const float* xc = x + i * k;
     float* yc = y + i * n;
+    if (ldw == 0) {  // W in panels
+      if (mc == 1) f32xbf16_gemv_panels__simd128<1>(n, k, j0, j1, xc, w, yc, ep);
+      else f32xbf16_gemv_panels__simd128<2>(n, k, j0, j1, xc, w, yc, ep);  // mc = 2 (m ≤ 2 here)
+      continue;
+    }
     switch (mc) {
       case 1: f32xbf16_gemv1_tuned__simd128(n, k, j0, j1, xc, w, ldw, yc, ep); break;
       case 2: f32xbf16_gemv_m__simd128<2>(n, k, j0, j1, xc, w, ldw, yc, ep); break;

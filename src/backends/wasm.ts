@@ -1,7 +1,7 @@
 import { BackendError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { ScratchArena, ScratchLayout } from '../runtime/scratch.js';
-import { WasmStorage, allocWasmTensor, copyToWasmPanels, copyToWasmPitched, panelOf, pitchedOf, wasmPtrOf } from '../runtime/storage.js';
+import { WasmStorage, allocWasmTensor, copyToWasmPanels, panelOf, wasmPtrOf } from '../runtime/storage.js';
 import { DTYPES } from '../dtype.js';
 import { type WasmBuild, type WasmBuildChoice, type WasmRuntime, initSharedWasm, initWasm, sharedMemorySupport } from '../runtime/wasm.js';
 import { COLUMN_ALIGN, THREAD_MIN_WORK, ThreadKernel, ThreadPool, chunkColumns } from '../runtime/threads.js';
@@ -144,21 +144,19 @@ export class WasmBackend implements Backend {
     const rt = this.runtime;
     const keep = t.dtype === 'bf16' && opts.keepBf16 === true;
     const kept = (t.dtype !== 'f16' && t.dtype !== 'bf16') || keep; // the dtype stays as it is
-    // A linear's W, once, in the layout the kernels stream fastest: f32 in panels (cpp/linear_panel.h), bf16 at its
-    // row stride (cpp/linear.h weight_row_stride). Already resident (another layer's, or a tied table): as it is.
+    // A linear's W, once, in the layout the kernels stream fastest: panels of 4 rows (f32: cpp/linear_panel.h, bf16:
+    // cpp/linear_bf16.h). Already resident (another layer's, or a tied table): as it is.
     if (opts.linearWeight && t.ndim === 2 && (t.dtype === 'f32' || keep) && this.kernels === 'simd128') {
-      if (panelOf(rt, t) !== undefined || pitchedOf(rt, t) || wasmPtrOf(rt, t) !== undefined) return t;
-      if (t.dtype === 'f32') return copyToWasmPanels(rt, t as Tensor<'f32'>);
-      const pitch = rt.exports.peft_weight_row_stride(t.shape[1], DTYPES[t.dtype].bytes) >>> 0;
-      if (pitch !== t.shape[1]) return copyToWasmPitched(rt, t, pitch);
+      if (panelOf(rt, t) !== undefined || wasmPtrOf(rt, t) !== undefined) return t;
+      return copyToWasmPanels(rt, t as Tensor<'f32' | 'bf16'>);
     }
-    if (opts.linearWeight && kept && (pitchedOf(rt, t) || panelOf(rt, t) !== undefined)) return t;
+    if (opts.linearWeight && kept && panelOf(rt, t) !== undefined) return t;
     if (wasmPtrOf(rt, t) !== undefined && kept) return t;
     if (!keep && (t.dtype === 'f16' || t.dtype === 'bf16' || t.dtype === 'f64')) {
       const w = toF32Tensor(t, rt);
-      if (!opts.linearWeight) return w;
-      const p = this.upload(w, opts); // widened, then pitched
-      if (p !== w) w.dispose();
+      if (!opts.linearWeight || t.ndim !== 2 || this.kernels !== 'simd128') return w;
+      const p = copyToWasmPanels(rt, w as Tensor<'f32'>); // widened (a new tensor: nobody shares it), then in panels
+      w.dispose();
       return p;
     }
     const out = allocWasmTensor(rt, t.shape, t.dtype);
@@ -170,8 +168,6 @@ export class WasmBackend implements Backend {
   private weightOf(w: Tensor): { ptr: number; ldw: number } | undefined {
     const panels = panelOf(this.runtime, w);
     if (panels !== undefined) return { ptr: panels, ldw: 0 };
-    const p = pitchedOf(this.runtime, w);
-    if (p) return p;
     const ptr = wasmPtrOf(this.runtime, w);
     return ptr === undefined ? undefined : { ptr, ldw: w.shape[1] };
   }

@@ -36,15 +36,15 @@ export interface PeftWasmExports {
   /** The tile a knob value runs in this build: rows << 8 | k-steps per turn (-1: unknown knob or value). */
   peft_gemv1_tile(knob: number, value: number): number;
   peft_f32_linear_scratch_bytes(m: number, k: number): number;
-  /** Row stride (elements) a base weight with k elements of `elemBytes` per row is stored at (cpp/linear.h). */
-  peft_weight_row_stride(k: number, elemBytes: number): number;
-  /** Bytes of an [n,k] f32 weight in panels (cpp/linear_panel.h). */
-  peft_weight_panel_bytes(n: number, k: number): number;
-  /** dst = src [n,k] (rows lds ≥ k floats apart) in panels. */
+  /** Bytes of an [n,k] weight of `elemBytes` (4: f32, 2: bf16) in panels of 4 rows (cpp/linear_panel.h, linear_bf16.h). */
+  peft_weight_panel_bytes(n: number, k: number, elemBytes: number): number;
+  /** dst = src [n,k] (rows lds ≥ k elements apart) in panels. */
   peft_f32_pack_panels(n: number, k: number, src: number, lds: number, dst: number): void;
+  peft_bf16_pack_panels(n: number, k: number, src: number, lds: number, dst: number): void;
   /** dst [n,k] compact = the panel weight src. */
   peft_f32_unpack_panels(n: number, k: number, src: number, dst: number): void;
-  /** W rows `ldw` ≥ k elements apart, or `ldw` = 0: an f32 W in panels (every f32 linear export). */
+  peft_bf16_unpack_panels(n: number, k: number, src: number, dst: number): void;
+  /** W rows `ldw` ≥ k elements apart, or `ldw` = 0: W in panels (every f32 and bf16 linear export). */
   peft_f32_linear(m: number, n: number, k: number, x: number, w: number, ldw: number, y: number, ep: number, scratch: number): void;
   peft_f32_linear__scalar(m: number, n: number, k: number, x: number, w: number, ldw: number, y: number, ep: number, scratch: number): void;
   peft_f32_epilogue_rows(m: number, n: number, rows: number, y: number, ep: number): void;

@@ -10,7 +10,7 @@ import { EPS32, expectClose, randomF32, rng } from './helpers.js';
 /**
  * The m = 1 GEMV runs one of two tiles (cpp/tuning.h: the build's default or 8 × 2), chosen at run time by timing.
  * The choice must never show in the results: both tiles give the same bits as each other (f32 and bf16 W, short rows
- * that take the touch-ahead path and long rows, W read at its padded row stride, plain or with bias + two LoRA terms +
+ * that take the touch-ahead path and long rows, and a W in panels (where the knob must not matter), plain or with bias + two LoRA terms +
  * a row scale, one thread and three), and both agree with the float64 reference (JsBackend) within the f32 bound.
  */
 const bits = (a: Float32Array) => new Uint32Array(a.buffer.slice(a.byteOffset, a.byteOffset + a.byteLength));
@@ -41,17 +41,17 @@ describe('m = 1 GEMV tiles', () => {
   });
 
   // n = 1027: no multiple of 4, 8 or 16 (every column tail runs). k: short rows (k·bytes ≤ 2560, the touch-ahead
-  // path) and long rows; `pitched`: W uploaded as a linear weight, read at its padded row stride.
+  // path) and long rows; `panels`: W uploaded as a linear weight, stored in panels (one tile: the knob must not matter).
   const cases = [
-    { dtype: 'f32', k: 600, pitched: false },
-    { dtype: 'f32', k: 1029, pitched: true },
-    { dtype: 'bf16', k: 1208, pitched: false },
-    { dtype: 'bf16', k: 1029, pitched: true },
+    { dtype: 'f32', k: 600, panels: false },
+    { dtype: 'f32', k: 1029, panels: true },
+    { dtype: 'bf16', k: 1208, panels: false },
+    { dtype: 'bf16', k: 1029, panels: true },
   ] as const;
   const n = 1027;
   for (const c of cases)
     for (const lora of [false, true])
-      it(`${c.dtype} W [${n}, ${c.k}]${c.pitched ? ' at its row stride' : ''}${lora ? ' + bias, two LoRA terms, row scale' : ''}: 8×2 = build tile bit for bit, 1 and 3 threads; within the f32 bound of float64`, () => {
+      it(`${c.dtype} W [${n}, ${c.k}]${c.panels ? ' in panels' : ''}${lora ? ' + bias, two LoRA terms, row scale' : ''}: 8×2 = build tile bit for bit, 1 and 3 threads; within the f32 bound of float64`, () => {
         const rand = rng(c.k + (lora ? 1 : 0));
         const k = c.k;
         const wf = randomF32(rand, n * k);
@@ -64,8 +64,8 @@ describe('m = 1 GEMV tiles', () => {
         const x = randomF32(rand, k);
         const run = (back: WasmBackend | JsBackend) => {
           const W = c.dtype === 'bf16'
-            ? back.upload(Tensor.from(wb, [n, k], 'bf16'), { keepBf16: true, linearWeight: c.pitched })
-            : back.upload(Tensor.from(wf, [n, k], 'f32'), { linearWeight: c.pitched });
+            ? back.upload(Tensor.from(wb, [n, k], 'bf16'), { keepBf16: true, linearWeight: c.panels })
+            : back.upload(Tensor.from(wf, [n, k], 'f32'), { linearWeight: c.panels });
           const deltas: LoRADelta[] = ranks.map((r, i) => ({
             a: back.upload(Tensor.from(a[i], [k, r], 'f32')),
             b: back.upload(Tensor.from(b[i], [r, n], 'f32')),

@@ -10,7 +10,8 @@ import { EPS32, expectClose, randomF32, rng } from './helpers.js';
  * linear export on panels (`ldw = 0`) equals the same export on the compact row-major W bit for bit, for every m
  * (the m = 1 tile, the m = 2 GEMV, the GEMM with its grouped panels at m ≤ 32 and its plain strips above), on any
  * column range (a thread's share need not start or end on a panel), with a bias epilogue, SIMD128 and scalar twin;
- * and both agree with float64 within the f32 bound. Reference: float64 in this file.
+ * and both agree with float64 within the f32 bound. The same for a bf16 W in panels ([⌈k/8⌉][4][8], linear_bf16.h).
+ * Reference: float64 in this file.
  */
 const bits = (a: Float32Array) => Array.from(new Uint32Array(a.buffer.slice(a.byteOffset, a.byteOffset + a.byteLength)));
 
@@ -30,7 +31,7 @@ describe('f32 W in panels (cpp/linear_panel.h)', () => {
     for (const [n, k] of [[1, 1], [5, 3], [4, 4], [37, 1041], [16, 8]]) {
       const w = randomF32(rng(n * 7 + k), n * k);
       const k4 = Math.ceil(k / 4) * 4;
-      const bytes = rt.exports.peft_weight_panel_bytes(n, k) >>> 0;
+      const bytes = rt.exports.peft_weight_panel_bytes(n, k, 4) >>> 0;
       expect(bytes, `[${n}, ${k}]`).toBe(Math.ceil(n / 4) * 4 * k4 * 4);
       const src = put(w);
       const dst = rt.malloc(bytes);
@@ -62,7 +63,7 @@ describe('f32 W in panels (cpp/linear_panel.h)', () => {
         const x = randomF32(rand, m * k);
         const bias = randomF32(rand, n);
         const wp = put(w);
-        const pan = rt.malloc(rt.exports.peft_weight_panel_bytes(n, k) >>> 0);
+        const pan = rt.malloc(rt.exports.peft_weight_panel_bytes(n, k, 4) >>> 0);
         rt.exports.peft_f32_pack_panels(n, k, wp, k, pan);
         const xp = put(x);
         const bp = put(bias);
@@ -102,5 +103,63 @@ describe('f32 W in panels (cpp/linear_panel.h)', () => {
         expect(bits(sp), 'scalar twin').toEqual(bits(scalar(wp, k)));
         expectClose(sp, ref, (i) => (k / 4 + 4) * EPS32 * mag[i] + 1e-30, `scalar k=${k} m=${m}`);
         for (const p of [wp, pan, xp, bp, ep, scratch, y]) rt.free(p);
+      });
+
+  // bf16 (cpp/linear_bf16.h): panels [⌈k/8⌉][4][8]; m = 1, 2 the panel GEMV, m ≥ 3 the GEMM on panels.
+  for (const { k, ms } of [{ k: 1029, ms: [1, 2, 3, 5, 9, 40] }, { k: 12, ms: [1, 2, 6] }])
+    for (const m of ms)
+      it(`bf16, k = ${k}, m = ${m}: pack/unpack is the identity; panels = row-major bit for bit on column ranges (SIMD128 and scalar twin)`, () => {
+        const rand = rng(k * 10 + m + 7);
+        const h = Uint16Array.from(randomF32(rand, n * k), (v) => (new Uint32Array(new Float32Array([v]).buffer)[0] >>> 16) & 0xffff);
+        const x = randomF32(rand, m * k);
+        const bias = randomF32(rand, n);
+        const k8 = Math.ceil(k / 8) * 8;
+        const bytes = rt.exports.peft_weight_panel_bytes(n, k, 2) >>> 0;
+        expect(bytes).toBe(Math.ceil(n / 4) * 4 * k8 * 2);
+        const wp = rt.malloc(n * k * 2);
+        new Uint16Array(rt.memory.buffer, wp, n * k).set(h);
+        const pan = rt.malloc(bytes);
+        rt.exports.peft_bf16_pack_panels(n, k, wp, k, pan);
+        const packed = new Uint16Array(rt.memory.buffer, pan, bytes / 2);
+        for (let j = 0; j < n; j += 5)
+          for (let p = 0; p < k; p += 3) expect(packed[Math.floor(j / 4) * 4 * k8 + Math.floor(p / 8) * 32 + (j % 4) * 8 + (p % 8)]).toBe(h[j * k + p]);
+        const back = rt.malloc(n * k * 2);
+        rt.exports.peft_bf16_unpack_panels(n, k, pan, back);
+        expect(Array.from(new Uint16Array(rt.memory.buffer, back, n * k))).toEqual(Array.from(h));
+        const xp = put(x);
+        const bp = put(bias);
+        const ep = rt.malloc(epilogueBytes(0));
+        writeEpilogue(rt, ep, { bias: bp, rowScale: 0, loraBias: 0, terms: [] });
+        const scratch = rt.malloc(rt.exports.peft_f32xbf16_linear_scratch_bytes(m, k) >>> 0);
+        const y = rt.malloc(m * n * 4);
+        const run = (w0: number, ldw: number, j0: number, j1: number, withBias: boolean) => {
+          rt.f32.fill(0, y >>> 2, (y >>> 2) + m * n);
+          rt.exports.peft_f32xbf16_linear_cols(m, n, k, j0, j1, xp, w0, ldw, y, withBias ? ep : 0, scratch);
+          return get(y, m * n);
+        };
+        for (const [j0, j1] of [[0, n], [3, 42], [5, 6], [8, 40], [1, 3], [44, 45]])
+          for (const withBias of [false, true])
+            expect(bits(run(pan, 0, j0, j1, withBias)), `cols [${j0}, ${j1})${withBias ? ' + bias' : ''}`).toEqual(bits(run(wp, k, j0, j1, withBias)));
+        const wv = new Float32Array(Uint32Array.from(h, (v) => v << 16).buffer);
+        const ref = new Float64Array(m * n);
+        const mag = new Float64Array(m * n);
+        for (let i = 0; i < m; i++)
+          for (let j = 0; j < n; j++) {
+            let acc = 0;
+            let abs = 0;
+            for (let p = 0; p < k; p++) {
+              acc += x[i * k + p] * wv[j * k + p];
+              abs += Math.abs(x[i * k + p] * wv[j * k + p]);
+            }
+            ref[i * n + j] = acc + bias[j];
+            mag[i * n + j] = abs + Math.abs(bias[j]);
+          }
+        expectClose(run(pan, 0, 0, n, true), ref, (i) => (k / 4 + 4) * EPS32 * mag[i] + 1e-30, `bf16 k=${k} m=${m}`);
+        const scalar = (w0: number, ldw: number) => {
+          rt.exports.peft_f32xbf16_linear__scalar(m, n, k, xp, w0, ldw, y, ep, scratch);
+          return get(y, m * n);
+        };
+        expect(bits(scalar(pan, 0)), 'scalar twin').toEqual(bits(scalar(wp, k)));
+        for (const p of [wp, pan, back, xp, bp, ep, scratch, y]) rt.free(p);
       });
 });

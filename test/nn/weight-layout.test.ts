@@ -1,6 +1,5 @@
-// A linear layer's W on wasm is stored in the layout the kernels stream fastest: f32 in panels of 4 rows
-// (cpp/linear_panel.h), bf16 with rows of 4 KiB or more padded by 128 bytes (cpp/linear.h weight_row_stride). The
-// layout must be invisible: `data` reads row-major, every path (GEMV, GEMM, threads, scalar twins, LoRA, DoRA, fuse)
+// A linear layer's W on wasm is stored in the layout the kernels stream fastest: panels of 4 rows (f32:
+// cpp/linear_panel.h, bf16: cpp/linear_bf16.h). The layout must be invisible: `data` reads row-major, every path (GEMV, GEMM, threads, scalar twins, LoRA, DoRA, fuse)
 // gives float64's values within the f32 bound and the same bits as a compact row-major W, and the block is freed with
 // the layer. References: float64 here.
 import { beforeAll, describe, expect, test } from 'vitest';
@@ -9,7 +8,7 @@ import { DoRALinear } from '../../src/lora/dora-linear.js';
 import { LoRALinear } from '../../src/lora/lora-linear.js';
 import { setLoRAEnabled } from '../../src/lora/set-enabled.js';
 import { Linear } from '../../src/nn/linear.js';
-import { PanelWasmStorage, PitchedWasmStorage, WasmStorage } from '../../src/runtime/storage.js';
+import { PanelWasmStorage, WasmStorage } from '../../src/runtime/storage.js';
 import { Tensor } from '../../src/tensor.js';
 import { EPS32, expectClose, randomF32, rng } from '../kernels/helpers.js';
 
@@ -84,16 +83,26 @@ describe('the stored layout of a linear W (wasm)', () => {
     layer.dispose();
   });
 
-  test('a bf16 W is stored with rows of 4 KiB or more padded by 128 bytes (k ≥ 2048) and matches float64 on the bf16 values', () => {
-    const kb = 2056;
+  test('a bf16 W is stored in panels too, reads back its bf16 values, and equals float64 on them and the compact bf16 W bit for bit', async () => {
+    const kb = 2053; // k % 8 ≠ 0: the last chunk of each panel row is padded
     const wb = randomF32(rng(5), n * kb);
     const layer = new Linear(f32(wb, [n, kb]), undefined, { backend: be, weightDtype: 'bf16' });
     expect(layer.weight.dtype).toBe('bf16');
-    expect((layer.weight.storage as PitchedWasmStorage).pitch).toBe(kb + 64);
-    const wv = new Float32Array(new Uint32Array(Array.from(layer.weight.data as Uint16Array, (h) => h << 16)).buffer);
-    const xb = randomF32(rng(6), 6 * kb);
-    for (const m of [1, 6]) {
-      const y = layer.forward(f32(xb.slice(0, m * kb), [m, kb]));
+    expect(layer.weight.storage).toBeInstanceOf(PanelWasmStorage);
+    expect((layer.weight.storage as PanelWasmStorage).ptr % 64).toBe(0);
+    const h = layer.weight.data as Uint16Array;
+    // The checkpoint's f32 values rounded to bf16 (nearest, ties to even), row-major: the panels read back as stored.
+    expect(Array.from(h)).toEqual(Array.from(new Uint32Array(wb.buffer), (u) => ((u + 0x7fff + ((u >>> 16) & 1)) >>> 16) & 0xffff));
+    const compact = be.upload(Tensor.from(h.slice(), [n, kb], 'bf16'), { keepBf16: true }); // row-major, no linearWeight
+    expect(compact.storage).toBeInstanceOf(WasmStorage);
+    const three = await WasmBackend.create({ threads: 3 });
+    const l3 = new Linear(f32(wb, [n, kb]), undefined, { backend: three, weightDtype: 'bf16' });
+    const wv = new Float32Array(new Uint32Array(Array.from(h, (v) => v << 16)).buffer);
+    const xb = randomF32(rng(6), 40 * kb);
+    // m = 1, 2: the panel GEMV tiles; 3, 5, 6, 40: the GEMM on panels (the row-major W: GEMV up to m = 4).
+    for (const m of [1, 2, 3, 5, 6, 40]) {
+      const xm = f32(xb.slice(0, m * kb), [m, kb]);
+      const y = layer.forward(xm);
       for (let i = 0; i < m; i++)
         for (let j = 0; j < n; j++) {
           let acc = 0;
@@ -104,14 +113,27 @@ describe('the stored layout of a linear W (wasm)', () => {
           }
           expect(Math.abs((y.data as Float32Array)[i * n + j] - acc)).toBeLessThanOrEqual((kb / 4 + 8) * EPS32 * abs);
         }
-      y.dispose();
+      const y0 = be.linear(xm, compact, undefined, []);
+      expect(bits(y), `m=${m} vs the compact bf16 W`).toEqual(bits(y0));
+      const y3 = l3.forward(xm);
+      expect(bits(y3), `m=${m}, 3 threads`).toEqual(bits(y));
+      for (const t of [y, y0, y3, xm]) t.dispose();
     }
+    compact.dispose();
+    l3.dispose();
     layer.dispose();
   });
 
-  test('a bf16 W below 4 KiB rows stays compact; an f32 W of any width goes to panels; an already resident W is used as it is (a tied head shares the table)', () => {
-    const small = new Linear(f32(randomF32(rng(2), 8 * 1016), [8, 1016]), undefined, { backend: be, weightDtype: 'bf16' });
-    expect(small.weight.storage).toBeInstanceOf(WasmStorage);
+  test('f32 and bf16 W of any shape go to panels, and so does an f16 / bf16 checkpoint weight widened to f32; an already resident W is used as it is (a tied head shares the table)', () => {
+    const small = new Linear(f32(randomF32(rng(2), 5 * 3), [5, 3]), undefined, { backend: be, weightDtype: 'bf16' });
+    expect(small.weight.storage).toBeInstanceOf(PanelWasmStorage);
+    // A bf16 checkpoint tensor kept as f32 (the model loader's weightDtype 'f32'): widened on upload, then in panels.
+    const h = Uint16Array.from(randomF32(rng(4), 6 * 10), (v) => new Uint32Array(new Float32Array([v]).buffer)[0] >>> 16);
+    const widened = new Linear(Tensor.from(h, [6, 10], 'bf16'), undefined, { backend: be, weightDtype: 'f32' });
+    expect(widened.weight.dtype).toBe('f32');
+    expect(widened.weight.storage).toBeInstanceOf(PanelWasmStorage);
+    expect(Array.from(widened.weight.data as Float32Array)).toEqual(Array.from(new Float32Array(Uint32Array.from(h, (v) => v << 16).buffer)));
+    widened.dispose();
     for (const [rows, cols] of [[1, 1], [5, 3], [8, 1016]]) {
       const wt = randomF32(rng(rows * cols), rows * cols);
       const l = new Linear(f32(wt, [rows, cols]), undefined, { backend: be });
