@@ -31,6 +31,7 @@ PEFT_EXPORT int32_t peft_set_tuning(int32_t knob, int32_t value) {
   if (value != 0 && value != 1) return -1;
   if (knob == TUNE_GEMV1_F32) g_tuning.gemv1_f32 = value;
   else if (knob == TUNE_GEMV1_BF16) g_tuning.gemv1_bf16 = value;
+  else if (knob == TUNE_PANEL_SWEEP) g_tuning.panel_sweep = value;
   else return -1;
   return 0;
 }

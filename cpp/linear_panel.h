@@ -148,9 +148,41 @@ static inline void f32_gemm_columns_panels(size_t m, size_t n, size_t k, size_t 
   for (; j < j1; j++) f32_gemm_column<Isa, 3, 1, PanelW>(m, k, x, panel_row(w, k, j), 0, y, n, ep, j);
 }
 
+// The k-block of a panel sweep with TUNE_PANEL_SWEEP = 1 (one panel at a time: its rows over up to this many columns).
+#ifndef PEFT_PANEL_KC_WHOLE
+#define PEFT_PANEL_KC_WHOLE 4096
+#endif
+// G panels per k-block of KC columns, their lanes side by side in scratch ([G][m][4]), for columns [j, j1) while
+// whole groups fit; returns where it stopped.
+template <size_t G>
+static inline size_t f32_gemm_dot_panel_groups(size_t m, size_t n, size_t k, size_t KC, size_t j, size_t j1,
+                                               const float* __restrict x, const float* __restrict w, float* __restrict y,
+                                               const Epilogue* ep, float* __restrict scratch) {
+  const auto tail = [w, k](size_t jj, size_t p) { return PanelW::elem(panel_row(w, k, jj), 0, 0, p); };
+  v128_t* lanes = (v128_t*)(((uintptr_t)scratch + 15) & ~(uintptr_t)15);
+  const size_t k4 = k & ~(size_t)3;
+  for (; j + PANEL_ROWS * G <= j1; j += PANEL_ROWS * G) {
+    for (size_t q = 0; q < G * m * 4; q++) lanes[q] = wasm_f32x4_splat(0.0f);
+    for (size_t p0 = 0; p0 < k4; p0 += KC) {
+      const size_t kc = p0 + KC < k4 ? KC : k4 - p0;
+      for (size_t g = 0; g < G; g++) {
+        const float* wg = panel_row(w, k, j + PANEL_ROWS * g) + PANEL_ROWS * p0;
+        f32_gemm_dot_rows__simd128<4, PanelW>(m, kc, x + p0, k, wg, 0, lanes + g * m * 4);
+      }
+    }
+    for (size_t g = 0; g < G; g++)
+      f32_gemm_dot_finish__simd128<4>(m, n, k, x, lanes + g * m * 4, y, ep, j + PANEL_ROWS * g, tail);
+  }
+  return j;
+}
+
 // m > PEFT_PANEL_GEMV_MAX_M: linear.h's f32_gemm_dot with a panel as its 4-row strip (a k-step's 4 W loads at
-// constant offsets from one pointer); the columns before the first panel as single strips. At m ≤ 32 (k-blocks of
-// PEFT_GEMM_KC_SMALL) each k-block sweeps PEFT_PANEL_GROUP panels in turn, their lanes side by side in scratch.
+// constant offsets from one pointer); the columns before the first panel as single strips. At m ≤ 32 how the panels
+// are swept is a tuning knob (tuning.h TUNE_PANEL_SWEEP, same bits either way): 0, PEFT_PANEL_GROUP = 8 panels per
+// k-block of PEFT_GEMM_KC_SMALL columns (one thread: 1.19–1.24× the row-major W at m = 8, where one panel per block
+// ran 0.74×: one stream keeps fewer lines in flight than a row-major strip's four; 2 panels 0.73×, 4 1.17×); 1, one
+// panel at a time over PEFT_PANEL_KC_WHOLE columns (two threads: eight streams on each core ran slower than one
+// thread, 7.4 against 6.6 ms at m = 8, k = n = 4096; one panel scales 1.9× and runs 0.90–0.99× the row-major W there).
 __attribute__((noinline)) static void f32_gemm_dot_panels(size_t m, size_t n, size_t k, size_t j0, size_t j1,
                                                           const float* __restrict x, const float* __restrict w,
                                                           float* __restrict y, const Epilogue* ep,
@@ -161,21 +193,8 @@ __attribute__((noinline)) static void f32_gemm_dot_panels(size_t m, size_t n, si
   if (j > j1) j = j1;
   if (j0 < j) f32_gemm_dot<PanelW>(m, n, k, j0, j, x, y, ep, scratch, strip, tail);
   if (m <= 32) {
-    constexpr size_t G = PEFT_PANEL_GROUP;
-    v128_t* lanes = (v128_t*)(((uintptr_t)scratch + 15) & ~(uintptr_t)15);  // [G][m][4]
-    const size_t k4 = k & ~(size_t)3;
-    for (; j + PANEL_ROWS * G <= j1; j += PANEL_ROWS * G) {
-      for (size_t q = 0; q < G * m * 4; q++) lanes[q] = wasm_f32x4_splat(0.0f);
-      for (size_t p0 = 0; p0 < k4; p0 += PEFT_GEMM_KC_SMALL) {
-        const size_t kc = p0 + PEFT_GEMM_KC_SMALL < k4 ? PEFT_GEMM_KC_SMALL : k4 - p0;
-        for (size_t g = 0; g < G; g++) {
-          const float* wg = panel_row(w, k, j + PANEL_ROWS * g) + PANEL_ROWS * p0;
-          f32_gemm_dot_rows__simd128<4, PanelW>(m, kc, x + p0, k, wg, 0, lanes + g * m * 4);
-        }
-      }
-      for (size_t g = 0; g < G; g++)
-        f32_gemm_dot_finish__simd128<4>(m, n, k, x, lanes + g * m * 4, y, ep, j + PANEL_ROWS * g, tail);
-    }
+    if (g_tuning.panel_sweep == 0) j = f32_gemm_dot_panel_groups<PEFT_PANEL_GROUP>(m, n, k, PEFT_GEMM_KC_SMALL, j, j1, x, w, y, ep, scratch);
+    else j = f32_gemm_dot_panel_groups<1>(m, n, k, PEFT_PANEL_KC_WHOLE, j, j1, x, w, y, ep, scratch);
   }
   if (j < j1) f32_gemm_dot<PanelW>(m, n, k, j, j1, x, y, ep, scratch, strip, tail);
 }

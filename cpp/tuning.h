@@ -1,6 +1,7 @@
 // tuning.h: tile choices that change a kernel's speed and never its bits, set at run time.
 //
-// The m = 1 GEMV's best tile depends on the core (and somewhat on the shape and dtype), not on anything wasm can ask.
+// The row-major m = 1 GEMV's best tile depends on the core (and somewhat on the shape and dtype), not on anything wasm
+// can ask. (A layer's resident W is stored in panels, linear_panel.h, whose GEMV has one tile; this is for any other W.)
 // W cold, one thread, GB/s of W with the 8 × 2 tile ÷ the build's default tile (f32 16 × 2, bf16 8 × 4), same run:
 //   2-core Intel Xeon:           f32 0.88×, bf16 0.84×
 //   2-core AMD EPYC, Zen 3:      f32 1.31–1.39× (k = 896, n = 4864: 1.28×; k = 4864, n = 896: 1.51×), bf16 1.14–1.19×
@@ -20,13 +21,16 @@ namespace peft {
 struct Tuning {
   int32_t gemv1_f32;
   int32_t gemv1_bf16;
+  int32_t panel_sweep;  // linear_panel.h f32_gemm_dot_panels at m ≤ 32: 0 = 8 panels per k-block, 1 = one panel
 };
-inline Tuning g_tuning = {0, 0};
+inline Tuning g_tuning = {0, 0, 0};
 
 // The alternative tile (value 1) of both knobs: 8 rows × 2 k-steps per turn.
 constexpr int GEMV1_ALT_NR = 8, GEMV1_ALT_U = 2;
 
 // Which knob `peft_set_tuning(knob, value)` sets.
-enum TuningKnob : int32_t { TUNE_GEMV1_F32 = 0, TUNE_GEMV1_BF16 = 1 };
+// TUNE_PANEL_SWEEP: how the f32 GEMM sweeps a W in panels at m ≤ 32; the backend sets 0 for a call on one thread,
+// 1 for a call split across threads (linear_panel.h has the measurements).
+enum TuningKnob : int32_t { TUNE_GEMV1_F32 = 0, TUNE_GEMV1_BF16 = 1, TUNE_PANEL_SWEEP = 2 };
 
 }  // namespace peft

@@ -21,6 +21,9 @@ import {
 import { f32LoraExpand, f32LoraShrink } from './wasm/lora.js';
 import { type GemvTileChoice, type GemvTuningReport, GemvTuner } from './wasm/gemv-tuner.js';
 import { f32QLinear, quantScratchBytes } from './wasm/quant.js';
+
+/** cpp/tuning.h's knob for how the f32 GEMM sweeps a W in panels at m ≤ 32 (0: 8 panels per k-block, 1: one). */
+const TUNE_PANEL_SWEEP = 2;
 import {
   attentionScratchBytes,
   f32AddInPlace,
@@ -183,6 +186,9 @@ export class WasmBackend implements Backend {
     const ldw = resident?.ldw ?? k;
     const T = this.threadsFor(m, n, k);
     const S = (linearScratchBytes(this.runtime, m, k, wDtype) + 15) & ~15; // one scratch block per thread
+    // An f32 W in panels at 3 ≤ m ≤ 32: sweep 8 panels per k-block on one thread, one panel at a time when the call is
+    // split across threads (cpp/tuning.h TUNE_PANEL_SWEEP; speed only, same bits).
+    if (ldw === 0 && wDtype === 'f32' && m > 2 && m <= 32) this.runtime.exports.peft_set_tuning(TUNE_PANEL_SWEEP, T > 1 ? 1 : 0);
     if (T === 1 && deltas.length === 0 && !rowScale) {
       // The plain layer (a model's forward: every projection, every step), operands resident: the call `run` makes
       // for it (same epilogue, same kernel), without its general staging.

@@ -2,8 +2,8 @@ import type { WasmRuntime } from '../../runtime/wasm.js';
 import type { WeightDtype } from './linear.js';
 
 /**
- * Which m = 1 GEMV tile the linear kernels run on a row-major W (cpp/tuning.h: a bf16 layer's W, or an f32 W not
- * uploaded as a linear weight; an f32 layer's W is stored in panels, which have one tile and are never timed): 'auto'
+ * Which m = 1 GEMV tile the linear kernels run on a row-major W (cpp/tuning.h: a W not uploaded as a linear weight,
+ * such as a tied head's table; a layer's W is stored in panels, which have one tile and are never timed): 'auto'
  * times the build's default tile against the 8 × 2 tile on each weight shape's first large decode calls and keeps the
  * faster; 'build' always runs the build's default; '8x2' always the alternative. Speed only: every tile gives the same
  * bits.
