@@ -179,10 +179,11 @@ static inline size_t f32_gemm_dot_panel_groups(size_t m, size_t n, size_t k, siz
 // m > PEFT_PANEL_GEMV_MAX_M: linear.h's f32_gemm_dot with a panel as its 4-row strip (a k-step's 4 W loads at
 // constant offsets from one pointer); the columns before the first panel as single strips. At m ≤ 32 how the panels
 // are swept is a tuning knob (tuning.h TUNE_PANEL_SWEEP, same bits either way): 0, PEFT_PANEL_GROUP = 8 panels per
-// k-block of PEFT_GEMM_KC_SMALL columns (one thread: 1.19–1.24× the row-major W at m = 8, where one panel per block
-// ran 0.74×: one stream keeps fewer lines in flight than a row-major strip's four; 2 panels 0.73×, 4 1.17×); 1, one
-// panel at a time over PEFT_PANEL_KC_WHOLE columns (two threads: eight streams on each core ran slower than one
-// thread, 7.4 against 6.6 ms at m = 8, k = n = 4096; one panel scales 1.9× and runs 0.90–0.99× the row-major W there).
+// k-block of PEFT_GEMM_KC_SMALL columns; 1, one panel at a time over PEFT_PANEL_KC_WHOLE columns. Measured (Zen 5,
+// k = n = 4096, m = 8, GFLOP/s, the row-major W in the same run): Node 20 one thread 43.0 / 34.9 (row-major 37.9; one
+// panel per 128-column block ran 0.74× the row-major W, 2 panels 0.73×, 4 1.17×); Deno 2.9, a newer V8, one thread
+// 22.2 / 32.2 (33.9); two threads in Node: 8 panels ran slower than one thread (7.4 against 6.6 ms), one panel scales
+// 1.9×. So the backend times both on one thread (src/backends/wasm/panel-sweep.ts) and takes 1 across threads.
 __attribute__((noinline)) static void f32_gemm_dot_panels(size_t m, size_t n, size_t k, size_t j0, size_t j1,
                                                           const float* __restrict x, const float* __restrict w,
                                                           float* __restrict y, const Epilogue* ep,

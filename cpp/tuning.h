@@ -29,8 +29,8 @@ inline Tuning g_tuning = {0, 0, 0};
 constexpr int GEMV1_ALT_NR = 8, GEMV1_ALT_U = 2;
 
 // Which knob `peft_set_tuning(knob, value)` sets.
-// TUNE_PANEL_SWEEP: how the f32 GEMM sweeps a W in panels at m ≤ 32; the backend sets 0 for a call on one thread,
-// 1 for a call split across threads (linear_panel.h has the measurements).
+// TUNE_PANEL_SWEEP: how the f32 GEMM sweeps a W in panels at m ≤ 32; the backend times both on one thread (the faster
+// depends on the engine) and sets 1 for a call split across threads (linear_panel.h has the measurements).
 enum TuningKnob : int32_t { TUNE_GEMV1_F32 = 0, TUNE_GEMV1_BF16 = 1, TUNE_PANEL_SWEEP = 2 };
 
 }  // namespace peft

@@ -20,10 +20,9 @@ import {
 } from './wasm/linear.js';
 import { f32LoraExpand, f32LoraShrink } from './wasm/lora.js';
 import { type GemvTileChoice, type GemvTuningReport, GemvTuner } from './wasm/gemv-tuner.js';
+import { PanelSweepTuner } from './wasm/panel-sweep.js';
 import { f32QLinear, quantScratchBytes } from './wasm/quant.js';
 
-/** cpp/tuning.h's knob for how the f32 GEMM sweeps a W in panels at m ≤ 32 (0: 8 panels per k-block, 1: one). */
-const TUNE_PANEL_SWEEP = 2;
 import {
   attentionScratchBytes,
   f32AddInPlace,
@@ -86,6 +85,7 @@ export class WasmBackend implements Backend {
   private readonly pool?: ThreadPool;
   private readonly scratch: ScratchArena;
   private readonly tuner: GemvTuner;
+  private readonly panelSweep: PanelSweepTuner;
 
   constructor(readonly runtime: WasmRuntime, opts: WasmBackendOptions = {}, pool?: ThreadPool, threadsNote?: string) {
     this.kernels = opts.kernels ?? 'simd128';
@@ -96,6 +96,7 @@ export class WasmBackend implements Backend {
     this.scratch = new ScratchArena(runtime);
     this.gemvTile = this.kernels === 'scalar' ? 'build' : (opts.gemvTile ?? 'auto');
     this.tuner = GemvTuner.of(runtime);
+    this.panelSweep = PanelSweepTuner.of(runtime);
   }
 
   /** The m = 1 GEMV tile each large weight shape runs (or is still timing), this runtime's decode calls so far. */
@@ -186,9 +187,9 @@ export class WasmBackend implements Backend {
     const ldw = resident?.ldw ?? k;
     const T = this.threadsFor(m, n, k);
     const S = (linearScratchBytes(this.runtime, m, k, wDtype) + 15) & ~15; // one scratch block per thread
-    // An f32 W in panels at 3 ≤ m ≤ 32: sweep 8 panels per k-block on one thread, one panel at a time when the call is
-    // split across threads (cpp/tuning.h TUNE_PANEL_SWEEP; speed only, same bits).
-    if (ldw === 0 && wDtype === 'f32' && m > 2 && m <= 32) this.runtime.exports.peft_set_tuning(TUNE_PANEL_SWEEP, T > 1 ? 1 : 0);
+    // An f32 W in panels at 3 ≤ m ≤ 32: how the GEMM sweeps the panels (cpp/tuning.h TUNE_PANEL_SWEEP; speed only,
+    // same bits): timed on the first large one-thread calls, one panel at a time when split across threads.
+    const sweepTimed = ldw === 0 && wDtype === 'f32' && m > 2 && m <= 32 && this.panelSweep.begin(m, n, k, T);
     if (T === 1 && deltas.length === 0 && !rowScale) {
       // The plain layer (a model's forward: every projection, every step), operands resident: the call `run` makes
       // for it (same epilogue, same kernel), without its general staging.
@@ -205,6 +206,7 @@ export class WasmBackend implements Backend {
         const timed = m === 1 && ldw !== 0 && this.tuner.begin(this.gemvTile, wDtype, k, n); // panels: one tile
         f32Linear(rt, m, n, k, xp, wp, ptrOf(y), bias ? base : 0, base + epBytes, this.kernels, wDtype, ldw);
         if (timed) this.tuner.end();
+        if (sweepTimed) this.panelSweep.end();
         return y;
       }
     }
@@ -215,6 +217,7 @@ export class WasmBackend implements Backend {
       if (T === 1) f32Linear(this.runtime, mm, n, k, xp, wp, yp, ep, sp, this.kernels, wDtype, ld);
       else this.pool!.run(wDtype === 'bf16' ? ThreadKernel.Bf16Linear : ThreadKernel.F32Linear, [mm, n, k, xp, wp, ld, yp, ep], n, chunkColumns(n, T), sp, S, T);
       if (timed) this.tuner.end();
+      if (sweepTimed) this.panelSweep.end();
     });
   }
 

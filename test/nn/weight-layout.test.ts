@@ -9,6 +9,7 @@ import { LoRALinear } from '../../src/lora/lora-linear.js';
 import { setLoRAEnabled } from '../../src/lora/set-enabled.js';
 import { Linear } from '../../src/nn/linear.js';
 import { PanelWasmStorage, WasmStorage } from '../../src/runtime/storage.js';
+import { PANEL_SWEEP_MIN_WORK, PANEL_SWEEP_SAMPLES, PanelSweepTuner } from '../../src/backends/wasm/panel-sweep.js';
 import { Tensor } from '../../src/tensor.js';
 import { EPS32, expectClose, randomF32, rng } from '../kernels/helpers.js';
 
@@ -240,6 +241,25 @@ describe('the stored layout of a linear W (wasm)', () => {
     }
     l1.dispose();
     l2.dispose();
+  });
+
+  test('the panel sweep (8 panels per k-block or one) is timed on the first large one-thread calls and settles; every call gives the same bits', () => {
+    const tuner = PanelSweepTuner.of(be.runtime);
+    const [nn, kk, m] = [256, 2048, 8]; // m·n·k = 2²²: large enough to time
+    expect(m * nn * kk).toBeGreaterThanOrEqual(PANEL_SWEEP_MIN_WORK);
+    const l = new Linear(f32(randomF32(rng(21), nn * kk), [nn, kk]), undefined, { backend: be });
+    const xm = f32(randomF32(rng(22), m * kk), [m, kk]);
+    const first = l.forward(xm);
+    for (let i = 0; i < 4 * PANEL_SWEEP_SAMPLES + 4 && tuner.settled === undefined; i++) {
+      const y = l.forward(xm);
+      expect(bits(y)).toEqual(bits(first));
+      y.dispose();
+    }
+    expect([0, 1]).toContain(tuner.settled);
+    const y = l.forward(xm);
+    expect(bits(y)).toEqual(bits(first));
+    for (const t of [y, first, xm]) t.dispose();
+    l.dispose();
   });
 
   test('the block of panels is freed with the layer (wasm heap back to its baseline, no GC)', () => {

@@ -1,0 +1,77 @@
+import type { WasmRuntime } from '../../runtime/wasm.js';
+
+/** cpp/tuning.h's knob for how the f32 GEMM sweeps a W in panels at 3 ≤ m ≤ 32 (0: 8 panels per k-block, 1: one). */
+export const TUNE_PANEL_SWEEP = 2;
+/** Calls timed per sweep before choosing (after one untimed call each, in the order 0 1 1 0 …). */
+export const PANEL_SWEEP_SAMPLES = 6;
+/** Multiply-adds (m·n·k) from which a call is timed: ≥ ~0.1 ms even at 60 GFLOP/s, many timer ticks in Node. */
+export const PANEL_SWEEP_MIN_WORK = 1 << 22;
+const SWEEPS = 2;
+
+/**
+ * Which sweep the f32 GEMM takes over a W in panels at 3 ≤ m ≤ 32 (cpp/linear_panel.h f32_gemm_dot_panels), per
+ * runtime. The faster one depends on the engine, not the core: on one thread 8 panels per k-block ran 1.13× the
+ * one-panel sweep in Node 20 (V8 11.3) and 0.69× of it in Deno 2.9 (a newer V8) on the same machine and weights, so
+ * the backend times both on the first large one-thread calls and keeps the faster by median (per unit of work, so
+ * calls of any shape count alike). A call split across threads always takes the one-panel sweep (eight streams on
+ * each core ran slower than one thread). Speed only: both sweeps give the same bits.
+ */
+export class PanelSweepTuner {
+  private static readonly byRuntime = new WeakMap<WasmRuntime, PanelSweepTuner>();
+  /** 0 or 1 once settled; -1 while timing. */
+  private choice = -1;
+  private calls = 0;
+  private readonly times: number[][] = [[], []];
+  private knob = 0;
+  private t0 = 0;
+  private work = 0;
+  private timingSweep = -1;
+
+  private constructor(private readonly rt: WasmRuntime) {}
+
+  static of(rt: WasmRuntime): PanelSweepTuner {
+    let t = PanelSweepTuner.byRuntime.get(rt);
+    if (!t) PanelSweepTuner.byRuntime.set(rt, (t = new PanelSweepTuner(rt)));
+    return t;
+  }
+
+  /** Before a GEMM call on a panel W (3 ≤ m ≤ 32) split over `threads`: sets the knob; true if `end()` must follow. */
+  begin(m: number, n: number, k: number, threads: number): boolean {
+    if (threads > 1) {
+      this.set(1);
+      return false;
+    }
+    if (this.choice >= 0 || m * n * k < PANEL_SWEEP_MIN_WORK) {
+      this.set(Math.max(0, this.choice));
+      return false;
+    }
+    const c = this.calls++;
+    const sweep = [0, 1, 1, 0][c % 4];
+    this.set(sweep);
+    if (c < SWEEPS) return false; // the first call of each: compile tiers, fault pages in
+    this.timingSweep = sweep;
+    this.work = m * n * k;
+    this.t0 = performance.now();
+    return true;
+  }
+
+  /** After the call `begin` returned true for. */
+  end(): void {
+    this.times[this.timingSweep].push((performance.now() - this.t0) / this.work);
+    if (this.times[0].length >= PANEL_SWEEP_SAMPLES && this.times[1].length >= PANEL_SWEEP_SAMPLES) {
+      const med = (a: number[]) => a.slice().sort((p, q) => p - q)[a.length >> 1];
+      this.choice = med(this.times[1]) < med(this.times[0]) ? 1 : 0;
+    }
+  }
+
+  /** The settled sweep (0: 8 panels per k-block, 1: one panel), or undefined while timing. */
+  get settled(): number | undefined {
+    return this.choice >= 0 ? this.choice : undefined;
+  }
+
+  private set(value: number): void {
+    if (this.knob === value) return;
+    this.rt.exports.peft_set_tuning(TUNE_PANEL_SWEEP, value);
+    this.knob = value;
+  }
+}
