@@ -7,13 +7,19 @@ export const PANEL_SWEEP_SAMPLES = 6;
 /** Multiply-adds (m·n·k) from which a call is timed: ≥ ~0.1 ms even at 60 GFLOP/s, many timer ticks in Node. */
 export const PANEL_SWEEP_MIN_WORK = 1 << 22;
 const SWEEPS = 2;
+/**
+ * One panel must be this much faster (median) to replace 8 per block. The timed calls may find W warm (the first
+ * calls after loading) where real decode finds it cold: Node 20, m = 8, W in L3, 8 panels 47.3 and one panel 45.6
+ * GFLOP/s (m = 16: 48.8 and 51.7), W cold 43.0 and 34.9; on Deno's V8 one panel wins by 1.3–1.45× either way.
+ */
+const MARGIN = 1.1;
 
 /**
  * Which sweep the f32 GEMM takes over a W in panels at 3 ≤ m ≤ 32 (cpp/linear_panel.h f32_gemm_dot_panels), per
  * runtime. The faster one depends on the engine, not the core: on one thread 8 panels per k-block ran 1.13× the
  * one-panel sweep in Node 20 (V8 11.3) and 0.69× of it in Deno 2.9 (a newer V8) on the same machine and weights, so
- * the backend times both on the first large one-thread calls and keeps the faster by median (per unit of work, so
- * calls of any shape count alike). A call split across threads always takes the one-panel sweep (eight streams on
+ * the backend times both on the first large one-thread calls and keeps 8 per block unless one panel is faster by
+ * MARGIN (medians per unit of work, so calls of any shape count alike). A call split across threads always takes the one-panel sweep (eight streams on
  * each core ran slower than one thread). Speed only: both sweeps give the same bits.
  */
 export class PanelSweepTuner {
@@ -60,7 +66,7 @@ export class PanelSweepTuner {
     this.times[this.timingSweep].push((performance.now() - this.t0) / this.work);
     if (this.times[0].length >= PANEL_SWEEP_SAMPLES && this.times[1].length >= PANEL_SWEEP_SAMPLES) {
       const med = (a: number[]) => a.slice().sort((p, q) => p - q)[a.length >> 1];
-      this.choice = med(this.times[1]) < med(this.times[0]) ? 1 : 0;
+      this.choice = med(this.times[1]) * MARGIN < med(this.times[0]) ? 1 : 0;
     }
   }
 
