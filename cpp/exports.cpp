@@ -49,19 +49,19 @@ PEFT_EXPORT size_t peft_f32_qlinear_scratch_bytes(size_t m, size_t k) { return f
 // passed ldw = 0 -----------------------------------------------------------------------------------------------------
 // Bytes of an [n,k] weight of elem_bytes (4: f32, 2: bf16) in panels; 0 for another size.
 PEFT_EXPORT size_t peft_weight_panel_bytes(size_t n, size_t k, size_t elem_bytes) {
-  return elem_bytes == 4 ? weight_panel_floats(n, k) * 4 : elem_bytes == 2 ? bf16_weight_panel_elems(n, k) * 2 : 0;
+  return elem_bytes == 4 ? panel_elems<float>(n, k) * 4 : elem_bytes == 2 ? panel_elems<uint16_t>(n, k) * 2 : 0;
 }
 // dst (peft_weight_panel_bytes(n, k, 4)) = src [n,k] (rows lds ≥ k floats apart) in panels.
 PEFT_EXPORT void peft_f32_pack_panels(size_t n, size_t k, const float* src, size_t lds, float* dst) {
-  f32_pack_panels(n, k, src, lds, dst);
+  pack_panels(n, k, src, lds, dst);
 }
 // dst [n,k] compact = the panel weight src.
-PEFT_EXPORT void peft_f32_unpack_panels(size_t n, size_t k, const float* src, float* dst) { f32_unpack_panels(n, k, src, dst); }
+PEFT_EXPORT void peft_f32_unpack_panels(size_t n, size_t k, const float* src, float* dst) { unpack_panels(n, k, src, dst); }
 PEFT_EXPORT void peft_bf16_pack_panels(size_t n, size_t k, const uint16_t* src, size_t lds, uint16_t* dst) {
-  bf16_pack_panels(n, k, src, lds, dst);
+  pack_panels(n, k, src, lds, dst);
 }
 PEFT_EXPORT void peft_bf16_unpack_panels(size_t n, size_t k, const uint16_t* src, uint16_t* dst) {
-  bf16_unpack_panels(n, k, src, dst);
+  unpack_panels(n, k, src, dst);
 }
 
 // ---- linear: y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ); W rows ldw ≥ k elements apart, or ldw = 0: W in panels; ep:

@@ -56,19 +56,26 @@ struct Epilogue {
 };
 
 // Where W's element (j, p) sits, for the tiles below (W rows j of a tile relative to its first row, p relative to the
-// tile's k-block; `at` only for p a multiple of 4). Both layouts hold the same numbers and every kernel reads them in
-// the same order, so the layout never changes a bit.
-//   RowMajorW: nn.Linear's [n,k], rows ldw ≥ k floats apart.
-//   PanelW:    linear_panel.h's panels of 4 rows, [k/4][4][4] each; `w` points at the tile's first row's first chunk
-//              in its panel (rows of a tile never cross a panel), ldw is unused.
-struct RowMajorW {
-  static inline const float* at(const float* w, size_t ldw, size_t j, size_t p) { return w + j * ldw + p; }
-  static inline float elem(const float* w, size_t ldw, size_t j, size_t p) { return w[j * ldw + p]; }
+// tile's k-block; `at` only for p a multiple of the chunk). Both layouts hold the same numbers and every kernel reads
+// them in the same order, so the layout never changes a bit. T: float, or uint16_t for a bf16 W (linear_bf16.h).
+//   RowMajorOf: nn.Linear's [n,k], rows ldw ≥ k elements apart.
+//   PanelOf:    linear_panel.h's panels of PANEL_ROWS = 4 rows, k-chunk by k-chunk: a chunk is 16 bytes of a row (C = 4
+//               f32 or 8 bf16), the 4 rows' chunks side by side (one 64-byte line), then the next chunk. `w` points
+//               at the tile's first row's first chunk in its panel (a tile never crosses a panel); ldw is unused.
+constexpr size_t PANEL_ROWS = 4;
+template <class T>
+struct RowMajorOf {
+  static inline const T* at(const T* w, size_t ldw, size_t j, size_t p) { return w + j * ldw + p; }
+  static inline T elem(const T* w, size_t ldw, size_t j, size_t p) { return w[j * ldw + p]; }
 };
-struct PanelW {
-  static inline const float* at(const float* w, size_t, size_t j, size_t p) { return w + 4 * p + 4 * j; }
-  static inline float elem(const float* w, size_t, size_t j, size_t p) { return w[4 * (p & ~(size_t)3) + 4 * j + (p & 3)]; }
+template <class T>
+struct PanelOf {
+  static constexpr size_t C = 16 / sizeof(T);
+  static inline const T* at(const T* w, size_t, size_t j, size_t p) { return w + PANEL_ROWS * p + C * j; }
+  static inline T elem(const T* w, size_t, size_t j, size_t p) { return w[PANEL_ROWS * (p & ~(C - 1)) + C * j + (p & (C - 1))]; }
 };
+using RowMajorW = RowMajorOf<float>;
+using PanelW = PanelOf<float>;
 
 // ---------------------------------------------------------------------------------------------------------
 // Epilogue on one MR×NR block of sums `out`, stored at y (row i0, column j0). `prev`: add y's current value

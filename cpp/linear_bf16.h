@@ -39,53 +39,13 @@ static inline float bf16_to_f32_1(uint16_t h) {
   return f;
 }
 
-// Where a bf16 W's element (j, p) sits for the tiles below (as linear.h's RowMajorW / PanelW for f32).
-//   Bf16RowMajorW: [n,k], rows ldw ≥ k apart.
-//   Bf16PanelW:    panels of 4 rows, [K8/8][4][8] each (K8 = k rounded up to 8): k-chunk q (columns 8q … 8q+7) of the
-//                  4 rows side by side, 64 bytes, then chunk q + 1; `w` points at the tile's first row's first chunk
-//                  in its panel (a tile never crosses a panel). `at` only for p a multiple of 8. Why: linear_panel.h.
-struct Bf16RowMajorW {
-  static inline const uint16_t* at(const uint16_t* w, size_t ldw, size_t j, size_t p) { return w + j * ldw + p; }
-  static inline uint16_t elem(const uint16_t* w, size_t ldw, size_t j, size_t p) { return w[j * ldw + p]; }
-};
-struct Bf16PanelW {
-  static inline const uint16_t* at(const uint16_t* w, size_t, size_t j, size_t p) { return w + 4 * p + 8 * j; }
-  static inline uint16_t elem(const uint16_t* w, size_t, size_t j, size_t p) { return w[4 * (p & ~(size_t)7) + 8 * j + (p & 7)]; }
-};
-static inline size_t bf16_panel_k8(size_t k) { return (k + 7) & ~(size_t)7; }
-// u16 elements of an [n,k] bf16 weight in panels.
-static inline size_t bf16_weight_panel_elems(size_t n, size_t k) { return (n + 3) / 4 * 4 * bf16_panel_k8(k); }
-// Row j's first chunk (Bf16PanelW's origin for a tile whose first row is j).
-static inline const uint16_t* bf16_panel_row(const uint16_t* w, size_t k, size_t j) {
-  return w + (j / 4) * 4 * bf16_panel_k8(k) + (j % 4) * 8;
-}
-// dst (bf16_weight_panel_elems(n, k)) = src [n,k] (rows lds ≥ k apart) in panels, padding zeroed.
-static inline void bf16_pack_panels(size_t n, size_t k, const uint16_t* __restrict src, size_t lds, uint16_t* __restrict dst) {
-  const size_t k8 = bf16_panel_k8(k), kf = k & ~(size_t)7;
-  for (size_t j0 = 0; j0 < n; j0 += 4)
-    for (size_t r = 0; r < 4; r++) {
-      uint16_t* d = dst + j0 * k8 + 8 * r;
-      if (j0 + r >= n) {
-        for (size_t p = 0; p < k8; p += 8) memset(d + 4 * p, 0, 16);
-        continue;
-      }
-      const uint16_t* s = src + (j0 + r) * lds;
-      size_t p = 0;
-      for (; p < kf; p += 8) wasm_v128_store(d + 4 * p, wasm_v128_load(s + p));
-      if (p < k8)
-        for (size_t c = 0; c < 8; c++) d[4 * p + c] = p + c < k ? s[p + c] : 0;
-    }
-}
-// dst [n,k] (compact) = the panel weight src.
-static inline void bf16_unpack_panels(size_t n, size_t k, const uint16_t* __restrict src, uint16_t* __restrict dst) {
-  for (size_t j = 0; j < n; j++) {
-    const uint16_t* row = bf16_panel_row(src, k, j);
-    for (size_t p = 0; p < k; p++) dst[j * k + p] = Bf16PanelW::elem(row, 0, 0, p);
-  }
-}
+// A bf16 W's layouts for the tiles below: linear.h's RowMajorOf / PanelOf on uint16_t (panels: [⌈k/8⌉][4][8], a
+// chunk of 8 bf16 per row; `at` only for p a multiple of 8). Why panels: linear_panel.h.
+using Bf16RowMajorW = RowMajorOf<uint16_t>;
+using Bf16PanelW = PanelOf<uint16_t>;
 // W[j, p] of either layout (ldw = 0: panels), for the scalar twin and tails.
 static inline uint16_t bf16_elem(const uint16_t* w, size_t ldw, size_t k, size_t j, size_t p) {
-  return ldw ? w[j * ldw + p] : Bf16PanelW::elem(bf16_panel_row(w, k, j), 0, 0, p);
+  return ldw ? w[j * ldw + p] : Bf16PanelW::elem(panel_row(w, k, j), 0, 0, p);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -247,10 +207,10 @@ __attribute__((noinline)) static void f32xbf16_gemv_panels__simd128(size_t n, si
   constexpr int NR = 4;
   size_t j = j0;
   for (; j < j1 && j % 4 != 0; j++)
-    f32xbf16_gemv__simd128<M, 1, false, 1, Bf16PanelW>(k, x, bf16_panel_row(w, k, j), 0, y + j, n, ep, j);
+    f32xbf16_gemv__simd128<M, 1, false, 1, Bf16PanelW>(k, x, panel_row(w, k, j), 0, y + j, n, ep, j);
   for (; j + NR <= j1; j += NR)
-    f32xbf16_gemv__simd128<M, NR, false, 1, Bf16PanelW>(k, x, bf16_panel_row(w, k, j), 0, y + j, n, ep, j);
-  for (; j < j1; j++) f32xbf16_gemv__simd128<M, 1, false, 1, Bf16PanelW>(k, x, bf16_panel_row(w, k, j), 0, y + j, n, ep, j);
+    f32xbf16_gemv__simd128<M, NR, false, 1, Bf16PanelW>(k, x, panel_row(w, k, j), 0, y + j, n, ep, j);
+  for (; j < j1; j++) f32xbf16_gemv__simd128<M, 1, false, 1, Bf16PanelW>(k, x, panel_row(w, k, j), 0, y + j, n, ep, j);
 }
 
 // ---------------------------------------------------------------------------------------------------------
@@ -459,7 +419,7 @@ __attribute__((noinline)) static void f32xbf16_gemm__simd128(size_t m, size_t n,
   float* xp = ws + 4 * (k4 < KC ? k4 : KC);
   const size_t m2 = m & ~(size_t)1;
   const auto widen_row = [w, ldw, k, ws](size_t jj, size_t rows, size_t p0, size_t kc) {
-    if constexpr (PANELS) bf16_widen_panel_row__simd128(kc, bf16_panel_row(w, k, jj) + 4 * p0, ws);
+    if constexpr (PANELS) bf16_widen_panel_row__simd128(kc, panel_row(w, k, jj) + 4 * p0, ws);
     else bf16_widen_strip__simd128(rows, kc, ldw, w + jj * ldw + p0, ws);
     return WStrip{ws, kc};
   };
@@ -477,7 +437,7 @@ __attribute__((noinline)) static void f32xbf16_gemm__simd128(size_t m, size_t n,
       for (size_t p0 = 0; p0 < k4; p0 += KC) {
         const size_t kc = p0 + KC < k4 ? KC : k4 - p0;
         const bool first = p0 == 0, last = p0 + kc == k4;
-        if constexpr (PANELS) bf16_widen_panel4_interleaved__simd128(kc, bf16_panel_row(w, k, j) + 4 * p0, ws);
+        if constexpr (PANELS) bf16_widen_panel4_interleaved__simd128(kc, panel_row(w, k, j) + 4 * p0, ws);
         else bf16_widen_strip4_interleaved__simd128(kc, ldw, w + j * ldw + p0, ws);
         for (size_t i = 0; i < m2; i += 2) {
           const float* xi = xp + i * k4 + 2 * p0;

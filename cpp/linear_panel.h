@@ -34,42 +34,46 @@
 
 namespace peft {
 
-constexpr size_t PANEL_ROWS = 4;
-static inline size_t panel_k4(size_t k) { return (k + 3) & ~(size_t)3; }
-// Floats of an [n,k] weight in panels.
-static inline size_t weight_panel_floats(size_t n, size_t k) {
-  return (n + PANEL_ROWS - 1) / PANEL_ROWS * PANEL_ROWS * panel_k4(k);
+// k rounded up to whole chunks, the elements of an [n,k] weight in panels, and row j's first chunk (the PanelOf
+// origin of a tile whose first row is j); T: float or uint16_t (bf16).
+template <class T>
+static inline size_t panel_kpad(size_t k) {
+  return (k + PanelOf<T>::C - 1) & ~(PanelOf<T>::C - 1);
 }
-// Row j's first chunk (PanelW's tile origin for a tile whose first row is j).
-static inline const float* panel_row(const float* w, size_t k, size_t j) {
-  return w + (j / PANEL_ROWS) * PANEL_ROWS * panel_k4(k) + (j % PANEL_ROWS) * 4;
+template <class T>
+static inline size_t panel_elems(size_t n, size_t k) {
+  return (n + PANEL_ROWS - 1) / PANEL_ROWS * PANEL_ROWS * panel_kpad<T>(k);
+}
+template <class T>
+static inline const T* panel_row(const T* w, size_t k, size_t j) {
+  return w + (j / PANEL_ROWS) * PANEL_ROWS * panel_kpad<T>(k) + (j % PANEL_ROWS) * PanelOf<T>::C;
 }
 
-// dst (weight_panel_floats(n, k)) = src [n,k] (rows lds ≥ k floats apart) in panels, padding zeroed.
-static inline void f32_pack_panels(size_t n, size_t k, const float* __restrict src, size_t lds, float* __restrict dst) {
-  const size_t k4 = panel_k4(k), kf = k & ~(size_t)3;
-  for (size_t j0 = 0; j0 < n; j0 += PANEL_ROWS) {
-    float* panel = dst + j0 * k4;
+// dst (panel_elems<T>(n, k)) = src [n,k] (rows lds ≥ k apart) in panels, padding zeroed: one 16-byte chunk per copy.
+template <class T>
+static inline void pack_panels(size_t n, size_t k, const T* __restrict src, size_t lds, T* __restrict dst) {
+  constexpr size_t C = PanelOf<T>::C;
+  const size_t kp = panel_kpad<T>(k), kf = k & ~(C - 1);
+  for (size_t j0 = 0; j0 < n; j0 += PANEL_ROWS)
     for (size_t r = 0; r < PANEL_ROWS; r++) {
-      float* d = panel + 4 * r;
+      T* d = dst + j0 * kp + C * r;
       if (j0 + r >= n) {
-        for (size_t p = 0; p < k4; p += 4) memset(d + PANEL_ROWS * p, 0, 16);
+        for (size_t p = 0; p < kp; p += C) memset(d + PANEL_ROWS * p, 0, 16);
         continue;
       }
-      const float* s = src + (j0 + r) * lds;
+      const T* s = src + (j0 + r) * lds;
       size_t p = 0;
-      for (; p < kf; p += 4) wasm_v128_store(d + PANEL_ROWS * p, wasm_v128_load(s + p));
-      if (p < k4) {
-        for (size_t c = 0; c < 4; c++) d[PANEL_ROWS * p + c] = p + c < k ? s[p + c] : 0.0f;
-      }
+      for (; p < kf; p += C) wasm_v128_store(d + PANEL_ROWS * p, wasm_v128_load(s + p));
+      if (p < kp)
+        for (size_t c = 0; c < C; c++) d[PANEL_ROWS * p + c] = p + c < k ? s[p + c] : T(0);
     }
-  }
 }
 // dst [n,k] (compact) = the panel weight src.
-static inline void f32_unpack_panels(size_t n, size_t k, const float* __restrict src, float* __restrict dst) {
+template <class T>
+static inline void unpack_panels(size_t n, size_t k, const T* __restrict src, T* __restrict dst) {
   for (size_t j = 0; j < n; j++) {
-    const float* row = panel_row(src, k, j);
-    for (size_t p = 0; p < k; p++) dst[j * k + p] = PanelW::elem(row, 0, 0, p);
+    const T* row = panel_row(src, k, j);
+    for (size_t p = 0; p < k; p++) dst[j * k + p] = PanelOf<T>::elem(row, 0, 0, p);
   }
 }
 
