@@ -2,7 +2,6 @@ import { BackendError } from '../errors.js';
 import type { Tensor } from '../tensor.js';
 import { ScratchArena, ScratchLayout } from '../runtime/scratch.js';
 import { WasmStorage, allocWasmTensor, copyToWasmPanels, panelOf, wasmPtrOf } from '../runtime/storage.js';
-import { DTYPES } from '../dtype.js';
 import { type WasmBuild, type WasmBuildChoice, type WasmRuntime, initSharedWasm, initWasm, sharedMemorySupport } from '../runtime/wasm.js';
 import { COLUMN_ALIGN, THREAD_MIN_WORK, ThreadKernel, ThreadPool, chunkColumns } from '../runtime/threads.js';
 import { availableCores } from '../runtime/spawn-thread.js';
@@ -168,7 +167,7 @@ export class WasmBackend implements Backend {
     return out;
   }
 
-  /** W's byte offset and row stride as the linear kernels read it in place (0: f32 in panels), or undefined (staged per call). */
+  /** W's byte offset and row stride as the linear kernels read it in place (0: in panels), or undefined (staged per call). */
   private weightOf(w: Tensor): { ptr: number; ldw: number } | undefined {
     const panels = panelOf(this.runtime, w);
     if (panels !== undefined) return { ptr: panels, ldw: 0 };

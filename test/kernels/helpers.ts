@@ -46,3 +46,24 @@ export function expectClose(got: ArrayLike<number>, ref: ArrayLike<number>, tol:
     );
   }
 }
+
+/**
+ * float64 y = x·Wᵀ (+ bias) for x [m,k], W [n,k] row-major, and Σ|terms| per element (the scale of the f32 bound):
+ * the reference the linear kernels are checked against.
+ */
+export function linearReference(x: ArrayLike<number>, w: ArrayLike<number>, m: number, n: number, k: number, bias?: ArrayLike<number>): { ref: Float64Array; mag: Float64Array } {
+  const ref = new Float64Array(m * n);
+  const mag = new Float64Array(m * n);
+  for (let i = 0; i < m; i++)
+    for (let j = 0; j < n; j++) {
+      let acc = 0;
+      let abs = 0;
+      for (let p = 0; p < k; p++) {
+        acc += x[i * k + p] * w[j * k + p];
+        abs += Math.abs(x[i * k + p] * w[j * k + p]);
+      }
+      ref[i * n + j] = acc + (bias ? bias[j] : 0);
+      mag[i * n + j] = abs + (bias ? Math.abs(bias[j]) : 0);
+    }
+  return { ref, mag };
+}

@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { WasmBackend } from '../../src/backends/wasm.js';
 import { epilogueBytes, writeEpilogue } from '../../src/backends/wasm/linear.js';
 import type { WasmRuntime } from '../../src/runtime/wasm.js';
-import { EPS32, expectClose, randomF32, rng } from './helpers.js';
+import { EPS32, expectClose, linearReference, randomF32, rng } from './helpers.js';
 
 /**
  * cpp/linear_panel.h: an f32 W in panels of 4 rows ([⌈k/4⌉][4][4] each) must hold exactly the row-major numbers
@@ -86,19 +86,7 @@ describe('f32 W in panels (cpp/linear_panel.h)', () => {
         rt.exports.peft_set_tuning(2, 0);
         // The whole layer on panels against float64 (and the scalar twin on panels against the scalar twin row-major).
         const got = run(pan, 0, 0, n, true);
-        const ref = new Float64Array(m * n);
-        const mag = new Float64Array(m * n);
-        for (let i = 0; i < m; i++)
-          for (let j = 0; j < n; j++) {
-            let acc = 0;
-            let abs = 0;
-            for (let p = 0; p < k; p++) {
-              acc += x[i * k + p] * w[j * k + p];
-              abs += Math.abs(x[i * k + p] * w[j * k + p]);
-            }
-            ref[i * n + j] = acc + bias[j];
-            mag[i * n + j] = abs + Math.abs(bias[j]);
-          }
+        const { ref, mag } = linearReference(x, w, m, n, k, bias);
         expectClose(got, ref, (i) => (k / 4 + 4) * EPS32 * mag[i] + 1e-30, `k=${k} m=${m}`);
         const scalar = (w0: number, ldw: number) => {
           rt.exports.peft_f32_linear__scalar(m, n, k, xp, w0, ldw, y, ep, scratch);
@@ -146,19 +134,7 @@ describe('f32 W in panels (cpp/linear_panel.h)', () => {
           for (const withBias of [false, true])
             expect(bits(run(pan, 0, j0, j1, withBias)), `cols [${j0}, ${j1})${withBias ? ' + bias' : ''}`).toEqual(bits(run(wp, k, j0, j1, withBias)));
         const wv = new Float32Array(Uint32Array.from(h, (v) => v << 16).buffer);
-        const ref = new Float64Array(m * n);
-        const mag = new Float64Array(m * n);
-        for (let i = 0; i < m; i++)
-          for (let j = 0; j < n; j++) {
-            let acc = 0;
-            let abs = 0;
-            for (let p = 0; p < k; p++) {
-              acc += x[i * k + p] * wv[j * k + p];
-              abs += Math.abs(x[i * k + p] * wv[j * k + p]);
-            }
-            ref[i * n + j] = acc + bias[j];
-            mag[i * n + j] = abs + Math.abs(bias[j]);
-          }
+        const { ref, mag } = linearReference(x, wv, m, n, k, bias);
         expectClose(run(pan, 0, 0, n, true), ref, (i) => (k / 4 + 4) * EPS32 * mag[i] + 1e-30, `bf16 k=${k} m=${m}`);
         const scalar = (w0: number, ldw: number) => {
           rt.exports.peft_f32xbf16_linear__scalar(m, n, k, xp, w0, ldw, y, ep, scratch);

@@ -11,7 +11,7 @@ import { Linear } from '../../src/nn/linear.js';
 import { PanelWasmStorage, WasmStorage } from '../../src/runtime/storage.js';
 import { PANEL_SWEEP_MIN_WORK, PANEL_SWEEP_SAMPLES, PanelSweepTuner } from '../../src/backends/wasm/panel-sweep.js';
 import { Tensor } from '../../src/tensor.js';
-import { EPS32, expectClose, randomF32, rng } from '../kernels/helpers.js';
+import { EPS32, expectClose, linearReference, randomF32, rng } from '../kernels/helpers.js';
 
 const k = 1041; // k % 4 ≠ 0 (a panel's last chunk is padded) and k > a GEMM k-block, so tails and blocks both run
 const n = 37; // n % 4 ≠ 0 and n % 16 ≠ 0: every column tail of the GEMV and the GEMM
@@ -20,16 +20,11 @@ const bits = (t: Tensor) => new Uint32Array(new Float32Array(t.data as Float32Ar
 
 /** float64 x·Wᵀ (+ s·x·A·B) (row-scaled) + b, and Σ|terms| per element for the f32 bound. */
 function reference(m: number, x: Float32Array, w: Float32Array, b: Float32Array, lora?: { a: Float32Array; b: Float32Array; r: number; s: number }, gain?: Float64Array) {
-  const ref = new Float64Array(m * n);
-  const mag = new Float64Array(m * n);
+  const { ref, mag } = linearReference(x, w, m, n, k); // x·Wᵀ, no bias yet
   for (let i = 0; i < m; i++)
     for (let j = 0; j < n; j++) {
-      let acc = 0;
-      let abs = 0;
-      for (let p = 0; p < k; p++) {
-        acc += x[i * k + p] * w[j * k + p];
-        abs += Math.abs(x[i * k + p] * w[j * k + p]);
-      }
+      let acc = ref[i * n + j];
+      let abs = mag[i * n + j];
       if (lora) {
         for (let q = 0; q < lora.r; q++) {
           let t = 0;
@@ -104,16 +99,8 @@ describe('the stored layout of a linear W (wasm)', () => {
     for (const m of [1, 2, 3, 5, 6, 40]) {
       const xm = f32(xb.slice(0, m * kb), [m, kb]);
       const y = layer.forward(xm);
-      for (let i = 0; i < m; i++)
-        for (let j = 0; j < n; j++) {
-          let acc = 0;
-          let abs = 0;
-          for (let p = 0; p < kb; p++) {
-            acc += xb[i * kb + p] * wv[j * kb + p];
-            abs += Math.abs(xb[i * kb + p] * wv[j * kb + p]);
-          }
-          expect(Math.abs((y.data as Float32Array)[i * n + j] - acc)).toBeLessThanOrEqual((kb / 4 + 8) * EPS32 * abs);
-        }
+      const r = linearReference(xb, wv, m, n, kb);
+      expectClose(y.data as Float32Array, r.ref, (i) => (kb / 4 + 8) * EPS32 * r.mag[i], `bf16 m=${m}`);
       const y0 = be.linear(xm, compact, undefined, []);
       expect(bits(y), `m=${m} vs the compact bf16 W`).toEqual(bits(y0));
       const y3 = l3.forward(xm);
@@ -142,16 +129,8 @@ describe('the stored layout of a linear W (wasm)', () => {
       expect(Array.from(l.weight.data as Float32Array)).toEqual(Array.from(wt));
       const xs = randomF32(rng(3), 2 * cols);
       const y = l.forward(f32(xs, [2, cols]));
-      for (let i = 0; i < 2; i++)
-        for (let j = 0; j < rows; j++) {
-          let acc = 0;
-          let abs = 0;
-          for (let p = 0; p < cols; p++) {
-            acc += xs[i * cols + p] * wt[j * cols + p];
-            abs += Math.abs(xs[i * cols + p] * wt[j * cols + p]);
-          }
-          expect(Math.abs((y.data as Float32Array)[i * rows + j] - acc)).toBeLessThanOrEqual((cols / 4 + 4) * EPS32 * abs);
-        }
+      const r = linearReference(xs, wt, 2, rows, cols);
+      expectClose(y.data as Float32Array, r.ref, (i) => (cols / 4 + 4) * EPS32 * r.mag[i], `[${rows}, ${cols}]`);
       y.dispose();
       l.dispose();
     }

@@ -19,8 +19,8 @@ const MARGIN = 1.1;
  * runtime. The faster one depends on the engine, not the core: on one thread 8 panels per k-block ran 1.13× the
  * one-panel sweep in Node 20 (V8 11.3) and 0.69× of it in Deno 2.9 (a newer V8) on the same machine and weights, so
  * the backend times both on the first large one-thread calls and keeps 8 per block unless one panel is faster by
- * MARGIN (medians per unit of work, so calls of any shape count alike). A call split across threads always takes the one-panel sweep (eight streams on
- * each core ran slower than one thread). Speed only: both sweeps give the same bits.
+ * MARGIN (medians per unit of work, so calls of any shape count alike). A call split across threads always takes the
+ * one-panel sweep (eight streams on each core ran slower than one thread). Speed only: both sweeps give the same bits.
  */
 export class PanelSweepTuner {
   private static readonly byRuntime = new WeakMap<WasmRuntime, PanelSweepTuner>();
