@@ -196,7 +196,11 @@ static inline void f32xbf16_gemv_m__simd128(size_t n, size_t k, size_t j0, size_
 }
 
 // m ≤ PEFT_BF16_PANEL_GEMV_MAX_M on a W in panels (ldw = 0), columns [j0, j1): per panel one M × 4 tile (m = 1: one
-// 64-byte line per k-step of 8, U = 1), single rows at a cut panel. Measured (Zen 5,
+// 64-byte line per k-step of 8, U = 1), single rows at a cut panel. Two call sites per M (f32xbf16_linear_cols): with
+// one, wasm-opt inlined it into that function's 20,000 instructions of x86 code, where V8 kept the four accumulators,
+// the zero vector and the loop's pointers on the stack, loading and storing them every k-step. Out of line (AMD Zen 4,
+// one thread, ÷ inlined in one run): m = 1 k = n = 4096 1.17–1.20×, k 896 n 4864 1.28–1.45×, k 4864 n 896 1.18×,
+// k 256 n 2048 1.31×; m = 2 1.09–1.20×. Measured (Zen 5,
 // W cold, m = 1, GB/s ÷ the row-major 8 × 4 tile in one run): k = n = 4096 1.27× (76 % of the read loop, row-major
 // 60 %), k 896 n 4864 1.58× (83 %); 4 × 2 and 4 × 4 levels 0.94–0.99× of 4 × 1, two panels at once (8 rows) 0.58×.
 template <int M>
@@ -497,9 +501,14 @@ static inline void f32xbf16_linear_cols__simd128(size_t m, size_t n, size_t k, s
     const size_t mc = m - i < 4 ? m - i : 4;
     const float* xc = x + i * k;
     float* yc = y + i * n;
-    if (ldw == 0) {  // W in panels
-      if (mc == 1) f32xbf16_gemv_panels__simd128<1>(n, k, j0, j1, xc, w, yc, ep);
-      else f32xbf16_gemv_panels__simd128<2>(n, k, j0, j1, xc, w, yc, ep);  // mc = 2 (m ≤ 2 here)
+    if (ldw == 0) {  // W in panels; two call sites each (ep or none), so they stay out of line (above)
+      if (mc == 1) {
+        if (ep) f32xbf16_gemv_panels__simd128<1>(n, k, j0, j1, xc, w, yc, ep);
+        else f32xbf16_gemv_panels__simd128<1>(n, k, j0, j1, xc, w, yc, nullptr);
+      } else {  // mc = 2 (m ≤ 2 here)
+        if (ep) f32xbf16_gemv_panels__simd128<2>(n, k, j0, j1, xc, w, yc, ep);
+        else f32xbf16_gemv_panels__simd128<2>(n, k, j0, j1, xc, w, yc, nullptr);
+      }
       continue;
     }
     switch (mc) {
