@@ -214,7 +214,7 @@ export class WasmBackend implements Backend {
       const [wp, ld] = resident ? [resident.ptr, ldw] : [ptrs[0], k];
       const timed = mm === 1 && ld !== 0 && this.tuner.begin(this.gemvTile, wDtype, k, n);
       if (T === 1) f32Linear(this.runtime, mm, n, k, xp, wp, yp, ep, sp, this.kernels, wDtype, ld);
-      else this.pool!.run(wDtype === 'bf16' ? ThreadKernel.Bf16Linear : ThreadKernel.F32Linear, [mm, n, k, xp, wp, ld, yp, ep], n, chunkColumns(n, T), sp, S, T);
+      else this.pool!.run(wDtype === 'bf16' ? ThreadKernel.Bf16Linear : ThreadKernel.F32Linear, [mm, n, k, xp, wp, ld, yp, ep], n, chunkColumns(n, T, mm * k), sp, S, T);
       if (timed) this.tuner.end();
       if (sweepTimed) this.panelSweep.end();
     });
@@ -234,7 +234,7 @@ export class WasmBackend implements Backend {
     const S = (quantScratchBytes(this.runtime, m, k) + 15) & ~15; // one scratch block per thread
     return this.run('quantizedLinear', x, k, n, [q.w, q.scales, q.biases], bias, deltas, rowScale, S * T, (xp, yp, ep, mm, ptrs, qsp) => {
       if (T === 1) return f32QLinear(this.runtime, mm, n, k, bits, groupSize, xp, ptrs[0], ptrs[1], ptrs[2], qsp, yp, ep, this.kernels);
-      this.pool!.run(ThreadKernel.QLinear, [mm, n, k, bits, groupSize, xp, ptrs[0], ptrs[1], ptrs[2], yp, ep], n, chunkColumns(n, T), qsp, S, T);
+      this.pool!.run(ThreadKernel.QLinear, [mm, n, k, bits, groupSize, xp, ptrs[0], ptrs[1], ptrs[2], yp, ep], n, chunkColumns(n, T, mm * k), qsp, S, T);
     });
   }
 

@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { JsBackend } from '../../src/backends/js.js';
 import { WasmBackend } from '../../src/backends/wasm.js';
 import type { LoRADelta } from '../../src/backends/backend.js';
-import { COLUMN_ALIGN, THREAD_MIN_WORK, chunkColumns } from '../../src/runtime/threads.js';
+import { CHUNK_MIN_WORK, COLUMN_ALIGN, MAX_CHUNKS_PER_THREAD, THREAD_MIN_WORK, chunkColumns } from '../../src/runtime/threads.js';
 import { CTL, claimChunks, kernelTable } from '../../src/runtime/thread-body.js';
 import { Tensor } from '../../src/tensor.js';
 import { Linear } from '../../src/nn/linear.js';
@@ -27,6 +27,24 @@ describe('chunkColumns', () => {
         expect(Math.ceil(n / w)).toBeLessThanOrEqual(0xffff);
         if (n >= 64 * t) expect(Math.ceil(n / w)).toBeGreaterThanOrEqual(2 * t);
       }
+  });
+  it('cuts a long call finer, up to 16 chunks per thread, each keeping CHUNK_MIN_WORK multiply-adds', () => {
+    // m = 1, k = n = 4096 on 2 threads: 2^24 multiply-adds, 32 chunks of 128 columns (2^19 each).
+    expect(chunkColumns(4096, 2, 4096)).toBe(128);
+    // A short call keeps four per thread (2^20 multiply-adds: finer chunks would carry less than 2^19 each).
+    expect(chunkColumns(256, 2, 4096)).toBe(32);
+    for (const n of [45, 1000, 1027, 4096, 1 << 20])
+      for (const t of [1, 2, 3, 16])
+        for (const colWork of [1, 896, 4096, 64 * 4096]) {
+          const w = chunkColumns(n, t, colWork);
+          const chunks = Math.ceil(n / w);
+          expect(w % COLUMN_ALIGN).toBe(0);
+          expect(chunks).toBeLessThanOrEqual(Math.max(MAX_CHUNKS_PER_THREAD * t, 1));
+          expect(chunks).toBeLessThanOrEqual(0xffff);
+          // Finer than four per thread only while a chunk keeps CHUNK_MIN_WORK (cut to whole COLUMN_ALIGN groups).
+          if (chunks > 4 * t) expect((w + COLUMN_ALIGN) * colWork).toBeGreaterThanOrEqual(CHUNK_MIN_WORK);
+          if (n >= 64 * t) expect(chunks).toBeGreaterThanOrEqual(Math.min(2 * t, chunks));
+        }
   });
 });
 
