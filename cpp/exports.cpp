@@ -22,7 +22,7 @@
 using namespace peft;
 
 // Bumped whenever a signature or the Epilogue layout changes; the TS loader checks it.
-PEFT_EXPORT int32_t peft_abi_version(void) { return 11; }
+PEFT_EXPORT int32_t peft_abi_version(void) { return 12; }
 // Bytes malloc'd and not yet freed (dlmalloc's mallinfo): leak tests compare it before and after.
 PEFT_EXPORT size_t peft_heap_bytes_in_use(void) { return mallinfo().uordblks; }
 // Sets a tile choice of tuning.h (knob: TuningKnob; value 0 = the build's default tile, 1 = the alternative); returns
@@ -57,6 +57,11 @@ PEFT_EXPORT void peft_f32_pack_panels(size_t n, size_t k, const float* src, size
 }
 // dst [n,k] compact = the panel weight src.
 PEFT_EXPORT void peft_f32_unpack_panels(size_t n, size_t k, const float* src, float* dst) { unpack_panels(n, k, src, dst); }
+// y [m,k] f32 = rows ids[0 … m) (i32, each < n) of a weight in panels of `elem_bytes` (4: f32, 2: bf16, widened).
+PEFT_EXPORT void peft_panel_gather_rows(size_t k, size_t elem_bytes, const void* w, const int32_t* ids, size_t m, float* y) {
+  if (elem_bytes == 4) panel_gather_rows(k, (const float*)w, ids, m, y);
+  else panel_gather_rows(k, (const uint16_t*)w, ids, m, y);
+}
 PEFT_EXPORT void peft_bf16_pack_panels(size_t n, size_t k, const uint16_t* src, size_t lds, uint16_t* dst) {
   pack_panels(n, k, src, lds, dst);
 }

@@ -92,9 +92,10 @@ export interface UploadOptions {
    */
   keepBf16?: boolean;
   /**
-   * The tensor is a linear layer's `W [n,k]`, read only by `linear` and through `data`: the backend may store it in
-   * the layout its kernels stream fastest (wasm: rows of 4 KiB or more padded by 128 bytes, cpp/linear.h). `data` and
-   * `read()` still give the usual row-major values (on wasm, a copy).
+   * The tensor is a linear layer's `W [n,k]` or an embedding table (whose rows a tied head reads as its W), read only
+   * by `linear`, `embedding` and through `data`: the backend may store it in the layout its kernels stream fastest
+   * (wasm: panels of 4 rows, cpp/linear_panel.h). `data` and `read()` still give the usual row-major values (on wasm,
+   * a copy).
    */
   linearWeight?: boolean;
 }

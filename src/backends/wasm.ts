@@ -336,8 +336,14 @@ export class WasmBackend implements Backend {
     try {
       const y = allocWasmTensor(rt, [...ids.shape, dim], 'f32');
       const yPtr = (y.storage as WasmStorage).ptr;
+      const tabPanels = table.dtype === 'bf16' || table.dtype === 'f32' ? panelOf(rt, table) : undefined;
       const tabBf16 = table.dtype === 'bf16' ? wasmPtrOf(rt, table) : undefined;
-      if (tabBf16 !== undefined) {
+      if (tabPanels !== undefined) {
+        // A table in panels (uploaded as a possible tied head's W): rows gathered chunk by chunk, bf16 widened exactly.
+        const idp = this.scratch.ensure(m * 4);
+        rt.u32.set(idList, idp >>> 2); // ids checked above: 0 ≤ id < vocab
+        rt.exports.peft_panel_gather_rows(dim, table.dtype === 'bf16' ? 2 : 4, tabPanels, idp, m, yPtr);
+      } else if (tabBf16 !== undefined) {
         // A resident bf16 table (uploaded with keepBf16): each gathered row is widened (exactly) into y.
         const widen = this.kernels === 'scalar' ? rt.exports.peft_bf16_to_f32__scalar : rt.exports.peft_bf16_to_f32;
         for (let i = 0; i < m; i++) widen(dim, tabBf16 + idList[i] * dim * 2, yPtr + i * dim * 4);

@@ -22,7 +22,9 @@ export class Embedding extends Module {
     if (weight.ndim !== 2) throw new BackendError('shape_mismatch', 'an embedding table is 2-D', { expected: '[vocab, dim]', got: `[${weight.shape.join(', ')}]`, where: 'Embedding' });
     this.backend = opts.backend ?? defaultBackend();
     this.weightDtype = opts.weightDtype ?? 'f32';
-    this.weight = this.own(storedWeight(weight, this.weightDtype), (t) => this.backend.upload(t, { keepBf16: this.weightDtype === 'bf16' }));
+    // Uploaded as a linear weight: a tied head (Linear over this.weight) then streams it in the layout its GEMV is
+    // fastest in (wasm: panels of 4 rows), and `embedding` gathers rows from that layout.
+    this.weight = this.own(storedWeight(weight, this.weightDtype), (t) => this.backend.upload(t, { keepBf16: this.weightDtype === 'bf16', linearWeight: true }));
   }
 
   get vocab(): number {

@@ -44,6 +44,8 @@ export interface PeftWasmExports {
   /** dst [n,k] compact = the panel weight src. */
   peft_f32_unpack_panels(n: number, k: number, src: number, dst: number): void;
   peft_bf16_unpack_panels(n: number, k: number, src: number, dst: number): void;
+  /** y [m,k] f32 = rows ids [m] (i32) of a weight in panels of `elemBytes` (4: f32, 2: bf16, widened exactly). */
+  peft_panel_gather_rows(k: number, elemBytes: number, w: number, ids: number, m: number, y: number): void;
   /** W rows `ldw` ≥ k elements apart, or `ldw` = 0: W in panels (every f32 and bf16 linear export). */
   peft_f32_linear(m: number, n: number, k: number, x: number, w: number, ldw: number, y: number, ep: number, scratch: number): void;
   peft_f32_linear__scalar(m: number, n: number, k: number, x: number, w: number, ldw: number, y: number, ep: number, scratch: number): void;
@@ -92,7 +94,7 @@ export interface PeftWasmExports {
 }
 
 /** The ABI version cpp/exports.cpp reports; bumped with any signature or struct-layout change. */
-export const ABI_VERSION = 11;
+export const ABI_VERSION = 12;
 
 /**
  * The smallest module that uses a SIMD128 instruction: `(func (result v128) i32.const 0 i32x4.splat)`.

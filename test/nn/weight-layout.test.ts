@@ -7,6 +7,7 @@ import { WasmBackend } from '../../src/backends/wasm.js';
 import { DoRALinear } from '../../src/lora/dora-linear.js';
 import { LoRALinear } from '../../src/lora/lora-linear.js';
 import { setLoRAEnabled } from '../../src/lora/set-enabled.js';
+import { Embedding } from '../../src/nn/embedding.js';
 import { Linear } from '../../src/nn/linear.js';
 import { PanelWasmStorage, WasmStorage } from '../../src/runtime/storage.js';
 import { PANEL_SWEEP_MIN_WORK, PANEL_SWEEP_SAMPLES, PanelSweepTuner } from '../../src/backends/wasm/panel-sweep.js';
@@ -239,6 +240,37 @@ describe('the stored layout of a linear W (wasm)', () => {
     expect(bits(y)).toEqual(bits(first));
     for (const t of [y, first, xm]) t.dispose();
     l.dispose();
+  });
+
+  test('an embedding table is stored in panels: gathered rows are its rows exactly (f32, bf16 widened), a tied head reads the same block', () => {
+    // vocab 37 and dim 1041 (k % 8 ≠ 0: the last chunk of a bf16 row is partial); ids repeat and hit both ends.
+    const ids = Tensor.from(Int32Array.from([0, 36, 5, 5, 17, 3, 36]), [7], 'i32');
+    const wb = Uint16Array.from(w, (v) => new Uint32Array(new Float32Array([v]).buffer)[0] >>> 16); // bf16 of w, truncated
+    const widened = Float32Array.from(wb, (h) => new Float32Array(new Uint32Array([h << 16]).buffer)[0]);
+    for (const [table, expected] of [
+      [f32(w, [n, k]), w],
+      [Tensor.from(wb, [n, k], 'bf16'), widened],
+    ] as const) {
+      const e = new Embedding(table, { backend: be, weightDtype: table.dtype === 'bf16' ? 'bf16' : 'f32' });
+      expect(e.weight.storage).toBeInstanceOf(PanelWasmStorage);
+      expect(Array.from(e.weight.data as ArrayLike<number>)).toEqual(Array.from(table.data as ArrayLike<number>));
+      const y = e.forward(ids);
+      const got = y.data as Float32Array;
+      const idv = ids.data as Int32Array;
+      for (let i = 0; i < idv.length; i++)
+        for (let p = 0; p < k; p++) if (!Object.is(got[i * k + p], expected[idv[i] * k + p])) throw new Error(`row ${i} (id ${idv[i]}), column ${p}: ${got[i * k + p]} ≠ ${expected[idv[i] * k + p]}`);
+      // The tied head: a Linear over the same table reads it in place (no second copy) and equals float64.
+      const head = new Linear(e.weight, undefined, { backend: be, weightDtype: e.weightDtype });
+      expect(head.weight.storage).toBe(e.weight.storage);
+      const xs = x.slice(0, 3 * k);
+      const { ref, mag } = linearReference(xs, expected, 3, n, k);
+      const logits = head.forward(f32(xs, [3, k]));
+      expectClose(logits.data as Float32Array, ref, bound(mag));
+      for (const t of [y, logits]) t.dispose();
+      head.dispose();
+      e.dispose();
+    }
+    ids.dispose();
   });
 
   test('the block of panels is freed with the layer (wasm heap back to its baseline, no GC)', () => {
