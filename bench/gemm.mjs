@@ -3,7 +3,7 @@
 // Every library gets a fresh x [m,k] Float32Array per call and hands back y [m,n] readable from JS.
 // Usage: node gemm.mjs [--quick] [--sizes 4096] [--ms 8,64] [--ranks 0,16]   (prints markdown; run.mjs also writes it
 // to results.md; the lists pick a subset for a focused run)
-import { args, fmt, machine, randomF32, table, timeInterleaved } from './lib/common.mjs';
+import { args, fmt, machine, pairedRatio, randomF32, table, timeInterleaved, timeInterleavedSamples } from './lib/common.mjs';
 import { ortPeer, plainJsPeer, tfjsPeer, threadedPeer } from './lib/peers.mjs';
 import { loadLib, oursPeer } from './lib/ours.mjs';
 import { peakProbe } from './lib/peak.mjs';
@@ -116,9 +116,9 @@ export async function runGemm({ quick = false, log = console.error, pick = {} } 
           : p.id === 'ours'
             ? { base: () => withLora.run(x, m, true, []), lora: () => withLora.run(x, m, true) }
             : { base: () => base.run(x, m, true), lora: () => withLora.run(x, m, true) };
-        const t = await timeInterleaved(fns, { budgetMs: quick ? 1000 : 4000 });
-        const c = ((cost[p.id] ??= {})[m] = { lora: (t.lora / t.base - 1) * 100 });
-        if (t.off !== undefined) c.off = (t.off / t.base - 1) * 100;
+        const { medians: t, samples } = await timeInterleavedSamples(fns, { budgetMs: quick ? 1000 : 4000 });
+        const c = ((cost[p.id] ??= {})[m] = { lora: (pairedRatio(samples, 'lora', 'base') - 1) * 100 });
+        if (t.off !== undefined) c.off = (pairedRatio(samples, 'off', 'base') - 1) * 100;
         log(`cost ${p.id} m=${m}: base ${fmt.ms(t.base)} ms, lora r=16 ${fmt.pct(c.lora)}${c.off === undefined ? '' : `, off ${fmt.pct(c.off)}`}`);
       }
       if (p.id === 'ours' && !layers) notes.push('peftjs does not export Linear/LoRALinear yet: "off" (loraEnabled = false) not measured');
@@ -270,7 +270,7 @@ export function gemmTables({ peers: all, res, cost, sizes, ms, ranks, notes, cos
   costRows.push(['FLOP count (ideal)', fmt.pct(cost.ideal), fmt.pct(cost.ideal), '+0.0 %', '+0.0 %']);
   out.push(
     `#### What the adapter costs (k = n = ${costSize}, r = 16)\n\n` +
-      'Time over the same library\'s plain linear: the calls interleaved one by one for 4 s, medians. For peftjs these are its layers over one ' +
+      'Time over the same library\'s plain linear: the calls interleaved one by one for 4 s; per round the ratio to the plain call, then the median over rounds. For peftjs these are its layers over one ' +
       'resident W: `LoRALinear.forward` against `Linear.forward`, and "off" is a `LoRALinear` with `loraEnabled = false`. ' +
       'Peers have no toggle: an adapter off there is another graph. Within ±2 % is this machine\'s noise.\n\n' +
       table(['library', 'LoRA on, m=1', 'LoRA on, m=64', 'off, m=1', 'off, m=64'], costRows),

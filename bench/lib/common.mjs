@@ -63,7 +63,12 @@ export async function timeRounds(fns, { rounds = 5, roundMs = 100, warmup = 1 } 
  * and returns each one's median call, after a warm-up of `warmup` turns and at least `warmupMs`. Neighbouring calls see the same machine, so this is the estimator for
  * differences of a few percent (an adapter's cost, an adapter switched off), where best-of-rounds is too noisy.
  */
-export async function timeInterleaved(fns, { budgetMs = 3000, minIters = 15, warmup = 2, warmupMs = 400 } = {}) {
+export async function timeInterleaved(fns, opts) {
+  return (await timeInterleavedSamples(fns, opts)).medians;
+}
+
+/** The same rounds: `samples[id][i]` = ms of fns[id] in round i, and their medians. */
+export async function timeInterleavedSamples(fns, { budgetMs = 3000, minIters = 15, warmup = 2, warmupMs = 400 } = {}) {
   const ids = Object.keys(fns);
   // Warm up by count and by time: V8 runs wasm in its baseline tier (Liftoff) until a function is hot and its
   // optimised code is ready, and a kernel first used here may still be in Liftoff after a couple of calls.
@@ -79,7 +84,13 @@ export async function timeInterleaved(fns, { budgetMs = 3000, minIters = 15, war
       ts[id].push(performance.now() - t0);
     }
   }
-  return Object.fromEntries(ids.map((id) => [id, median(ts[id])]));
+  return { medians: Object.fromEntries(ids.map((id) => [id, median(ts[id])])), samples: ts };
+}
+
+/** Median over rounds of samples[a][i] ÷ samples[b][i]: each ratio within one round, so a burst of load on the
+ * machine, which slows a round's calls alike, cancels (a ratio of two medians does not have that). */
+export function pairedRatio(samples, a, b) {
+  return median(samples[a].map((t, i) => t / samples[b][i]));
 }
 
 export function median(xs) {
