@@ -1,4 +1,4 @@
-import { routePasses, type Backend, type LoRADelta, type Route, type RouteTerm } from '../backends/backend.js';
+import { type Backend, type LoRADelta, type Route, type RouteTerm } from '../backends/backend.js';
 import { ApplyError, type ApplyCode } from '../errors.js';
 import { FLOAT_DTYPES, toF64 } from '../nn/float.js';
 import { NO_DELTAS } from '../nn/linear.js';
@@ -282,22 +282,44 @@ export abstract class LoRAModule<B extends Module = Module> extends Module imple
     return this.#enabled;
   }
 
-  /** O(1) and allocation-free: swaps between two cached (base, deltas) pairs. */
+  /** O(1) and allocation-free: swaps between two cached states ("on" worked out when the adapters last changed). */
   set loraEnabled(on: boolean) {
     if (on === this.#enabled) return;
-    const locked = this.adapters.find((ad) => ad.fused && !ad.fused.keepOriginal);
+    const locked = this.fusedLock();
     if (locked) throw fusedError(this.path, locked.name);
     this.#enabled = on;
-    this.#swap();
+    this.#swap(false);
   }
 
-  #swap(): void {
+  /** The adapter (`name`, or any) fused without keeping the original: it cannot be switched off. A loop, no closure. */
+  fusedLock(name?: string): LayerAdapter<B> | undefined {
+    for (const ad of this.adapters) if (ad.fused && !ad.fused.keepOriginal && (name === undefined || ad.name === name)) return ad;
+    return undefined;
+  }
+
+  /** "on": what the active adapters need (passes, DoRA row scale), recomputed only when they changed (`recompute`). */
+  #onMultiPass = false;
+  #onRowScale?: Tensor;
+  #swap(recompute = true): void {
+    if (recompute) {
+      // routePasses' grouping (a DoRA term opens a pass of its own; plain terms share one), counted without building it.
+      let passes = 0;
+      let scale: Tensor | undefined;
+      let lastScaled = false;
+      for (const t of this.#active) {
+        if (!t.gain && passes > 0 && !lastScaled) continue; // joins the plain pass
+        passes++;
+        scale = t.gain;
+        lastScaled = t.gain !== undefined;
+      }
+      this.#onMultiPass = passes > 1;
+      this.#onRowScale = passes === 1 ? scale : undefined;
+    }
     const on = this.#enabled;
     this.base_ = on ? this.#onBase : this.original;
     this.deltas = on && this.#active.length > 0 ? this.#active : NO_DELTAS;
-    const passes = this.deltas.length > 0 ? routePasses(this.#active) : [];
-    this.multiPass = passes.length > 1;
-    this.rowScale = passes.length === 1 ? passes[0].rowScale : undefined;
+    this.multiPass = on && this.#onMultiPass;
+    this.rowScale = on ? this.#onRowScale : undefined;
   }
 
   /** The gain of the single active DoRA adapter (what `rowScale` is while on), for views such as DoRALinear. */
@@ -360,15 +382,23 @@ export abstract class LoRAModule<B extends Module = Module> extends Module imple
 
   /** Rebuilds the active list in place (no new array) and picks the base for "on". */
   protected rebuild(): void {
-    this.#active.length = 0;
-    this.#routeLists.clear();
+    // Per flip of one adapter (container.enabled): entries overwritten and popped, the map cleared only when used
+    // (setting an array's length and Map.clear are runtime calls: a third of the flip's time).
+    const active = this.#active;
+    if (this.#routeLists.size > 0) this.#routeLists.clear();
     let key = 0;
+    let n = 0;
     for (let i = 0; i < this.adapters.length; i++) {
       const ad = this.adapters[i];
       if (!ad.enabled) continue;
-      if (ad.term && !ad.fused) this.#active.push(ad.term);
+      if (ad.term && !ad.fused) {
+        if (n < active.length) active[n] = ad.term;
+        else active.push(ad.term);
+        n++;
+      }
       if (ad.fused || ad.replacement) key |= 1 << i;
     }
+    while (active.length > n) active.pop();
     let onBase = this.#merged.get(key);
     if (!onBase) {
       let start = this.original;
@@ -382,7 +412,8 @@ export abstract class LoRAModule<B extends Module = Module> extends Module imple
   }
 
   adapter(name: string): LayerAdapter<B> | undefined {
-    return this.adapters.find((ad) => ad.name === name);
+    for (const ad of this.adapters) if (ad.name === name) return ad;
+    return undefined;
   }
 
   #need(name: string): LayerAdapter<B> {

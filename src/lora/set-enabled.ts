@@ -17,7 +17,7 @@ export function setLoRAEnabled(model: Module, on: boolean, opts: SetEnabledOptio
   const targets = loraLayersOf(model, adapter);
   for (const layer of targets) {
     const changes = adapter === undefined ? layer.loraEnabled !== on : layer.adapter(adapter)!.enabled !== on;
-    const locked = changes && layer.adapters.find((ad) => ad.fused && !ad.fused.keepOriginal && (adapter === undefined || ad.name === adapter));
+    const locked = changes && layer.fusedLock(adapter);
     if (locked) throw fusedError(layer.path, locked.name);
   }
   for (const layer of targets) {

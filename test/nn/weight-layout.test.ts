@@ -265,7 +265,7 @@ describe('the stored layout of a linear W (wasm)', () => {
       const xs = x.slice(0, 3 * k);
       const { ref, mag } = linearReference(xs, expected, 3, n, k);
       const logits = head.forward(f32(xs, [3, k]));
-      expectClose(logits.data as Float32Array, ref, bound(mag));
+      expectClose(logits.data as Float32Array, ref, bound(mag), `tied head, ${table.dtype}`);
       for (const t of [y, logits]) t.dispose();
       head.dispose();
       e.dispose();
