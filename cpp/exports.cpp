@@ -59,8 +59,10 @@ PEFT_EXPORT void peft_f32_pack_panels(size_t n, size_t k, const float* src, size
 PEFT_EXPORT void peft_f32_unpack_panels(size_t n, size_t k, const float* src, float* dst) { unpack_panels(n, k, src, dst); }
 // y [m,k] f32 = rows ids[0 … m) (i32, each < n) of a weight in panels of `elem_bytes` (4: f32, 2: bf16, widened).
 PEFT_EXPORT void peft_panel_gather_rows(size_t k, size_t elem_bytes, const void* w, const int32_t* ids, size_t m, float* y) {
-  if (elem_bytes == 4) panel_gather_rows(k, (const float*)w, ids, m, y);
-  else panel_gather_rows(k, (const uint16_t*)w, ids, m, y);
+  for (size_t i = 0; i < m; i++) {
+    if (elem_bytes == 4) f32_panel_row__simd128(k, panel_row((const float*)w, k, (size_t)ids[i]), y + i * k);
+    else bf16_widen_panel_row__simd128(k, panel_row((const uint16_t*)w, k, (size_t)ids[i]), y + i * k);
+  }
 }
 PEFT_EXPORT void peft_bf16_pack_panels(size_t n, size_t k, const uint16_t* src, size_t lds, uint16_t* dst) {
   pack_panels(n, k, src, lds, dst);

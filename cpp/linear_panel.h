@@ -77,37 +77,13 @@ static inline void unpack_panels(size_t n, size_t k, const T* __restrict src, T*
   }
 }
 
-// y [m,k] f32 = rows ids[0 … m) of an [n,k] weight in panels (T: float, or uint16_t bf16 widened exactly): an
-// embedding table stored in panels (its rows are also a tied head's W, which the GEMV streams fastest that way). A
-// row is one 16-byte chunk per 64-byte line of its panel. The ids are checked by the caller.
-template <class T>
-static inline void panel_gather_rows(size_t k, const T* __restrict w, const int32_t* __restrict ids, size_t m,
-                                     float* __restrict y) {
-  constexpr size_t C = PanelOf<T>::C;
-  const size_t kf = k & ~(C - 1);
-  const v128_t zero = wasm_i32x4_splat(0);
-  for (size_t i = 0; i < m; i++) {
-    const T* row = panel_row(w, k, (size_t)ids[i]);
-    float* d = y + i * k;
-    for (size_t p = 0; p < kf; p += C) {
-      const v128_t v = wasm_v128_load(row + PANEL_ROWS * p);
-      if constexpr (sizeof(T) == 4) {
-        wasm_v128_store(d + p, v);
-      } else {  // bf16 → the upper half of an f32
-        wasm_v128_store(d + p, wasm_i16x8_shuffle(zero, v, 0, 8, 1, 9, 2, 10, 3, 11));
-        wasm_v128_store(d + p + 4, wasm_i16x8_shuffle(zero, v, 4, 12, 5, 13, 6, 14, 7, 15));
-      }
-    }
-    for (size_t p = kf; p < k; p++) {
-      const T e = PanelOf<T>::elem(row, 0, 0, p);
-      if constexpr (sizeof(T) == 4) {
-        d[p] = e;
-      } else {
-        const uint32_t u = (uint32_t)e << 16;
-        memcpy(d + p, &u, 4);
-      }
-    }
-  }
+// d [k] = one row of an f32 W in panels (`row` = panel_row(w, k, j)): one 16-byte chunk per 64-byte line. The f32
+// twin of linear_bf16.h's bf16_widen_panel_row__simd128; with it, peft_panel_gather_rows reads an embedding table
+// stored in panels (its rows are also a tied head's W).
+static inline void f32_panel_row__simd128(size_t k, const float* __restrict row, float* __restrict d) {
+  size_t p = 0;
+  for (; p + 4 <= k; p += 4) wasm_v128_store(d + p, wasm_v128_load(row + PANEL_ROWS * p));
+  for (; p < k; p++) d[p] = PanelW::elem(row, 0, 0, p);
 }
 
 // m = 1, one panel: y[j0 : j0+4] = epilogue(x · W[4 rows]ᵀ), k-steps of 4U columns (U lines at constant offsets
