@@ -606,15 +606,39 @@ static inline void f32_epilogue_affine_row(float* __restrict yr, size_t j0, size
 // row), then + lora_bias, × row_scale, + bias — the order f32_store_tile__* use, so the bits are the same. Row i of
 // the pass is row `rows[i]` of y (i itself when `rows` is null) and row i of every t_d: a route's group of rows,
 // wherever they sit in the batch (the SGMV "expand" of a segment), or the whole batch.
-// Columns [j0, j1) (a thread's share; 0, n for all).
+// Columns [j0, j1) (a thread's share; 0, n for all). A long row segment takes four rows of B per pass (y += t_q·B_q
+// four times per element, q ascending: the same operations in the same order), so y is read and written r/4 times
+// instead of r: past about 8 KiB the segment no longer stays in L1 while B streams through. A short one keeps one
+// row of B per pass: four B streams at once ran slower there (AMD Zen 4, B cold, m = 1, r = 16, ÷ one row per pass:
+// n = 128…2048 0.40–0.80×; n = 4864 1.40–1.50×, m = 2 and 4 1.19–1.47×).
+#ifndef PEFT_EPI_QUAD_MIN_COLS
+#define PEFT_EPI_QUAD_MIN_COLS 2048
+#endif
 static inline void f32_epilogue_rows(size_t m, size_t n, size_t j0, size_t j1, const int32_t* __restrict rows,
                                      float* __restrict y, const Epilogue* ep) {
+  const bool quad = j1 - j0 > PEFT_EPI_QUAD_MIN_COLS;
   for (size_t i = 0; i < m; i++) {
     float* yr = y + (rows ? (size_t)rows[i] : i) * n;
     for (int32_t d = 0; d < ep->nterms; d++) {
       const LoraTerm& lt = ep->terms[d];
-      for (int32_t q = 0; q < lt.r; q++) {
-        const float tv = lt.t[i * lt.r + q];
+      const float* ti = lt.t + i * lt.r;
+      int32_t q = 0;
+      if (quad)
+        for (; q + 4 <= lt.r; q += 4) {
+          const float t0 = ti[q], t1 = ti[q + 1], t2 = ti[q + 2], t3 = ti[q + 3];
+          const float* b0 = lt.b + q * n;
+          const float *b1 = b0 + n, *b2 = b1 + n, *b3 = b2 + n;
+          for (size_t j = j0; j < j1; j++) {
+            float v = yr[j];
+            v += t0 * b0[j];
+            v += t1 * b1[j];
+            v += t2 * b2[j];
+            v += t3 * b3[j];
+            yr[j] = v;
+          }
+        }
+      for (; q < lt.r; q++) {
+        const float tv = ti[q];
         const float* br = lt.b + q * n;
         for (size_t j = j0; j < j1; j++) yr[j] += tv * br[j];
       }

@@ -37,6 +37,9 @@ for (const kind of ['f32', 'bf16', 'q4', 'q8'] as const) {
   // Short rows (≤ 2560 bytes, stored unpadded): the m = 1 GEMV loads the next tile ahead (linear.h); n = 45 gives
   // several whole tiles, the last one touching its own rows, and a column tail.
   if (kind === 'f32' || kind === 'bf16') cases.push({ kind, k: kind === 'f32' ? 202 : 600, n: 45, ranks: [], rowScale: false });
+  // Rows longer than 2048 columns: the m ≤ 4 LoRA epilogue takes four rows of B per pass (linear.h
+  // f32_epilogue_rows), r = 18 leaving two for the one-row pass; a batch sweeps B in packed tiles.
+  cases.push({ kind, k: 128, n: 2310, ranks: [18, 3], rowScale: true });
 }
 
 interface Layer {
@@ -131,6 +134,27 @@ describe('SIMD128 kernels equal their scalar twins bit for bit (same k order)', 
         const b = rows(scalar, build(scalar, c, 5), x, c.k, 0, m);
         expect(firstDiff(a, b, c.n), `m=${m}`).toBeUndefined();
       }
+    });
+  }
+});
+
+describe('long rows on one thread (the m ≤ 4 LoRA epilogue takes four rows of B per pass) equal the scalar twin and the batch', () => {
+  // One thread: a split layer's chunks are shorter than 2048 columns and keep the one-row passes.
+  for (const kind of ['f32', 'bf16', 'q4'] as const) {
+    const c: Case = { kind, k: 128, n: 2310, ranks: [18, 3], rowScale: true };
+    it(`${kind} W, k=${c.k} n=${c.n} r=[${c.ranks}]: m = 1…4 alone, in batches of 4 and 9, and the scalar twin`, async () => {
+      const simd = await WasmBackend.create({ kernels: 'simd128', threads: 1 });
+      const scalar = await WasmBackend.create({ kernels: 'scalar', threads: 1 });
+      const l = build(simd, c, 11);
+      const x = randomF32(rng(13), 9 * c.k);
+      const alone: Uint32Array[] = [];
+      for (let i = 0; i < 9; i++) alone.push(rows(simd, l, x, c.k, i, 1));
+      for (const m of [2, 3, 4, 9]) {
+        const ref = new Uint32Array(m * c.n);
+        for (let i = 0; i < m; i++) ref.set(alone[i], i * c.n);
+        expect(firstDiff(rows(simd, l, x, c.k, 0, m), ref, c.n), `m=${m}`).toBeUndefined();
+      }
+      if (kind !== 'q4') expect(firstDiff(rows(scalar, build(scalar, c, 11), x, c.k, 0, 1), alone[0], c.n), 'scalar twin').toBeUndefined();
     });
   }
 });
