@@ -546,7 +546,9 @@ export class WasmBackend implements Backend {
   // ---- internals --------------------------------------------------------------------------------------------
 
   private checkShape(what: string, got: readonly number[], expected: readonly number[]): void {
-    if (got.length !== expected.length || got.some((v, i) => v !== expected[i])) {
+    let same = got.length === expected.length;
+    for (let i = 0; same && i < got.length; i++) same = got[i] === expected[i];
+    if (!same) {
       throw new BackendError('shape_mismatch', `${what} has the wrong shape`, { expected, got, where: `WasmBackend` });
     }
   }
@@ -614,10 +616,12 @@ export class WasmBackend implements Backend {
     if (xk !== k) throw new BackendError('shape_mismatch', 'input features do not match the weight', { expected: k, got: xk, where: `WasmBackend.${op}` });
     const m = x.size / k;
     const ranks = deltas.map((d) => d.a.shape[1]);
-    deltas.forEach((d, i) => {
-      this.checkShape(`lora_A of delta ${i}`, d.a.shape, [k, ranks[i]]);
-      this.checkShape(`lora_B of delta ${i}`, d.b.shape, [ranks[i], n]);
-    });
+    for (let i = 0; i < deltas.length; i++) {
+      const d = deltas[i];
+      // Inline (a template string per check would be built on every call).
+      if (d.a.shape.length !== 2 || d.a.shape[0] !== k) this.checkShape(`lora_A of delta ${i}`, d.a.shape, [k, ranks[i]]);
+      if (d.b.shape.length !== 2 || d.b.shape[0] !== ranks[i] || d.b.shape[1] !== n) this.checkShape(`lora_B of delta ${i}`, d.b.shape, [ranks[i], n]);
+    }
     if (bias) this.checkShape('bias', bias.shape, [n]);
     if (rowScale) this.checkShape('rowScale', rowScale.shape, [n]);
 
@@ -668,9 +672,7 @@ export class WasmBackend implements Backend {
         const o = lb >>> 2;
         for (let j = 0; j < n; j++) {
           let s = 0;
-          deltas.forEach((d, i) => {
-            if (d.bias) s += d.scale * f[(lbp[i] >>> 2) + j];
-          });
+          for (let i = 0; i < deltas.length; i++) if (deltas[i].bias) s += deltas[i].scale * f[(lbp[i] >>> 2) + j];
           f[o + j] = s;
         }
       }
