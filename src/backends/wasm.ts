@@ -189,21 +189,47 @@ export class WasmBackend implements Backend {
     // An f32 W in panels at 3 ≤ m ≤ 32: how the GEMM sweeps the panels (cpp/tuning.h TUNE_PANEL_SWEEP; speed only,
     // same bits): timed on the first large one-thread calls, one panel at a time when split across threads.
     const sweepTimed = ldw === 0 && wDtype === 'f32' && m > 2 && m <= 32 && this.panelSweep.begin(m, n, k, T);
-    if (T === 1 && deltas.length === 0 && !rowScale) {
-      // The plain layer (a model's forward: every projection, every step), operands resident: the call `run` makes
-      // for it (same epilogue, same kernel), without its general staging.
+    if (!rowScale) {
+      // A model's forward (every projection, every step, its LoRA deltas), operands resident: the calls `run` makes
+      // for it (the same shrinks, epilogue and kernel: the same bits), without its general staging.
       const rt = this.runtime;
       const xp = x.dtype === 'f32' ? wasmPtrOf(rt, x) : undefined;
       const wp = resident?.ptr;
       const bp = bias && bias.dtype === 'f32' ? wasmPtrOf(rt, bias) : undefined;
-      if (xp !== undefined && wp !== undefined && (!bias || bp !== undefined) && x.shape[x.shape.length - 1] === k) {
+      if (xp !== undefined && wp !== undefined && (!bias || bp !== undefined) && x.shape[x.shape.length - 1] === k && residentDeltas(rt, deltas, k, n)) {
         if (bias) this.checkShape('bias', bias.shape, [n]);
+        const nt = deltas.length;
+        // Scratch: [epilogue][t₀ … t_d][kernel scratch, one block per thread].
+        const epBytes = bias || nt ? (epilogueBytes(nt) + 15) & ~15 : 0;
+        let tBytes = 0;
+        for (let i = 0; i < nt; i++) tBytes += (m * deltas[i].a.shape[1] * 4 + 15) & ~15;
         const y = allocWasmTensor(rt, [...x.shape.slice(0, -1), n], 'f32');
-        const epBytes = bias ? (epilogueBytes(0) + 15) & ~15 : 0;
-        const base = this.scratch.ensure(epBytes + S);
-        if (bias) writeEpilogue(rt, base, { bias: bp!, rowScale: 0, loraBias: 0, terms: [] });
+        const base = this.scratch.ensure(epBytes + tBytes + S * T);
+        if (epBytes) {
+          // writeEpilogue's layout, the terms written as each t = s·x·A is computed.
+          const u32 = rt.u32;
+          const e = base >>> 2;
+          u32[e] = bp ?? 0;
+          u32[e + 1] = 0;
+          u32[e + 2] = 0;
+          u32[e + 3] = nt;
+          u32[e + 4] = nt ? base + 20 : 0;
+          for (let i = 0, t = base + epBytes; i < nt; i++) {
+            const d = deltas[i];
+            const r = d.a.shape[1];
+            f32LoraShrink(rt, m, k, r, xp, ptrOf(d.a), t, d.scale, this.kernels);
+            const o = ((base + 20) >>> 2) + 4 * i;
+            u32[o] = t;
+            u32[o + 1] = ptrOf(d.b);
+            u32[o + 2] = r;
+            u32[o + 3] = 0;
+            t += (m * r * 4 + 15) & ~15;
+          }
+        }
+        const ep = epBytes ? base : 0, sp = base + epBytes + tBytes;
         const timed = m === 1 && ldw !== 0 && this.tuner.begin(this.gemvTile, wDtype, k, n); // panels: one tile
-        f32Linear(rt, m, n, k, xp, wp, ptrOf(y), bias ? base : 0, base + epBytes, this.kernels, wDtype, ldw);
+        if (T === 1) f32Linear(rt, m, n, k, xp, wp, ptrOf(y), ep, sp, this.kernels, wDtype, ldw);
+        else this.pool!.run(wDtype === 'bf16' ? ThreadKernel.Bf16Linear : ThreadKernel.F32Linear, [m, n, k, xp, wp, ldw, ptrOf(y), ep], n, chunkColumns(n, T, m * k), sp, S, T);
         if (timed) this.tuner.end();
         if (sweepTimed) this.panelSweep.end();
         return y;
@@ -690,6 +716,20 @@ export class WasmBackend implements Backend {
 }
 
 // ---- shape checks of the transformer ops (before anything is allocated or written) -------------------------
+
+/**
+ * Every delta a plain resident one that `linear`'s direct path can take as it is: A [k,r] and B [r,n] f32 in wasm
+ * memory, no lora bias (anything else, and every shape error, goes through `run`).
+ */
+function residentDeltas(rt: WasmRuntime, deltas: readonly LoRADelta[], k: number, n: number): boolean {
+  for (let i = 0; i < deltas.length; i++) {
+    const { a, b, bias } = deltas[i];
+    if (bias || a.dtype !== 'f32' || b.dtype !== 'f32' || wasmPtrOf(rt, a) === undefined || wasmPtrOf(rt, b) === undefined) return false;
+    const as = a.shape, bs = b.shape;
+    if (as.length !== 2 || bs.length !== 2 || as[0] !== k || bs[0] !== as[1] || bs[1] !== n) return false;
+  }
+  return true;
+}
 
 /** Byte offset of `t` when it is a wasm-resident f32 tensor of `rt` (the transformer ops' direct path), else undefined. */
 function residentF32(rt: WasmRuntime, t: Tensor): number | undefined {
