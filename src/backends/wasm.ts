@@ -15,7 +15,10 @@ import {
   epilogueBytes,
   f32Linear,
   linearScratchBytes,
+  type WeightDtype,
   writeEpilogue,
+  writeEpilogueHeader,
+  writeEpilogueTerm,
 } from './wasm/linear.js';
 import { f32LoraExpand, f32LoraShrink } from './wasm/lora.js';
 import { type GemvTileChoice, type GemvTuningReport, GemvTuner } from './wasm/gemv-tuner.js';
@@ -206,44 +209,38 @@ export class WasmBackend implements Backend {
         const y = allocWasmTensor(rt, [...x.shape.slice(0, -1), n], 'f32');
         const base = this.scratch.ensure(epBytes + tBytes + S * T);
         if (epBytes) {
-          // writeEpilogue's layout, the terms written as each t = s·x·A is computed.
-          const u32 = rt.u32;
-          const e = base >>> 2;
-          u32[e] = bp ?? 0;
-          u32[e + 1] = 0;
-          u32[e + 2] = 0;
-          u32[e + 3] = nt;
-          u32[e + 4] = nt ? base + 20 : 0;
+          // The terms written as each t = s·x·A is computed (writeEpilogue's layout, no spec objects).
+          writeEpilogueHeader(rt, base, bp ?? 0, 0, 0, nt);
           for (let i = 0, t = base + epBytes; i < nt; i++) {
             const d = deltas[i];
             const r = d.a.shape[1];
             f32LoraShrink(rt, m, k, r, xp, ptrOf(d.a), t, d.scale, this.kernels);
-            const o = ((base + 20) >>> 2) + 4 * i;
-            u32[o] = t;
-            u32[o + 1] = ptrOf(d.b);
-            u32[o + 2] = r;
-            u32[o + 3] = 0;
+            writeEpilogueTerm(rt, base, i, t, ptrOf(d.b), r);
             t += (m * r * 4 + 15) & ~15;
           }
         }
-        const ep = epBytes ? base : 0, sp = base + epBytes + tBytes;
-        const timed = m === 1 && ldw !== 0 && this.tuner.begin(this.gemvTile, wDtype, k, n); // panels: one tile
-        if (T === 1) f32Linear(rt, m, n, k, xp, wp, ptrOf(y), ep, sp, this.kernels, wDtype, ldw);
-        else this.pool!.run(wDtype === 'bf16' ? ThreadKernel.Bf16Linear : ThreadKernel.F32Linear, [m, n, k, xp, wp, ldw, ptrOf(y), ep], n, chunkColumns(n, T, m * k), sp, S, T);
-        if (timed) this.tuner.end();
-        if (sweepTimed) this.panelSweep.end();
+        this.linearKernel(m, n, k, xp, wp, ldw, ptrOf(y), epBytes ? base : 0, base + epBytes + tBytes, S, T, wDtype, sweepTimed);
         return y;
       }
     }
     // W resident: read in place (at its stride); else staged by `run` as a compact f32 temporary.
     return this.run('linear', x, k, n, resident ? [] : [w], bias, deltas, rowScale, S * T, (xp, yp, ep, mm, ptrs, sp) => {
       const [wp, ld] = resident ? [resident.ptr, ldw] : [ptrs[0], k];
-      const timed = mm === 1 && ld !== 0 && this.tuner.begin(this.gemvTile, wDtype, k, n);
-      if (T === 1) f32Linear(this.runtime, mm, n, k, xp, wp, yp, ep, sp, this.kernels, wDtype, ld);
-      else this.pool!.run(wDtype === 'bf16' ? ThreadKernel.Bf16Linear : ThreadKernel.F32Linear, [mm, n, k, xp, wp, ld, yp, ep], n, chunkColumns(n, T, mm * k), sp, S, T);
-      if (timed) this.tuner.end();
-      if (sweepTimed) this.panelSweep.end();
+      this.linearKernel(mm, n, k, xp, wp, ld, yp, ep, sp, S, T, wDtype, sweepTimed);
     });
+  }
+
+  /**
+   * The f32 or bf16 linear kernel on `T` threads (scratch blocks of S bytes from `sp`), inside the tuners' stopwatches:
+   * the m = 1 GEMV tile's (a row-major W) and, when `sweepTimed`, the panel sweep's.
+   */
+  private linearKernel(m: number, n: number, k: number, xp: number, wp: number, ldw: number, yp: number, ep: number, sp: number,
+    S: number, T: number, wDtype: WeightDtype, sweepTimed: boolean): void {
+    const timed = m === 1 && ldw !== 0 && this.tuner.begin(this.gemvTile, wDtype, k, n); // panels: one tile
+    if (T === 1) f32Linear(this.runtime, m, n, k, xp, wp, yp, ep, sp, this.kernels, wDtype, ldw);
+    else this.pool!.run(wDtype === 'bf16' ? ThreadKernel.Bf16Linear : ThreadKernel.F32Linear, [m, n, k, xp, wp, ldw, yp, ep], n, chunkColumns(n, T, m * k), sp, S, T);
+    if (timed) this.tuner.end();
+    if (sweepTimed) this.panelSweep.end();
   }
 
   quantizedLinear(x: Tensor, q: QuantizedWeight, bias: Tensor | undefined, deltas: readonly LoRADelta[], rowScale?: Tensor): Tensor {

@@ -25,21 +25,29 @@ export function epilogueBytes(nterms: number): number {
 
 /** Writes `struct Epilogue` (+ its LoraTerm array right after it) at `ptr` (4-byte aligned). */
 export function writeEpilogue(rt: WasmRuntime, ptr: number, e: EpilogueSpec): void {
+  writeEpilogueHeader(rt, ptr, e.bias, e.rowScale, e.loraBias, e.terms.length);
+  for (let d = 0; d < e.terms.length; d++) writeEpilogueTerm(rt, ptr, d, e.terms[d].t, e.terms[d].b, e.terms[d].r);
+}
+
+/** `struct Epilogue`'s header at `ptr`: its term array (`nterms` of them, `writeEpilogueTerm`) follows it. */
+export function writeEpilogueHeader(rt: WasmRuntime, ptr: number, bias: number, rowScale: number, loraBias: number, nterms: number): void {
   const u32 = rt.u32;
   const w = ptr >>> 2;
-  const terms = ptr + 20;
-  u32[w] = e.bias;
-  u32[w + 1] = e.rowScale;
-  u32[w + 2] = e.loraBias;
-  u32[w + 3] = e.terms.length;
-  u32[w + 4] = e.terms.length ? terms : 0;
-  for (let d = 0; d < e.terms.length; d++) {
-    const o = (terms >>> 2) + 4 * d;
-    u32[o] = e.terms[d].t;
-    u32[o + 1] = e.terms[d].b;
-    u32[o + 2] = e.terms[d].r;
-    u32[o + 3] = 0;
-  }
+  u32[w] = bias;
+  u32[w + 1] = rowScale;
+  u32[w + 2] = loraBias;
+  u32[w + 3] = nterms;
+  u32[w + 4] = nterms ? ptr + 20 : 0;
+}
+
+/** LoraTerm `d` of the epilogue at `ptr`: t [m, r] and B [r, n] (byte offsets). */
+export function writeEpilogueTerm(rt: WasmRuntime, ptr: number, d: number, t: number, b: number, r: number): void {
+  const u32 = rt.u32;
+  const o = ((ptr + 20) >>> 2) + 4 * d;
+  u32[o] = t;
+  u32[o + 1] = b;
+  u32[o + 2] = r;
+  u32[o + 3] = 0;
 }
 
 /** The storage of W a linear kernel reads: f32 (cpp/linear.h) or bf16 (cpp/linear_bf16.h). */
