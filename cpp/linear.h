@@ -21,7 +21,9 @@
 //   exactly once.
 //   m > 3, GEMM f32_gemm_dot: 2×4 tiles over k-blocks of KC; per strip of 4 W rows the lanes of every row of x are
 //   carried between k-blocks in scratch (m·16 floats), so blocking keeps the order; the W strip (4·KC floats) stays
-//   in L1 while x streams from L2. A W stored in another form (bf16) is widened strip by strip into scratch.
+//   in L1 while x streams from L2. A W stored in another form (bf16) is widened strip by strip into scratch. From
+//   m = PEFT_F32_PACKED_MIN_M on, a W in panels and a bf16 W take the packed form of the same tiles (x in row pairs,
+//   f32_gemm_packed_strips__simd128): the same order.
 // Tails
 //   k % 4 by the scalar loop after the lane sum; m % MR and n % NR by narrower instantiations of the same template.
 //   Unaligned pointers are fine (v128.load has no alignment need).
@@ -510,7 +512,22 @@ static inline void f32_gemm_dot_finish__simd128(size_t m, size_t n, size_t k, co
   }
 }
 
-// W strips a panel W's GEMM sweeps per k-block at m ≤ 32 (linear_panel.h f32_gemm_dot_panels).
+// The f32 GEMM on a panel W from this m on: x packed in row pairs, each panel's k-block swept in place by the packed
+// 2×4 tile (f32_gemm_packed_strips__simd128, linear_panel.h), in k-blocks of PEFT_F32_PACKED_KC (a 16·KC-byte block of
+// the panel and a row pair of x, 8·KC bytes, stay in L1). Measured (AMD Zen 5, Node 20, one thread, W cold, ÷ the
+// unpacked f32_gemm_dot in one process): k = n = 4096 m = 40 / 64 / 256 1.08 / 1.07–1.10 / 1.08–1.13×, k = n = 2048
+// m = 64 / 256 1.09–1.10 / 1.09–1.11×; KC 512 1.02–1.07×, KC 2048 as 1024; m = 17–32 0.98–1.12× (k = n = 2048 gains,
+// 4096 level), m = 8 / 16 0.95 / 0.99× (the panel groups stay); two threads at m = 32 / 64 / 256 1.08 / 0.97–1.05 /
+// 1.00–1.04×. Row blocks of 512 or 256 KiB instead of 1 MiB (f32_gemm_row_block) lost 2–9 %.
+#ifndef PEFT_F32_PACKED_MIN_M
+#define PEFT_F32_PACKED_MIN_M 17
+#endif
+#ifndef PEFT_F32_PACKED_KC
+#define PEFT_F32_PACKED_KC 1024
+#endif
+static_assert(PEFT_F32_PACKED_KC % 4 == 0, "k-blocks must keep the lanes aligned");
+
+// W strips a panel W's GEMM sweeps per k-block at m < PEFT_F32_PACKED_MIN_M (linear_panel.h f32_gemm_dot_panels).
 #ifndef PEFT_PANEL_GROUP
 #define PEFT_PANEL_GROUP 8
 #endif
@@ -535,8 +552,10 @@ constexpr size_t EPI_PACK_FLOATS = 16384;
 static inline size_t f32_linear_scratch_floats(size_t m, size_t k) {
   const size_t mb = f32_gemm_row_block(m, k);  // one block of rows at a time
   const size_t kc = k < PEFT_GEMM_KC ? k : PEFT_GEMM_KC;
-  // + 4: P is aligned to 16 bytes inside the block; m ≤ 32 on a panel W carries the lanes of PANEL_GROUP strips.
-  const size_t gemm = mb * 16 * (mb <= 32 ? PEFT_PANEL_GROUP : 1) + 4 * kc + 4;
+  // + 4: P is aligned to 16 bytes inside the block. A panel W below PEFT_F32_PACKED_MIN_M carries the lanes of
+  // PANEL_GROUP strips; from it on, the lanes are followed by x in row pairs (linear_panel.h).
+  const size_t gemm = mb < PEFT_F32_PACKED_MIN_M ? mb * 16 * PEFT_PANEL_GROUP + 4 * kc + 4
+                                                 : mb * 16 + 4 * kc + (mb & ~(size_t)1) * k + 4;
   const size_t epi = m > 4 ? EPI_PACK_FLOATS + 4 : 0;
   return gemm > epi ? gemm : epi;
 }
@@ -579,6 +598,121 @@ __attribute__((noinline)) static void f32_gemm_dot_f32(size_t m, size_t n, size_
   f32_gemm_dot(m, n, k, j0, j1, x, y, ep, scratch,
                [w, ldw](size_t j, size_t, size_t p0, size_t) { return WStrip{w + j * ldw + p0, ldw}; },
                [w, ldw](size_t j, size_t p) { return w[j * ldw + p]; });
+}
+
+// Packed operands of the GEMM. Dot form as f32_gemm_dot (same lanes, same p order, same (l0 + l2) + (l1 + l3),
+// same tail and epilogue: the same bits), with both operands laid out in the order the 2×4 tile reads them, so the
+// k-loop walks two pointers with constant offsets (strided, V8 spends an address add per load: 31 instructions per
+// k-step instead of 26; on a core whose two mul and two add ports are the bound it measures the same).
+//   W strip: ws [kc/4][4 rows][4]: the 4 rows' columns p..p+3 side by side (a k-block of an f32 panel is one as it
+//   lies; a bf16 W's block is widened into scratch, linear_bf16.h).
+//   x panel: xp [m/2][k4/4][2 rows][4]: each row pair's columns p..p+3 side by side, packed once per call (m·k floats
+//   copied, against n/4 sweeps of it); an odd last row is read in place (one row is already contiguous).
+
+// xp [m/2][k4/4][2][4] from x [m,k]: the pairs of rows (0,1), (2,3), …; columns 0 … k4−1.
+static inline void f32_pack_row_pairs__simd128(size_t m, size_t k, const float* __restrict x, float* __restrict xp) {
+  const size_t k4 = k & ~(size_t)3;
+  for (size_t i = 0; i + 2 <= m; i += 2) {
+    const float* x0 = x + i * k;
+    const float* x1 = x0 + k;
+    float* d = xp + i * k4;
+    for (size_t p = 0; p < k4; p += 4) {
+      wasm_v128_store(d + 2 * p, wasm_v128_load(x0 + p));
+      wasm_v128_store(d + 2 * p + 4, wasm_v128_load(x1 + p));
+    }
+  }
+}
+
+// One MR×4 tile over one k-block: lanes[i][j] (+)= Σ_p x_i[p:p+4]·W_j[p:p+4], MR rows from `x` (MR vectors per 4
+// columns: the packed pair, or the row itself), the 4 W rows from the interleaved strip `ws`. FROM_LANES: start from
+// the lanes the previous block left (else from zero); TO_LANES: store them for the next block, else (last block)
+// reduce each row's four accumulators to sum[i] = the (l0 + l2) + (l1 + l3) of its four columns (a 4×4 transpose
+// folded into the adds, as f32_gemm__simd128) in registers.
+template <int MR, bool FROM_LANES, bool TO_LANES>
+static inline void f32_gemm_packed_tile__simd128(size_t kc, const float* __restrict x, const float* __restrict ws,
+                                                 v128_t* __restrict lanes, v128_t (&sum)[MR]) {
+  v128_t acc[MR][4];
+  for (int i = 0; i < MR; i++)
+    for (int j = 0; j < 4; j++) acc[i][j] = FROM_LANES ? wasm_v128_load(&lanes[i * 4 + j]) : wasm_f32x4_splat(0.0f);
+  const float* const end = ws + 4 * kc;
+  for (; ws < end; ws += 16, x += 4 * MR) {
+    v128_t xv[MR];
+    for (int i = 0; i < MR; i++) xv[i] = wasm_v128_load(x + 4 * i);
+    for (int j = 0; j < 4; j++) {
+      const v128_t wv = wasm_v128_load(ws + 4 * j);
+      for (int i = 0; i < MR; i++) acc[i][j] = f32x4_madd(xv[i], wv, acc[i][j]);
+    }
+  }
+  if constexpr (TO_LANES) {
+    for (int i = 0; i < MR; i++)
+      for (int j = 0; j < 4; j++) wasm_v128_store(&lanes[i * 4 + j], acc[i][j]);
+  } else {
+    for (int i = 0; i < MR; i++) {
+      const v128_t a0 = acc[i][0], a1 = acc[i][1], a2 = acc[i][2], a3 = acc[i][3];
+      const v128_t s01 = wasm_f32x4_add(wasm_i32x4_shuffle(a0, a1, 0, 4, 1, 5), wasm_i32x4_shuffle(a0, a1, 2, 6, 3, 7));
+      const v128_t s23 = wasm_f32x4_add(wasm_i32x4_shuffle(a2, a3, 0, 4, 1, 5), wasm_i32x4_shuffle(a2, a3, 2, 6, 3, 7));
+      sum[i] = wasm_f32x4_add(wasm_i32x4_shuffle(s01, s23, 0, 1, 4, 5), wasm_i32x4_shuffle(s01, s23, 2, 3, 6, 7));
+    }
+  }
+}
+
+// Sums of one MR×4 tile → + the k tail (p = k4 … k−1 in order, rows of the original x, W[j, p] = wtail(j, p)) →
+// epilogue → y[i0:, j:j+4].
+template <int MR, class Tail>
+static inline void f32_gemm_packed_store__simd128(v128_t (&sum)[MR], size_t n, size_t k, const float* x, float* y,
+                                                  const Epilogue* ep, size_t i0, size_t j, Tail wtail) {
+  const size_t k4 = k & ~(size_t)3;
+  float* yr = y + i0 * n + j;
+  if (!ep && k4 == k) {
+    for (int i = 0; i < MR; i++) wasm_v128_store(yr + i * n, sum[i]);
+    return;
+  }
+  alignas(16) float out[MR][4];
+  for (int i = 0; i < MR; i++) wasm_v128_store(out[i], sum[i]);
+  for (int i = 0; i < MR; i++)
+    for (int c = 0; c < 4; c++)
+      for (size_t p = k4; p < k; p++) out[i][c] += x[(i0 + i) * k + p] * wtail(j + c, p);
+  f32_store_tile__simd128<MR, 4>(out, yr, n, false, ep, i0, j);
+}
+
+// Whole strips of 4 W rows from column j while they fit before j1 (returns where it stopped): per strip, per k-block
+// of KC columns, `strip4(j, p0, kc)` gives the block as [kc/4][4][4]; every row pair of the packed x (`xp`, from
+// f32_pack_row_pairs__simd128) and an odd last row (read in place) sweep it; the last block reduces and stores.
+// `lanes`: [m][4] v128 carried between blocks.
+template <class Strip4, class Tail>
+static inline size_t f32_gemm_packed_strips__simd128(size_t m, size_t n, size_t k, size_t KC, size_t j, size_t j1,
+                                                     const float* __restrict x, const float* __restrict xp,
+                                                     float* __restrict y, const Epilogue* ep, v128_t* __restrict lanes,
+                                                     Strip4 strip4, Tail wtail) {
+  const size_t k4 = k & ~(size_t)3, m2 = m & ~(size_t)1;
+  if (k4 == 0) return j;
+  v128_t sum2[2], sum1[1];
+  for (; j + 4 <= j1; j += 4) {
+    for (size_t p0 = 0; p0 < k4; p0 += KC) {
+      const size_t kc = p0 + KC < k4 ? KC : k4 - p0;
+      const bool first = p0 == 0, last = p0 + kc == k4;
+      const float* ws = strip4(j, p0, kc);
+      for (size_t i = 0; i < m2; i += 2) {
+        const float* xi = xp + i * k4 + 2 * p0;
+        v128_t* li = lanes + i * 4;
+        if (first && last) f32_gemm_packed_tile__simd128<2, false, false>(kc, xi, ws, li, sum2);
+        else if (first) f32_gemm_packed_tile__simd128<2, false, true>(kc, xi, ws, li, sum2);
+        else if (!last) f32_gemm_packed_tile__simd128<2, true, true>(kc, xi, ws, li, sum2);
+        else f32_gemm_packed_tile__simd128<2, true, false>(kc, xi, ws, li, sum2);
+        if (last) f32_gemm_packed_store__simd128<2>(sum2, n, k, x, y, ep, i, j, wtail);
+      }
+      if (m2 < m) {
+        const float* xi = x + m2 * k + p0;
+        v128_t* li = lanes + m2 * 4;
+        if (first && last) f32_gemm_packed_tile__simd128<1, false, false>(kc, xi, ws, li, sum1);
+        else if (first) f32_gemm_packed_tile__simd128<1, false, true>(kc, xi, ws, li, sum1);
+        else if (!last) f32_gemm_packed_tile__simd128<1, true, true>(kc, xi, ws, li, sum1);
+        else f32_gemm_packed_tile__simd128<1, true, false>(kc, xi, ws, li, sum1);
+        if (last) f32_gemm_packed_store__simd128<1>(sum1, n, k, x, y, ep, m2, j, wtail);
+      }
+    }
+  }
+  return j;
 }
 
 // The epilogue's per-column part on y_row[j0:j1] (after the LoRA terms): + lora_bias, × row_scale, + bias, each

@@ -276,13 +276,8 @@ static inline size_t f32xbf16_linear_scratch_floats(size_t m, size_t k) {
   return most > epi ? most : epi;
 }
 
-// Packed operands of the GEMM. Dot form as f32_gemm_dot (same lanes, same p order, same (l0 + l2) + (l1 + l3),
-// same tail and epilogue: the same bits), with both operands laid out in the order the 2×4 tile reads them, so the
-// k-loop walks two pointers with constant offsets (strided, V8 spends an address add per load: 31 instructions per
-// k-step instead of 26; on a core whose two mul and two add ports are the bound it measures the same).
-//   W strip: ws [kc/4][4 rows][4]: the 4 rows' columns p..p+3 side by side (widened from bf16 as before).
-//   x panel: xp [m/2][k4/4][2 rows][4]: each row pair's columns p..p+3 side by side, packed once per call (m·k floats
-//   copied, against n/4 sweeps of it); an odd last row is read in place (one row is already contiguous).
+// The GEMM's packed operands (x in row pairs, W strips [kc/4][4][4]) and its 2×4 tile: linear.h
+// f32_gemm_packed_strips__simd128, which the f32 W in panels shares (a panel is such a strip, unwidened).
 
 // ws [kc/4][4][4] = widened W[0:4, p0:p0+kc] (row stride ldw), kc a multiple of 4. Row by row (the strip's bytes in
 // address order: four rows at once measured 5–8 % slower at m = 16), 16 columns per turn through bumped pointers.
@@ -336,72 +331,6 @@ static inline void bf16_widen_panel_row__simd128(size_t kc, const uint16_t* __re
   for (; p < kc; p++) ws[p] = bf16_to_f32_1(Bf16PanelW::elem(w, 0, 0, p));
 }
 
-// xp [m/2][k4/4][2][4] from x [m,k]: the pairs of rows (0,1), (2,3), …; columns 0 … k4−1.
-static inline void f32_pack_row_pairs__simd128(size_t m, size_t k, const float* __restrict x, float* __restrict xp) {
-  const size_t k4 = k & ~(size_t)3;
-  for (size_t i = 0; i + 2 <= m; i += 2) {
-    const float* x0 = x + i * k;
-    const float* x1 = x0 + k;
-    float* d = xp + i * k4;
-    for (size_t p = 0; p < k4; p += 4) {
-      wasm_v128_store(d + 2 * p, wasm_v128_load(x0 + p));
-      wasm_v128_store(d + 2 * p + 4, wasm_v128_load(x1 + p));
-    }
-  }
-}
-
-// One MR×4 tile over one k-block: lanes[i][j] (+)= Σ_p x_i[p:p+4]·W_j[p:p+4], MR rows from `x` (MR vectors per 4
-// columns: the packed pair, or the row itself), the 4 W rows from the interleaved strip `ws`. FROM_LANES: start from
-// the lanes the previous block left (else from zero); TO_LANES: store them for the next block, else (last block)
-// reduce each row's four accumulators to sum[i] = the (l0 + l2) + (l1 + l3) of its four columns (a 4×4 transpose
-// folded into the adds, as f32_gemm__simd128) in registers.
-template <int MR, bool FROM_LANES, bool TO_LANES>
-static inline void f32_gemm_packed_tile__simd128(size_t kc, const float* __restrict x, const float* __restrict ws,
-                                                 v128_t* __restrict lanes, v128_t (&sum)[MR]) {
-  v128_t acc[MR][4];
-  for (int i = 0; i < MR; i++)
-    for (int j = 0; j < 4; j++) acc[i][j] = FROM_LANES ? wasm_v128_load(&lanes[i * 4 + j]) : wasm_f32x4_splat(0.0f);
-  const float* const end = ws + 4 * kc;
-  for (; ws < end; ws += 16, x += 4 * MR) {
-    v128_t xv[MR];
-    for (int i = 0; i < MR; i++) xv[i] = wasm_v128_load(x + 4 * i);
-    for (int j = 0; j < 4; j++) {
-      const v128_t wv = wasm_v128_load(ws + 4 * j);
-      for (int i = 0; i < MR; i++) acc[i][j] = f32x4_madd(xv[i], wv, acc[i][j]);
-    }
-  }
-  if constexpr (TO_LANES) {
-    for (int i = 0; i < MR; i++)
-      for (int j = 0; j < 4; j++) wasm_v128_store(&lanes[i * 4 + j], acc[i][j]);
-  } else {
-    for (int i = 0; i < MR; i++) {
-      const v128_t a0 = acc[i][0], a1 = acc[i][1], a2 = acc[i][2], a3 = acc[i][3];
-      const v128_t s01 = wasm_f32x4_add(wasm_i32x4_shuffle(a0, a1, 0, 4, 1, 5), wasm_i32x4_shuffle(a0, a1, 2, 6, 3, 7));
-      const v128_t s23 = wasm_f32x4_add(wasm_i32x4_shuffle(a2, a3, 0, 4, 1, 5), wasm_i32x4_shuffle(a2, a3, 2, 6, 3, 7));
-      sum[i] = wasm_f32x4_add(wasm_i32x4_shuffle(s01, s23, 0, 1, 4, 5), wasm_i32x4_shuffle(s01, s23, 2, 3, 6, 7));
-    }
-  }
-}
-
-// Sums of one MR×4 tile → + the k tail (p = k4 … k−1 in order, rows of the original x) → epilogue → y[i0:, j:j+4].
-template <int MR>
-static inline void f32xbf16_gemm_store__simd128(v128_t (&sum)[MR], size_t n, size_t k, const float* x,
-                                                const uint16_t* w, size_t ldw, float* y, const Epilogue* ep, size_t i0,
-                                                size_t j) {
-  const size_t k4 = k & ~(size_t)3;
-  float* yr = y + i0 * n + j;
-  if (!ep && k4 == k) {
-    for (int i = 0; i < MR; i++) wasm_v128_store(yr + i * n, sum[i]);
-    return;
-  }
-  alignas(16) float out[MR][4];
-  for (int i = 0; i < MR; i++) wasm_v128_store(out[i], sum[i]);
-  for (int i = 0; i < MR; i++)
-    for (int c = 0; c < 4; c++)
-      for (size_t p = k4; p < k; p++) out[i][c] += x[(i0 + i) * k + p] * bf16_to_f32_1(bf16_elem(w, ldw, k, j + c, p));
-  f32_store_tile__simd128<MR, 4>(out, yr, n, false, ep, i0, j);
-}
-
 // The GEMM path (m > BF16_GEMV_MAX_M), kept out of line. Inlined into f32xbf16_linear_cols__simd128 (one wasm
 // function holding every GEMV instantiation too), V8's register allocator spilled the 2×4 tile's accumulators
 // around its k-loop: bf16 ran 1.5–1.8× the f32 time at every m (widening was not what cost). clang honours
@@ -421,7 +350,6 @@ __attribute__((noinline)) static void f32xbf16_gemm__simd128(size_t m, size_t n,
   float* ws = (float*)lanes + m * 16;  // right after the lanes, 16-byte aligned
   const size_t k4 = k & ~(size_t)3;
   float* xp = ws + 4 * (k4 < KC ? k4 : KC);
-  const size_t m2 = m & ~(size_t)1;
   const auto widen_row = [w, ldw, k, ws](size_t jj, size_t rows, size_t p0, size_t kc) {
     if constexpr (PANELS) bf16_widen_panel_row__simd128(kc, panel_row(w, k, jj) + 4 * p0, ws);
     else bf16_widen_strip__simd128(rows, kc, ldw, w + jj * ldw + p0, ws);
@@ -436,33 +364,12 @@ __attribute__((noinline)) static void f32xbf16_gemm__simd128(size_t m, size_t n,
   }
   if (k4 > 0) {
     f32_pack_row_pairs__simd128(m, k, x, xp);
-    v128_t sum2[2], sum1[1];
-    for (; j + 4 <= j1; j += 4) {
-      for (size_t p0 = 0; p0 < k4; p0 += KC) {
-        const size_t kc = p0 + KC < k4 ? KC : k4 - p0;
-        const bool first = p0 == 0, last = p0 + kc == k4;
-        if constexpr (PANELS) bf16_widen_panel4_interleaved__simd128(kc, panel_row(w, k, j) + 4 * p0, ws);
-        else bf16_widen_strip4_interleaved__simd128(kc, ldw, w + j * ldw + p0, ws);
-        for (size_t i = 0; i < m2; i += 2) {
-          const float* xi = xp + i * k4 + 2 * p0;
-          v128_t* li = lanes + i * 4;
-          if (first && last) f32_gemm_packed_tile__simd128<2, false, false>(kc, xi, ws, li, sum2);
-          else if (first) f32_gemm_packed_tile__simd128<2, false, true>(kc, xi, ws, li, sum2);
-          else if (!last) f32_gemm_packed_tile__simd128<2, true, true>(kc, xi, ws, li, sum2);
-          else f32_gemm_packed_tile__simd128<2, true, false>(kc, xi, ws, li, sum2);
-          if (last) f32xbf16_gemm_store__simd128<2>(sum2, n, k, x, w, ldw, y, ep, i, j);
-        }
-        if (m2 < m) {
-          const float* xi = x + m2 * k + p0;
-          v128_t* li = lanes + m2 * 4;
-          if (first && last) f32_gemm_packed_tile__simd128<1, false, false>(kc, xi, ws, li, sum1);
-          else if (first) f32_gemm_packed_tile__simd128<1, false, true>(kc, xi, ws, li, sum1);
-          else if (!last) f32_gemm_packed_tile__simd128<1, true, true>(kc, xi, ws, li, sum1);
-          else f32_gemm_packed_tile__simd128<1, true, false>(kc, xi, ws, li, sum1);
-          if (last) f32xbf16_gemm_store__simd128<1>(sum1, n, k, x, w, ldw, y, ep, m2, j);
-        }
-      }
-    }
+    const auto widen4 = [w, ldw, k, ws](size_t jj, size_t p0, size_t kc) {
+      if constexpr (PANELS) bf16_widen_panel4_interleaved__simd128(kc, panel_row(w, k, jj) + 4 * p0, ws);
+      else bf16_widen_strip4_interleaved__simd128(kc, ldw, w + jj * ldw + p0, ws);
+      return (const float*)ws;
+    };
+    j = f32_gemm_packed_strips__simd128(m, n, k, KC, j, j1, x, xp, y, ep, lanes, widen4, wtail);
   }
   if (j < j1) f32_gemm_dot(m, n, k, j, j1, x, y, ep, scratch, widen_row, wtail);  // the last n % 4 columns (or k < 4), one W row at a time
 }

@@ -189,9 +189,25 @@ static inline size_t f32_gemm_dot_panel_groups(size_t m, size_t n, size_t k, siz
   return j;
 }
 
+// m ≥ PEFT_F32_PACKED_MIN_M, whole panels from j (a multiple of 4) to j1: x in row pairs once per call; a panel's
+// k-block is already the [kc/4][4][4] strip the packed tile reads. Returns where it stopped. Out of line, with two
+// call sites: inlined into f32_linear_cols (every GEMV's code in one wasm function), V8 spilled the tile's
+// accumulators and it ran 0.64–0.80× the unpacked GEMM.
+__attribute__((noinline)) static size_t f32_gemm_packed_panels__simd128(size_t m, size_t n, size_t k, size_t j, size_t j1,
+                                                                       const float* __restrict x, const float* __restrict w,
+                                                                       float* __restrict y, const Epilogue* ep,
+                                                                       float* __restrict scratch) {
+  v128_t* lanes = (v128_t*)(((uintptr_t)scratch + 15) & ~(uintptr_t)15);
+  float* xp = (float*)lanes + m * 16;
+  f32_pack_row_pairs__simd128(m, k, x, xp);
+  const auto strip4 = [w, k](size_t jj, size_t p0, size_t) { return panel_row(w, k, jj) + PANEL_ROWS * p0; };
+  const auto tail = [w, k](size_t jj, size_t p) { return PanelW::elem(panel_row(w, k, jj), 0, 0, p); };
+  return f32_gemm_packed_strips__simd128(m, n, k, PEFT_F32_PACKED_KC, j, j1, x, xp, y, ep, lanes, strip4, tail);
+}
+
 // m > PEFT_PANEL_GEMV_MAX_M: linear.h's f32_gemm_dot with a panel as its 4-row strip (a k-step's 4 W loads at
-// constant offsets from one pointer); the columns before the first panel as single strips. At m ≤ 32 how the panels
-// are swept is a tuning knob (tuning.h TUNE_PANEL_SWEEP, same bits either way): 0, PEFT_PANEL_GROUP = 8 panels per
+// constant offsets from one pointer), the packed form above from PEFT_F32_PACKED_MIN_M on; the columns before the
+// first panel as single strips. Below PEFT_F32_PACKED_MIN_M how the panels are swept is a tuning knob (tuning.h TUNE_PANEL_SWEEP, same bits either way): 0, PEFT_PANEL_GROUP = 8 panels per
 // k-block of PEFT_GEMM_KC_SMALL columns; 1, one panel at a time over PEFT_PANEL_KC_WHOLE columns. Measured (Zen 5,
 // k = n = 4096, m = 8, GFLOP/s, the row-major W in the same run): Node 20 one thread 43.0 / 34.9 (row-major 37.9; one
 // panel per 128-column block ran 0.74× the row-major W, 2 panels 0.73×, 4 1.17×); Deno 2.9, a newer V8, one thread
@@ -206,9 +222,13 @@ __attribute__((noinline)) static void f32_gemm_dot_panels(size_t m, size_t n, si
   size_t j = (j0 + PANEL_ROWS - 1) / PANEL_ROWS * PANEL_ROWS;
   if (j > j1) j = j1;
   if (j0 < j) f32_gemm_dot<PanelW>(m, n, k, j0, j, x, y, ep, scratch, strip, tail);
-  if (m <= 32) {
+  if (m < PEFT_F32_PACKED_MIN_M) {
     if (g_tuning.panel_sweep == 0) j = f32_gemm_dot_panel_groups<PEFT_PANEL_GROUP>(m, n, k, PEFT_GEMM_KC_SMALL, j, j1, x, w, y, ep, scratch);
     else j = f32_gemm_dot_panel_groups<1>(m, n, k, PEFT_PANEL_KC_WHOLE, j, j1, x, w, y, ep, scratch);
+  } else {
+    // Two call sites on purpose: wasm-opt inlines a function called once whatever its attributes.
+    if (ep) j = f32_gemm_packed_panels__simd128(m, n, k, j, j1, x, w, y, ep, scratch);
+    else j = f32_gemm_packed_panels__simd128(m, n, k, j, j1, x, w, y, nullptr, scratch);
   }
   if (j < j1) f32_gemm_dot<PanelW>(m, n, k, j, j1, x, y, ep, scratch, strip, tail);
 }

@@ -22,7 +22,7 @@ import {
 } from './wasm/linear.js';
 import { f32LoraExpand, f32LoraShrink } from './wasm/lora.js';
 import { type GemvTileChoice, type GemvTuningReport, GemvTuner } from './wasm/gemv-tuner.js';
-import { PanelSweepTuner } from './wasm/panel-sweep.js';
+import { PANEL_SWEEP_MAX_M, PanelSweepTuner } from './wasm/panel-sweep.js';
 import { f32QLinear, quantScratchBytes } from './wasm/quant.js';
 
 import {
@@ -189,9 +189,9 @@ export class WasmBackend implements Backend {
     const ldw = resident?.ldw ?? k;
     const T = this.threadsFor(m, n, k);
     const S = (linearScratchBytes(this.runtime, m, k, wDtype) + 15) & ~15; // one scratch block per thread
-    // An f32 W in panels at 3 ≤ m ≤ 32: how the GEMM sweeps the panels (cpp/tuning.h TUNE_PANEL_SWEEP; speed only,
+    // An f32 W in panels at 3 ≤ m ≤ 16: how the GEMM sweeps the panels (cpp/tuning.h TUNE_PANEL_SWEEP; speed only,
     // same bits): timed on the first large one-thread calls, one panel at a time when split across threads.
-    const sweepTimed = ldw === 0 && wDtype === 'f32' && m > 2 && m <= 32 && this.panelSweep.begin(m, n, k, T);
+    const sweepTimed = ldw === 0 && wDtype === 'f32' && m > 2 && m <= PANEL_SWEEP_MAX_M && this.panelSweep.begin(m, n, k, T);
     if (!rowScale) {
       // A model's forward (every projection, every step, its LoRA deltas), operands resident: the calls `run` makes
       // for it (the same shrinks, epilogue and kernel: the same bits), without its general staging.

@@ -8,7 +8,7 @@ import { EPS32, expectClose, linearReference, randomF32, rng } from './helpers.j
  * cpp/linear_panel.h: an f32 W in panels of 4 rows ([⌈k/4⌉][4][4] each) must hold exactly the row-major numbers
  * (pack → unpack is the identity; the padding is zeros) and every kernel must read it in the row-major order: the
  * linear export on panels (`ldw = 0`) equals the same export on the compact row-major W bit for bit, for every m
- * (the m = 1 tile, the m = 2 GEMV, the GEMM with its grouped panels at m ≤ 32 and its plain strips above), on any
+ * (the m = 1 tile, the m = 2 GEMV, the GEMM with its grouped panels at m ≤ 16 and x packed in row pairs above), on any
  * column range (a thread's share need not start or end on a panel), with a bias epilogue, SIMD128 and scalar twin;
  * and both agree with float64 within the f32 bound. The same for a bf16 W in panels ([⌈k/8⌉][4][8], linear_bf16.h).
  * Reference: float64 in this file.
@@ -52,7 +52,7 @@ describe('f32 W in panels (cpp/linear_panel.h)', () => {
   // n = 45: panels plus a cut one; ranges that start and end mid-panel, a single column, a whole layer.
   const n = 45;
   const cases = [
-    { k: 1029, ms: [1, 2, 3, 4, 9, 33, 40] },
+    { k: 1029, ms: [1, 2, 3, 4, 9, 16, 17, 33, 40] },
     { k: 6, ms: [1, 2, 5] },
   ];
   for (const { k, ms } of cases)
@@ -79,7 +79,7 @@ describe('f32 W in panels (cpp/linear_panel.h)', () => {
         for (const [j0, j1] of [[0, n], [3, 42], [5, 6], [8, 40], [1, 3], [44, 45]])
           for (const withBias of [false, true])
             for (const sweep of [0, 1]) {
-              // cpp/tuning.h TUNE_PANEL_SWEEP (the GEMM at m ≤ 32: 8 panels per k-block, or one): speed only
+              // cpp/tuning.h TUNE_PANEL_SWEEP (the GEMM at m ≤ 16: 8 panels per k-block, or one): speed only
               expect(rt.exports.peft_set_tuning(2, sweep)).toBe(0);
               expect(bits(run(pan, 0, j0, j1, withBias)), `cols [${j0}, ${j1})${withBias ? ' + bias' : ''}, sweep ${sweep}`).toEqual(bits(run(wp, k, j0, j1, withBias)));
             }

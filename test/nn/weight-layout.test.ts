@@ -63,7 +63,7 @@ describe('the stored layout of a linear W (wasm)', () => {
     expect(be.upload(layer.weight, { linearWeight: true })).toBe(layer.weight); // already in panels: as it is
     const plain = be.upload(f32(w, [n, k])); // no linearWeight: compact row-major
     expect(plain.storage).toBeInstanceOf(WasmStorage);
-    // m = 1 and 2: the panel GEMV tiles; 3, 4, 5, 9: the GEMM (one block of panels and its column tail); 33: m > 32.
+    // m = 1 and 2: the panel GEMV tiles; 3, 4, 5, 9: the GEMM (one block of panels and its column tail); 33: x packed in row pairs (m ≥ 17).
     for (const m of [1, 2, 3, 4, 5, 9, 33]) {
       const xm = f32(x.slice(0, m * k), [m, k]);
       const y = layer.forward(xm);

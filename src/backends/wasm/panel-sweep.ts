@@ -1,7 +1,9 @@
 import type { WasmRuntime } from '../../runtime/wasm.js';
 
-/** cpp/tuning.h's knob for how the f32 GEMM sweeps a W in panels at 3 ≤ m ≤ 32 (0: 8 panels per k-block, 1: one). */
+/** cpp/tuning.h's knob for how the f32 GEMM sweeps a W in panels at 3 ≤ m ≤ PANEL_SWEEP_MAX_M (0: 8 panels per k-block, 1: one). */
 export const TUNE_PANEL_SWEEP = 2;
+/** The largest m that sweeps panels this way: from cpp/linear.h's PEFT_F32_PACKED_MIN_M = 17 on, x is packed instead. */
+export const PANEL_SWEEP_MAX_M = 16;
 /** Calls timed per sweep before choosing (after one untimed call each, in the order 0 1 1 0 …). */
 export const PANEL_SWEEP_SAMPLES = 6;
 /** Multiply-adds (m·n·k) from which a call is timed: ≥ ~0.1 ms even at 60 GFLOP/s, many timer ticks in Node. */
@@ -15,7 +17,7 @@ const SWEEPS = 2;
 const MARGIN = 1.1;
 
 /**
- * Which sweep the f32 GEMM takes over a W in panels at 3 ≤ m ≤ 32 (cpp/linear_panel.h f32_gemm_dot_panels), per
+ * Which sweep the f32 GEMM takes over a W in panels at 3 ≤ m ≤ PANEL_SWEEP_MAX_M (cpp/linear_panel.h f32_gemm_dot_panels), per
  * runtime. The faster one depends on the engine, not the core: on one thread 8 panels per k-block ran 1.13× the
  * one-panel sweep in Node 20 (V8 11.3) and 0.69× of it in Deno 2.9 (a newer V8) on the same machine and weights, so
  * the backend times both on the first large one-thread calls and keeps 8 per block unless one panel is faster by
@@ -41,7 +43,7 @@ export class PanelSweepTuner {
     return t;
   }
 
-  /** Before a GEMM call on a panel W (3 ≤ m ≤ 32) split over `threads`: sets the knob; true if `end()` must follow. */
+  /** Before a GEMM call on a panel W (3 ≤ m ≤ PANEL_SWEEP_MAX_M) split over `threads`: sets the knob; true if `end()` must follow. */
   begin(m: number, n: number, k: number, threads: number): boolean {
     if (threads > 1) {
       this.set(1);
