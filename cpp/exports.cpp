@@ -25,9 +25,14 @@ using namespace peft;
 PEFT_EXPORT int32_t peft_abi_version(void) { return 12; }
 // Bytes malloc'd and not yet freed (dlmalloc's mallinfo): leak tests compare it before and after.
 PEFT_EXPORT size_t peft_heap_bytes_in_use(void) { return mallinfo().uordblks; }
-// Sets a tile choice of tuning.h (knob: TuningKnob; value 0 = the build's default tile, 1 = the alternative); returns
-// 0, or -1 for an unknown knob or value. Speed only: every choice gives the same bits.
+// Sets a tile choice of tuning.h (knob: TuningKnob; value 0 = the build's default tile, 1 = the alternative, and for
+// TUNE_PANEL_SWEEP also 2 = x packed in row pairs); returns 0, or -1 for an unknown knob or value. Speed only: every
+// choice gives the same bits.
 PEFT_EXPORT int32_t peft_set_tuning(int32_t knob, int32_t value) {
+  if (knob == TUNE_PANEL_SWEEP && value == 2) {
+    g_tuning.panel_sweep = value;
+    return 0;
+  }
   if (value != 0 && value != 1) return -1;
   if (knob == TUNE_GEMV1_F32) g_tuning.gemv1_f32 = value;
   else if (knob == TUNE_GEMV1_BF16) g_tuning.gemv1_bf16 = value;

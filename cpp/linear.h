@@ -552,10 +552,12 @@ constexpr size_t EPI_PACK_FLOATS = 16384;
 static inline size_t f32_linear_scratch_floats(size_t m, size_t k) {
   const size_t mb = f32_gemm_row_block(m, k);  // one block of rows at a time
   const size_t kc = k < PEFT_GEMM_KC ? k : PEFT_GEMM_KC;
-  // + 4: P is aligned to 16 bytes inside the block. A panel W below PEFT_F32_PACKED_MIN_M carries the lanes of
-  // PANEL_GROUP strips; from it on, the lanes are followed by x in row pairs (linear_panel.h).
-  const size_t gemm = mb < PEFT_F32_PACKED_MIN_M ? mb * 16 * PEFT_PANEL_GROUP + 4 * kc + 4
-                                                 : mb * 16 + 4 * kc + (mb & ~(size_t)1) * k + 4;
+  // + 4: P is aligned to 16 bytes inside the block. A panel W below PEFT_F32_PACKED_MIN_M may carry the lanes of
+  // PANEL_GROUP strips, or (tuning.h panel_sweep 2, and from PEFT_F32_PACKED_MIN_M on) the lanes followed by x in
+  // row pairs (linear_panel.h).
+  const size_t packed = mb * 16 + (mb & ~(size_t)1) * k;
+  const size_t groups = mb < PEFT_F32_PACKED_MIN_M ? mb * 16 * PEFT_PANEL_GROUP : 0;
+  const size_t gemm = (packed > groups ? packed : groups) + 4 * kc + 4;
   const size_t epi = m > 4 ? EPI_PACK_FLOATS + 4 : 0;
   return gemm > epi ? gemm : epi;
 }

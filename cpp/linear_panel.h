@@ -207,12 +207,15 @@ __attribute__((noinline)) static size_t f32_gemm_packed_panels__simd128(size_t m
 
 // m > PEFT_PANEL_GEMV_MAX_M: linear.h's f32_gemm_dot with a panel as its 4-row strip (a k-step's 4 W loads at
 // constant offsets from one pointer), the packed form above from PEFT_F32_PACKED_MIN_M on; the columns before the
-// first panel as single strips. Below PEFT_F32_PACKED_MIN_M how the panels are swept is a tuning knob (tuning.h TUNE_PANEL_SWEEP, same bits either way): 0, PEFT_PANEL_GROUP = 8 panels per
-// k-block of PEFT_GEMM_KC_SMALL columns; 1, one panel at a time over PEFT_PANEL_KC_WHOLE columns. Measured (Zen 5,
-// k = n = 4096, m = 8, GFLOP/s, the row-major W in the same run): Node 20 one thread 43.0 / 34.9 (row-major 37.9; one
-// panel per 128-column block ran 0.74× the row-major W, 2 panels 0.73×, 4 1.17×); Deno 2.9, a newer V8, one thread
-// 22.2 / 32.2 (33.9); two threads in Node: 8 panels ran slower than one thread (7.4 against 6.6 ms), one panel scales
-// 1.9×. So the backend times both on one thread (src/backends/wasm/panel-sweep.ts) and takes 1 across threads.
+// first panel as single strips. Below PEFT_F32_PACKED_MIN_M the sweep is a tuning knob (tuning.h TUNE_PANEL_SWEEP,
+// same bits either way): 0, PEFT_PANEL_GROUP = 8 panels per k-block of PEFT_GEMM_KC_SMALL columns; 1, one panel at a
+// time over PEFT_PANEL_KC_WHOLE columns; 2, the packed form. Measured (Zen 5, k = n = 4096, m = 8, GFLOP/s, the
+// row-major W in the same run): Node 20 one thread 43.0 / 34.9 (row-major 37.9; one panel per 128-column block ran
+// 0.74× the row-major W, 2 panels 0.73×, 4 1.17×); Deno 2.9, a newer V8, one thread 22.2 / 32.2 (33.9); two threads
+// in Node: 8 panels ran slower than one thread (7.4 against 6.6 ms), one panel scales 1.9×. The packed form (a later
+// session, W cold, ÷ the alternatives in one process): one thread in Node 0.88–0.91× 8 panels at m = 8, 0.97–1.01× at
+// m = 16; two threads 1.03–1.09× one panel at m = 8 and 1.06–1.07× at m = 16 (k = n = 2048 and 4096). So the backend
+// times the three on one thread (src/backends/wasm/panel-sweep.ts) and takes 2 across threads.
 __attribute__((noinline)) static void f32_gemm_dot_panels(size_t m, size_t n, size_t k, size_t j0, size_t j1,
                                                           const float* __restrict x, const float* __restrict w,
                                                           float* __restrict y, const Epilogue* ep,
@@ -222,7 +225,7 @@ __attribute__((noinline)) static void f32_gemm_dot_panels(size_t m, size_t n, si
   size_t j = (j0 + PANEL_ROWS - 1) / PANEL_ROWS * PANEL_ROWS;
   if (j > j1) j = j1;
   if (j0 < j) f32_gemm_dot<PanelW>(m, n, k, j0, j, x, y, ep, scratch, strip, tail);
-  if (m < PEFT_F32_PACKED_MIN_M) {
+  if (m < PEFT_F32_PACKED_MIN_M && g_tuning.panel_sweep != 2) {
     if (g_tuning.panel_sweep == 0) j = f32_gemm_dot_panel_groups<PEFT_PANEL_GROUP>(m, n, k, PEFT_GEMM_KC_SMALL, j, j1, x, w, y, ep, scratch);
     else j = f32_gemm_dot_panel_groups<1>(m, n, k, PEFT_PANEL_KC_WHOLE, j, j1, x, w, y, ep, scratch);
   } else {

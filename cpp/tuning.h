@@ -21,7 +21,8 @@ namespace peft {
 struct Tuning {
   int32_t gemv1_f32;
   int32_t gemv1_bf16;
-  int32_t panel_sweep;  // linear_panel.h f32_gemm_dot_panels at m ≤ 32: 0 = 8 panels per k-block, 1 = one panel
+  int32_t panel_sweep;  // linear_panel.h f32_gemm_dot_panels below PEFT_F32_PACKED_MIN_M: 0 = 8 panels per k-block,
+                        // 1 = one panel, 2 = x packed in row pairs (the form from PEFT_F32_PACKED_MIN_M on)
 };
 inline Tuning g_tuning = {0, 0, 0};
 
@@ -29,8 +30,9 @@ inline Tuning g_tuning = {0, 0, 0};
 constexpr int GEMV1_ALT_NR = 8, GEMV1_ALT_U = 2;
 
 // Which knob `peft_set_tuning(knob, value)` sets.
-// TUNE_PANEL_SWEEP: how the f32 GEMM sweeps a W in panels at m ≤ 32; the backend times both on one thread (the faster
-// depends on the engine) and sets 1 for a call split across threads (linear_panel.h has the measurements).
+// TUNE_PANEL_SWEEP: how the f32 GEMM sweeps a W in panels at 3 ≤ m < PEFT_F32_PACKED_MIN_M; the backend times the
+// three on one thread (the fastest depends on the engine) and sets 2 for a call split across threads (linear_panel.h
+// has the measurements).
 enum TuningKnob : int32_t { TUNE_GEMV1_F32 = 0, TUNE_GEMV1_BF16 = 1, TUNE_PANEL_SWEEP = 2 };
 
 }  // namespace peft

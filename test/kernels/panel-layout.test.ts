@@ -78,8 +78,8 @@ describe('f32 W in panels (cpp/linear_panel.h)', () => {
         };
         for (const [j0, j1] of [[0, n], [3, 42], [5, 6], [8, 40], [1, 3], [44, 45]])
           for (const withBias of [false, true])
-            for (const sweep of [0, 1]) {
-              // cpp/tuning.h TUNE_PANEL_SWEEP (the GEMM at m ≤ 16: 8 panels per k-block, or one): speed only
+            for (const sweep of [0, 1, 2]) {
+              // cpp/tuning.h TUNE_PANEL_SWEEP (the GEMM at m ≤ 16: 8 panels per k-block, one, or x packed): speed only
               expect(rt.exports.peft_set_tuning(2, sweep)).toBe(0);
               expect(bits(run(pan, 0, j0, j1, withBias)), `cols [${j0}, ${j1})${withBias ? ' + bias' : ''}, sweep ${sweep}`).toEqual(bits(run(wp, k, j0, j1, withBias)));
             }
