@@ -49,11 +49,13 @@ describe('f32 W in panels (cpp/linear_panel.h)', () => {
     }
   });
 
-  // n = 45: panels plus a cut one; ranges that start and end mid-panel, a single column, a whole layer.
+  // n = 45: panels plus a cut one (11 whole: an odd count, or 9 or 8 in a range); ranges that start and end mid-panel,
+  // a single column, a whole layer.
   const n = 45;
   const cases = [
     { k: 1029, ms: [1, 2, 3, 4, 9, 16, 17, 33, 40] },
     { k: 6, ms: [1, 2, 5] },
+    { k: 2053, ms: [1] }, // m = 1 from k = 2048: two halves of the panels in step (PEFT_PANEL_GEMV1_PAIR_MIN_K)
   ];
   for (const { k, ms } of cases)
     for (const m of ms)
