@@ -280,8 +280,9 @@ __attribute__((noinline)) static size_t f32_gemm_packed_panels__simd128(size_t m
 // 0.74× the row-major W, 2 panels 0.73×, 4 1.17×); Deno 2.9, a newer V8, one thread 22.2 / 32.2 (33.9); two threads
 // in Node: 8 panels ran slower than one thread (7.4 against 6.6 ms), one panel scales 1.9×. The packed form (a later
 // session, W cold, ÷ the alternatives in one process): one thread in Node 0.88–0.91× 8 panels at m = 8, 0.97–1.01× at
-// m = 16; two threads 1.03–1.09× one panel at m = 8 and 1.06–1.07× at m = 16 (k = n = 2048 and 4096). So the backend
-// times the three on one thread (src/backends/wasm/panel-sweep.ts) and takes 2 across threads.
+// m = 16; two threads 1.03–1.09× one panel at m = 8 and 1.06–1.07× at m = 16 (k = n = 2048 and 4096), but on two
+// threads 8 panels beat it at m = 6 … 12 and packed won at m = 4, 5 (a later session). So the backend times the three
+// (src/backends/wasm/panel-sweep.ts): on one thread once for every m, across threads per m.
 __attribute__((noinline)) static void f32_gemm_dot_panels(size_t m, size_t n, size_t k, size_t j0, size_t j1,
                                                           const float* __restrict x, const float* __restrict w,
                                                           float* __restrict y, const Epilogue* ep,

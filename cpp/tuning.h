@@ -31,8 +31,8 @@ constexpr int GEMV1_ALT_NR = 8, GEMV1_ALT_U = 2;
 
 // Which knob `peft_set_tuning(knob, value)` sets.
 // TUNE_PANEL_SWEEP: how the f32 GEMM sweeps a W in panels at 3 ≤ m < PEFT_F32_PACKED_MIN_M; the backend times the
-// three on one thread (the fastest depends on the engine) and sets 2 for a call split across threads (linear_panel.h
-// has the measurements).
+// three (the fastest depends on the engine, and across threads on m): on one thread for every m, split across threads
+// per m (linear_panel.h has the measurements).
 enum TuningKnob : int32_t { TUNE_GEMV1_F32 = 0, TUNE_GEMV1_BF16 = 1, TUNE_PANEL_SWEEP = 2 };
 
 }  // namespace peft

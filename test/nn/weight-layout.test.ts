@@ -242,6 +242,32 @@ describe('the stored layout of a linear W (wasm)', () => {
     l.dispose();
   });
 
+  test('split across threads, the panel sweep is timed per m and settles for each m on its own; every call gives the one-thread bits', async () => {
+    const two = await WasmBackend.create({ threads: 2 });
+    const tuner = PanelSweepTuner.of(two.runtime);
+    const [nn, kk] = [512, 2048]; // m·n·k ≥ 2²² at m = 4 and 6: large enough to time
+    const w = randomF32(rng(31), nn * kk);
+    const l1 = new Linear(f32(w, [nn, kk]), undefined, { backend: be });
+    const l2 = new Linear(f32(w, [nn, kk]), undefined, { backend: two });
+    for (const m of [4, 6]) {
+      expect(m * nn * kk).toBeGreaterThanOrEqual(PANEL_SWEEP_MIN_WORK);
+      const xm = f32(randomF32(rng(32 + m), m * kk), [m, kk]);
+      const want = l1.forward(xm);
+      for (let i = 0; i < 4 * PANEL_SWEEP_SAMPLES + 4 && tuner.settledThreaded(m) === undefined; i++) {
+        const y = l2.forward(xm);
+        expect(bits(y), `m=${m}, call ${i}`).toEqual(bits(want));
+        y.dispose();
+      }
+      expect([0, 1, 2], `m=${m}`).toContain(tuner.settledThreaded(m));
+      const y = l2.forward(xm);
+      expect(bits(y)).toEqual(bits(want));
+      for (const t of [y, want, xm]) t.dispose();
+    }
+    expect(tuner.settledThreaded(5), 'an m never called stays unsettled').toBeUndefined();
+    l1.dispose();
+    l2.dispose();
+  });
+
   test('an embedding table is stored in panels: gathered rows are its rows exactly (f32, bf16 widened), a tied head reads the same block', () => {
     // vocab 37 and dim 1041 (k % 8 ≠ 0: the last chunk of a bf16 row is partial); ids repeat and hit both ends.
     const ids = Tensor.from(Int32Array.from([0, 36, 5, 5, 17, 3, 36]), [7], 'i32');

@@ -11,8 +11,8 @@ export const PANEL_SWEEP_MAX_M = 16;
 export const PANEL_SWEEP_SAMPLES = 6;
 /** Multiply-adds (m·n·k) from which a call is timed: ≥ ~0.1 ms even at 60 GFLOP/s, many timer ticks in Node. */
 export const PANEL_SWEEP_MIN_WORK = 1 << 22;
-/** The sweep a call split across threads takes (speed only). */
-export const PANEL_SWEEP_THREADED = 2;
+/** The sweep a call split across threads takes while too small to time (m·n·k < PANEL_SWEEP_MIN_WORK) and its m unsettled. */
+export const PANEL_SWEEP_THREADED_UNTIMED = 2;
 const ORDER = [0, 1, 2, 2, 1, 0];
 const SWEEPS = 3;
 /**
@@ -22,25 +22,51 @@ const SWEEPS = 3;
  */
 const MARGIN = 1.1;
 
+/** One stopwatch: the sweeps' timed calls until it settles. */
+class SweepTimes {
+  /** 0, 1 or 2 once settled; -1 while timing. */
+  choice = -1;
+  calls = 0;
+  readonly times: number[][] = [[], [], []];
+
+  /** The sweep the next call takes, and whether it is timed. */
+  next(): { sweep: number; timed: boolean } {
+    if (this.choice >= 0) return { sweep: this.choice, timed: false };
+    const c = this.calls++;
+    return { sweep: ORDER[c % ORDER.length], timed: c >= SWEEPS }; // the first call of each untimed: compile tiers, fault pages in
+  }
+
+  add(sweep: number, perWork: number): void {
+    this.times[sweep].push(perWork);
+    if (this.times.every((t) => t.length >= PANEL_SWEEP_SAMPLES)) {
+      const med = this.times.map((a) => a.slice().sort((p, q) => p - q)[a.length >> 1]);
+      const best = med[1] < med[2] ? 1 : 2;
+      this.choice = med[best] * MARGIN < med[0] ? best : 0;
+    }
+  }
+}
+
 /**
  * Which sweep the f32 GEMM takes over a W in panels at 3 ≤ m ≤ PANEL_SWEEP_MAX_M (cpp/linear_panel.h
  * f32_gemm_dot_panels), per runtime. The fastest depends on the engine, not the core: on one thread 8 panels per
  * k-block ran 1.13× the one-panel sweep in Node 20 (V8 11.3) and 0.69× of it in Deno 2.9 (a newer V8) on the same
  * machine and weights; x packed in row pairs ran 0.88–1.01× 8 panels in Node, 1.33× at m = 24 in Deno. So the backend
- * times the three on the first large one-thread calls and keeps 8 per block unless another is faster by MARGIN
- * (medians per unit of work, so calls of any shape count alike). A call split across threads always takes the packed
- * form (1.03–1.09× one panel, which beat 8 panels per block there). Speed only: every sweep gives the same bits.
+ * times the three on the first large calls and keeps 8 per block unless another is faster by MARGIN (medians per unit
+ * of work, so calls of any shape count alike): one stopwatch for one-thread calls (any m), and one per m for calls
+ * split across threads, where the best sweep moves with m. Measured (Zen 5, Node 20, two threads, k = n = 4096, ÷ one
+ * thread in one process; 8 panels / one / packed): m = 3 1.66 / 1.65 / 1.59×, m = 4 1.48 / 1.64 / 1.85×, m = 5 1.56 /
+ * 1.64 / 1.81×, m = 6 1.86 / 1.63 / 1.78×, m = 8 1.78 / 1.50 / 1.60×, m = 12 1.72 / 1.58 / 1.62×, m = 16 1.69 / 1.59 /
+ * 1.69×; k 896 n 4864 m = 8 1.99 / 1.77 / 1.80×. (Always packed there had been the rule: two threads at m = 8 ran
+ * 1.56–1.65× one thread in bench/threads.mjs.) Speed only: every sweep gives the same bits.
  */
 export class PanelSweepTuner {
   private static readonly byRuntime = new WeakMap<WasmRuntime, PanelSweepTuner>();
-  /** 0, 1 or 2 once settled; -1 while timing. */
-  private choice = -1;
-  private calls = 0;
-  private readonly times: number[][] = [[], [], []];
+  private readonly one = new SweepTimes();
+  private readonly threaded = new Map<number, SweepTimes>();
   private knob = 0;
   private t0 = 0;
   private work = 0;
-  private timingSweep = -1;
+  private timing: { times: SweepTimes; sweep: number } | undefined;
 
   private constructor(private readonly rt: WasmRuntime) {}
 
@@ -52,19 +78,19 @@ export class PanelSweepTuner {
 
   /** Before a GEMM call on a panel W (3 ≤ m ≤ PANEL_SWEEP_MAX_M) split over `threads`: sets the knob; true if `end()` must follow. */
   begin(m: number, n: number, k: number, threads: number): boolean {
+    let times = this.one;
     if (threads > 1) {
-      this.set(PANEL_SWEEP_THREADED);
+      times = this.threaded.get(m) ?? new SweepTimes();
+      this.threaded.set(m, times);
+    }
+    if (times.choice < 0 && m * n * k < PANEL_SWEEP_MIN_WORK) {
+      this.set(threads > 1 ? PANEL_SWEEP_THREADED_UNTIMED : 0); // too small to time, until a larger call of this m settles it
       return false;
     }
-    if (this.choice >= 0 || m * n * k < PANEL_SWEEP_MIN_WORK) {
-      this.set(Math.max(0, this.choice));
-      return false;
-    }
-    const c = this.calls++;
-    const sweep = ORDER[c % ORDER.length];
+    const { sweep, timed } = times.next();
     this.set(sweep);
-    if (c < SWEEPS) return false; // the first call of each: compile tiers, fault pages in
-    this.timingSweep = sweep;
+    if (!timed) return false;
+    this.timing = { times, sweep };
     this.work = m * n * k;
     this.t0 = performance.now();
     return true;
@@ -72,17 +98,21 @@ export class PanelSweepTuner {
 
   /** After the call `begin` returned true for. */
   end(): void {
-    this.times[this.timingSweep].push((performance.now() - this.t0) / this.work);
-    if (this.times.every((t) => t.length >= PANEL_SWEEP_SAMPLES)) {
-      const med = this.times.map((a) => a.slice().sort((p, q) => p - q)[a.length >> 1]);
-      const best = med[1] < med[2] ? 1 : 2;
-      this.choice = med[best] * MARGIN < med[0] ? best : 0;
-    }
+    const t = this.timing;
+    if (!t) return;
+    this.timing = undefined;
+    t.times.add(t.sweep, (performance.now() - this.t0) / this.work);
   }
 
-  /** The settled sweep (0: 8 panels per k-block, 1: one panel, 2: x packed), or undefined while timing. */
+  /** The settled sweep of one-thread calls (0: 8 panels per k-block, 1: one panel, 2: x packed), or undefined while timing. */
   get settled(): number | undefined {
-    return this.choice >= 0 ? this.choice : undefined;
+    return this.one.choice >= 0 ? this.one.choice : undefined;
+  }
+
+  /** The same for calls of m rows split across threads. */
+  settledThreaded(m: number): number | undefined {
+    const c = this.threaded.get(m)?.choice ?? -1;
+    return c >= 0 ? c : undefined;
   }
 
   private set(value: number): void {
