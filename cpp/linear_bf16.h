@@ -203,6 +203,73 @@ static inline void f32xbf16_gemv_m__simd128(size_t n, size_t k, size_t j0, size_
 // k 256 n 2048 1.31×; m = 2 1.09–1.20×. Measured (Zen 5,
 // W cold, m = 1, GB/s ÷ the row-major 8 × 4 tile in one run): k = n = 4096 1.27× (76 % of the read loop, row-major
 // 60 %), k 896 n 4864 1.58× (83 %); 4 × 2 and 4 × 4 levels 0.94–0.99× of 4 × 1, two panels at once (8 rows) 0.58×.
+// m = 1, two panels far apart in step: y[ja … ja+3] and y[jb … jb+3] = the plain sums of rows ja… (panel wa) and jb…
+// (panel wb), each row exactly as the 1 × 4 tile above sums it (U = 1: one line of each panel a k-step), so the same
+// bits; linear_panel.h's f32 pair tile on bf16. No epilogue in it: out of line and with no epilogue code beside its 8
+// accumulators (the driver applies the epilogue afterwards, elementwise: the same bits), as steadier variants ran
+// 0.68–1.21×. Measured: see f32xbf16_gemv1_panels__simd128.
+__attribute__((noinline)) static void f32xbf16_gemv1_panel_pair__simd128(size_t k, const float* __restrict x,
+                                                                         const uint16_t* __restrict wa,
+                                                                         const uint16_t* __restrict wb,
+                                                                         float* __restrict ya, float* __restrict yb) {
+  constexpr int NR = PANEL_ROWS;
+  const size_t k8 = k & ~(size_t)7, k4 = k & ~(size_t)3;
+  const v128_t zero = wasm_i32x4_splat(0);
+  const uint16_t* ws[2] = {wa, wb};
+  v128_t acc[2][NR];
+  for (int s = 0; s < 2; s++)
+    for (int r = 0; r < NR; r++) acc[s][r] = wasm_f32x4_splat(0.0f);
+  for (size_t p = 0; p < k8; p += 8) {
+    const v128_t x0 = wasm_v128_load(x + p), x1 = wasm_v128_load(x + p + 4);
+    for (int s = 0; s < 2; s++)
+      for (int r = 0; r < NR; r++) {
+        const v128_t v = wasm_v128_load(Bf16PanelW::at(ws[s], 0, r, p));
+        const v128_t lo = wasm_i16x8_shuffle(zero, v, 0, 8, 1, 9, 2, 10, 3, 11);
+        const v128_t hi = wasm_i16x8_shuffle(zero, v, 4, 12, 5, 13, 6, 14, 7, 15);
+        acc[s][r] = f32x4_madd(x0, lo, acc[s][r]);
+        acc[s][r] = f32x4_madd(x1, hi, acc[s][r]);
+      }
+  }
+  if (k4 > k8)
+    for (int s = 0; s < 2; s++)
+      for (int r = 0; r < NR; r++) acc[s][r] = f32x4_madd(wasm_v128_load(x + k8), bf16x4_to_f32x4(Bf16PanelW::at(ws[s], 0, r, k8)), acc[s][r]);
+  float* ys[2] = {ya, yb};
+  for (int s = 0; s < 2; s++)
+    for (int r = 0; r < NR; r++) {
+      const v128_t a = acc[s][r];
+      float t = (wasm_f32x4_extract_lane(a, 0) + wasm_f32x4_extract_lane(a, 2)) +
+                (wasm_f32x4_extract_lane(a, 1) + wasm_f32x4_extract_lane(a, 3));
+      for (size_t p = k4; p < k; p++) t += x[p] * bf16_to_f32_1(Bf16PanelW::elem(ws[s], 0, r, p));
+      ys[s][r] = t;
+    }
+}
+
+#ifndef PEFT_BF16_PANEL_GEMV1_PAIR_MIN_K
+#define PEFT_BF16_PANEL_GEMV1_PAIR_MIN_K 4096
+#endif
+// m = 1 on a W in panels, columns [j0, j1): as f32xbf16_gemv_panels__simd128<1> below, but from k =
+// PEFT_BF16_PANEL_GEMV1_PAIR_MIN_K the whole panels in two halves swept in step by the pair tile (an odd last panel
+// alone), then the epilogue (no LoRA terms here: f32xbf16_linear_cols splits them off) over those columns.
+template <int M>
+__attribute__((noinline)) static void f32xbf16_gemv1_panels__simd128(size_t n, size_t k, size_t j0, size_t j1,
+                                                                     const float* x, const uint16_t* w, float* y,
+                                                                     const Epilogue* ep) {
+  static_assert(M == 1, "m = 1");
+  size_t j = j0;
+  for (; j < j1 && j % 4 != 0; j++)
+    f32xbf16_gemv__simd128<1, 1, false, 1, Bf16PanelW>(k, x, panel_row(w, k, j), 0, y + j, n, ep, j);
+  const size_t panels = (j1 - j) / PANEL_ROWS;
+  const size_t half = k >= PEFT_BF16_PANEL_GEMV1_PAIR_MIN_K ? panels / 2 * PANEL_ROWS : 0;
+  for (size_t i = 0; i < half; i += PANEL_ROWS)
+    f32xbf16_gemv1_panel_pair__simd128(k, x, panel_row(w, k, j + i), panel_row(w, k, j + half + i), y + j + i,
+                                       y + j + half + i);
+  if (half && ep) f32_epilogue_affine_row(y, j, j + 2 * half, ep);
+  j += 2 * half;
+  for (; j + PANEL_ROWS <= j1; j += PANEL_ROWS)
+    f32xbf16_gemv__simd128<1, PANEL_ROWS, false, 1, Bf16PanelW>(k, x, panel_row(w, k, j), 0, y + j, n, ep, j);
+  for (; j < j1; j++) f32xbf16_gemv__simd128<1, 1, false, 1, Bf16PanelW>(k, x, panel_row(w, k, j), 0, y + j, n, ep, j);
+}
+
 template <int M>
 __attribute__((noinline)) static void f32xbf16_gemv_panels__simd128(size_t n, size_t k, size_t j0, size_t j1,
                                                                     const float* x, const uint16_t* w, float* y,
@@ -410,8 +477,8 @@ static inline void f32xbf16_linear_cols__simd128(size_t m, size_t n, size_t k, s
     float* yc = y + i * n;
     if (ldw == 0) {  // W in panels; two call sites each (ep or none), so they stay out of line (above)
       if (mc == 1) {
-        if (ep) f32xbf16_gemv_panels__simd128<1>(n, k, j0, j1, xc, w, yc, ep);
-        else f32xbf16_gemv_panels__simd128<1>(n, k, j0, j1, xc, w, yc, nullptr);
+        if (ep) f32xbf16_gemv1_panels__simd128<1>(n, k, j0, j1, xc, w, yc, ep);
+        else f32xbf16_gemv1_panels__simd128<1>(n, k, j0, j1, xc, w, yc, nullptr);
       } else {  // mc = 2 (m ≤ 2 here)
         if (ep) f32xbf16_gemv_panels__simd128<2>(n, k, j0, j1, xc, w, yc, ep);
         else f32xbf16_gemv_panels__simd128<2>(n, k, j0, j1, xc, w, yc, nullptr);
