@@ -1,6 +1,7 @@
 // Question: how much do threads speed up the wasm linear (f32, bf16 and 4-bit W), next to one thread, measured in one run?
 // Backends with threads = 1 and threads = T (default: every core) on the same weights, called in turn round by
-// round (W cache-cold at k = n = 4096: copies cycled); each call copies y to JS. Prints the median time per call and the ratio.
+// round (W cache-cold at k = n = 4096: copies cycled); each call copies y to JS. Prints the median time per call and
+// the ratio.
 // Usage: node threads.mjs [--quick] [--threads T]   (Deno: deno run -A threads.mjs; Bun: bun threads.mjs)
 import { loadLib } from './lib/ours.mjs';
 

@@ -80,8 +80,9 @@ export class PanelSweepTuner {
   begin(m: number, n: number, k: number, threads: number): boolean {
     let times = this.one;
     if (threads > 1) {
-      times = this.threaded.get(m) ?? new SweepTimes();
-      this.threaded.set(m, times);
+      let t = this.threaded.get(m);
+      if (!t) this.threaded.set(m, (t = new SweepTimes()));
+      times = t;
     }
     if (times.choice < 0 && m * n * k < PANEL_SWEEP_MIN_WORK) {
       this.set(threads > 1 ? PANEL_SWEEP_THREADED_UNTIMED : 0); // too small to time, until a larger call of this m settles it
