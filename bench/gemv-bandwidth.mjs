@@ -2,10 +2,10 @@
 // 4-bit W, one run times peftjs's `linear` at m = 1 and plain wasm SIMD128 read loops (lib/bandwidth.mjs: the fastest
 // of one, 8 and 16 streams) interleaved, round by round, and reports W bytes ÷ time as a fraction of the read loop's GB/s (issue 11's target:
 // ≥ 80 %). Each format cycles through enough copies of W (≥ 160 MiB) that every call finds its W out of cache.
-// f32 and bf16 W as a Linear stores them run in panels (cpp/linear_panel.h, linear_bf16.h: one tile each); the same W
-// row-major (compact, as any W not uploaded as a linear weight) runs each m = 1 tile (cpp/tuning.h) in the same
-// rounds: the build's default, 8 × 2, and 'auto' (the tuner's pick after timing both on the first calls; the row names
-// the tile it settled on).
+// f32 and bf16 W as a Linear stores them run in panels (cpp/linear_panel.h, linear_bf16.h: no tuner; at k = 4096 both
+// sweep four parts of the panels in step, the streams tile); the same W row-major (compact, as any W not uploaded as a
+// linear weight) runs each m = 1 tile (cpp/tuning.h) in the same rounds: the build's default, 8 × 2, and 'auto' (the
+// tuner's pick after timing both on the first calls; the row names the tile it settled on).
 // Usage: node gemv-bandwidth.mjs [--quick]   or   deno run --allow-read --allow-env gemv-bandwidth.mjs
 import { bandwidthProbe } from './lib/bandwidth.mjs';
 import { loadLib } from './lib/ours.mjs';
@@ -55,7 +55,7 @@ for (const [name, f] of Object.entries(formats)) {
     return out;
   };
   const quant = name === 'q4'; // one tile: the quantised GEMV is not tuned
-  const oneTile = quant || f.panels; // panels: one tile, never tuned
+  const oneTile = quant || f.panels; // panels: never tuned
   const dtype = name.startsWith('bf16') ? 'bf16' : 'f32';
   const tiles = oneTile ? { auto: be } : { build: fixed.build, '8x2': fixed['8x2'], auto: be };
   // Warm: optimised tier, pages faulted in, and the auto tuner settled on this shape (it times both tiles first).
@@ -77,7 +77,7 @@ for (const [name, f] of Object.entries(formats)) {
   const labels = { build: `build's ${built >> 8}x${built & 255}`, '8x2': '8x2', auto: `auto → ${tuned?.tile ?? '?'} (${tuned?.state ?? 'untimed'})` };
   for (const t of Object.keys(tiles)) {
     const ratios = gemv[t].map((g, i) => g / loop[i]);
-    rows.push([name, quant ? '—' : f.panels ? 'panels (one tile)' : labels[t], (f.bytes / 2 ** 20).toFixed(0), copies, med(gemv[t]).toFixed(1), med(loop).toFixed(1), `${(med(ratios) * 100).toFixed(0)} %`]);
+    rows.push([name, quant ? '—' : f.panels ? 'panels (4 streams, untuned)' : labels[t], (f.bytes / 2 ** 20).toFixed(0), copies, med(gemv[t]).toFixed(1), med(loop).toFixed(1), `${(med(ratios) * 100).toFixed(0)} %`]);
   }
   for (const w of ws) for (const t of w.w ? [w.w, w.scales, w.biases] : [w]) t.dispose();
 }

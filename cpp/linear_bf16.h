@@ -203,25 +203,29 @@ static inline void f32xbf16_gemv_m__simd128(size_t n, size_t k, size_t j0, size_
 // k 256 n 2048 1.31×; m = 2 1.09–1.20×. Measured (Zen 5,
 // W cold, m = 1, GB/s ÷ the row-major 8 × 4 tile in one run): k = n = 4096 1.27× (76 % of the read loop, row-major
 // 60 %), k 896 n 4864 1.58× (83 %); 4 × 2 and 4 × 4 levels 0.94–0.99× of 4 × 1, two panels at once (8 rows) 0.58×.
-// m = 1, two panels far apart in step: y[ja … ja+3] and y[jb … jb+3] = the plain sums of rows ja… (panel wa) and jb…
-// (panel wb), each row exactly as the 1 × 4 tile above sums it (U = 1: one line of each panel a k-step), so the same
-// bits; linear_panel.h's f32 pair tile on bf16. No epilogue in it: out of line and with no epilogue code beside its 8
-// accumulators (the driver applies the epilogue afterwards, elementwise: the same bits), as steadier variants ran
+// m = 1, S panels far apart in step: ys[s][0 … 3] = the plain sums of the 4 rows of panel ws[s], each row exactly as
+// the 1 × 4 tile above sums it (U = 1: one line of each panel a k-step), so the same bits; linear_panel.h's f32
+// streams tile on bf16. No epilogue in it: out of line and with no epilogue code beside its accumulators (the driver
+// applies the epilogue afterwards, elementwise: the same bits), as steadier variants of the two-stream tile ran
 // 0.68–1.21×. Measured: see f32xbf16_gemv1_panels__simd128.
-__attribute__((noinline)) static void f32xbf16_gemv1_panel_pair__simd128(size_t k, const float* __restrict x,
-                                                                         const uint16_t* __restrict wa,
-                                                                         const uint16_t* __restrict wb,
-                                                                         float* __restrict ya, float* __restrict yb) {
+#ifndef PEFT_BF16_PANEL_GEMV1_STREAMS
+#define PEFT_BF16_PANEL_GEMV1_STREAMS 4
+#endif
+template <int S>
+__attribute__((noinline)) static void f32xbf16_gemv1_panel_streams__simd128(size_t k, const float* __restrict x,
+                                                                            const uint16_t* const* wsp,
+                                                                            float* const* ysp) {
   constexpr int NR = PANEL_ROWS;
   const size_t k8 = k & ~(size_t)7, k4 = k & ~(size_t)3;
   const v128_t zero = wasm_i32x4_splat(0);
-  const uint16_t* ws[2] = {wa, wb};
-  v128_t acc[2][NR];
-  for (int s = 0; s < 2; s++)
+  const uint16_t* ws[S];
+  for (int s = 0; s < S; s++) ws[s] = wsp[s];
+  v128_t acc[S][NR];
+  for (int s = 0; s < S; s++)
     for (int r = 0; r < NR; r++) acc[s][r] = wasm_f32x4_splat(0.0f);
   for (size_t p = 0; p < k8; p += 8) {
     const v128_t x0 = wasm_v128_load(x + p), x1 = wasm_v128_load(x + p + 4);
-    for (int s = 0; s < 2; s++)
+    for (int s = 0; s < S; s++)
       for (int r = 0; r < NR; r++) {
         const v128_t v = wasm_v128_load(Bf16PanelW::at(ws[s], 0, r, p));
         const v128_t lo = wasm_i16x8_shuffle(zero, v, 0, 8, 1, 9, 2, 10, 3, 11);
@@ -231,25 +235,30 @@ __attribute__((noinline)) static void f32xbf16_gemv1_panel_pair__simd128(size_t 
       }
   }
   if (k4 > k8)
-    for (int s = 0; s < 2; s++)
+    for (int s = 0; s < S; s++)
       for (int r = 0; r < NR; r++) acc[s][r] = f32x4_madd(wasm_v128_load(x + k8), bf16x4_to_f32x4(Bf16PanelW::at(ws[s], 0, r, k8)), acc[s][r]);
-  float* ys[2] = {ya, yb};
-  for (int s = 0; s < 2; s++)
+  for (int s = 0; s < S; s++)
     for (int r = 0; r < NR; r++) {
       const v128_t a = acc[s][r];
       float t = (wasm_f32x4_extract_lane(a, 0) + wasm_f32x4_extract_lane(a, 2)) +
                 (wasm_f32x4_extract_lane(a, 1) + wasm_f32x4_extract_lane(a, 3));
       for (size_t p = k4; p < k; p++) t += x[p] * bf16_to_f32_1(Bf16PanelW::elem(ws[s], 0, r, p));
-      ys[s][r] = t;
+      ysp[s][r] = t;
     }
 }
 
-#ifndef PEFT_BF16_PANEL_GEMV1_PAIR_MIN_K
-#define PEFT_BF16_PANEL_GEMV1_PAIR_MIN_K 4096
+#ifndef PEFT_BF16_PANEL_GEMV1_STREAMS_MIN_K
+#define PEFT_BF16_PANEL_GEMV1_STREAMS_MIN_K 4096
 #endif
 // m = 1 on a W in panels, columns [j0, j1): as f32xbf16_gemv_panels__simd128<1> below, but from k =
-// PEFT_BF16_PANEL_GEMV1_PAIR_MIN_K the whole panels in two halves swept in step by the pair tile (an odd last panel
-// alone), then the epilogue (no LoRA terms here: f32xbf16_linear_cols splits them off) over those columns.
+// PEFT_BF16_PANEL_GEMV1_STREAMS_MIN_K the whole panels in S parts swept in step by the streams tile (panel i of every
+// part; the panels left over alone), then the epilogue (no LoRA terms here: f32xbf16_linear_cols splits them off) over
+// those columns. Measured (AMD Zen 5, one thread, W cold, one process): S = 2 ÷ one stream (the session before)
+// k = n = 4096 1.12–1.18× (with a bias 1.10×, two threads 1.14×), k 4864 n 896 1.20–1.22×, Deno relaxed 1.13–1.16×,
+// rows of k 2048–3584 0.9–1.0× (hence the threshold). S = 4 ÷ S = 2: Deno 2.9 (relaxed build: fused multiply-add)
+// 1.13–1.19× (k = n = 4096, k 8192 n 2048, k 4864 n 896); Node 20 (SIMD128, where widening, multiply and add bound
+// the tile more than the reads) 1.15–1.19× in phases where the host's memory was quiet, 0.88–0.96× where it was busy.
+// S = 3 sat between.
 template <int M>
 __attribute__((noinline)) static void f32xbf16_gemv1_panels__simd128(size_t n, size_t k, size_t j0, size_t j1,
                                                                      const float* x, const uint16_t* w, float* y,
@@ -259,12 +268,16 @@ __attribute__((noinline)) static void f32xbf16_gemv1_panels__simd128(size_t n, s
   for (; j < j1 && j % 4 != 0; j++)
     f32xbf16_gemv__simd128<1, 1, false, 1, Bf16PanelW>(k, x, panel_row(w, k, j), 0, y + j, n, ep, j);
   const size_t panels = (j1 - j) / PANEL_ROWS;
-  const size_t half = k >= PEFT_BF16_PANEL_GEMV1_PAIR_MIN_K ? panels / 2 * PANEL_ROWS : 0;
-  for (size_t i = 0; i < half; i += PANEL_ROWS)
-    f32xbf16_gemv1_panel_pair__simd128(k, x, panel_row(w, k, j + i), panel_row(w, k, j + half + i), y + j + i,
-                                       y + j + half + i);
-  if (half && ep) f32_epilogue_affine_row(y, j, j + 2 * half, ep);
-  j += 2 * half;
+  constexpr int S = PEFT_BF16_PANEL_GEMV1_STREAMS;
+  const size_t part = k >= PEFT_BF16_PANEL_GEMV1_STREAMS_MIN_K ? panels / S * PANEL_ROWS : 0;
+  for (size_t i = 0; i < part; i += PANEL_ROWS) {
+    const uint16_t* ws[S];
+    float* ys[S];
+    for (int s = 0; s < S; s++) ws[s] = panel_row(w, k, j + s * part + i), ys[s] = y + j + s * part + i;
+    f32xbf16_gemv1_panel_streams__simd128<S>(k, x, ws, ys);
+  }
+  if (part && ep) f32_epilogue_affine_row(y, j, j + S * part, ep);
+  j += S * part;
   for (; j + PANEL_ROWS <= j1; j += PANEL_ROWS)
     f32xbf16_gemv__simd128<1, PANEL_ROWS, false, 1, Bf16PanelW>(k, x, panel_row(w, k, j), 0, y + j, n, ep, j);
   for (; j < j1; j++) f32xbf16_gemv__simd128<1, 1, false, 1, Bf16PanelW>(k, x, panel_row(w, k, j), 0, y + j, n, ep, j);

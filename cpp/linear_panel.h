@@ -125,48 +125,57 @@ static inline void f32_gemv1_panel__simd128(size_t k, const float* __restrict x,
   f32_store_tile__simd128<1, NR>(out, y, ldy, false, ep, 0, j0);
 }
 
-// m = 1, two panels far apart in step: rows ja … ja+3 (panel wa) and jb … jb+3 (panel wb), each row exactly as the
-// one-panel tile computes it (lanes in k order, then the same lane sum and k-tail), so the same bits. Two read streams
-// instead of one: a single core keeps more of W in flight. Pays on long rows only. Measured (AMD Zen 5, Node 20, one
-// thread, W cold, ÷ the one-panel tile in one process): k = n = 4096 1.02–1.21×, k 8192 n 1024 1.12×, k = n = 3584
-// 1.10×, 3072 1.11×, k 2560 n 3072 1.07×, k 2048 n 4096 1.05×, k 1536 n 4096 1.02×, k 1024 n 4096 0.94×, k 896
-// n 4864 0.91×; hence from k = PEFT_PANEL_GEMV1_PAIR_MIN_K. 8 accumulators + U x vectors: U = 2 leaves V8 its registers.
-#ifndef PEFT_PANEL_GEMV1_PAIR_U
-#define PEFT_PANEL_GEMV1_PAIR_U 2
+// m = 1, S panels far apart in step: rows js[s] … js[s]+3 of panel ws[s] for each stream s, each row exactly as the
+// one-panel tile computes it (lanes in k order, then the same lane sum and k-tail), so the same bits. S read streams
+// instead of one: a single core keeps more of W in flight. Pays on long rows only. Measured (AMD Zen 5, one thread, W
+// cold, one process, the builds in turn):
+//   S = 2 ÷ one stream (the session before, Node 20): k = n = 4096 1.02–1.21×, k 8192 n 1024 1.12×, k = n = 3584
+//   1.10×, 3072 1.11×, k 2560 n 3072 1.07×, k 2048 n 4096 1.05×, k 1536 n 4096 1.02×, k 1024 n 4096 0.94×, k 896 n
+//   4864 0.91×; hence from k = PEFT_PANEL_GEMV1_STREAMS_MIN_K.
+//   S = 4 ÷ S = 2: Node 20 k = n = 4096 1.19–1.34×, k 2048 n 2048 … 8192 1.07–1.24×, k 2560 n 2560 1.07×, k 3072 n
+//   1024 1.09×, k 4864 n 896 1.18–1.25×, k 8192 n 2048 1.13× (with a bias 1.10–1.19×); Deno 2.9 (relaxed build)
+//   1.24–1.30×; two threads 1.04–1.10×. S = 3 sat between (1.09–1.18×); S = 6 and 8 lost (0.73–0.84×). In phases
+//   where the host's memory was busy (every tile near 20 GB/s) S = 4 read 0.93–1.02×. Short rows lose more with 4
+//   (k 512 … 1536: 0.83–0.90×). 4·S accumulators + U x vectors: S = 4 takes 17 of V8's registers (U = 1) and still
+//   wins over the 10 of S = 2.
+#ifndef PEFT_PANEL_GEMV1_STREAMS
+#define PEFT_PANEL_GEMV1_STREAMS 4
 #endif
-#ifndef PEFT_PANEL_GEMV1_PAIR_MIN_K
-#define PEFT_PANEL_GEMV1_PAIR_MIN_K 2048
+#ifndef PEFT_PANEL_GEMV1_STREAMS_U
+#define PEFT_PANEL_GEMV1_STREAMS_U 1
 #endif
-template <int U>
-static inline void f32_gemv1_panel_pair__simd128(size_t k, const float* __restrict x, const float* __restrict wa,
-                                                 const float* __restrict wb, float* __restrict y, size_t ldy,
-                                                 const Epilogue* ep, size_t ja, size_t jb) {
+#ifndef PEFT_PANEL_GEMV1_STREAMS_MIN_K
+#define PEFT_PANEL_GEMV1_STREAMS_MIN_K 2048
+#endif
+template <int S, int U>
+static inline void f32_gemv1_panel_streams__simd128(size_t k, const float* __restrict x, const float* const* ws,
+                                                    float* __restrict y, size_t ldy, const Epilogue* ep,
+                                                    const size_t* js) {
   constexpr int NR = PANEL_ROWS;
-  v128_t acc[2][NR];
-  for (int s = 0; s < 2; s++)
+  v128_t acc[S][NR];
+  for (int s = 0; s < S; s++)
     for (int r = 0; r < NR; r++) acc[s][r] = wasm_f32x4_splat(0.0f);
   const size_t k4 = k & ~(size_t)3;
-  alignas(16) v128_t pin_slots[2 * NR];
+  alignas(16) v128_t pin_slots[S * NR];
   [[maybe_unused]] volatile v128_t* pin = pin_slots;
+  const float* w[S];
+  for (int s = 0; s < S; s++) w[s] = ws[s];
   size_t p = 0;
   for (; p + 4 * U <= k4; p += 4 * U) {
-    const float* wq[2] = {wa + PANEL_ROWS * p, wb + PANEL_ROWS * p};
     v128_t xv[U];
     for (int u = 0; u < U; u++) xv[u] = wasm_v128_load(x + p + 4 * u);
-    for (int s = 0; s < 2; s++)
+    for (int s = 0; s < S; s++)
       for (int r = 0; r < NR; r++) {
-        for (int u = 0; u < U; u++) acc[s][r] = f32x4_madd(xv[u], wasm_v128_load(wq[s] + 16 * u + 4 * r), acc[s][r]);
+        for (int u = 0; u < U; u++) acc[s][r] = f32x4_madd(xv[u], wasm_v128_load(w[s] + PANEL_ROWS * p + 16 * u + 4 * r), acc[s][r]);
         if constexpr (GEMV1_SCHEDULE_PIN) pin[NR * s + r] = acc[s][r];
       }
   }
   for (; p < k4; p += 4) {
     const v128_t xv = wasm_v128_load(x + p);
-    for (int r = 0; r < NR; r++) acc[0][r] = f32x4_madd(xv, wasm_v128_load(wa + PANEL_ROWS * p + 4 * r), acc[0][r]);
-    for (int r = 0; r < NR; r++) acc[1][r] = f32x4_madd(xv, wasm_v128_load(wb + PANEL_ROWS * p + 4 * r), acc[1][r]);
+    for (int s = 0; s < S; s++)
+      for (int r = 0; r < NR; r++) acc[s][r] = f32x4_madd(xv, wasm_v128_load(w[s] + PANEL_ROWS * p + 4 * r), acc[s][r]);
   }
-  const float* ws[2] = {wa, wb};
-  const size_t js[2] = {ja, jb};
-  for (int s = 0; s < 2; s++) {
+  for (int s = 0; s < S; s++) {
     alignas(16) float out[1][NR];
     for (int r = 0; r < NR; r++) {
       const v128_t a = acc[s][r];
@@ -179,12 +188,12 @@ static inline void f32_gemv1_panel_pair__simd128(size_t k, const float* __restri
   }
 }
 
-// m = 1, columns [j0, j1): the whole panels by the one-panel tile, or from k = PEFT_PANEL_GEMV1_PAIR_MIN_K in two
-// halves swept in step (panel i with panel i + half: the pair tile above; an odd last panel alone), the rows of a cut
+// m = 1, columns [j0, j1): the whole panels by the one-panel tile, or from k = PEFT_PANEL_GEMV1_STREAMS_MIN_K in S
+// parts swept in step (panel i of every part: the streams tile above; the panels left over alone), the rows of a cut
 // panel (an exported column range need not start or end on one) by linear.h's 1 × 1 tile on PanelW. Out of line: its
 // own registers, as the row-major drivers; one copy without an epilogue (EP = false: `ep` is null), where V8 keeps
-// the pair tile's 8 accumulators in registers (with the epilogue's code in the same function it spilled them: 0.55×
-// on a W in L2).
+// more of the streams tile's accumulators in registers (with the epilogue's code in the same function the two-stream
+// tile spilled them: 0.55× on a W in L2).
 template <bool EP>
 __attribute__((noinline)) static void f32_gemv1_panels__simd128(size_t n, size_t k, size_t j0, size_t j1,
                                                                const float* x, const float* w, float* y,
@@ -193,11 +202,15 @@ __attribute__((noinline)) static void f32_gemv1_panels__simd128(size_t n, size_t
   size_t j = j0;
   for (; j < j1 && j % PANEL_ROWS != 0; j++) f32_gemm__simd128<1, 1, PanelW>(k, x, panel_row(w, k, j), y + j, k, 0, n, ep, 0, j);
   const size_t panels = j < j1 ? (j1 - j) / PANEL_ROWS : 0;
-  const size_t half = k >= PEFT_PANEL_GEMV1_PAIR_MIN_K ? panels / 2 * PANEL_ROWS : 0;
-  for (size_t i = 0; i < half; i += PANEL_ROWS)
-    f32_gemv1_panel_pair__simd128<PEFT_PANEL_GEMV1_PAIR_U>(k, x, panel_row(w, k, j + i), panel_row(w, k, j + half + i), y, n,
-                                                           ep, j + i, j + half + i);
-  j += 2 * half;
+  constexpr int S = PEFT_PANEL_GEMV1_STREAMS;
+  const size_t part = k >= PEFT_PANEL_GEMV1_STREAMS_MIN_K ? panels / S * PANEL_ROWS : 0;
+  for (size_t i = 0; i < part; i += PANEL_ROWS) {
+    const float* ws[S];
+    size_t js[S];
+    for (int s = 0; s < S; s++) js[s] = j + s * part + i, ws[s] = panel_row(w, k, js[s]);
+    f32_gemv1_panel_streams__simd128<S, PEFT_PANEL_GEMV1_STREAMS_U>(k, x, ws, y, n, ep, js);
+  }
+  j += S * part;
   for (; j + PANEL_ROWS <= j1; j += PANEL_ROWS) f32_gemv1_panel__simd128<PEFT_PANEL_GEMV1_U>(k, x, panel_row(w, k, j), y + j, n, ep, j);
   for (; j < j1; j++) f32_gemm__simd128<1, 1, PanelW>(k, x, panel_row(w, k, j), y + j, k, 0, n, ep, 0, j);
 }

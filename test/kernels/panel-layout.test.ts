@@ -55,7 +55,7 @@ describe('f32 W in panels (cpp/linear_panel.h)', () => {
   const cases = [
     { k: 1029, ms: [1, 2, 3, 4, 9, 16, 17, 33, 40] },
     { k: 6, ms: [1, 2, 5] },
-    { k: 2053, ms: [1] }, // m = 1 from k = 2048: two halves of the panels in step (PEFT_PANEL_GEMV1_PAIR_MIN_K)
+    { k: 2053, ms: [1] }, // m = 1 from k = 2048: four parts of the panels in step (PEFT_PANEL_GEMV1_STREAMS_MIN_K), panels left over
   ];
   for (const { k, ms } of cases)
     for (const m of ms)
@@ -100,7 +100,7 @@ describe('f32 W in panels (cpp/linear_panel.h)', () => {
         for (const p of [wp, pan, xp, bp, ep, scratch, y]) rt.free(p);
       });
 
-  // bf16 (cpp/linear_bf16.h): panels [⌈k/8⌉][4][8]; m = 1, 2 the panel GEMV (m = 1 from k = 4096: two halves of the
+  // bf16 (cpp/linear_bf16.h): panels [⌈k/8⌉][4][8]; m = 1, 2 the panel GEMV (m = 1 from k = 4096: four parts of the
   // panels in step), m ≥ 3 the GEMM on panels.
   for (const { k, ms } of [{ k: 1029, ms: [1, 2, 3, 5, 9, 40] }, { k: 12, ms: [1, 2, 6] }, { k: 4101, ms: [1] }])
     for (const m of ms)
