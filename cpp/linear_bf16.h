@@ -248,17 +248,18 @@ __attribute__((noinline)) static void f32xbf16_gemv1_panel_streams__simd128(size
 }
 
 #ifndef PEFT_BF16_PANEL_GEMV1_STREAMS_MIN_K
-#define PEFT_BF16_PANEL_GEMV1_STREAMS_MIN_K 4096
+#define PEFT_BF16_PANEL_GEMV1_STREAMS_MIN_K 2048
 #endif
 // m = 1 on a W in panels, columns [j0, j1): as f32xbf16_gemv_panels__simd128<1> below, but from k =
 // PEFT_BF16_PANEL_GEMV1_STREAMS_MIN_K the whole panels in S parts swept in step by the streams tile (panel i of every
 // part; the panels left over alone), then the epilogue (no LoRA terms here: f32xbf16_linear_cols splits them off) over
 // those columns. Measured (AMD Zen 5, one thread, W cold, one process): S = 2 ÷ one stream (the session before)
 // k = n = 4096 1.12–1.18× (with a bias 1.10×, two threads 1.14×), k 4864 n 896 1.20–1.22×, Deno relaxed 1.13–1.16×,
-// rows of k 2048–3584 0.9–1.0× (hence the threshold). S = 4 ÷ S = 2: Deno 2.9 (relaxed build: fused multiply-add)
-// 1.13–1.19× (k = n = 4096, k 8192 n 2048, k 4864 n 896); Node 20 (SIMD128, where widening, multiply and add bound
-// the tile more than the reads) 1.15–1.19× in phases where the host's memory was quiet, 0.88–0.96× where it was busy.
-// S = 3 sat between.
+// rows of k 2048–3584 0.9–1.0×. S = 4 ÷ S = 2: Deno 2.9 (relaxed build: fused multiply-add) 1.13–1.19× (k = n =
+// 4096, k 8192 n 2048, k 4864 n 896); Node 20 (SIMD128, where widening, multiply and add bound the tile more than
+// the reads) 1.15–1.19× in phases where the host's memory was quiet, 0.88–0.96× where it was busy; S = 3 sat between.
+// With four streams shorter rows pay too, ÷ one stream: k 2560 … 3584 1.06–1.17× (Node), 1.16–1.18× (Deno); k = 2048
+// 0.97–1.03× (Node), 1.15× (Deno); k ≤ 1536 0.95–1.03×. Hence from k = 2048.
 template <int M>
 __attribute__((noinline)) static void f32xbf16_gemv1_panels__simd128(size_t n, size_t k, size_t j0, size_t j1,
                                                                      const float* x, const uint16_t* w, float* y,

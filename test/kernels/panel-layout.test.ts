@@ -100,7 +100,7 @@ describe('f32 W in panels (cpp/linear_panel.h)', () => {
         for (const p of [wp, pan, xp, bp, ep, scratch, y]) rt.free(p);
       });
 
-  // bf16 (cpp/linear_bf16.h): panels [⌈k/8⌉][4][8]; m = 1, 2 the panel GEMV (m = 1 from k = 4096: four parts of the
+  // bf16 (cpp/linear_bf16.h): panels [⌈k/8⌉][4][8]; m = 1, 2 the panel GEMV (m = 1 from k = 2048: four parts of the
   // panels in step), m ≥ 3 the GEMM on panels.
   for (const { k, ms } of [{ k: 1029, ms: [1, 2, 3, 5, 9, 40] }, { k: 12, ms: [1, 2, 6] }, { k: 4101, ms: [1] }])
     for (const m of ms)
