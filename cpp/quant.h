@@ -36,15 +36,18 @@ static volatile uint32_t g_q_code8 = 0x000000ffu;    // one 8-bit code per u32 l
 struct QConsts {
   v128_t low4, magic, code4, code8;
   v128_t code4at[7];  // code c of a u32 lane in place: 0xf << 4c (c ≤ 6; code 7 would set the sign bit)
+  v128_t code8at[3];  // the same for 8-bit codes: 0xff << 8c (c ≤ 2)
   QConsts()
       : low4(wasm_i32x4_splat((int32_t)g_q_low4)), magic(wasm_i32x4_splat((int32_t)g_q_magic)),
         code4(wasm_i32x4_splat((int32_t)g_q_code4)), code8(wasm_i32x4_splat((int32_t)g_q_code8)) {
     for (int c = 0; c < 7; c++) code4at[c] = wasm_i32x4_shl(code4, 4 * c);
+    for (int c = 0; c < 3; c++) code8at[c] = wasm_i32x4_shl(code8, 8 * c);
   }
 };
 // x's factor for 4-bit code c decoded in place (q·16^c): 16^−c, exact (a power of two), so x·16^−c · q·16^c rounds
 // to the bits of x·q (unless x·16^−c is subnormal: |x| < 2^−102).
 static constexpr float kQ4Scale[7] = {1.0f, 0x1p-4f, 0x1p-8f, 0x1p-12f, 0x1p-16f, 0x1p-20f, 0x1p-24f};
+static constexpr float kQ8Scale[3] = {1.0f, 0x1p-8f, 0x1p-16f};
 
 // The quantised kernels' multiply-add: unfused in every build. The relaxed build's fused op lengthens each group's
 // chain of multiply-adds (latency ≈ 4 cycles, not the add's 3): the m = 1 GEMV ran 0.83–0.88× the SIMD128 build's
@@ -132,7 +135,7 @@ struct QuantScalar : Scalar {
 // values are < 256, so exact). 4 bits: codes 0 … 6 without the shift, as v & (0xf << 4c) = q·16^c (exact in f32, and
 // positive: code 7 keeps the shift), against x·16^−c in xq, so each product has x·q's bits (same bits as shifting;
 // measured, one thread, W cold, ÷ shifting in one process: m = 1 1.03–1.06× in Node, 1.05–1.08× in Deno, m = 8
-// 1.06×). The shift is arithmetic and the mask a run-time constant on purpose: a value clang can
+// 1.06×). 8 bits: codes 0 … 2 as v & (0xff << 8c) against x·256^−c (m = 1 1.04–1.07×, m = 8 1.05×). The shift is arithmetic and the mask a run-time constant on purpose: a value clang can
 // prove non-negative it converts with f32x4.convert_i32x4_u (clang 19: the threads and relaxed builds), which V8
 // emulates in ~10 instructions on x86 (4-bit decode with 2 threads ran 0.89× one thread). 4 bits: one v128 = 32 codes, u32 lane l holds codes 8l … 8l+7, so vector c holds codes
 // {c, 8+c, 16+c, 24+c} and per 32-block xq[4c + l] = x[8l + c]. 8 bits: per 16 codes, vector c holds {c, 4+c, 8+c,
@@ -158,7 +161,7 @@ static inline void f32_qgemv_prepare(size_t m, size_t k, size_t bits, size_t gro
     } else {
       for (size_t p = 0; p < k; p += 16)
         for (size_t c = 0; c < 4; c++)
-          for (size_t l = 0; l < 4; l++) d[p + 4 * c + l] = xr[p + 4 * l + c];
+          for (size_t l = 0; l < 4; l++) d[p + 4 * c + l] = xr[p + 4 * l + c] * (c < 3 ? kQ8Scale[c] : 1.0f);
     }
   }
 }
@@ -173,8 +176,8 @@ static inline void f32_qdecode32__simd128(const uint8_t* __restrict src, const Q
   } else {
     for (int h = 0; h < 2; h++) {
       const v128_t v = wasm_v128_load(src + 16 * h);
-      q[4 * h] = wasm_f32x4_convert_i32x4(wasm_v128_and(v, c.code8));
-      for (int k = 1; k < 4; k++) q[4 * h + k] = wasm_f32x4_convert_i32x4(wasm_v128_and(wasm_i32x4_shr(v, 8 * k), c.code8));
+      for (int k = 0; k < 3; k++) q[4 * h + k] = wasm_f32x4_convert_i32x4(wasm_v128_and(v, c.code8at[k]));
+      q[4 * h + 3] = wasm_f32x4_convert_i32x4(wasm_v128_and(wasm_i32x4_shr(v, 24), c.code8));
     }
   }
 }
