@@ -44,10 +44,11 @@ struct QConsts {
     for (int c = 0; c < 3; c++) code8at[c] = wasm_i32x4_shl(code8, 8 * c);
   }
 };
-// x's factor for 4-bit code c decoded in place (q·16^c): 16^−c, exact (a power of two), so x·16^−c · q·16^c rounds
-// to the bits of x·q (unless x·16^−c is subnormal: |x| < 2^−102).
-static constexpr float kQ4Scale[7] = {1.0f, 0x1p-4f, 0x1p-8f, 0x1p-12f, 0x1p-16f, 0x1p-20f, 0x1p-24f};
-static constexpr float kQ8Scale[3] = {1.0f, 0x1p-8f, 0x1p-16f};
+// x's factor for code c of a lane: 16^−c (4 bits) or 256^−c (8 bits) where the code is decoded in place (q·16^c,
+// q·256^c), 1 for the top code (shifted down). Exact (powers of two), so x·16^−c · q·16^c rounds to the bits of x·q
+// (unless x·16^−c is subnormal: |x| < 2^−102).
+static constexpr float kQ4Scale[8] = {1.0f, 0x1p-4f, 0x1p-8f, 0x1p-12f, 0x1p-16f, 0x1p-20f, 0x1p-24f, 1.0f};
+static constexpr float kQ8Scale[4] = {1.0f, 0x1p-8f, 0x1p-16f, 1.0f};
 
 // The quantised kernels' multiply-add: unfused in every build. The relaxed build's fused op lengthens each group's
 // chain of multiply-adds (latency ≈ 4 cycles, not the add's 3): the m = 1 GEMV ran 0.83–0.88× the SIMD128 build's
@@ -132,14 +133,15 @@ struct QuantScalar : Scalar {
 // so a weight costs its unpack, one int→float convert and one multiply-add; Σ_p x_p per group (xs [M, k/group])
 // and x permuted to the codes' lane order (xq [M, k]) are made once per call in scratch.
 // Codes are cut out of u32 lanes: vector c = (v >> bits·c) & mask, then f32x4.convert_i32x4_s (one op; the
-// values are < 256, so exact). 4 bits: codes 0 … 6 without the shift, as v & (0xf << 4c) = q·16^c (exact in f32, and
-// positive: code 7 keeps the shift), against x·16^−c in xq, so each product has x·q's bits (same bits as shifting;
-// measured, one thread, W cold, ÷ shifting in one process: m = 1 1.03–1.06× in Node, 1.05–1.08× in Deno, m = 8
-// 1.06×). 8 bits: codes 0 … 2 as v & (0xff << 8c) against x·256^−c (m = 1 1.04–1.07×, m = 8 1.05×). The shift is arithmetic and the mask a run-time constant on purpose: a value clang can
-// prove non-negative it converts with f32x4.convert_i32x4_u (clang 19: the threads and relaxed builds), which V8
-// emulates in ~10 instructions on x86 (4-bit decode with 2 threads ran 0.89× one thread). 4 bits: one v128 = 32 codes, u32 lane l holds codes 8l … 8l+7, so vector c holds codes
-// {c, 8+c, 16+c, 24+c} and per 32-block xq[4c + l] = x[8l + c]. 8 bits: per 16 codes, vector c holds {c, 4+c, 8+c,
-// 12+c}, xq[4c + l] = x[4l + c]. (Widening u8 → u16 → u32 and converting with the 2^23 trick took 31 ops per 32
+// values are < 256, so exact). Every code but a lane's top one skips the shift: v & (mask << bits·c) = q·2^(bits·c),
+// exact in f32 and positive (the top code would set the sign bit), against x·2^(−bits·c) in xq (kQ4Scale, kQ8Scale),
+// so each product has x·q's bits. Measured (one thread, W cold, ÷ shifting every code, one process): 4-bit m = 1
+// 1.03–1.06× in Node, 1.05–1.08× in Deno, m = 8 1.06×; 8-bit m = 1 1.04–1.07×, m = 8 1.05×. The shift is arithmetic
+// and the masks run-time constants on purpose: a value clang can prove non-negative it converts with
+// f32x4.convert_i32x4_u (clang 19: the threads and relaxed builds), which V8 emulates in ~10 instructions on x86
+// (4-bit decode with 2 threads ran 0.89× one thread). 4 bits: one v128 = 32 codes, u32 lane l holds codes 8l … 8l+7,
+// so vector c holds codes {c, 8+c, 16+c, 24+c} and per 32-block xq[4c + l] = x[8l + c]·kQ4Scale[c]. 8 bits: per 16
+// codes, vector c holds {c, 4+c, 8+c, 12+c}, xq[4c + l] = x[4l + c]·kQ8Scale[c]. (Widening u8 → u16 → u32 and converting with the 2^23 trick took 31 ops per 32
 // codes against 23 here.) Accuracy: the two terms can cancel (b ≈ −s·2^(bits−1) for symmetric ranges): error
 // ≲ (k/4 + groups)·2⁻²⁴·Σ_p |x_p|·(|s·q_p| + |b|).
 static inline void f32_qgemv_prepare(size_t m, size_t k, size_t bits, size_t group, const float* __restrict x,
@@ -157,11 +159,11 @@ static inline void f32_qgemv_prepare(size_t m, size_t k, size_t bits, size_t gro
       // Codes 0 … 6 of a lane are decoded in place, as q·16^c (f32_qdecode32__simd128), so their x carries 16^−c.
       for (size_t p = 0; p < k; p += 32)
         for (size_t c = 0; c < 8; c++)
-          for (size_t l = 0; l < 4; l++) d[p + 4 * c + l] = xr[p + 8 * l + c] * (c < 7 ? kQ4Scale[c] : 1.0f);
+          for (size_t l = 0; l < 4; l++) d[p + 4 * c + l] = xr[p + 8 * l + c] * kQ4Scale[c];
     } else {
       for (size_t p = 0; p < k; p += 16)
         for (size_t c = 0; c < 4; c++)
-          for (size_t l = 0; l < 4; l++) d[p + 4 * c + l] = xr[p + 4 * l + c] * (c < 3 ? kQ8Scale[c] : 1.0f);
+          for (size_t l = 0; l < 4; l++) d[p + 4 * c + l] = xr[p + 4 * l + c] * kQ8Scale[c];
     }
   }
 }
