@@ -22,7 +22,7 @@
 using namespace peft;
 
 // Bumped whenever a signature or the Epilogue layout changes; the TS loader checks it.
-PEFT_EXPORT int32_t peft_abi_version(void) { return 12; }
+PEFT_EXPORT int32_t peft_abi_version(void) { return 13; }
 // Bytes malloc'd and not yet freed (dlmalloc's mallinfo): leak tests compare it before and after.
 PEFT_EXPORT size_t peft_heap_bytes_in_use(void) { return mallinfo().uordblks; }
 // Sets a tile choice of tuning.h (knob: TuningKnob; value 0 = the build's default tile, 1 = the alternative, and for
@@ -95,19 +95,34 @@ PEFT_EXPORT void peft_f32_epilogue_rows(size_t m, size_t n, const int32_t* rows,
 }
 
 // ---- one thread's share of a linear: columns [j0, j1) of y, bit-identical to the same columns of the whole call --
-// scratch: the same bytes as the whole call needs (one block per thread).
+// scratch: the same bytes as the whole call needs (one block per thread). staged: 0, or x as the kernel stages it,
+// done once for every thread by the stage export beside it (the same bits either way).
+// Floats of x in row pairs for m rows (the f32 and bf16 GEMMs' packed x); staged = that for x [m,k].
+PEFT_EXPORT size_t peft_f32_row_pairs_bytes(size_t m, size_t k) { return (m & ~(size_t)1) * (k & ~(size_t)3) * 4; }
+PEFT_EXPORT void peft_f32_stage_row_pairs(size_t m, size_t k, const float* x, float* staged) {
+  f32_pack_row_pairs__simd128(m, k, x, staged);
+}
 PEFT_EXPORT void peft_f32_linear_cols(size_t m, size_t n, size_t k, size_t j0, size_t j1, const float* x,
-                                      const float* w, size_t ldw, float* y, const Epilogue* ep, float* scratch) {
-  f32_linear_cols<Simd128, PackedSimd128>(m, n, k, j0, j1, x, w, ldw, y, ep, scratch);
+                                      const float* w, size_t ldw, float* y, const Epilogue* ep, float* scratch,
+                                      const float* staged) {
+  f32_linear_cols<Simd128, PackedSimd128>(m, n, k, j0, j1, x, w, ldw, y, ep, scratch, staged);
+}
+PEFT_EXPORT void peft_f32xbf16_linear_cols(size_t m, size_t n, size_t k, size_t j0, size_t j1, const float* x,
+                                           const uint16_t* w, size_t ldw, float* y, const Epilogue* ep, float* scratch,
+                                           const float* staged) {
+  f32xbf16_linear_cols__simd128(m, n, k, j0, j1, x, w, ldw, y, ep, scratch, staged);
+}
+// The quantised GEMM's x (m > 2): xq [m,k] in the codes' order and the group sums xs [m,k/group].
+PEFT_EXPORT size_t peft_f32_qlinear_staged_bytes(size_t m, size_t k, size_t group) {
+  return f32_qlinear_staged_floats(m, k, group) * 4;
+}
+PEFT_EXPORT void peft_f32_qlinear_stage(size_t m, size_t k, size_t bits, size_t group, const float* x, float* staged) {
+  f32_qlinear_stage(m, k, bits, group, x, staged);
 }
 PEFT_EXPORT void peft_f32_qlinear_cols(size_t m, size_t n, size_t k, size_t bits, size_t group, size_t j0, size_t j1,
                                        const float* x, const uint32_t* wq, const float* scales, const float* biases,
-                                       float* scratch, float* y, const Epilogue* ep) {
-  f32_qlinear_cols__simd128(m, n, k, bits, group, j0, j1, x, wq, scales, biases, scratch, y, ep);
-}
-PEFT_EXPORT void peft_f32xbf16_linear_cols(size_t m, size_t n, size_t k, size_t j0, size_t j1, const float* x,
-                                           const uint16_t* w, size_t ldw, float* y, const Epilogue* ep, float* scratch) {
-  f32xbf16_linear_cols__simd128(m, n, k, j0, j1, x, w, ldw, y, ep, scratch);
+                                       float* scratch, float* y, const Epilogue* ep, const float* staged) {
+  f32_qlinear_cols__simd128(m, n, k, bits, group, j0, j1, x, wq, scales, biases, scratch, y, ep, staged);
 }
 
 // ---- linear with a bf16 W [n,k] (linear_bf16.h): same contract; scratch: peft_f32xbf16_linear_scratch_bytes --

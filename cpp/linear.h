@@ -869,14 +869,16 @@ static inline void f32_gemv_epilogue(size_t m, size_t n, size_t j0, size_t j1, f
 // Columns [j0, j1) of y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ): one thread's share (every element is computed
 // exactly as the whole layer computes it, so any split gives the one-thread bits). GEMV for m ≤ PEFT_F32_GEMV_MAX_M.
 // W's rows are ldw ≥ k floats apart: a base weight's rows are padded when that streams faster (see f32_weight_ldw).
+// `staged`: null, or x in row pairs for all m rows (f32_pack_row_pairs__simd128), packed once by a caller that splits
+// the call across threads, for the panel GEMM's packed form, which otherwise packs x on every call (every chunk).
 template <class Isa, class P>
 static inline void f32_linear_panels(size_t m, size_t n, size_t k, size_t j0, size_t j1, const float* __restrict x,
                                      const float* __restrict w, float* __restrict y, const Epilogue* ep,
-                                     float* __restrict scratch);  // linear_panel.h
+                                     float* __restrict scratch, const float* __restrict staged);  // linear_panel.h
 template <class Isa, class P>
 static inline void f32_linear_cols(size_t m, size_t n, size_t k, size_t j0, size_t j1, const float* __restrict x,
                                    const float* __restrict w, size_t ldw, float* __restrict y, const Epilogue* ep,
-                                   float* __restrict scratch) {
+                                   float* __restrict scratch, const float* __restrict staged = nullptr) {
   assert(m > 0 && n > 0 && k > 0 && x && w && y && j0 <= j1 && j1 <= n && (ldw >= k || ldw == 0));
   if (j0 >= j1) return;
   if (ep && ep->nterms > 0 && !__is_same(P, PackedScalar)) {
@@ -885,12 +887,12 @@ static inline void f32_linear_cols(size_t m, size_t n, size_t k, size_t j0, size
     // sums first (no epilogue), then one pass: m ≤ 4 streams B row by row, a batch sweeps it in register tiles. Same
     // operations in the same order per element as the fused epilogue (the scalar twins keep it fused), so the bits
     // are the same; "off" (nterms = 0) never comes here.
-    f32_linear_cols<Isa, P>(m, n, k, j0, j1, x, w, ldw, y, nullptr, scratch);
+    f32_linear_cols<Isa, P>(m, n, k, j0, j1, x, w, ldw, y, nullptr, scratch, staged);
     f32_epilogue_pass(m, n, j0, j1, y, ep, scratch);
     return;
   }
   if (ldw == 0) {  // W in panels (linear_panel.h)
-    f32_linear_panels<Isa, P>(m, n, k, j0, j1, x, w, y, ep, scratch);
+    f32_linear_panels<Isa, P>(m, n, k, j0, j1, x, w, y, ep, scratch, staged);
     return;
   }
   if constexpr (__is_same(P, PackedScalar)) {

@@ -424,13 +424,13 @@ template <class BL>
 __attribute__((noinline)) static void f32xbf16_gemm__simd128(size_t m, size_t n, size_t k, size_t j0, size_t j1,
                                                              const float* __restrict x, const uint16_t* __restrict w,
                                                              size_t ldw, float* __restrict y, const Epilogue* ep,
-                                                             float* __restrict scratch) {
+                                                             float* __restrict scratch, const float* __restrict staged) {
   constexpr bool PANELS = __is_same(BL, Bf16PanelW);
   constexpr size_t KC = PEFT_BF16_GEMM_KC;
   v128_t* lanes = (v128_t*)(((uintptr_t)scratch + 15) & ~(uintptr_t)15);
   float* ws = (float*)lanes + m * 16;  // right after the lanes, 16-byte aligned
   const size_t k4 = k & ~(size_t)3;
-  float* xp = ws + 4 * (k4 < KC ? k4 : KC);
+  float* own = ws + 4 * (k4 < KC ? k4 : KC);
   const auto widen_row = [w, ldw, k, ws](size_t jj, size_t rows, size_t p0, size_t kc) {
     if constexpr (PANELS) bf16_widen_panel_row__simd128(kc, panel_row(w, k, jj) + 4 * p0, ws);
     else bf16_widen_strip__simd128(rows, kc, ldw, w + jj * ldw + p0, ws);
@@ -444,7 +444,11 @@ __attribute__((noinline)) static void f32xbf16_gemm__simd128(size_t m, size_t n,
     if (j0 < j) f32_gemm_dot(m, n, k, j0, j, x, y, ep, scratch, widen_row, wtail);
   }
   if (k4 > 0) {
-    f32_pack_row_pairs__simd128(m, k, x, xp);
+    const float* xp = staged;
+    if (!xp) {
+      f32_pack_row_pairs__simd128(m, k, x, own);
+      xp = own;
+    }
     const auto widen4 = [w, ldw, k, ws](size_t jj, size_t p0, size_t kc) {
       if constexpr (PANELS) bf16_widen_panel4_interleaved__simd128(kc, panel_row(w, k, jj) + 4 * p0, ws);
       else bf16_widen_strip4_interleaved__simd128(kc, ldw, w + jj * ldw + p0, ws);
@@ -456,15 +460,16 @@ __attribute__((noinline)) static void f32xbf16_gemm__simd128(size_t m, size_t n,
 }
 
 // Columns [j0, j1) of y [m,n] = epilogue(x [m,k] · widen(W [n,k] bf16)ᵀ): one thread's share, each element
-// computed as the whole layer computes it.
+// computed as the whole layer computes it. `staged`: null, or x's row pairs for all m rows (f32_linear_cols).
 static inline void f32xbf16_linear_cols__simd128(size_t m, size_t n, size_t k, size_t j0, size_t j1,
                                                  const float* __restrict x, const uint16_t* __restrict w, size_t ldw,
-                                                 float* __restrict y, const Epilogue* ep, float* __restrict scratch) {
+                                                 float* __restrict y, const Epilogue* ep, float* __restrict scratch,
+                                                 const float* __restrict staged = nullptr) {
   assert(m > 0 && n > 0 && k > 0 && x && w && y && scratch && j0 <= j1 && j1 <= n);
   if (j0 >= j1) return;
   if (ep && ep->nterms > 0) {
     // As f32_linear: plain sums, then the epilogue pass (B streamed by rows for m ≤ 4, swept in tiles above).
-    f32xbf16_linear_cols__simd128(m, n, k, j0, j1, x, w, ldw, y, nullptr, scratch);
+    f32xbf16_linear_cols__simd128(m, n, k, j0, j1, x, w, ldw, y, nullptr, scratch, staged);
     f32_epilogue_pass(m, n, j0, j1, y, ep, scratch);
     return;
   }
@@ -474,12 +479,13 @@ static inline void f32xbf16_linear_cols__simd128(size_t m, size_t n, size_t k, s
     const size_t mb = f32_gemm_row_block(m, k);
     for (size_t i = 0; i < m; i += mb) {
       const size_t mr = m - i < mb ? m - i : mb;
+      const float* st = staged ? staged + i * (k & ~(size_t)3) : nullptr;
       if (ldw == 0) {  // W in panels
-        if (ep) f32xbf16_gemm__simd128<Bf16PanelW>(mr, n, k, j0, j1, x + i * k, w, 0, y + i * n, ep, scratch);
-        else f32xbf16_gemm__simd128<Bf16PanelW>(mr, n, k, j0, j1, x + i * k, w, 0, y + i * n, nullptr, scratch);
+        if (ep) f32xbf16_gemm__simd128<Bf16PanelW>(mr, n, k, j0, j1, x + i * k, w, 0, y + i * n, ep, scratch, st);
+        else f32xbf16_gemm__simd128<Bf16PanelW>(mr, n, k, j0, j1, x + i * k, w, 0, y + i * n, nullptr, scratch, st);
       } else {
-        if (ep) f32xbf16_gemm__simd128<Bf16RowMajorW>(mr, n, k, j0, j1, x + i * k, w, ldw, y + i * n, ep, scratch);
-        else f32xbf16_gemm__simd128<Bf16RowMajorW>(mr, n, k, j0, j1, x + i * k, w, ldw, y + i * n, nullptr, scratch);
+        if (ep) f32xbf16_gemm__simd128<Bf16RowMajorW>(mr, n, k, j0, j1, x + i * k, w, ldw, y + i * n, ep, scratch, st);
+        else f32xbf16_gemm__simd128<Bf16RowMajorW>(mr, n, k, j0, j1, x + i * k, w, ldw, y + i * n, nullptr, scratch, st);
       }
     }
     return;

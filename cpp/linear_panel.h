@@ -275,10 +275,15 @@ static inline size_t f32_gemm_dot_panel_groups(size_t m, size_t n, size_t k, siz
 __attribute__((noinline)) static size_t f32_gemm_packed_panels__simd128(size_t m, size_t n, size_t k, size_t j, size_t j1,
                                                                        const float* __restrict x, const float* __restrict w,
                                                                        float* __restrict y, const Epilogue* ep,
-                                                                       float* __restrict scratch) {
+                                                                       float* __restrict scratch,
+                                                                       const float* __restrict staged) {
   v128_t* lanes = (v128_t*)(((uintptr_t)scratch + 15) & ~(uintptr_t)15);
-  float* xp = (float*)lanes + m * 16;
-  f32_pack_row_pairs__simd128(m, k, x, xp);
+  const float* xp = staged;
+  if (!xp) {
+    float* own = (float*)lanes + m * 16;
+    f32_pack_row_pairs__simd128(m, k, x, own);
+    xp = own;
+  }
   const auto strip4 = [w, k](size_t jj, size_t p0, size_t) { return panel_row(w, k, jj) + PANEL_ROWS * p0; };
   const auto tail = [w, k](size_t jj, size_t p) { return PanelW::elem(panel_row(w, k, jj), 0, 0, p); };
   return f32_gemm_packed_strips__simd128(m, n, k, PEFT_F32_PACKED_KC, j, j1, x, xp, y, ep, lanes, strip4, tail);
@@ -299,7 +304,7 @@ __attribute__((noinline)) static size_t f32_gemm_packed_panels__simd128(size_t m
 __attribute__((noinline)) static void f32_gemm_dot_panels(size_t m, size_t n, size_t k, size_t j0, size_t j1,
                                                           const float* __restrict x, const float* __restrict w,
                                                           float* __restrict y, const Epilogue* ep,
-                                                          float* __restrict scratch) {
+                                                          float* __restrict scratch, const float* __restrict staged) {
   const auto strip = [w, k](size_t j, size_t, size_t p0, size_t) { return WStrip{panel_row(w, k, j) + PANEL_ROWS * p0, 0}; };
   const auto tail = [w, k](size_t j, size_t p) { return PanelW::elem(panel_row(w, k, j), 0, 0, p); };
   size_t j = (j0 + PANEL_ROWS - 1) / PANEL_ROWS * PANEL_ROWS;
@@ -310,18 +315,19 @@ __attribute__((noinline)) static void f32_gemm_dot_panels(size_t m, size_t n, si
     else j = f32_gemm_dot_panel_groups<1>(m, n, k, PEFT_PANEL_KC_WHOLE, j, j1, x, w, y, ep, scratch);
   } else {
     // Two call sites on purpose: wasm-opt inlines a function called once whatever its attributes.
-    if (ep) j = f32_gemm_packed_panels__simd128(m, n, k, j, j1, x, w, y, ep, scratch);
-    else j = f32_gemm_packed_panels__simd128(m, n, k, j, j1, x, w, y, nullptr, scratch);
+    if (ep) j = f32_gemm_packed_panels__simd128(m, n, k, j, j1, x, w, y, ep, scratch, staged);
+    else j = f32_gemm_packed_panels__simd128(m, n, k, j, j1, x, w, y, nullptr, scratch, staged);
   }
   if (j < j1) f32_gemm_dot<PanelW>(m, n, k, j, j1, x, y, ep, scratch, strip, tail);
 }
 
 // Columns [j0, j1) of y [m,n] = epilogue(x [m,k] · W [n,k]ᵀ), W in panels: linear.h f32_linear_cols with ldw = 0
-// comes here (after its LoRA split, so a SIMD128 call's `ep` carries no LoRA terms).
+// comes here (after its LoRA split, so a SIMD128 call's `ep` carries no LoRA terms). `staged`: null, or x's row pairs
+// for all m rows, packed once by the caller (row i's pair at staged + i·k4).
 template <class Isa, class P>
 static inline void f32_linear_panels(size_t m, size_t n, size_t k, size_t j0, size_t j1, const float* __restrict x,
                                      const float* __restrict w, float* __restrict y, const Epilogue* ep,
-                                     float* __restrict scratch) {
+                                     float* __restrict scratch, const float* __restrict staged) {
   static_assert(PANEL_ROWS == 4, "a panel is one 4-row strip of the GEMM and one M x 4 GEMV tile");
   if constexpr (__is_same(P, PackedScalar)) {
     f32_gemm_columns_panels<Isa>(m, n, k, j0, j1, x, w, y, ep);
@@ -334,7 +340,8 @@ static inline void f32_linear_panels(size_t m, size_t n, size_t k, size_t j0, si
   } else {
     const size_t mb = f32_gemm_row_block(m, k);
     for (size_t i = 0; i < m; i += mb)
-      f32_gemm_dot_panels(m - i < mb ? m - i : mb, n, k, j0, j1, x + i * k, w, y + i * n, ep, scratch);
+      f32_gemm_dot_panels(m - i < mb ? m - i : mb, n, k, j0, j1, x + i * k, w, y + i * n, ep, scratch,
+                          staged ? staged + i * (k & ~(size_t)3) : nullptr);
   }
 }
 

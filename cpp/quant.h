@@ -266,7 +266,7 @@ static inline void f32_qgemv_m__simd128(size_t m, size_t n, size_t k, size_t j0,
 // ---------------------------------------------------------------------------------------------------------
 // Prefill (m > QUANT_GEMV_MAX_M, SIMD128), f32_qgemm: the fused GEMV's arithmetic, element for element, with W
 // decoded once per call instead of once per 4 rows. Per strip of 4 W rows and k-block of KC (whole groups), the
-// strip's codes are decoded into qs [4][kc] (f32 integers in xq's order, 8 KiB: stays in L1) and swept by every
+// strip's codes are decoded into qs [kc/4][4][4] (f32 integers in xq's order, 8 KiB: stays in L1) and swept by every
 // row of x in 2×4 tiles. For output (i, j) and group g the tile computes acc = Σ madd(xq, q) over the group in the
 // GEMV's order, then lanes[i][j] = lanes + s_g·acc (the GEMV's `row`, carried between groups and k-blocks in
 // scratch P [m][4]); the bias term Σ_g b_g·xs[i,g] and the lane sum are added at the end as the GEMV adds them.
@@ -285,7 +285,9 @@ constexpr size_t QUANT_KC = PEFT_QUANT_KC;  // a multiple of every group size (3
 // 2×4 0.99 / 0.88, 3×4 0.81 / 0.64, 2×2 0.87 / 0.73, 1×4 0.83 / 0.68, 2×1 0.68 / 0.55.
 constexpr int QMR = 2, QNR = 4;
 
-// codes of W rows [0, rows) (row stride row_bytes), elements [p0, p0 + kc) → qs [rows][kc] f32 in xq's order.
+// codes of W rows [0, rows ≤ 4) (row stride row_bytes), elements [p0, p0 + kc) → qs [kc/4][4][4] f32 in xq's order,
+// the rows' 4-element chunks side by side (a panel's layout, linear_panel.h): a k-step of the tile below is one
+// 64-byte line at constant offsets from one pointer.
 template <int BITS>
 static inline void f32_qdecode_strip__simd128(size_t rows, size_t kc, size_t p0, size_t row_bytes,
                                               const uint8_t* __restrict wq, float* __restrict qs) {
@@ -294,7 +296,7 @@ static inline void f32_qdecode_strip__simd128(size_t rows, size_t kc, size_t p0,
     for (size_t p = 0; p < kc; p += 32) {
       v128_t q[8];
       f32_qdecode32__simd128<BITS>(wq + j * row_bytes + (p0 + p) * BITS / 8, consts, q);
-      for (int c = 0; c < 8; c++) wasm_v128_store(qs + j * kc + p + 4 * c, q[c]);
+      for (int c = 0; c < 8; c++) wasm_v128_store(qs + 4 * (p + 4 * c) + 4 * j, q[c]);
     }
 }
 
@@ -311,20 +313,29 @@ static inline void f32_qgemm_block__simd128(size_t kc, size_t group, const float
     // The group's first step starts each sum from the product itself, not 0 + product: equal for every nonzero
     // product, and a −0 sum can only meet a lane that is never −0 (lanes start at +0 and a round-to-nearest sum is
     // −0 only from two −0 terms), so the GEMV's bits hold. Saves 16 ops of ~400 per group.
+    // Loads at constant offsets from bumped pointers (x rows, the interleaved strip), as linear.h's dot tile. Measured
+    // (k = n = 4096, 4-bit g64, W cold, ÷ the strip row by row and loads at p + j·kc, one process, same bits): the
+    // clang-19 builds Deno relaxed one thread 1.13× / 1.17× at m = 8 / 64, two threads (Node) 1.08–1.22× at m = 8 …
+    // 256; emcc's SIMD128 build 0.94–0.96× at m = 8, 0.99–1.08× at m ≥ 16. (Row by row, clang 19's code ran
+    // 0.85–0.91× emcc's on one thread, what held two threads to 1.52–1.54× one.)
+    const float* xr[MR];
+    for (int i = 0; i < MR; i++) xr[i] = xq + i * ldx + g0;
+    const float* qp = qs + 4 * g0;
+    const float* const qend = qp + 4 * group;
     v128_t acc[MR][NR];
     {
       v128_t xv[MR];
-      for (int i = 0; i < MR; i++) xv[i] = wasm_v128_load(xq + i * ldx + g0);
+      for (int i = 0; i < MR; i++) xv[i] = wasm_v128_load(xr[i]);
       for (int j = 0; j < NR; j++) {
-        const v128_t qv = wasm_v128_load(qs + j * kc + g0);
+        const v128_t qv = wasm_v128_load(qp + 4 * j);
         for (int i = 0; i < MR; i++) acc[i][j] = wasm_f32x4_mul(xv[i], qv);
       }
     }
-    for (size_t p = g0 + 4; p < g0 + group; p += 4) {
+    for (qp += 16; qp < qend; qp += 16) {
       v128_t xv[MR];
-      for (int i = 0; i < MR; i++) xv[i] = wasm_v128_load(xq + i * ldx + p);
+      for (int i = 0; i < MR; i++) xv[i] = wasm_v128_load(xr[i] += 4);
       for (int j = 0; j < NR; j++) {
-        const v128_t qv = wasm_v128_load(qs + j * kc + p);
+        const v128_t qv = wasm_v128_load(qp + 4 * j);
         for (int i = 0; i < MR; i++) acc[i][j] = q_madd(xv[i], qv, acc[i][j]);
       }
     }
@@ -338,7 +349,7 @@ static inline void f32_qgemm_block__simd128(size_t kc, size_t group, const float
     for (int j = 0; j < NR; j++) lanes[i * 4 + j] = row[i][j];
 }
 
-// Columns [j0, j1) for all m rows; xq [m,k], xs [m,groups] prepared; lanes: P [m][4] v128; qs: [4][QUANT_KC];
+// Columns [j0, j1) for all m rows; xq [m,k], xs [m,groups] prepared; lanes: P [m][4] v128; qs: [QUANT_KC/4][4][4];
 // bt: [groups][4].
 template <int BITS>
 __attribute__((noinline)) static void f32_qgemm__simd128(size_t m, size_t n, size_t k, size_t j0, size_t j1,
@@ -407,16 +418,29 @@ static inline size_t f32_qlinear_scratch_floats(size_t m, size_t k) {
   return most > epi ? most : epi;
 }
 
+// Floats of x staged once for every thread of a GEMM call (m > QUANT_GEMV_MAX_M): xq [m,k], then xs [m,k/group].
+static inline size_t f32_qlinear_staged_floats(size_t m, size_t k, size_t group) { return m * k + m * (k / group); }
+// staged (f32_qlinear_staged_floats) = the GEMM's x, prepared for all m rows: what every call on a column range would
+// prepare for itself.
+static inline void f32_qlinear_stage(size_t m, size_t k, size_t bits, size_t group, const float* __restrict x,
+                                     float* __restrict staged) {
+  f32_qgemv_prepare(m, k, bits, group, x, staged, staged + m * k);
+}
+
 // Columns [j0, j1) of the SIMD128 quantised linear below (one thread's share: each element computed as the whole
-// call computes it). Every thread stages its own x in its own scratch.
+// call computes it). Every thread stages its own x in its own scratch, unless the caller staged it once for all of
+// them (`staged`: f32_qlinear_stage of the same x, or null). The GEMM's prepare is O(m·k) scalar work per call:
+// repeated by every chunk of a call split across threads (16 per thread), it cost 2 threads a quarter of their time
+// at m ≥ 8 (threads ÷ one thread 1.52–1.54×).
 static inline void f32_qlinear_cols__simd128(size_t m, size_t n, size_t k, size_t bits, size_t group, size_t j0,
                                              size_t j1, const float* __restrict x, const uint32_t* __restrict wq,
                                              const float* __restrict scales, const float* __restrict biases,
-                                             float* __restrict scratch, float* __restrict y, const Epilogue* ep) {
+                                             float* __restrict scratch, float* __restrict y, const Epilogue* ep,
+                                             const float* __restrict staged = nullptr) {
   assert(m > 0 && n > 0 && k > 0 && x && wq && scales && biases && scratch && y && j0 <= j1 && j1 <= n);
   if (j0 >= j1) return;
   if (ep && ep->nterms > 0) {  // as f32_linear: plain sums, then the epilogue pass
-    f32_qlinear_cols__simd128(m, n, k, bits, group, j0, j1, x, wq, scales, biases, scratch, y, nullptr);
+    f32_qlinear_cols__simd128(m, n, k, bits, group, j0, j1, x, wq, scales, biases, scratch, y, nullptr, staged);
     f32_epilogue_pass(m, n, j0, j1, y, ep, scratch);
     return;
   }
@@ -427,12 +451,17 @@ static inline void f32_qlinear_cols__simd128(size_t m, size_t n, size_t k, size_
     float* xq = scratch;                  // [mb,k]
     float* xs = xq + mb * k;              // [mb,k/group]
     v128_t* lanes = (v128_t*)(((uintptr_t)(xs + mb * (k / 32)) + 15) & ~(uintptr_t)15);  // [mb][4]
-    float* qs = (float*)(lanes + mb * 4);  // [4,QUANT_KC]
+    float* qs = (float*)(lanes + mb * 4);  // [QUANT_KC/4][4][4]
     float* bt = qs + 4 * QUANT_KC;         // [k/group][4]
     for (size_t i = 0; i < m; i += mb) {
       const size_t mr = m - i < mb ? m - i : mb;
       float* yb = y + i * n;
-      f32_qgemv_prepare(mr, k, bits, group, x + i * k, xq, xs);
+      if (staged) {
+        xq = (float*)staged + i * k;
+        xs = (float*)staged + m * k + i * (k / group);
+      } else {
+        f32_qgemv_prepare(mr, k, bits, group, x + i * k, xq, xs);
+      }
       // Two call sites each: wasm-opt inlines a function called once (see linear_bf16.h).
       if (bits == 4) {
         if (ep) f32_qgemm__simd128<4>(mr, n, k, j0, j1, group, xq, xs, wq, scales, biases, yb, ep, lanes, qs, bt);

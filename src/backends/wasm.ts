@@ -189,6 +189,7 @@ export class WasmBackend implements Backend {
     const ldw = resident?.ldw ?? k;
     const T = this.threadsFor(m, n, k);
     const S = (linearScratchBytes(this.runtime, m, k, wDtype) + 15) & ~15; // one scratch block per thread
+    const G = T > 1 && m > 2 ? (this.runtime.exports.peft_f32_row_pairs_bytes(m, k) >>> 0) : 0; // x staged once, after them
     // An f32 W in panels at 3 ≤ m ≤ 16: how the GEMM sweeps the panels (cpp/tuning.h TUNE_PANEL_SWEEP; speed only,
     // same bits): timed on the first large one-thread calls, one panel at a time when split across threads.
     const sweepTimed = ldw === 0 && wDtype === 'f32' && m > 2 && m <= PANEL_SWEEP_MAX_M && this.panelSweep.begin(m, n, k, T);
@@ -207,7 +208,7 @@ export class WasmBackend implements Backend {
         let tBytes = 0;
         for (let i = 0; i < nt; i++) tBytes += (m * deltas[i].a.shape[1] * 4 + 15) & ~15;
         const y = allocWasmTensor(rt, [...x.shape.slice(0, -1), n], 'f32');
-        const base = this.scratch.ensure(epBytes + tBytes + S * T);
+        const base = this.scratch.ensure(epBytes + tBytes + S * T + G);
         if (epBytes) {
           // The terms written as each t = s·x·A is computed (writeEpilogue's layout, no spec objects).
           writeEpilogueHeader(rt, base, bp ?? 0, 0, 0, nt);
@@ -224,7 +225,7 @@ export class WasmBackend implements Backend {
       }
     }
     // W resident: read in place (at its stride); else staged by `run` as a compact f32 temporary.
-    return this.run('linear', x, k, n, resident ? [] : [w], bias, deltas, rowScale, S * T, (xp, yp, ep, mm, ptrs, sp) => {
+    return this.run('linear', x, k, n, resident ? [] : [w], bias, deltas, rowScale, S * T + G, (xp, yp, ep, mm, ptrs, sp) => {
       const [wp, ld] = resident ? [resident.ptr, ldw] : [ptrs[0], k];
       this.linearKernel(mm, n, k, xp, wp, ld, yp, ep, sp, S, T, wDtype, sweepTimed);
     });
@@ -232,13 +233,18 @@ export class WasmBackend implements Backend {
 
   /**
    * The f32 or bf16 linear kernel on `T` threads (scratch blocks of S bytes from `sp`), inside the tuners' stopwatches:
-   * the m = 1 GEMV tile's (a row-major W) and, when `sweepTimed`, the panel sweep's.
+   * the m = 1 GEMV tile's (a row-major W) and, when `sweepTimed`, the panel sweep's. Split across threads from m = 3,
+   * x is packed in row pairs once, at sp + S·T, for every chunk (the GEMMs would each pack it again).
    */
   private linearKernel(m: number, n: number, k: number, xp: number, wp: number, ldw: number, yp: number, ep: number, sp: number,
     S: number, T: number, wDtype: WeightDtype, sweepTimed: boolean): void {
     const timed = m === 1 && ldw !== 0 && this.tuner.begin(this.gemvTile, wDtype, k, n); // panels: one tile
     if (T === 1) f32Linear(this.runtime, m, n, k, xp, wp, yp, ep, sp, this.kernels, wDtype, ldw);
-    else this.pool!.run(wDtype === 'bf16' ? ThreadKernel.Bf16Linear : ThreadKernel.F32Linear, [m, n, k, xp, wp, ldw, yp, ep], n, chunkColumns(n, T, m * k), sp, S, T);
+    else {
+      const staged = m > 2 ? sp + S * T : 0;
+      if (staged) this.runtime.exports.peft_f32_stage_row_pairs(m, k, xp, staged);
+      this.pool!.run(wDtype === 'bf16' ? ThreadKernel.Bf16Linear : ThreadKernel.F32Linear, [m, n, k, xp, wp, ldw, yp, ep, staged], n, chunkColumns(n, T, m * k), sp, S, T);
+    }
     if (timed) this.tuner.end();
     if (sweepTimed) this.panelSweep.end();
   }
@@ -255,9 +261,13 @@ export class WasmBackend implements Backend {
     const m = x.size / (x.shape[x.shape.length - 1] || 1);
     const T = this.threadsFor(m, n, k);
     const S = (quantScratchBytes(this.runtime, m, k) + 15) & ~15; // one scratch block per thread
-    return this.run('quantizedLinear', x, k, n, [q.w, q.scales, q.biases], bias, deltas, rowScale, S * T, (xp, yp, ep, mm, ptrs, qsp) => {
+    // Split across threads, the GEMM's x (m > 2) is prepared once, after the threads' blocks, for every chunk.
+    const G = T > 1 && m > 2 ? this.runtime.exports.peft_f32_qlinear_staged_bytes(m, k, groupSize) >>> 0 : 0;
+    return this.run('quantizedLinear', x, k, n, [q.w, q.scales, q.biases], bias, deltas, rowScale, S * T + G, (xp, yp, ep, mm, ptrs, qsp) => {
       if (T === 1) return f32QLinear(this.runtime, mm, n, k, bits, groupSize, xp, ptrs[0], ptrs[1], ptrs[2], qsp, yp, ep, this.kernels);
-      this.pool!.run(ThreadKernel.QLinear, [mm, n, k, bits, groupSize, xp, ptrs[0], ptrs[1], ptrs[2], yp, ep], n, chunkColumns(n, T, mm * k), qsp, S, T);
+      const staged = G ? qsp + S * T : 0;
+      if (staged) this.runtime.exports.peft_f32_qlinear_stage(mm, k, bits, groupSize, xp, staged);
+      this.pool!.run(ThreadKernel.QLinear, [mm, n, k, bits, groupSize, xp, ptrs[0], ptrs[1], ptrs[2], yp, ep, staged], n, chunkColumns(n, T, mm * k), qsp, S, T);
     });
   }
 

@@ -20,14 +20,15 @@ export interface ColumnKernels {
 
 /**
  * The kernels a job can name, each called as (args, j0, j1, scratch): 0 f32 linear and 1 bf16 linear, args
- * m n k x w ldw y ep; 2 quantised linear, args m n k bits group x wq scales biases y ep. Self-contained (the workers get
+ * m n k x w ldw y ep staged; 2 quantised linear, args m n k bits group x wq scales biases y ep staged (staged: x as
+ * the kernel stages it, done once by the caller for every chunk, or 0). Self-contained (the workers get
  * its source); the exports are looked up per call, so a wrapped export (tests) is seen.
  */
 export function kernelTable(ex: ColumnKernels): ((a: number[], j0: number, j1: number, sp: number) => void)[] {
   return [
-    (a, j0, j1, sp) => ex.peft_f32_linear_cols(a[0], a[1], a[2], j0, j1, a[3], a[4], a[5], a[6], a[7], sp),
-    (a, j0, j1, sp) => ex.peft_f32xbf16_linear_cols(a[0], a[1], a[2], j0, j1, a[3], a[4], a[5], a[6], a[7], sp),
-    (a, j0, j1, sp) => ex.peft_f32_qlinear_cols(a[0], a[1], a[2], a[3], a[4], j0, j1, a[5], a[6], a[7], a[8], sp, a[9], a[10]),
+    (a, j0, j1, sp) => ex.peft_f32_linear_cols(a[0], a[1], a[2], j0, j1, a[3], a[4], a[5], a[6], a[7], sp, a[8]),
+    (a, j0, j1, sp) => ex.peft_f32xbf16_linear_cols(a[0], a[1], a[2], j0, j1, a[3], a[4], a[5], a[6], a[7], sp, a[8]),
+    (a, j0, j1, sp) => ex.peft_f32_qlinear_cols(a[0], a[1], a[2], a[3], a[4], j0, j1, a[5], a[6], a[7], a[8], sp, a[9], a[10], a[11]),
   ];
 }
 

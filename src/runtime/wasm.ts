@@ -50,10 +50,20 @@ export interface PeftWasmExports {
   peft_f32_linear(m: number, n: number, k: number, x: number, w: number, ldw: number, y: number, ep: number, scratch: number): void;
   peft_f32_linear__scalar(m: number, n: number, k: number, x: number, w: number, ldw: number, y: number, ep: number, scratch: number): void;
   peft_f32_epilogue_rows(m: number, n: number, rows: number, y: number, ep: number): void;
-  /** Columns [j0, j1) of peft_f32_linear's y (one thread's share; the same bits as the whole call). */
-  peft_f32_linear_cols(m: number, n: number, k: number, j0: number, j1: number, x: number, w: number, ldw: number, y: number, ep: number, scratch: number): void;
-  peft_f32xbf16_linear_cols(m: number, n: number, k: number, j0: number, j1: number, x: number, w: number, ldw: number, y: number, ep: number, scratch: number): void;
-  peft_f32_qlinear_cols(m: number, n: number, k: number, bits: number, group: number, j0: number, j1: number, x: number, wq: number, scales: number, biases: number, scratch: number, y: number, ep: number): void;
+  /**
+   * Columns [j0, j1) of peft_f32_linear's y (one thread's share; the same bits as the whole call). `staged`: 0, or x
+   * as the kernel stages it, done once for every thread (the f32 and bf16 GEMMs: peft_f32_stage_row_pairs; the
+   * quantised GEMM: peft_f32_qlinear_stage).
+   */
+  peft_f32_linear_cols(m: number, n: number, k: number, j0: number, j1: number, x: number, w: number, ldw: number, y: number, ep: number, scratch: number, staged: number): void;
+  peft_f32xbf16_linear_cols(m: number, n: number, k: number, j0: number, j1: number, x: number, w: number, ldw: number, y: number, ep: number, scratch: number, staged: number): void;
+  peft_f32_qlinear_cols(m: number, n: number, k: number, bits: number, group: number, j0: number, j1: number, x: number, wq: number, scales: number, biases: number, scratch: number, y: number, ep: number, staged: number): void;
+  /** Bytes of x [m,k] in row pairs (the f32 and bf16 GEMMs' packed x); staged = that for x. */
+  peft_f32_row_pairs_bytes(m: number, k: number): number;
+  peft_f32_stage_row_pairs(m: number, k: number, x: number, staged: number): void;
+  /** Bytes of the quantised GEMM's prepared x [m,k] (xq, then the group sums); staged = that for x. */
+  peft_f32_qlinear_staged_bytes(m: number, k: number, group: number): number;
+  peft_f32_qlinear_stage(m: number, k: number, bits: number, group: number, x: number, staged: number): void;
   peft_f32xbf16_linear_scratch_bytes(m: number, k: number): number;
   peft_f32xbf16_linear(m: number, n: number, k: number, x: number, w: number, ldw: number, y: number, ep: number, scratch: number): void;
   peft_f32xbf16_linear__scalar(m: number, n: number, k: number, x: number, w: number, ldw: number, y: number, ep: number, scratch: number): void;
@@ -94,7 +104,7 @@ export interface PeftWasmExports {
 }
 
 /** The ABI version cpp/exports.cpp reports; bumped with any signature or struct-layout change. */
-export const ABI_VERSION = 12;
+export const ABI_VERSION = 13;
 
 /**
  * The smallest module that uses a SIMD128 instruction: `(func (result v128) i32.const 0 i32x4.splat)`.

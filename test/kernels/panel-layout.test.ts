@@ -56,6 +56,7 @@ describe('f32 W in panels (cpp/linear_panel.h)', () => {
     { k: 1029, ms: [1, 2, 3, 4, 9, 16, 17, 33, 40] },
     { k: 6, ms: [1, 2, 5] },
     { k: 2053, ms: [1] }, // m = 1 from k = 2048: four parts of the panels in step (PEFT_PANEL_GEMV1_STREAMS_MIN_K), panels left over
+    { k: 8197, ms: [67] }, // rows in blocks of 30 (f32_gemm_row_block): a staged x is read at each block's row pairs
   ];
   for (const { k, ms } of cases)
     for (const m of ms)
@@ -73,9 +74,13 @@ describe('f32 W in panels (cpp/linear_panel.h)', () => {
         writeEpilogue(rt, ep, { bias: bp, rowScale: 0, loraBias: 0, terms: [] });
         const scratch = rt.malloc(rt.exports.peft_f32_linear_scratch_bytes(m, k) >>> 0);
         const y = rt.malloc(m * n * 4);
-        const run = (w0: number, ldw: number, j0: number, j1: number, withBias: boolean) => {
+        // x in row pairs, packed once for every column range (what a call split across threads hands its chunks).
+        const staged = rt.malloc(Math.max(16, rt.exports.peft_f32_row_pairs_bytes(m, k) >>> 0));
+        expect(rt.exports.peft_f32_row_pairs_bytes(m, k) >>> 0).toBe((m & ~1) * (k & ~3) * 4);
+        rt.exports.peft_f32_stage_row_pairs(m, k, xp, staged);
+        const run = (w0: number, ldw: number, j0: number, j1: number, withBias: boolean, st = 0) => {
           rt.f32.fill(0, y >>> 2, (y >>> 2) + m * n);
-          rt.exports.peft_f32_linear_cols(m, n, k, j0, j1, xp, w0, ldw, y, withBias ? ep : 0, scratch);
+          rt.exports.peft_f32_linear_cols(m, n, k, j0, j1, xp, w0, ldw, y, withBias ? ep : 0, scratch, st);
           return get(y, m * n);
         };
         for (const [j0, j1] of [[0, n], [3, 42], [5, 6], [8, 40], [1, 3], [44, 45]])
@@ -83,7 +88,9 @@ describe('f32 W in panels (cpp/linear_panel.h)', () => {
             for (const sweep of [0, 1, 2]) {
               // cpp/tuning.h TUNE_PANEL_SWEEP (the GEMM at m ≤ 16: 8 panels per k-block, one, or x packed): speed only
               expect(rt.exports.peft_set_tuning(2, sweep)).toBe(0);
-              expect(bits(run(pan, 0, j0, j1, withBias)), `cols [${j0}, ${j1})${withBias ? ' + bias' : ''}, sweep ${sweep}`).toEqual(bits(run(wp, k, j0, j1, withBias)));
+              const rowMajor = bits(run(wp, k, j0, j1, withBias));
+              expect(bits(run(pan, 0, j0, j1, withBias)), `cols [${j0}, ${j1})${withBias ? ' + bias' : ''}, sweep ${sweep}`).toEqual(rowMajor);
+              if (m > 2) expect(bits(run(pan, 0, j0, j1, withBias, staged)), `cols [${j0}, ${j1}), x staged, sweep ${sweep}`).toEqual(rowMajor);
             }
         rt.exports.peft_set_tuning(2, 0);
         // The whole layer on panels against float64 (and the scalar twin on panels against the scalar twin row-major).
@@ -97,12 +104,12 @@ describe('f32 W in panels (cpp/linear_panel.h)', () => {
         const sp = scalar(pan, 0);
         expect(bits(sp), 'scalar twin').toEqual(bits(scalar(wp, k)));
         expectClose(sp, ref, (i) => (k / 4 + 4) * EPS32 * mag[i] + 1e-30, `scalar k=${k} m=${m}`);
-        for (const p of [wp, pan, xp, bp, ep, scratch, y]) rt.free(p);
+        for (const p of [wp, pan, xp, bp, ep, scratch, y, staged]) rt.free(p);
       });
 
   // bf16 (cpp/linear_bf16.h): panels [⌈k/8⌉][4][8]; m = 1, 2 the panel GEMV (m = 1 from k = 2048: four parts of the
   // panels in step), m ≥ 3 the GEMM on panels.
-  for (const { k, ms } of [{ k: 1029, ms: [1, 2, 3, 5, 9, 40] }, { k: 12, ms: [1, 2, 6] }, { k: 4101, ms: [1] }])
+  for (const { k, ms } of [{ k: 1029, ms: [1, 2, 3, 5, 9, 40] }, { k: 12, ms: [1, 2, 6] }, { k: 4101, ms: [1] }, { k: 8197, ms: [67] }])
     for (const m of ms)
       it(`bf16, k = ${k}, m = ${m}: pack/unpack is the identity; panels = row-major bit for bit on column ranges (SIMD128 and scalar twin)`, () => {
         const rand = rng(k * 10 + m + 7);
@@ -128,14 +135,22 @@ describe('f32 W in panels (cpp/linear_panel.h)', () => {
         writeEpilogue(rt, ep, { bias: bp, rowScale: 0, loraBias: 0, terms: [] });
         const scratch = rt.malloc(rt.exports.peft_f32xbf16_linear_scratch_bytes(m, k) >>> 0);
         const y = rt.malloc(m * n * 4);
-        const run = (w0: number, ldw: number, j0: number, j1: number, withBias: boolean) => {
+        const staged = rt.malloc(Math.max(16, rt.exports.peft_f32_row_pairs_bytes(m, k) >>> 0));
+        rt.exports.peft_f32_stage_row_pairs(m, k, xp, staged);
+        const run = (w0: number, ldw: number, j0: number, j1: number, withBias: boolean, st = 0) => {
           rt.f32.fill(0, y >>> 2, (y >>> 2) + m * n);
-          rt.exports.peft_f32xbf16_linear_cols(m, n, k, j0, j1, xp, w0, ldw, y, withBias ? ep : 0, scratch);
+          rt.exports.peft_f32xbf16_linear_cols(m, n, k, j0, j1, xp, w0, ldw, y, withBias ? ep : 0, scratch, st);
           return get(y, m * n);
         };
         for (const [j0, j1] of [[0, n], [3, 42], [5, 6], [8, 40], [1, 3], [44, 45]])
-          for (const withBias of [false, true])
-            expect(bits(run(pan, 0, j0, j1, withBias)), `cols [${j0}, ${j1})${withBias ? ' + bias' : ''}`).toEqual(bits(run(wp, k, j0, j1, withBias)));
+          for (const withBias of [false, true]) {
+            const rowMajor = bits(run(wp, k, j0, j1, withBias));
+            expect(bits(run(pan, 0, j0, j1, withBias)), `cols [${j0}, ${j1})${withBias ? ' + bias' : ''}`).toEqual(rowMajor);
+            if (m > 2) {
+              expect(bits(run(pan, 0, j0, j1, withBias, staged)), `cols [${j0}, ${j1}), x staged`).toEqual(rowMajor);
+              expect(bits(run(wp, k, j0, j1, withBias, staged)), `row-major cols [${j0}, ${j1}), x staged`).toEqual(rowMajor);
+            }
+          }
         const wv = new Float32Array(Uint32Array.from(h, (v) => v << 16).buffer);
         const { ref, mag } = linearReference(x, wv, m, n, k, bias);
         expectClose(run(pan, 0, 0, n, true), ref, (i) => (k / 4 + 4) * EPS32 * mag[i] + 1e-30, `bf16 k=${k} m=${m}`);
@@ -144,6 +159,6 @@ describe('f32 W in panels (cpp/linear_panel.h)', () => {
           return get(y, m * n);
         };
         expect(bits(scalar(pan, 0)), 'scalar twin').toEqual(bits(scalar(wp, k)));
-        for (const p of [wp, pan, back, xp, bp, ep, scratch, y]) rt.free(p);
+        for (const p of [wp, pan, back, xp, bp, ep, scratch, y, staged]) rt.free(p);
       });
 });

@@ -90,13 +90,13 @@ describe('claimChunks (the protocol every thread runs)', () => {
     const got: Record<string, number[]> = {};
     const rec = (name: string) => (...a: number[]) => void (got[name] = a);
     const t = kernelTable({ peft_f32_linear_cols: rec('f32'), peft_f32xbf16_linear_cols: rec('bf16'), peft_f32_qlinear_cols: rec('q') });
-    const a = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11];
+    const a = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12];
     t[0](a, 20, 30, 99);
     t[1](a, 20, 30, 99);
     t[2](a, 20, 30, 99);
-    expect(got.f32).toEqual([1, 2, 3, 20, 30, 4, 5, 6, 7, 8, 99]); // m n k j0 j1 x w ldw y ep scratch
+    expect(got.f32).toEqual([1, 2, 3, 20, 30, 4, 5, 6, 7, 8, 99, 9]); // m n k j0 j1 x w ldw y ep scratch staged
     expect(got.bf16).toEqual(got.f32);
-    expect(got.q).toEqual([1, 2, 3, 4, 5, 20, 30, 6, 7, 8, 9, 99, 10, 11]); // m n k bits group j0 j1 x wq scales biases scratch y ep
+    expect(got.q).toEqual([1, 2, 3, 4, 5, 20, 30, 6, 7, 8, 9, 99, 10, 11, 12]); // m n k bits group j0 j1 x wq scales biases scratch y ep staged
   });
 });
 
@@ -142,9 +142,12 @@ describe('threaded wasm linear', () => {
   const n = 1027;
   const k = 1029;
   expect(n * k).toBeGreaterThanOrEqual(THREAD_MIN_WORK);
+  // W row-major (upload) and in panels (a layer's W: linearWeight), whose GEMMs from m = 3 read x packed once by the
+  // caller for every chunk (staged) where one thread packs its own.
   for (const dtype of ['f32', 'bf16'] as const)
+    for (const panels of [false, true])
     for (const lora of [false, true]) {
-      it(`${dtype} W${lora ? ', two LoRA terms + lora bias + row scale' : ''}: threads = 3 equals threads = 1 bit for bit at m = 1…5, 9, 17; rows batch-invariant; within the f32 bound of float64`, () => {
+      it(`${dtype} W${panels ? ' in panels' : ''}${lora ? ', two LoRA terms + lora bias + row scale' : ''}: threads = 3 equals threads = 1 bit for bit at m = 1…5, 9, 17; rows batch-invariant; within the f32 bound of float64`, () => {
         const rand = rng(dtype === 'f32' ? 11 : 12);
         const wf = randomF32(rand, n * k);
         const bias = randomF32(rand, n);
@@ -156,7 +159,7 @@ describe('threaded wasm linear', () => {
         const x = randomF32(rng(5), 17 * k);
         const setup = (be: WasmBackend | JsBackend) => {
           const w = Tensor.from(wf, [n, k], 'f32');
-          const W = dtype === 'bf16' ? be.upload(Tensor.from(toBf16(wf), [n, k], 'bf16'), { keepBf16: true }) : be.upload(w);
+          const W = dtype === 'bf16' ? be.upload(Tensor.from(toBf16(wf), [n, k], 'bf16'), { keepBf16: true, linearWeight: panels }) : be.upload(w, { linearWeight: panels });
           const deltas: LoRADelta[] = ranks.map((r, i) => ({
             a: be.upload(Tensor.from(a[i], [k, r], 'f32')),
             b: be.upload(Tensor.from(b[i], [r, n], 'f32')),
