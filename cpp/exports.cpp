@@ -98,7 +98,7 @@ PEFT_EXPORT void peft_f32_epilogue_rows(size_t m, size_t n, const int32_t* rows,
 // scratch: the same bytes as the whole call needs (one block per thread). staged: 0, or x as the kernel stages it,
 // done once for every thread by the stage export beside it (the same bits either way).
 // Floats of x in row pairs for m rows (the f32 and bf16 GEMMs' packed x); staged = that for x [m,k].
-PEFT_EXPORT size_t peft_f32_row_pairs_bytes(size_t m, size_t k) { return (m & ~(size_t)1) * (k & ~(size_t)3) * 4; }
+PEFT_EXPORT size_t peft_f32_row_pairs_bytes(size_t m, size_t k) { return f32_row_pairs_floats(m, k) * 4; }
 PEFT_EXPORT void peft_f32_stage_row_pairs(size_t m, size_t k, const float* x, float* staged) {
   f32_pack_row_pairs__simd128(m, k, x, staged);
 }

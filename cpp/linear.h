@@ -611,6 +611,11 @@ __attribute__((noinline)) static void f32_gemm_dot_f32(size_t m, size_t n, size_
 //   x panel: xp [m/2][k4/4][2 rows][4]: each row pair's columns p..p+3 side by side, packed once per call (m·k floats
 //   copied, against n/4 sweeps of it); an odd last row is read in place (one row is already contiguous).
 
+// Floats of the x panel of m rows, and the pair of rows (i, i+1) in it (i even): where a row block starting at row i
+// finds its pairs in an x panel packed for all rows.
+static inline size_t f32_row_pairs_floats(size_t m, size_t k) { return (m & ~(size_t)1) * (k & ~(size_t)3); }
+static inline const float* f32_row_pair(const float* xp, size_t i, size_t k) { return xp + i * (k & ~(size_t)3); }
+
 // xp [m/2][k4/4][2][4] from x [m,k]: the pairs of rows (0,1), (2,3), …; columns 0 … k4−1.
 static inline void f32_pack_row_pairs__simd128(size_t m, size_t k, const float* __restrict x, float* __restrict xp) {
   const size_t k4 = k & ~(size_t)3;

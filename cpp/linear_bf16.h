@@ -479,7 +479,7 @@ static inline void f32xbf16_linear_cols__simd128(size_t m, size_t n, size_t k, s
     const size_t mb = f32_gemm_row_block(m, k);
     for (size_t i = 0; i < m; i += mb) {
       const size_t mr = m - i < mb ? m - i : mb;
-      const float* st = staged ? staged + i * (k & ~(size_t)3) : nullptr;
+      const float* st = staged ? f32_row_pair(staged, i, k) : nullptr;
       if (ldw == 0) {  // W in panels
         if (ep) f32xbf16_gemm__simd128<Bf16PanelW>(mr, n, k, j0, j1, x + i * k, w, 0, y + i * n, ep, scratch, st);
         else f32xbf16_gemm__simd128<Bf16PanelW>(mr, n, k, j0, j1, x + i * k, w, 0, y + i * n, nullptr, scratch, st);

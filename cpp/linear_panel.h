@@ -341,7 +341,7 @@ static inline void f32_linear_panels(size_t m, size_t n, size_t k, size_t j0, si
     const size_t mb = f32_gemm_row_block(m, k);
     for (size_t i = 0; i < m; i += mb)
       f32_gemm_dot_panels(m - i < mb ? m - i : mb, n, k, j0, j1, x + i * k, w, y + i * n, ep, scratch,
-                          staged ? staged + i * (k & ~(size_t)3) : nullptr);
+                          staged ? f32_row_pair(staged, i, k) : nullptr);
   }
 }
 

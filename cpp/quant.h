@@ -448,19 +448,20 @@ static inline void f32_qlinear_cols__simd128(size_t m, size_t n, size_t k, size_
     // Rows in blocks that stay in L2 (f32_gemm_row_block), each staged and swept on its own; ep has no LoRA terms
     // here, so a block needs no row offset.
     const size_t mb = f32_gemm_row_block(m, k);
-    float* xq = scratch;                  // [mb,k]
-    float* xs = xq + mb * k;              // [mb,k/group]
-    v128_t* lanes = (v128_t*)(((uintptr_t)(xs + mb * (k / 32)) + 15) & ~(uintptr_t)15);  // [mb][4]
+    float* own_xq = scratch;                  // [mb,k]
+    float* own_xs = own_xq + mb * k;          // [mb,k/group]
+    v128_t* lanes = (v128_t*)(((uintptr_t)(own_xs + mb * (k / 32)) + 15) & ~(uintptr_t)15);  // [mb][4]
     float* qs = (float*)(lanes + mb * 4);  // [QUANT_KC/4][4][4]
     float* bt = qs + 4 * QUANT_KC;         // [k/group][4]
     for (size_t i = 0; i < m; i += mb) {
       const size_t mr = m - i < mb ? m - i : mb;
       float* yb = y + i * n;
-      if (staged) {
-        xq = (float*)staged + i * k;
-        xs = (float*)staged + m * k + i * (k / group);
+      const float *xq = own_xq, *xs = own_xs;
+      if (staged) {  // this block's rows of the staged xq [m,k] and xs [m,k/group]
+        xq = staged + i * k;
+        xs = staged + m * k + i * (k / group);
       } else {
-        f32_qgemv_prepare(mr, k, bits, group, x + i * k, xq, xs);
+        f32_qgemv_prepare(mr, k, bits, group, x + i * k, own_xq, own_xs);
       }
       // Two call sites each: wasm-opt inlines a function called once (see linear_bf16.h).
       if (bits == 4) {

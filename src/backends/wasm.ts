@@ -189,7 +189,7 @@ export class WasmBackend implements Backend {
     const ldw = resident?.ldw ?? k;
     const T = this.threadsFor(m, n, k);
     const S = (linearScratchBytes(this.runtime, m, k, wDtype) + 15) & ~15; // one scratch block per thread
-    const G = T > 1 && m > 2 ? (this.runtime.exports.peft_f32_row_pairs_bytes(m, k) >>> 0) : 0; // x staged once, after them
+    const G = stagesRowPairs(m, T, wDtype, ldw) ? this.runtime.exports.peft_f32_row_pairs_bytes(m, k) >>> 0 : 0; // x staged once, after them
     // An f32 W in panels at 3 ≤ m ≤ 16: how the GEMM sweeps the panels (cpp/tuning.h TUNE_PANEL_SWEEP; speed only,
     // same bits): timed on the first large one-thread calls, one panel at a time when split across threads.
     const sweepTimed = ldw === 0 && wDtype === 'f32' && m > 2 && m <= PANEL_SWEEP_MAX_M && this.panelSweep.begin(m, n, k, T);
@@ -233,15 +233,15 @@ export class WasmBackend implements Backend {
 
   /**
    * The f32 or bf16 linear kernel on `T` threads (scratch blocks of S bytes from `sp`), inside the tuners' stopwatches:
-   * the m = 1 GEMV tile's (a row-major W) and, when `sweepTimed`, the panel sweep's. Split across threads from m = 3,
-   * x is packed in row pairs once, at sp + S·T, for every chunk (the GEMMs would each pack it again).
+   * the m = 1 GEMV tile's (a row-major W) and, when `sweepTimed`, the panel sweep's. Where `stagesRowPairs`, x is
+   * packed in row pairs once, at sp + S·T, for every chunk (the GEMMs would each pack it again).
    */
   private linearKernel(m: number, n: number, k: number, xp: number, wp: number, ldw: number, yp: number, ep: number, sp: number,
     S: number, T: number, wDtype: WeightDtype, sweepTimed: boolean): void {
     const timed = m === 1 && ldw !== 0 && this.tuner.begin(this.gemvTile, wDtype, k, n); // panels: one tile
     if (T === 1) f32Linear(this.runtime, m, n, k, xp, wp, yp, ep, sp, this.kernels, wDtype, ldw);
     else {
-      const staged = m > 2 ? sp + S * T : 0;
+      const staged = stagesRowPairs(m, T, wDtype, ldw) ? sp + S * T : 0;
       if (staged) this.runtime.exports.peft_f32_stage_row_pairs(m, k, xp, staged);
       this.pool!.run(wDtype === 'bf16' ? ThreadKernel.Bf16Linear : ThreadKernel.F32Linear, [m, n, k, xp, wp, ldw, yp, ep, staged], n, chunkColumns(n, T, m * k), sp, S, T);
     }
@@ -720,6 +720,14 @@ export class WasmBackend implements Backend {
       for (const t of temps) t.dispose();
     }
   }
+}
+
+/**
+ * Whether a linear split over T threads packs x in row pairs once for every chunk: from m = 3, where the GEMMs that
+ * read packed x run (a W in panels, f32 or bf16, and a row-major bf16 W); a row-major f32 W's GEMM reads x in place.
+ */
+function stagesRowPairs(m: number, T: number, wDtype: WeightDtype, ldw: number): boolean {
+  return T > 1 && m > 2 && (ldw === 0 || wDtype === 'bf16');
 }
 
 // ---- shape checks of the transformer ops (before anything is allocated or written) -------------------------
