@@ -3,15 +3,15 @@
 //     prefill tokens/s at S 16 / 64 / 256 and decode tokens/s (128 tokens after a 16-token prompt); ours with bf16
 //     and with f32 weights (wasm, one thread), ORT's WASM EP with 1 and with 2 threads (each in its own worker:
 //     ORT reads its thread count once per wasm instance). Every engine's output is checked first.
-//  2. A synthetic model with Qwen2.5-0.5B's shapes (random bf16 weights made here): decode and prefill tokens/s,
-//     against the bandwidth bound (weight bytes per token ÷ this machine's single-thread read bandwidth, measured
-//     in the same rounds).
+//  2. A synthetic model with Qwen2.5-0.5B's shapes (random bf16 weights made here): decode and prefill tokens/s on
+//     one thread and on every core, each against its bandwidth bound (weight bytes per token ÷ the read bandwidth of
+//     the same number of threads, measured in the same rounds).
 //  3. Speculative decoding on pycoder with the draft-l2 / draft-l3 LoRA drafters: acceptance, tokens per
 //     verification, draft cost, measured vs predicted speed-up over plain greedy.
 //  4. WebGPU when an adapter is there (Node `webgpu` package): correctness on a software adapter, timed rows on a
 //     hardware one; otherwise the reason it was skipped.
-// Timing: interleaved rounds, each round runs every engine once per task in a shuffled (seeded) order; a figure is
-// the median over rounds, a ratio the median of the per-round ratios (a burst of load hits a round's engines alike).
+// Timing: interleaved rounds, each round runs every engine once per task in a shuffled (seeded) order, an idle pause
+// before each (SETTLE_MS); a figure is the median over rounds, a ratio the median of the per-round ratios (a burst of load hits a round's engines alike).
 //   node model.mjs [--quick] [--part pycoder,synthetic,speculative,webgpu]
 // writes results-model.md (--quick: .scratch/results-model-quick.md, so a smoke run keeps the full run's figures).
 process.env.VK_ICD_FILENAMES ??= '/usr/lib/chromium/vk_swiftshader_icd.json'; // before Dawn starts: see webgpu.mjs
@@ -22,7 +22,7 @@ import os from 'node:os';
 import { fileURLToPath } from 'node:url';
 import { Worker } from 'node:worker_threads';
 import { machine, median, pkgVersion, table, timeInterleaved } from './lib/common.mjs';
-import { bandwidthProbe } from './lib/bandwidth.mjs';
+import { bandwidthProbe, bandwidthProbeThreads } from './lib/bandwidth.mjs';
 import { buildGraphs, DEFAULT_OUT, readSafetensors } from './lib/build-onnx.mjs';
 import { loadLib } from './lib/ours.mjs';
 import { QWEN25_05B, syntheticCheckpoint } from './lib/synthetic-lm.mjs';
@@ -32,6 +32,15 @@ const PYCODER = fileURLToPath(new URL('models/pycoder/', ROOT));
 const ORACLE = fileURLToPath(new URL('test/fixtures/models/pycoder/', ROOT));
 const TOL = 1e-4; // logits agree within TOL · max|logit|
 const PARTS = ['pycoder', 'synthetic', 'speculative', 'webgpu'];
+
+/**
+ * An idle pause before every timed task, so each starts on a quiet machine: the engine before it may leave threads
+ * spinning for a while after its last call (ORT's pool, our workers' SPIN_LOADS) on a core the next one needs. Measured
+ * on pycoder (2 cores): our two-thread decode read 2,157 tokens/s back to back, 2,481 with 50 ms between tasks (one
+ * thread 2,519 / 2,535); no engine ran slower for it.
+ */
+const SETTLE_MS = 50;
+const settle = () => new Promise((resolve) => setTimeout(resolve, SETTLE_MS));
 
 /** Seeded shuffle (mulberry32), so a run's engine orders can be replayed. */
 function shuffler(seed) {
@@ -245,7 +254,11 @@ async function rounds(engines, tasks, { n, warmupMs, seed, log }) {
   }
   const samples = Object.fromEntries(engines.map((e) => [e.id, Object.fromEntries(tasks.map((t) => [t.id, []]))]));
   for (let r = 0; r < n; r++) {
-    for (const t of tasks) for (const e of shuffle(engines)) samples[e.id][t.id].push(await t.run(e));
+    for (const t of tasks)
+      for (const e of shuffle(engines)) {
+        await settle();
+        samples[e.id][t.id].push(await t.run(e));
+      }
     log(`  round ${r + 1}/${n}: ${engines.map((e) => `${e.id} ${tasks.map((t) => samples[e.id][t.id].at(-1).toFixed(0)).join('/')}`).join(' · ')}`);
   }
   return samples;
@@ -339,7 +352,7 @@ function pycoderTables(r) {
   return [
     '#### pycoder (6-layer Llama, d 256, vocab 2,048, 4.95 M params) vs onnxruntime-web on the same weights',
     '',
-    `Tokens/s, higher is better; ${r.rounds} interleaved rounds (engine order shuffled per task and round; a prefill sample is the median of ⌈256 ÷ S⌉ calls), medians over rounds. ` +
+    `Tokens/s, higher is better; ${r.rounds} interleaved rounds (engine order shuffled per task and round, ${SETTLE_MS} ms idle before each task; a prefill sample is the median of ⌈256 ÷ S⌉ calls), medians over rounds. ` +
       `Prefill = one forward over S tokens of Python returning all S × 2,048 logits (the work ORT's prefill graph does); ` +
       `decode = greedy, KV cache, ${r.decodeSteps} steps after a ${r.promptLen}-token prompt (the first token comes from the prefill). ` +
       `ORT runs the ONNX twin built by lib/build-onnx.mjs (f32 weights widened exactly from the bf16 checkpoint, standard opset-17 ops, ` +
@@ -358,73 +371,92 @@ function pycoderTables(r) {
 // ---------------------------------------------------------------------------------------------------- part 2
 
 async function runSynthetic({ lib, quick, log }) {
-  const be = await lib.createBackend('wasm', { threads: 1 });
+  // One thread (the read loop's bound is one thread's), and every core (init()'s default) against the same read loops
+  // on that many threads at once.
+  const cores = os.cpus().length;
+  const backends = [await lib.createBackend('wasm', { threads: 1 })];
+  if (cores > 1) backends.push(await lib.createBackend('wasm', { threads: cores }));
   const t0 = performance.now();
   let ckpt = syntheticCheckpoint(lib.writeSafetensors);
   const { params, weightBytes } = ckpt;
-  const lm = await lib.CausalLM.load(ckpt.files, { backend: be, weightDtype: 'bf16', maxLength: 512 });
+  const lms = [];
+  for (const be of backends) lms.push(await lib.CausalLM.load(ckpt.files, { backend: be, weightDtype: 'bf16', maxLength: 512 }));
   ckpt = undefined; // the file bytes can go
-  log(`  synthetic Qwen2.5-0.5B shapes: ${(params / 1e6).toFixed(1)} M params, ${(weightBytes / 1e9).toFixed(3)} GB bf16, made and loaded in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
-  const probe = await bandwidthProbe(256);
+  log(`  synthetic Qwen2.5-0.5B shapes: ${(params / 1e6).toFixed(1)} M params, ${(weightBytes / 1e9).toFixed(3)} GB bf16, made and loaded ${lms.length}× in ${((performance.now() - t0) / 1000).toFixed(1)} s`);
+  const probes = [await bandwidthProbe(256)];
+  if (cores > 1) probes.push(await bandwidthProbeThreads(backends[1].threads, 256));
   const V = QWEN25_05B.vocab_size;
   const ids = (n, salt) => Array.from({ length: n }, (_, i) => (i * 7919 + salt * 104729 + 13) % V);
   const newTokens = quick ? 8 : 32;
   const S = 64;
-  // Warm-up (V8 tiers wasm up lazily): a short generation and the probe.
-  await lm.generate(ids(16, 0), { maxNewTokens: 3, stop: [] });
-  probe.measure(2);
+  // Warm-up (V8 tiers wasm up lazily): a short generation and the probes.
+  for (const lm of lms) await lm.generate(ids(16, 0), { maxNewTokens: 3, stop: [] });
+  for (const p of probes) await p.measure(2);
   const n = quick ? 2 : 5;
   const shuffle = shuffler(0xb4d);
-  const s = { bw: [], decode: [], prefill16: [], prefill64: [], ofBound: [] };
+  const cols = lms.map((_, c) => ({ threads: backends[c].threads, bw: [], decode: [], prefill16: [], prefill64: [], ofBound: [] }));
+  const tasks = cols.flatMap((_, c) => ['bw', 'decode', ...(quick ? [] : ['prefill'])].map((t) => [t, c]));
   for (let r = 0; r < n; r++) {
-    let bw;
-    let dec;
-    for (const task of shuffle(['bw', 'decode', ...(quick ? [] : ['prefill'])])) {
-      if (task === 'bw') bw = probe.measure(5);
-      else if (task === 'decode') dec = await lm.generate(ids(16, r + 1), { maxNewTokens: newTokens + 1, stop: [] });
-      else s.prefill64.push((await lm.generate(ids(S, r + 101), { maxNewTokens: 1, stop: [] })).stats.prefillTokensPerSecond);
+    const got = cols.map(() => ({}));
+    for (const [task, c] of shuffle(tasks)) {
+      await settle();
+      if (task === 'bw') got[c].bw = await probes[c].measure(5);
+      else if (task === 'decode') got[c].dec = await lms[c].generate(ids(16, r + 1), { maxNewTokens: newTokens + 1, stop: [] });
+      else cols[c].prefill64.push((await lms[c].generate(ids(S, r + 101), { maxNewTokens: 1, stop: [] })).stats.prefillTokensPerSecond);
     }
-    s.bw.push(bw);
-    s.decode.push(dec.stats.decodeTokensPerSecond);
-    s.prefill16.push(dec.stats.prefillTokensPerSecond);
-    s.ofBound.push(dec.stats.decodeTokensPerSecond / (bw * 1e9 / weightBytes));
-    log(`  round ${r + 1}/${n}: read ${bw.toFixed(1)} GB/s, decode ${s.decode.at(-1).toFixed(2)} tok/s (${(s.ofBound.at(-1) * 100).toFixed(0)} % of bound), prefill S=16 ${s.prefill16.at(-1).toFixed(1)}${s.prefill64.length > r ? `, S=64 ${s.prefill64.at(-1).toFixed(1)}` : ''} tok/s`);
+    for (const [c, s] of cols.entries()) {
+      s.bw.push(got[c].bw);
+      s.decode.push(got[c].dec.stats.decodeTokensPerSecond);
+      s.prefill16.push(got[c].dec.stats.prefillTokensPerSecond);
+      s.ofBound.push(s.decode.at(-1) / ((got[c].bw * 1e9) / weightBytes));
+      log(`  round ${r + 1}/${n}, ${s.threads} thread${s.threads > 1 ? 's' : ''}: read ${s.bw.at(-1).toFixed(1)} GB/s, decode ${s.decode.at(-1).toFixed(2)} tok/s (${(s.ofBound.at(-1) * 100).toFixed(0)} % of bound), prefill S=16 ${s.prefill16.at(-1).toFixed(1)}${s.prefill64.length > r ? `, S=64 ${s.prefill64.at(-1).toFixed(1)}` : ''} tok/s`);
+    }
   }
-  lm.dispose();
-  const bw = median(s.bw);
-  return {
-    params,
-    weightBytes,
-    method: probe.method,
-    rounds: n,
-    newTokens,
-    bw,
-    bound: (bw * 1e9) / weightBytes,
-    decode: median(s.decode),
-    ofBound: median(s.ofBound),
-    prefill16: median(s.prefill16),
-    prefill64: s.prefill64.length ? median(s.prefill64) : undefined,
+  for (const lm of lms) lm.dispose();
+  await probes[1]?.dispose();
+  const perThreads = cols.map((s) => {
+    const bw = median(s.bw);
+    return {
+      threads: s.threads,
+      bw,
+      bound: (bw * 1e9) / weightBytes,
+      decode: median(s.decode),
+      ofBound: median(s.ofBound),
+      prefill16: median(s.prefill16),
+      prefill64: s.prefill64.length ? median(s.prefill64) : undefined,
+    };
+  });
+  const scaling = cols.length > 1 && {
+    decode: pairedRatio(cols[1].decode, cols[0].decode),
+    prefill16: pairedRatio(cols[1].prefill16, cols[0].prefill16),
+    prefill64: cols[0].prefill64.length ? pairedRatio(cols[1].prefill64, cols[0].prefill64) : undefined,
+    bw: pairedRatio(cols[1].bw, cols[0].bw),
   };
+  return { params, weightBytes, methods: probes.map((p) => p.method), rounds: n, newTokens, ...perThreads[0], perThreads, scaling };
 }
 
 function syntheticTables(r) {
   const c = QWEN25_05B;
+  const cols = r.perThreads ?? [r];
+  const head = cols.map((t) => `${t.threads ?? 1} thread${(t.threads ?? 1) > 1 ? 's' : ''}`);
+  const x = (v) => (v === undefined ? '—' : `${v.toFixed(2)}×`);
+  const row = (name, f, ratio) => [name, ...cols.map(f), ...(r.scaling ? [ratio === undefined ? '' : x(ratio)] : [])];
   return [
     `#### Synthetic model with Qwen2.5-0.5B's shapes (hidden ${c.hidden_size}, ${c.num_hidden_layers} layers, ${c.num_attention_heads}/${c.num_key_value_heads} heads, head_dim ${c.head_dim}, ffn ${c.intermediate_size}, vocab ${c.vocab_size.toLocaleString('en-US')}, tied; random bf16 weights made at bench time)`,
     '',
-    `peftjs wasm, one thread, bf16 weights; ${r.rounds} rounds, medians. Weight bytes per token: ${(r.weightBytes / 1e9).toFixed(3)} GB ` +
+    `peftjs wasm, bf16 weights, on one thread and on every core; ${r.rounds} rounds (the tasks of both in a shuffled order each round), medians. Weight bytes per token: ${(r.weightBytes / 1e9).toFixed(3)} GB ` +
       `(${(r.params / 1e6).toFixed(1)} M params × 2 B; the tied embedding table counted once, read whole by the head). ` +
-      `Read bandwidth: ${r.method}, measured in the same rounds as decode. Bound = bandwidth ÷ bytes per token; % of bound is per round, then the median.`,
+      `Read bandwidth: ${(r.methods ?? [r.method]).join('; ')}; measured in the same rounds as decode. Bound = bandwidth ÷ bytes per token; % of bound is per round, then the median; ÷ 1 thread is the median of per-round ratios.`,
     '',
     table(
-      ['measure', 'value'],
+      ['measure', ...head, ...(r.scaling ? [`${head[1]} ÷ 1 thread`] : [])],
       [
-        [`decode tokens/s (greedy, ${r.newTokens} steps after 16 tokens)`, `**${r.decode.toFixed(2)}**`],
-        ['single-thread read bandwidth', `${r.bw.toFixed(1)} GB/s`],
-        ['bandwidth bound on decode', `${r.bound.toFixed(2)} tokens/s`],
-        ['decode, % of the bound', `**${(r.ofBound * 100).toFixed(0)} %**`],
-        ['prefill tokens/s, S = 16 (last position\'s logits, as generation does)', r.prefill16.toFixed(1)],
-        ['prefill tokens/s, S = 64', r.prefill64 === undefined ? '— (not in --quick)' : r.prefill64.toFixed(1)],
+        row(`decode tokens/s (greedy, ${r.newTokens} steps after 16 tokens)`, (t) => `**${t.decode.toFixed(2)}**`, r.scaling?.decode),
+        row('read bandwidth (the same threads)', (t) => `${t.bw.toFixed(1)} GB/s`, r.scaling?.bw),
+        row('bandwidth bound on decode', (t) => `${t.bound.toFixed(2)} tokens/s`),
+        row('decode, % of the bound', (t) => `**${(t.ofBound * 100).toFixed(0)} %**`),
+        row('prefill tokens/s, S = 16 (last position\'s logits, as generation does)', (t) => t.prefill16.toFixed(1), r.scaling?.prefill16),
+        row('prefill tokens/s, S = 64', (t) => (t.prefill64 === undefined ? '— (not in --quick)' : t.prefill64.toFixed(1)), r.scaling?.prefill64),
       ],
     ),
   ].join('\n');

@@ -90,3 +90,41 @@ export async function bandwidthProbe(mib = 256) {
     },
   };
 }
+
+/**
+ * The same read loops on `threads` threads at once (Node worker_threads), each over its own `mib` MiB: `measure(passes)`
+ * → GB/s of all threads together (Σ of each thread's fastest loop; the threads start each loop together, so their
+ * passes overlap). The bound for a decode that splits W's columns across that many threads.
+ */
+export async function bandwidthProbeThreads(threads, mib = 256) {
+  const { Worker } = await import('node:worker_threads');
+  const workers = await Promise.all(
+    Array.from({ length: threads }, async () => {
+      const w = new Worker(new URL('./bandwidth-worker.mjs', import.meta.url), { workerData: { mib } });
+      await new Promise((resolve, reject) => {
+        w.once('message', resolve);
+        w.once('error', reject);
+      });
+      return w;
+    }),
+  );
+  const start = new Int32Array(new SharedArrayBuffer(4));
+  return {
+    method: `the same read loops on ${threads} threads at once, each over its own ${mib} MiB (Σ of each thread's fastest loop)`,
+    async measure(passes = 5) {
+      Atomics.store(start, 0, 0);
+      const got = workers.map((w) => new Promise((resolve, reject) => {
+        w.once('message', resolve);
+        w.once('error', reject);
+      }));
+      for (const w of workers) w.postMessage({ passes, start });
+      await new Promise((r) => setTimeout(r, 20)); // every worker waiting on `start`
+      Atomics.store(start, 0, 1);
+      Atomics.notify(start, 0);
+      return (await Promise.all(got)).reduce((a, b) => a + b, 0);
+    },
+    async dispose() {
+      await Promise.all(workers.map((w) => w.terminate()));
+    },
+  };
+}
