@@ -1,8 +1,10 @@
 // Question: how much do threads speed up the wasm linear (f32, bf16 and 4-bit W), next to one thread, measured in one run?
 // Backends with threads = 1 and threads = T (default: every core) on the same weights, called in turn round by
 // round (W cache-cold at k = n = 4096: copies cycled); each call copies y to JS. Prints the median time per call and
-// the ratio.
+// the ratio. Then m = 1 against read loops of as many threads (lib/bandwidth.mjs): W bytes ÷ time as a fraction of
+// what that many threads can read.
 // Usage: node threads.mjs [--quick] [--threads T]   (Deno: deno run -A threads.mjs; Bun: bun threads.mjs)
+import { bandwidthProbe, bandwidthProbeThreads } from './lib/bandwidth.mjs';
 import { loadLib } from './lib/ours.mjs';
 
 const argv = globalThis.process?.argv ?? globalThis.Deno?.args ?? [];
@@ -24,6 +26,7 @@ console.log('| W | m | 1 thread ms | ' + `${many.threads} threads ms | speed-up 
 console.log('|---|---|---|---|---|');
 const wq = Uint32Array.from({ length: (n * k) / 8 }, () => (rnd() * 2 ** 31) >>> 0);
 const qs = Float32Array.from({ length: n * (k / 64) }, () => rnd() * 0.01);
+const decode = []; // m = 1: [dtype, W bytes, ms on one thread, ms on T]
 for (const dtype of ['f32', 'bf16', 'q4']) {
   const up = (be) =>
     dtype === 'q4'
@@ -67,7 +70,28 @@ for (const dtype of ['f32', 'bf16', 'q4']) {
     }
     const med = (v) => v.slice().sort((p, q) => p - q)[v.length >> 1];
     console.log(`| ${dtype} | ${m} | ${med(t1).toFixed(2)} | ${med(tT).toFixed(2)} | ${(med(t1) / med(tT)).toFixed(2)}× |`);
+    if (m === 1) decode.push([dtype, bytes, med(t1), med(tT)]);
   }
   for (const W of [...W1s, ...WTs]) W.dispose();
 }
 console.log('\nOutputs checked bit-identical between the two before timing.');
+
+// The m = 1 rows against what this many threads can read (4-bit: its decode arithmetic bounds it, not the reads).
+try {
+  const probes = [await bandwidthProbe(quick ? 128 : 256), many.threads > 1 ? await bandwidthProbeThreads(many.threads, quick ? 128 : 256) : undefined];
+  const bw = [[], []];
+  for (let r = 0; r < 3; r++) for (const [i, p] of probes.entries()) if (p) bw[i].push(await p.measure(3));
+  await probes[1]?.dispose();
+  const med = (v) => v.slice().sort((p, q) => p - q)[v.length >> 1];
+  const [r1, rT] = bw.map((v) => (v.length ? med(v) : undefined));
+  const gbs = (bytes, ms) => bytes / ms / 1e6;
+  console.log(`\nm = 1 against plain wasm read loops (one thread ${r1.toFixed(1)} GB/s${rT ? `, ${many.threads} threads at once ${rT.toFixed(1)} GB/s` : ''}):\n`);
+  console.log(`| W | MiB | 1 thread GB/s | ÷ its read loop | ${many.threads} threads GB/s | ÷ their read loop |`);
+  console.log('|---|---|---|---|---|---|');
+  for (const [dtype, bytes, ms1, msT] of decode) {
+    const g1 = gbs(bytes, ms1), gT = gbs(bytes, msT);
+    console.log(`| ${dtype} | ${(bytes / 2 ** 20).toFixed(0)} | ${g1.toFixed(1)} | ${((g1 / r1) * 100).toFixed(0)} % | ${gT.toFixed(1)} | ${rT ? `${((gT / rT) * 100).toFixed(0)} %` : '—'} |`);
+  }
+} catch (e) {
+  console.log(`\nm = 1 against read loops: not measured (${String(e?.message ?? e).split('\n')[0]}).`);
+}
