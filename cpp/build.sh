@@ -6,7 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 EXPORTS='["_malloc","_free","_peft_abi_version","_peft_heap_bytes_in_use","_peft_quant_strip_rows","_peft_set_tuning","_peft_gemv1_tile",
-"_peft_weight_panel_bytes","_peft_f32_pack_panels","_peft_f32_unpack_panels","_peft_bf16_pack_panels","_peft_bf16_unpack_panels","_peft_panel_gather_rows",
+"_peft_weight_panel_bytes","_peft_panel_gemv_max_m","_peft_f32_pack_panels","_peft_f32_unpack_panels","_peft_bf16_pack_panels","_peft_bf16_unpack_panels","_peft_panel_gather_rows",
 "_peft_f32_linear","_peft_f32_linear__scalar","_peft_f32_linear_cols","_peft_f32xbf16_linear_cols","_peft_f32_qlinear_cols","_peft_f32_row_pairs_bytes","_peft_f32_stage_row_pairs","_peft_f32_qlinear_staged_bytes","_peft_f32_qlinear_stage","_peft_f32_linear_scratch_bytes","_peft_f32_epilogue_rows",
 "_peft_f32xbf16_linear","_peft_f32xbf16_linear__scalar","_peft_f32xbf16_linear_scratch_bytes",
 "_peft_f32_lora_shrink","_peft_f32_lora_shrink__scalar","_peft_f32_lora_expand","_peft_f32_lora_expand__scalar",

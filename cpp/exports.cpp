@@ -22,7 +22,7 @@
 using namespace peft;
 
 // Bumped whenever a signature or the Epilogue layout changes; the TS loader checks it.
-PEFT_EXPORT int32_t peft_abi_version(void) { return 13; }
+PEFT_EXPORT int32_t peft_abi_version(void) { return 14; }
 // Bytes malloc'd and not yet freed (dlmalloc's mallinfo): leak tests compare it before and after.
 PEFT_EXPORT size_t peft_heap_bytes_in_use(void) { return mallinfo().uordblks; }
 // Sets a tile choice of tuning.h (knob: TuningKnob; value 0 = the build's default tile, 1 = the alternative, and for
@@ -55,6 +55,11 @@ PEFT_EXPORT size_t peft_f32_qlinear_scratch_bytes(size_t m, size_t k) { return f
 // Bytes of an [n,k] weight of elem_bytes (4: f32, 2: bf16) in panels; 0 for another size.
 PEFT_EXPORT size_t peft_weight_panel_bytes(size_t n, size_t k, size_t elem_bytes) {
   return elem_bytes == 4 ? panel_elems<float>(n, k) * 4 : elem_bytes == 2 ? panel_elems<uint16_t>(n, k) * 2 : 0;
+}
+// The largest m that a W in panels of elem_bytes (4: f32, 2: bf16) runs through the GEMV tiles at this k (above it,
+// the GEMM: it packs x in row pairs and, for f32, sweeps the panels as TUNE_PANEL_SWEEP says).
+PEFT_EXPORT size_t peft_panel_gemv_max_m(size_t k, size_t elem_bytes) {
+  return elem_bytes == 2 ? bf16_panel_gemv_max_m(k) : f32_panel_gemv_max_m(k);
 }
 // dst (peft_weight_panel_bytes(n, k, 4)) = src [n,k] (rows lds ≥ k floats apart) in panels.
 PEFT_EXPORT void peft_f32_pack_panels(size_t n, size_t k, const float* src, size_t lds, float* dst) {

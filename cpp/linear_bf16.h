@@ -284,15 +284,86 @@ __attribute__((noinline)) static void f32xbf16_gemv1_panels__simd128(size_t n, s
   for (; j < j1; j++) f32xbf16_gemv__simd128<1, 1, false, 1, Bf16PanelW>(k, x, panel_row(w, k, j), 0, y + j, n, ep, j);
 }
 
-template <int M>
+// m = M ≤ 4, S panels far apart in step: each output exactly as the M × 4 tile (f32xbf16_gemv__simd128<M, 4, …,
+// Bf16PanelW>) computes it, so the same bits; linear_panel.h's f32_gemvm_panel_streams__simd128 on bf16. From k =
+// PEFT_BF16_PANEL_GEMV1_STREAMS_MIN_K, where m = 3 and 4 took the GEMM (widened strips) before. Measured (AMD Zen 5,
+// Node 20, one thread, W cold, bits checked equal, ÷ before in one process; k × n 4096², 8192 × 2048, 2048², 4864 ×
+// 896, 2048 × 8192): m = 2 (S = 4 ÷ the one-panel 2 × 4 tile) 1.40–1.52× at k ≥ 4096, 1.03–1.07× at k = 2048; m = 3
+// (S = 4 ÷ the GEMM) 1.44–1.55×, S = 2 1.35–1.52×; m = 4 S = 2 1.14–1.20×, S = 4 1.31–1.33× at n ≥ 4096 but
+// 0.87–0.90× at n ≤ 2048. The tile is bound by how much of W one core keeps in flight, not by its arithmetic: 8·S·M
+// accumulators spill (V8 has 15 vector registers) and still win. Rows below the threshold: level (0.98–1.00×).
+#ifndef PEFT_BF16_PANEL_GEMVM_STREAMS
+#define PEFT_BF16_PANEL_GEMVM_STREAMS 4
+#endif
+#ifndef PEFT_BF16_PANEL_GEMV4_STREAMS
+#define PEFT_BF16_PANEL_GEMV4_STREAMS 2
+#endif
+template <int M, int S>
+static inline void f32xbf16_gemvm_panel_streams__simd128(size_t k, const float* __restrict x, const uint16_t* const* wsp,
+                                                         float* __restrict y, size_t ldy, const Epilogue* ep,
+                                                         const size_t* js) {
+  constexpr int NR = PANEL_ROWS;
+  const size_t k8 = k & ~(size_t)7, k4 = k & ~(size_t)3;
+  const v128_t zero = wasm_i32x4_splat(0);
+  const uint16_t* ws[S];
+  for (int s = 0; s < S; s++) ws[s] = wsp[s];
+  v128_t acc[S][M][NR];
+  for (int s = 0; s < S; s++)
+    for (int i = 0; i < M; i++)
+      for (int r = 0; r < NR; r++) acc[s][i][r] = wasm_f32x4_splat(0.0f);
+  for (size_t p = 0; p < k8; p += 8) {
+    v128_t xl[M], xh[M];
+    for (int i = 0; i < M; i++) xl[i] = wasm_v128_load(x + i * k + p), xh[i] = wasm_v128_load(x + i * k + p + 4);
+    for (int s = 0; s < S; s++)
+      for (int r = 0; r < NR; r++) {
+        const v128_t v = wasm_v128_load(Bf16PanelW::at(ws[s], 0, r, p));
+        const v128_t lo = wasm_i16x8_shuffle(zero, v, 0, 8, 1, 9, 2, 10, 3, 11);
+        const v128_t hi = wasm_i16x8_shuffle(zero, v, 4, 12, 5, 13, 6, 14, 7, 15);
+        for (int i = 0; i < M; i++) {
+          acc[s][i][r] = f32x4_madd(xl[i], lo, acc[s][i][r]);
+          acc[s][i][r] = f32x4_madd(xh[i], hi, acc[s][i][r]);
+        }
+      }
+  }
+  if (k4 > k8)
+    for (int s = 0; s < S; s++)
+      for (int r = 0; r < NR; r++) {
+        const v128_t lo = bf16x4_to_f32x4(Bf16PanelW::at(ws[s], 0, r, k8));
+        for (int i = 0; i < M; i++) acc[s][i][r] = f32x4_madd(wasm_v128_load(x + i * k + k8), lo, acc[s][i][r]);
+      }
+  for (int s = 0; s < S; s++) {
+    alignas(16) float out[M][NR];
+    for (int i = 0; i < M; i++)
+      for (int r = 0; r < NR; r++) {
+        const v128_t a = acc[s][i][r];
+        float t = (wasm_f32x4_extract_lane(a, 0) + wasm_f32x4_extract_lane(a, 2)) +
+                  (wasm_f32x4_extract_lane(a, 1) + wasm_f32x4_extract_lane(a, 3));
+        for (size_t p = k4; p < k; p++) t += x[i * k + p] * bf16_to_f32_1(Bf16PanelW::elem(ws[s], 0, r, p));
+        out[i][r] = t;
+      }
+    f32_store_tile__simd128<M, NR>(out, y + js[s], ldy, false, ep, 0, js[s]);
+  }
+}
+
+template <int M, int S = PEFT_BF16_PANEL_GEMVM_STREAMS>
 __attribute__((noinline)) static void f32xbf16_gemv_panels__simd128(size_t n, size_t k, size_t j0, size_t j1,
                                                                     const float* x, const uint16_t* w, float* y,
                                                                     const Epilogue* ep) {
-  static_assert(M <= 2, "M·4 ≤ 8 accumulators");
+  static_assert(M <= 4, "M·4 ≤ 16 accumulators in the one-panel tile");
   constexpr int NR = 4;
   size_t j = j0;
   for (; j < j1 && j % 4 != 0; j++)
     f32xbf16_gemv__simd128<M, 1, false, 1, Bf16PanelW>(k, x, panel_row(w, k, j), 0, y + j, n, ep, j);
+  if constexpr (M >= 2) {
+    const size_t part = k >= PEFT_BF16_PANEL_GEMV1_STREAMS_MIN_K ? (j1 - j) / PANEL_ROWS / S * PANEL_ROWS : 0;
+    for (size_t i = 0; i < part; i += PANEL_ROWS) {
+      const uint16_t* ws[S];
+      size_t js[S];
+      for (int s = 0; s < S; s++) js[s] = j + s * part + i, ws[s] = panel_row(w, k, js[s]);
+      f32xbf16_gemvm_panel_streams__simd128<M, S>(k, x, ws, y, n, ep, js);
+    }
+    j += S * part;
+  }
   for (; j + NR <= j1; j += NR)
     f32xbf16_gemv__simd128<M, NR, false, 1, Bf16PanelW>(k, x, panel_row(w, k, j), 0, y + j, n, ep, j);
   for (; j < j1; j++) f32xbf16_gemv__simd128<M, 1, false, 1, Bf16PanelW>(k, x, panel_row(w, k, j), 0, y + j, n, ep, j);
@@ -333,6 +404,11 @@ constexpr size_t BF16_GEMV_MAX_M = PEFT_BF16_GEMV_MAX_M;
 #define PEFT_BF16_PANEL_GEMV_MAX_M 2
 #endif
 static_assert(PEFT_BF16_PANEL_GEMV_MAX_M >= 1 && PEFT_BF16_PANEL_GEMV_MAX_M <= 2, "the panel GEMV tiles are 1 × 4 and 2 × 4");
+// On rows from PEFT_BF16_PANEL_GEMV1_STREAMS_MIN_K the streams tiles take m = 3 and 4 too (f32xbf16_gemvm_panel_streams
+// above). The largest m a bf16 panel W runs through the GEMV tiles at this k.
+static inline size_t bf16_panel_gemv_max_m(size_t k) {
+  return k >= PEFT_BF16_PANEL_GEMV1_STREAMS_MIN_K ? 4 : PEFT_BF16_PANEL_GEMV_MAX_M;
+}
 
 // k-block of the bf16 GEMM: the widened strip (16·KC bytes) and a row pair of x (8·KC) stay in L1. A k of up to KC
 // runs as one block, its accumulators in registers from the first column to the sums (no lanes round trip).
@@ -350,7 +426,7 @@ static inline size_t f32xbf16_gemm_scratch_floats(size_t m, size_t k) {
 
 // Scratch floats for both twins: the packed GEMM's (the GEMV needs none); the scalar twin's strip [BF16_STRIP,k].
 static inline size_t f32xbf16_linear_scratch_floats(size_t m, size_t k) {
-  const size_t simd = m <= PEFT_BF16_PANEL_GEMV_MAX_M ? 0 : f32xbf16_gemm_scratch_floats(m, k);  // either layout
+  const size_t simd = m <= PEFT_BF16_PANEL_GEMV_MAX_M ? 0 : f32xbf16_gemm_scratch_floats(m, k);  // either layout (a panel W at m = 3, 4 may not need it)
   const size_t scalar = BF16_STRIP * k;
   const size_t epi = m > 4 ? EPI_PACK_FLOATS + 4 : 0;  // the LoRA epilogue's packed B (after the GEMM)
   const size_t most = simd > scalar ? simd : scalar;
@@ -473,7 +549,7 @@ static inline void f32xbf16_linear_cols__simd128(size_t m, size_t n, size_t k, s
     f32_epilogue_pass(m, n, j0, j1, y, ep, scratch);
     return;
   }
-  if (m > (ldw == 0 ? (size_t)PEFT_BF16_PANEL_GEMV_MAX_M : BF16_GEMV_MAX_M)) {
+  if (m > (ldw == 0 ? bf16_panel_gemv_max_m(k) : BF16_GEMV_MAX_M)) {
     // Two call sites on purpose: wasm-opt inlines a function called once whatever its attributes (see above).
     // Rows in blocks that stay in L2 (f32_gemm_row_block); ep has no LoRA terms here, so no row offset.
     const size_t mb = f32_gemm_row_block(m, k);
@@ -499,9 +575,15 @@ static inline void f32xbf16_linear_cols__simd128(size_t m, size_t n, size_t k, s
       if (mc == 1) {
         if (ep) f32xbf16_gemv1_panels__simd128<1>(n, k, j0, j1, xc, w, yc, ep);
         else f32xbf16_gemv1_panels__simd128<1>(n, k, j0, j1, xc, w, yc, nullptr);
-      } else {  // mc = 2 (m ≤ 2 here)
+      } else if (mc == 2) {
         if (ep) f32xbf16_gemv_panels__simd128<2>(n, k, j0, j1, xc, w, yc, ep);
         else f32xbf16_gemv_panels__simd128<2>(n, k, j0, j1, xc, w, yc, nullptr);
+      } else if (mc == 3) {  // long rows only (bf16_panel_gemv_max_m)
+        if (ep) f32xbf16_gemv_panels__simd128<3>(n, k, j0, j1, xc, w, yc, ep);
+        else f32xbf16_gemv_panels__simd128<3>(n, k, j0, j1, xc, w, yc, nullptr);
+      } else {
+        if (ep) f32xbf16_gemv_panels__simd128<4, PEFT_BF16_PANEL_GEMV4_STREAMS>(n, k, j0, j1, xc, w, yc, ep);
+        else f32xbf16_gemv_panels__simd128<4, PEFT_BF16_PANEL_GEMV4_STREAMS>(n, k, j0, j1, xc, w, yc, nullptr);
       }
       continue;
     }

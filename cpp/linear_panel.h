@@ -215,10 +215,100 @@ __attribute__((noinline)) static void f32_gemv1_panels__simd128(size_t n, size_t
   for (; j < j1; j++) f32_gemm__simd128<1, 1, PanelW>(k, x, panel_row(w, k, j), y + j, k, 0, n, ep, 0, j);
 }
 
+// m = M ≤ 4, S panels far apart in step: the m = 1 streams tile above with every row of x against each line (M·4·S
+// accumulators), each output exactly as the M × 4 tile (f32_gemm__simd128<M, 4, PanelW>) computes it, so the same
+// bits. One panel at a time that tile keeps one read stream, which a single core cannot keep full. Measured (AMD Zen
+// 5, Node 20, one thread, W cold, bits checked equal, ÷ before in one process; k × n 4096², 8192 × 2048, 2048², 4864
+// × 896, 2048 × 8192): m = 2, S = 4 ÷ the one-panel 2 × 4 tile 1.22–1.58× (S = 2 1.10–1.28×, S = 3 level with 4, S = 6
+// 0.88–0.91× of 4); m = 3, S = 4 ÷ the GEMM 1.22–1.47× (S = 2 1.12–1.20×); m = 4 lost to the GEMM (0.90–0.93×, S = 2
+// or 4), so it keeps it. 32 and 48 accumulators spill (V8 has 15 vector registers) and still win: what bounds a
+// decode-sized m is how much of W one core keeps in flight. Rows below PEFT_PANEL_GEMV1_STREAMS_MIN_K keep one panel at
+// a time (k ≤ 1024 with four streams: 0.76–0.89×). The relaxed build (Deno 2.9, fused multiply-add; four builds
+// interleaved in one process) wants two: m = 2 S = 2 1.10–1.19× (S = 4 0.92–1.08×), m = 3 S = 2 1.02–1.16× the GEMM
+// (S = 4 0.83–0.96×). Two threads (the threads build, Node, S = 4): m = 2 1.22–1.38×, m = 3 1.04–1.09×. S = 1 would
+// mean no streams (the M × 4 tile alone).
+#ifdef __wasm_relaxed_simd__
+#define PEFT_PANEL_GEMV2_STREAMS_DEFAULT 2
+#define PEFT_PANEL_GEMV3_STREAMS_DEFAULT 2
+#else
+#define PEFT_PANEL_GEMV2_STREAMS_DEFAULT 4
+#define PEFT_PANEL_GEMV3_STREAMS_DEFAULT 4
+#endif
+#ifndef PEFT_PANEL_GEMV2_STREAMS
+#define PEFT_PANEL_GEMV2_STREAMS PEFT_PANEL_GEMV2_STREAMS_DEFAULT
+#endif
+#ifndef PEFT_PANEL_GEMV3_STREAMS
+#define PEFT_PANEL_GEMV3_STREAMS PEFT_PANEL_GEMV3_STREAMS_DEFAULT
+#endif
+template <int M, int S>
+static inline void f32_gemvm_panel_streams__simd128(size_t k, const float* __restrict x, const float* const* ws,
+                                                    float* __restrict y, size_t ldy, const Epilogue* ep,
+                                                    const size_t* js) {
+  constexpr int NR = PANEL_ROWS;
+  v128_t acc[S][M][NR];
+  for (int s = 0; s < S; s++)
+    for (int i = 0; i < M; i++)
+      for (int r = 0; r < NR; r++) acc[s][i][r] = wasm_f32x4_splat(0.0f);
+  const size_t k4 = k & ~(size_t)3;
+  const float* w[S];
+  for (int s = 0; s < S; s++) w[s] = ws[s];
+  for (size_t p = 0; p < k4; p += 4) {
+    v128_t xv[M];
+    for (int i = 0; i < M; i++) xv[i] = wasm_v128_load(x + i * k + p);
+    for (int s = 0; s < S; s++)
+      for (int r = 0; r < NR; r++) {
+        const v128_t wv = wasm_v128_load(w[s] + PANEL_ROWS * p + 4 * r);
+        for (int i = 0; i < M; i++) acc[s][i][r] = f32x4_madd(xv[i], wv, acc[s][i][r]);
+      }
+  }
+  for (int s = 0; s < S; s++) {
+    alignas(16) float out[M][NR];
+    for (int i = 0; i < M; i++)
+      for (int r = 0; r < NR; r++) {
+        const v128_t a = acc[s][i][r];
+        out[i][r] = (wasm_f32x4_extract_lane(a, 0) + wasm_f32x4_extract_lane(a, 2)) +
+                    (wasm_f32x4_extract_lane(a, 1) + wasm_f32x4_extract_lane(a, 3));
+      }
+    for (size_t q = k4; q < k; q++)
+      for (int i = 0; i < M; i++)
+        for (int r = 0; r < NR; r++) out[i][r] += x[i * k + q] * PanelW::elem(ws[s], 0, r, q);
+    f32_store_tile__simd128<M, NR>(out, y + js[s], ldy, false, ep, 0, js[s]);
+  }
+}
+
+// m = M, columns [j0, j1): as f32_gemv1_panels__simd128 with M-row tiles (from k = PEFT_PANEL_GEMV1_STREAMS_MIN_K
+// the whole panels in S parts through the streams tile above, the rest by the M × 4 tile).
+template <int M, int S, bool EP>
+__attribute__((noinline)) static void f32_gemvm_panels__simd128(size_t n, size_t k, size_t j0, size_t j1,
+                                                               const float* x, const float* w, float* y,
+                                                               const Epilogue* ep) {
+  if constexpr (!EP) ep = nullptr;
+  size_t j = j0;
+  for (; j < j1 && j % PANEL_ROWS != 0; j++) f32_gemm__simd128<M, 1, PanelW>(k, x, panel_row(w, k, j), y + j, k, 0, n, ep, 0, j);
+  if constexpr (S > 1) {
+    const size_t panels = j < j1 ? (j1 - j) / PANEL_ROWS : 0;
+    const size_t part = k >= PEFT_PANEL_GEMV1_STREAMS_MIN_K ? panels / S * PANEL_ROWS : 0;
+    for (size_t i = 0; i < part; i += PANEL_ROWS) {
+      const float* ws[S];
+      size_t js[S];
+      for (int s = 0; s < S; s++) js[s] = j + s * part + i, ws[s] = panel_row(w, k, js[s]);
+      f32_gemvm_panel_streams__simd128<M, S>(k, x, ws, y, n, ep, js);
+    }
+    j += S * part;
+  }
+  for (; j + PANEL_ROWS <= j1; j += PANEL_ROWS) f32_gemm__simd128<M, 4, PanelW>(k, x, panel_row(w, k, j), y + j, k, 0, n, ep, 0, j);
+  for (; j < j1; j++) f32_gemm__simd128<M, 1, PanelW>(k, x, panel_row(w, k, j), y + j, k, 0, n, ep, 0, j);
+}
+
 // Up to this m the GEMV tiles below; above, the GEMM (m = 3: GEMM 1.02×, an M × 4 GEMV tile 0.94× the row-major GEMV).
 #ifndef PEFT_PANEL_GEMV_MAX_M
 #define PEFT_PANEL_GEMV_MAX_M 2
 #endif
+// On rows from PEFT_PANEL_GEMV1_STREAMS_MIN_K the streams tiles take m = 3 too (they beat the GEMM there, not at m = 4;
+// see f32_gemvm_panel_streams__simd128). The largest m an f32 panel W runs through the GEMV tiles at this k.
+static inline size_t f32_panel_gemv_max_m(size_t k) {
+  return k >= PEFT_PANEL_GEMV1_STREAMS_MIN_K ? 3 : PEFT_PANEL_GEMV_MAX_M;
+}
 // m ≤ PEFT_PANEL_GEMV_MAX_M rows (and the scalar twins' m = 1), columns [j0, j1): M × 4 tiles on whole panels,
 // single rows at the cuts.
 template <class Isa, int M>
@@ -335,8 +425,14 @@ static inline void f32_linear_panels(size_t m, size_t n, size_t k, size_t j0, si
     if (ep) f32_gemv1_panels__simd128<true>(n, k, j0, j1, x, w, y, ep);
     else f32_gemv1_panels__simd128<false>(n, k, j0, j1, x, w, y, nullptr);
   } else if (m <= PEFT_PANEL_GEMV_MAX_M) {
-    if (m == 2) f32_gemv_panels<Simd128, 2>(n, k, j0, j1, x, w, y, ep);
+    if (m == 2) {
+      if (ep) f32_gemvm_panels__simd128<2, PEFT_PANEL_GEMV2_STREAMS, true>(n, k, j0, j1, x, w, y, ep);
+      else f32_gemvm_panels__simd128<2, PEFT_PANEL_GEMV2_STREAMS, false>(n, k, j0, j1, x, w, y, nullptr);
+    }
     else f32_gemv_panels<Simd128, PEFT_PANEL_GEMV_MAX_M>(n, k, j0, j1, x, w, y, ep);
+  } else if (m <= f32_panel_gemv_max_m(k)) {  // m = 3, long rows
+    if (ep) f32_gemvm_panels__simd128<3, PEFT_PANEL_GEMV3_STREAMS, true>(n, k, j0, j1, x, w, y, ep);
+    else f32_gemvm_panels__simd128<3, PEFT_PANEL_GEMV3_STREAMS, false>(n, k, j0, j1, x, w, y, nullptr);
   } else {
     const size_t mb = f32_gemm_row_block(m, k);
     for (size_t i = 0; i < m; i += mb)

@@ -189,10 +189,11 @@ export class WasmBackend implements Backend {
     const ldw = resident?.ldw ?? k;
     const T = this.threadsFor(m, n, k);
     const S = (linearScratchBytes(this.runtime, m, k, wDtype) + 15) & ~15; // one scratch block per thread
-    const G = stagesRowPairs(m, T, wDtype, ldw) ? this.runtime.exports.peft_f32_row_pairs_bytes(m, k) >>> 0 : 0; // x staged once, after them
-    // An f32 W in panels at 3 ≤ m ≤ 16: how the GEMM sweeps the panels (cpp/tuning.h TUNE_PANEL_SWEEP; speed only,
-    // same bits): timed on the first large one-thread calls, one panel at a time when split across threads.
-    const sweepTimed = ldw === 0 && wDtype === 'f32' && m > 2 && m <= PANEL_SWEEP_MAX_M && this.panelSweep.begin(m, n, k, T);
+    const G = stagesRowPairs(this.runtime, m, k, T, wDtype, ldw) ? this.runtime.exports.peft_f32_row_pairs_bytes(m, k) >>> 0 : 0; // x staged once, after them
+    // An f32 W in panels at 3 ≤ m ≤ 16 through the GEMM: how it sweeps the panels (cpp/tuning.h TUNE_PANEL_SWEEP; speed
+    // only, same bits): timed on the first large one-thread calls, one panel at a time when split across threads.
+    const sweepTimed =
+      ldw === 0 && wDtype === 'f32' && m > this.runtime.exports.peft_panel_gemv_max_m(k, 4) && m <= PANEL_SWEEP_MAX_M && this.panelSweep.begin(m, n, k, T);
     if (!rowScale) {
       // A model's forward (every projection, every step, its LoRA deltas), operands resident: the calls `run` makes
       // for it (the same shrinks, epilogue and kernel: the same bits), without its general staging.
@@ -241,7 +242,7 @@ export class WasmBackend implements Backend {
     const timed = m === 1 && ldw !== 0 && this.tuner.begin(this.gemvTile, wDtype, k, n); // panels: one tile
     if (T === 1) f32Linear(this.runtime, m, n, k, xp, wp, yp, ep, sp, this.kernels, wDtype, ldw);
     else {
-      const staged = stagesRowPairs(m, T, wDtype, ldw) ? sp + S * T : 0;
+      const staged = stagesRowPairs(this.runtime, m, k, T, wDtype, ldw) ? sp + S * T : 0;
       if (staged) this.runtime.exports.peft_f32_stage_row_pairs(m, k, xp, staged);
       this.pool!.run(wDtype === 'bf16' ? ThreadKernel.Bf16Linear : ThreadKernel.F32Linear, [m, n, k, xp, wp, ldw, yp, ep, staged], n, chunkColumns(n, T, m * k), sp, S, T);
     }
@@ -723,11 +724,13 @@ export class WasmBackend implements Backend {
 }
 
 /**
- * Whether a linear split over T threads packs x in row pairs once for every chunk: from m = 3, where the GEMMs that
- * read packed x run (a W in panels, f32 or bf16, and a row-major bf16 W); a row-major f32 W's GEMM reads x in place.
+ * Whether a linear split over T threads packs x in row pairs once for every chunk: where the GEMMs that read packed x
+ * run (a W in panels above peft_panel_gemv_max_m, f32 or bf16, and a row-major bf16 W from m = 3); a row-major f32
+ * W's GEMM and every GEMV tile read x in place.
  */
-function stagesRowPairs(m: number, T: number, wDtype: WeightDtype, ldw: number): boolean {
-  return T > 1 && m > 2 && (ldw === 0 || wDtype === 'bf16');
+function stagesRowPairs(rt: WasmRuntime, m: number, k: number, T: number, wDtype: WeightDtype, ldw: number): boolean {
+  if (T === 1 || m <= 2) return false;
+  return ldw === 0 ? m > rt.exports.peft_panel_gemv_max_m(k, wDtype === 'bf16' ? 2 : 4) : wDtype === 'bf16';
 }
 
 // ---- shape checks of the transformer ops (before anything is allocated or written) -------------------------

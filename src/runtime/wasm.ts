@@ -38,6 +38,8 @@ export interface PeftWasmExports {
   peft_f32_linear_scratch_bytes(m: number, k: number): number;
   /** Bytes of an [n,k] weight of `elemBytes` (4: f32, 2: bf16) in panels of 4 rows (cpp/linear_panel.h, linear_bf16.h). */
   peft_weight_panel_bytes(n: number, k: number, elemBytes: number): number;
+  /** The largest m a W in panels of `elemBytes` runs through the GEMV tiles at this k (above it, the GEMM). */
+  peft_panel_gemv_max_m(k: number, elemBytes: number): number;
   /** dst = src [n,k] (rows lds ≥ k elements apart) in panels. */
   peft_f32_pack_panels(n: number, k: number, src: number, lds: number, dst: number): void;
   peft_bf16_pack_panels(n: number, k: number, src: number, lds: number, dst: number): void;
@@ -104,7 +106,7 @@ export interface PeftWasmExports {
 }
 
 /** The ABI version cpp/exports.cpp reports; bumped with any signature or struct-layout change. */
-export const ABI_VERSION = 13;
+export const ABI_VERSION = 14;
 
 /**
  * The smallest module that uses a SIMD128 instruction: `(func (result v128) i32.const 0 i32x4.splat)`.

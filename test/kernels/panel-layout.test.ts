@@ -55,7 +55,9 @@ describe('f32 W in panels (cpp/linear_panel.h)', () => {
   const cases = [
     { k: 1029, ms: [1, 2, 3, 4, 9, 16, 17, 33, 40] },
     { k: 6, ms: [1, 2, 5] },
-    { k: 2053, ms: [1] }, // m = 1 from k = 2048: four parts of the panels in step (PEFT_PANEL_GEMV1_STREAMS_MIN_K), panels left over
+    // m ≤ 3 from k = 2048: four parts of the panels in step (PEFT_PANEL_GEMV1_STREAMS_MIN_K, the streams tiles), panels
+    // left over; m = 4 the GEMM again
+    { k: 2053, ms: [1, 2, 3, 4] },
     { k: 8197, ms: [67] }, // rows in blocks of 30 (f32_gemm_row_block): a staged x is read at each block's row pairs
   ];
   for (const { k, ms } of cases)
@@ -107,9 +109,9 @@ describe('f32 W in panels (cpp/linear_panel.h)', () => {
         for (const p of [wp, pan, xp, bp, ep, scratch, y, staged]) rt.free(p);
       });
 
-  // bf16 (cpp/linear_bf16.h): panels [⌈k/8⌉][4][8]; m = 1, 2 the panel GEMV (m = 1 from k = 2048: four parts of the
-  // panels in step), m ≥ 3 the GEMM on panels.
-  for (const { k, ms } of [{ k: 1029, ms: [1, 2, 3, 5, 9, 40] }, { k: 12, ms: [1, 2, 6] }, { k: 4101, ms: [1] }, { k: 8197, ms: [67] }])
+  // bf16 (cpp/linear_bf16.h): panels [⌈k/8⌉][4][8]; m = 1, 2 the panel GEMV, m ≥ 3 the GEMM on panels; from k = 2048
+  // m ≤ 4 the streams tiles (parts of the panels in step: four for m ≤ 3, two for m = 4), m = 5 the GEMM again.
+  for (const { k, ms } of [{ k: 1029, ms: [1, 2, 3, 5, 9, 40] }, { k: 12, ms: [1, 2, 6] }, { k: 4101, ms: [1, 2, 3, 4, 5] }, { k: 8197, ms: [67] }])
     for (const m of ms)
       it(`bf16, k = ${k}, m = ${m}: pack/unpack is the identity; panels = row-major bit for bit on column ranges (SIMD128 and scalar twin)`, () => {
         const rand = rng(k * 10 + m + 7);

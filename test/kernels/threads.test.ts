@@ -140,14 +140,15 @@ describe('threaded wasm linear', () => {
   });
 
   const n = 1027;
-  const k = 1029;
-  expect(n * k).toBeGreaterThanOrEqual(THREAD_MIN_WORK);
+  expect(n * 1029).toBeGreaterThanOrEqual(THREAD_MIN_WORK);
   // W row-major (upload) and in panels (a layer's W: linearWeight), whose GEMMs from m = 3 read x packed once by the
-  // caller for every chunk (staged) where one thread packs its own.
+  // caller for every chunk (staged) where one thread packs its own; panels on rows from k = 2048 too, where m ≤ 3
+  // (f32) and m ≤ 4 (bf16) run the streams tiles on each chunk instead (x read in place).
   for (const dtype of ['f32', 'bf16'] as const)
     for (const panels of [false, true])
+    for (const k of panels ? [1029, 2053] : [1029])
     for (const lora of [false, true]) {
-      it(`${dtype} W${panels ? ' in panels' : ''}${lora ? ', two LoRA terms + lora bias + row scale' : ''}: threads = 3 equals threads = 1 bit for bit at m = 1…5, 9, 17; rows batch-invariant; within the f32 bound of float64`, () => {
+      it(`${dtype} W${panels ? ' in panels' : ''}, k = ${k}${lora ? ', two LoRA terms + lora bias + row scale' : ''}: threads = 3 equals threads = 1 bit for bit at m = 1…5, 9, 17; rows batch-invariant; within the f32 bound of float64`, () => {
         const rand = rng(dtype === 'f32' ? 11 : 12);
         const wf = randomF32(rand, n * k);
         const bias = randomF32(rand, n);
