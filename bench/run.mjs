@@ -1,4 +1,4 @@
-// Runs every bench question (or `--only gemm,quant,routes,gemv,flip,lora,threads,relaxed,load,gpu,model`), prints markdown tables the README can take as they
+// Runs every bench question (or `--only gemm,quant,routes,gemv,verify,flip,lora,threads,relaxed,load,gpu,model`), prints markdown tables the README can take as they
 // are, and writes the same to results.md (`model` also writes its own results-model.md). `--quick` runs a reduced set for
 // a smoke test (not for the README).
 // From the repo root: `npm run bench` (builds the library, installs the peers from bench/package-lock.json).
@@ -36,6 +36,7 @@ const QUESTIONS = {
   quant: async (o) => quantTables(await runQuant(o)),
   routes: async (o) => routesTables(await runRoutes(o)),
   gemv: child('Decode GEMV against a plain wasm read loop', process.execPath, ['gemv-bandwidth.mjs']),
+  verify: child('Scoring m tokens against one decode step (speculative verification, per layer)', process.execPath, ['verify.mjs']),
   flip: child('Flipping an adapter at model scale (pycoder, 42 LoRA layers)', process.execPath, ['flip.mjs']),
   lora: child('What an adapter costs at model scale, switched on (decode, adapter on ÷ off)', process.execPath, ['lora-cost.mjs']),
   threads: child('Threads: the wasm linear with every core against one thread', process.execPath, ['threads.mjs']),
