@@ -6,7 +6,8 @@
 //   by memory bandwidth, so it runs up to 2× an f32 W.
 // Layouts
 //   A layer's resident W is stored in panels of 4 rows ([⌈k/8⌉][4][8], Bf16PanelW below; the kernels take it as
-//   ldw = 0), any other W row-major; the same tiles read both (m ≤ 2 the GEMV on panels, m ≥ 3 the GEMM).
+//   ldw = 0), any other W row-major; the same tiles read both (on panels m ≤ 2 the GEMV, from k = 2048 m ≤ 4 through
+//   the streams tiles, above that the GEMM).
 // Kernel shape
 //   m ≤ BF16_GEMV_MAX_M, f32xbf16_gemv (on chunks of ≤ 4 rows of x): linear.h's dot form on bf16 W. 8 weights of
 //   a row per v128 load, widened by interleaving with zeros (each bf16 lands in the upper half of an f32: exact),

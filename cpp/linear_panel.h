@@ -15,7 +15,8 @@
 //     m = 1: k = n = 4096 1.07–1.25× (28 GB/s, 90 % of the plain wasm read loop; row-major 70–77 %), k 896 n 4864
 //     1.46×, k 4864 n 896 1.16×, k 256 n 704 1.28×, k 704 n 256 1.77×, k 256 n 2048 1.18×. The tile: 4 rows × 4
 //     chunks (one panel) beat 8 rows × 2 chunks (two panels: 0.81–1.06× of it) and 16 rows × 1.
-//     m = 2 1.21–1.26×; m = 3 through the GEMM 1.02× (its M × 4 GEMV tile 0.94×); m = 4 1.11×.
+//     m = 2 1.21–1.26×; m = 3 through the GEMM 1.02× (its M × 4 GEMV tile 0.94×); m = 4 1.11×. (From k = 2048
+//     m = 2 and 3 now sweep parts of the panels in step: f32_gemvm_panel_streams__simd128.)
 //     m = 8 (k = n = 4096) 1.19–1.24×, m = 16 1.02–1.12×, m = 32 1.0×, m = 64 1.03–1.10× (k 896 / 4864: m = 8
 //     1.12× / 1.27×, m = 64 1.08× / 1.10×): at m ≤ 32 the GEMM sweeps PANEL_GROUP = 8 panels per k-block, not one
 //     (one: 0.74×; 2: 0.73×, 4: 1.17×; the prefetcher keeps more lines in flight over 8 streams than over 1).
@@ -435,9 +436,13 @@ static inline void f32_linear_panels(size_t m, size_t n, size_t k, size_t j0, si
     else f32_gemvm_panels__simd128<3, PEFT_PANEL_GEMV3_STREAMS, false>(n, k, j0, j1, x, w, y, nullptr);
   } else {
     const size_t mb = f32_gemm_row_block(m, k);
-    for (size_t i = 0; i < m; i += mb)
-      f32_gemm_dot_panels(m - i < mb ? m - i : mb, n, k, j0, j1, x + i * k, w, y + i * n, ep, scratch,
-                          staged ? f32_row_pair(staged, i, k) : nullptr);
+    for (size_t i = 0; i < m; i += mb) {
+      // Two call sites, so wasm-opt keeps it out of line (it inlines a function called once): inlined here, with the
+      // streams drivers' calls beside it, V8 ran its 8-panel sweep at 0.62× (m = 8, k = n = 4096, Node 20).
+      const float* st = staged ? f32_row_pair(staged, i, k) : nullptr;
+      if (ep) f32_gemm_dot_panels(m - i < mb ? m - i : mb, n, k, j0, j1, x + i * k, w, y + i * n, ep, scratch, st);
+      else f32_gemm_dot_panels(m - i < mb ? m - i : mb, n, k, j0, j1, x + i * k, w, y + i * n, nullptr, scratch, st);
+    }
   }
 }
 
