@@ -193,7 +193,7 @@ export class WasmBackend implements Backend {
     // An f32 W in panels at 3 ≤ m ≤ 16 through the GEMM: how it sweeps the panels (cpp/tuning.h TUNE_PANEL_SWEEP; speed
     // only, same bits): timed on the first large one-thread calls, one panel at a time when split across threads.
     const sweepTimed =
-      ldw === 0 && wDtype === 'f32' && m > this.runtime.exports.peft_panel_gemv_max_m(k, 4) && m <= PANEL_SWEEP_MAX_M && this.panelSweep.begin(m, n, k, T);
+      ldw === 0 && wDtype === 'f32' && m > 2 && m <= PANEL_SWEEP_MAX_M && m > this.runtime.exports.peft_panel_gemv_max_m(k, 4) && this.panelSweep.begin(m, n, k, T);
     if (!rowScale) {
       // A model's forward (every projection, every step, its LoRA deltas), operands resident: the calls `run` makes
       // for it (the same shrinks, epilogue and kernel: the same bits), without its general staging.
@@ -221,28 +221,28 @@ export class WasmBackend implements Backend {
             t += (m * r * 4 + 15) & ~15;
           }
         }
-        this.linearKernel(m, n, k, xp, wp, ldw, ptrOf(y), epBytes ? base : 0, base + epBytes + tBytes, S, T, wDtype, sweepTimed);
+        this.linearKernel(m, n, k, xp, wp, ldw, ptrOf(y), epBytes ? base : 0, base + epBytes + tBytes, S, T, wDtype, sweepTimed, G > 0);
         return y;
       }
     }
     // W resident: read in place (at its stride); else staged by `run` as a compact f32 temporary.
     return this.run('linear', x, k, n, resident ? [] : [w], bias, deltas, rowScale, S * T + G, (xp, yp, ep, mm, ptrs, sp) => {
       const [wp, ld] = resident ? [resident.ptr, ldw] : [ptrs[0], k];
-      this.linearKernel(mm, n, k, xp, wp, ld, yp, ep, sp, S, T, wDtype, sweepTimed);
+      this.linearKernel(mm, n, k, xp, wp, ld, yp, ep, sp, S, T, wDtype, sweepTimed, G > 0);
     });
   }
 
   /**
    * The f32 or bf16 linear kernel on `T` threads (scratch blocks of S bytes from `sp`), inside the tuners' stopwatches:
-   * the m = 1 GEMV tile's (a row-major W) and, when `sweepTimed`, the panel sweep's. Where `stagesRowPairs`, x is
+   * the m = 1 GEMV tile's (a row-major W) and, when `sweepTimed`, the panel sweep's. With `stage` (stagesRowPairs), x is
    * packed in row pairs once, at sp + S·T, for every chunk (the GEMMs would each pack it again).
    */
   private linearKernel(m: number, n: number, k: number, xp: number, wp: number, ldw: number, yp: number, ep: number, sp: number,
-    S: number, T: number, wDtype: WeightDtype, sweepTimed: boolean): void {
+    S: number, T: number, wDtype: WeightDtype, sweepTimed: boolean, stage: boolean): void {
     const timed = m === 1 && ldw !== 0 && this.tuner.begin(this.gemvTile, wDtype, k, n); // panels: one tile
     if (T === 1) f32Linear(this.runtime, m, n, k, xp, wp, yp, ep, sp, this.kernels, wDtype, ldw);
     else {
-      const staged = stagesRowPairs(this.runtime, m, k, T, wDtype, ldw) ? sp + S * T : 0;
+      const staged = stage ? sp + S * T : 0;
       if (staged) this.runtime.exports.peft_f32_stage_row_pairs(m, k, xp, staged);
       this.pool!.run(wDtype === 'bf16' ? ThreadKernel.Bf16Linear : ThreadKernel.F32Linear, [m, n, k, xp, wp, ldw, yp, ep, staged], n, chunkColumns(n, T, m * k), sp, S, T);
     }
