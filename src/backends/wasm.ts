@@ -244,7 +244,7 @@ export class WasmBackend implements Backend {
     else {
       const staged = stage ? sp + S * T : 0;
       if (staged) this.runtime.exports.peft_f32_stage_row_pairs(m, k, xp, staged);
-      this.pool!.run(wDtype === 'bf16' ? ThreadKernel.Bf16Linear : ThreadKernel.F32Linear, [m, n, k, xp, wp, ldw, yp, ep, staged], n, chunkColumns(n, T, m * k), sp, S, T);
+      this.pool!.run(wDtype === 'bf16' ? ThreadKernel.Bf16Linear : ThreadKernel.F32Linear, [m, n, k, xp, wp, ldw, yp, ep, staged], n, chunkColumns(n, T, m * k), sp, S, T, m * n * k);
     }
     if (timed) this.tuner.end();
     if (sweepTimed) this.panelSweep.end();
@@ -268,7 +268,7 @@ export class WasmBackend implements Backend {
       if (T === 1) return f32QLinear(this.runtime, mm, n, k, bits, groupSize, xp, ptrs[0], ptrs[1], ptrs[2], qsp, yp, ep, this.kernels);
       const staged = G ? qsp + S * T : 0;
       if (staged) this.runtime.exports.peft_f32_qlinear_stage(mm, k, bits, groupSize, xp, staged);
-      this.pool!.run(ThreadKernel.QLinear, [mm, n, k, bits, groupSize, xp, ptrs[0], ptrs[1], ptrs[2], yp, ep, staged], n, chunkColumns(n, T, mm * k), qsp, S, T);
+      this.pool!.run(ThreadKernel.QLinear, [mm, n, k, bits, groupSize, xp, ptrs[0], ptrs[1], ptrs[2], yp, ep, staged], n, chunkColumns(n, T, mm * k), qsp, S, T, mm * n * k);
     });
   }
 

@@ -18,6 +18,20 @@ export const COLUMN_ALIGN = 16;
  */
 export const THREAD_MIN_WORK = 1 << 16;
 
+/**
+ * A job wakes sleeping workers only if it has this many multiply-adds (m·k·n) or the pool ran a job in the last
+ * LONE_GAP_MS; otherwise the workers still spinning take part and the sleeping ones sleep on (the caller claims the
+ * chunks they would have). A wake is slow on a virtual machine: measured (2-vCPU KVM guest, Zen 5, Node 20), the
+ * caller's Atomics.notify took 15–55 µs, the worker's first chunk started 75–120 µs after it, and in a process with
+ * more threads the woken worker at times took the caller's CPU (the caller sat in notify for 0.8–1.7 ms while the
+ * worker ran every chunk). A lone call of k = n = 2048, m = 1 (2^22, ~0.6 ms on one thread) ran 0.74–0.86× one thread
+ * that way. In a stream of calls (a model's layers) one wake serves the calls that follow while the worker spins, so
+ * there every job wakes them.
+ */
+export const WAKE_MIN_WORK = 1 << 23;
+/** Milliseconds since the pool's last job within which a job counts as part of a stream (see WAKE_MIN_WORK). */
+export const LONE_GAP_MS = 2;
+
 /** Kernel ids of thread-body.ts. */
 export const ThreadKernel = { F32Linear: 0, Bf16Linear: 1, QLinear: 2 } as const;
 export type ThreadKernel = (typeof ThreadKernel)[keyof typeof ThreadKernel];
@@ -55,6 +69,8 @@ export class ThreadPool {
   private readonly stacks: number[] = [];
   private readonly canBlock: boolean;
   private growing: Promise<void> = Promise.resolve();
+  /** performance.now() when the last job ended. */
+  private lastEnd = -Infinity;
   private readonly fns: ReturnType<typeof kernelTable>;
 
   private constructor(private readonly rt: WasmRuntime) {
@@ -101,8 +117,9 @@ export class ThreadPool {
   /**
    * Columns [0, n) of a `kernel` call (its `args`: see kernelTable) in chunks of `width` columns (a multiple of
    * COLUMN_ALIGN) over the caller and workers 1 … threads−1; thread t uses scratch + t·stride. Returns when all are done.
+   * `work`: the job's multiply-adds, which decide whether it wakes sleeping workers (WAKE_MIN_WORK).
    */
-  run(kernel: ThreadKernel, args: readonly number[], n: number, width: number, scratch: number, stride: number, threads: number): void {
+  run(kernel: ThreadKernel, args: readonly number[], n: number, width: number, scratch: number, stride: number, threads: number, work: number): void {
     const c = this.ctl;
     const chunks = Math.ceil(n / width);
     if (width % COLUMN_ALIGN !== 0 || chunks > 0xffff) throw new WasmRuntimeError('bad_option', 'bad chunking', { got: { width, chunks }, where: 'ThreadPool.run' });
@@ -119,7 +136,7 @@ export class ThreadPool {
     Atomics.store(c, CTL.ERRORS, 0);
     Atomics.store(c, CTL.TICKET, (seq & 0x7fff) << 16);
     Atomics.store(c, CTL.SEQ, seq);
-    Atomics.notify(c, CTL.SEQ);
+    if (work >= WAKE_MIN_WORK || performance.now() - this.lastEnd < LONE_GAP_MS) Atomics.notify(c, CTL.SEQ);
     claimChunks(c, seq, 0, this.fns);
     for (let i = 0; i < SPIN_LOADS && Atomics.load(c, CTL.DONE) < chunks; i++); // the last chunks are usually close
     for (;;) {
@@ -127,6 +144,7 @@ export class ThreadPool {
       if (d >= chunks) break;
       if (this.canBlock) Atomics.wait(c, CTL.DONE, d, 1000);
     }
+    this.lastEnd = performance.now();
     const failed = Atomics.load(c, CTL.ERRORS);
     if (failed) throw new WasmRuntimeError('worker_failed', 'a kernel trapped in a thread', { got: `${failed} of ${chunks} chunks`, where: 'ThreadPool.run' });
   }

@@ -2,7 +2,7 @@ import { beforeAll, describe, expect, it } from 'vitest';
 import { JsBackend } from '../../src/backends/js.js';
 import { WasmBackend } from '../../src/backends/wasm.js';
 import type { LoRADelta } from '../../src/backends/backend.js';
-import { CHUNK_MIN_WORK, COLUMN_ALIGN, MAX_CHUNKS_PER_THREAD, THREAD_MIN_WORK, chunkColumns } from '../../src/runtime/threads.js';
+import { CHUNK_MIN_WORK, COLUMN_ALIGN, LONE_GAP_MS, MAX_CHUNKS_PER_THREAD, THREAD_MIN_WORK, WAKE_MIN_WORK, chunkColumns } from '../../src/runtime/threads.js';
 import { CTL, claimChunks, kernelTable } from '../../src/runtime/thread-body.js';
 import { Tensor } from '../../src/tensor.js';
 import { Linear } from '../../src/nn/linear.js';
@@ -137,6 +137,39 @@ describe('threaded wasm linear', () => {
     }
     await expect(WasmBackend.create({ threads: 0 })).rejects.toMatchObject({ code: 'bad_option' });
     await expect(WasmBackend.create({ threads: 1.5 })).rejects.toMatchObject({ code: 'bad_option' });
+  });
+
+  it('a lone small call does not wake sleeping workers: the caller computes every column, with the bits of one thread', async () => {
+    const k = 1024, n = 1040;
+    expect(k * n).toBeGreaterThanOrEqual(THREAD_MIN_WORK); // split into chunks …
+    expect(k * n).toBeLessThan(WAKE_MIN_WORK); // … but too small to wake a worker
+    const wf = randomF32(rng(41), n * k);
+    const xf = randomF32(rng(42), k, 1);
+    const W3 = three.upload(Tensor.from(wf, [n, k], 'f32'), { linearWeight: true });
+    const W1 = one.upload(Tensor.from(wf, [n, k], 'f32'), { linearWeight: true });
+    const ex = three.runtime.exports as unknown as Record<string, (...a: number[]) => void>;
+    const orig = ex.peft_f32_linear_cols;
+    const cols = new Uint8Array(n); // columns the calling thread computed (the workers call their own instances)
+    ex.peft_f32_linear_cols = (...a: number[]) => {
+      cols.fill(1, a[3], a[4]);
+      orig(...a);
+    };
+    let got: Float32Array;
+    try {
+      // Idle far longer than a worker spins (SPIN_LOADS) and than LONE_GAP_MS: every worker sleeps in Atomics.wait.
+      await new Promise((r) => setTimeout(r, 100 + LONE_GAP_MS));
+      const y = three.linear(Tensor.from(xf, [1, k], 'f32'), W3, undefined, []);
+      got = Float32Array.from(y.data as Float32Array);
+      y.dispose();
+    } finally {
+      ex.peft_f32_linear_cols = orig;
+    }
+    expect(cols.every((c) => c === 1)).toBe(true);
+    const ref = one.linear(Tensor.from(xf, [1, k], 'f32'), W1, undefined, []);
+    expect(got).toEqual(ref.data);
+    ref.dispose();
+    W3.dispose();
+    W1.dispose();
   });
 
   const n = 1027;
