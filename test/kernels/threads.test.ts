@@ -144,7 +144,7 @@ describe('threaded wasm linear', () => {
     expect(k * n).toBeGreaterThanOrEqual(THREAD_MIN_WORK); // split into chunks …
     expect(k * n).toBeLessThan(WAKE_MIN_WORK); // … but too small to wake a worker
     const wf = randomF32(rng(41), n * k);
-    const xf = randomF32(rng(42), k, 1);
+    const xf = randomF32(rng(42), k);
     const W3 = three.upload(Tensor.from(wf, [n, k], 'f32'), { linearWeight: true });
     const W1 = one.upload(Tensor.from(wf, [n, k], 'f32'), { linearWeight: true });
     const ex = three.runtime.exports as unknown as Record<string, (...a: number[]) => void>;
