@@ -16,6 +16,12 @@ describe('wasm runtime loader', () => {
     expect(WASM_SHA256).toBe(createHash('sha256').update(file).digest('hex'));
   });
 
+  it('wasm-bytes.ts holds each module as one string literal: a chain of + parts cost esbuild 14 GB to fold', () => {
+    const src = readFileSync(join(__dirname, '../../src/runtime/wasm-bytes.ts'), 'utf8');
+    expect(src.match(/'\s*\+\s*'/g) ?? []).toEqual([]);
+    expect(src.split('\n').length).toBeLessThan(40);
+  });
+
   it('initWasm is idempotent and safe when called concurrently: one promise, one runtime', async () => {
     const p1 = initWasm();
     const p2 = initWasm();
