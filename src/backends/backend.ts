@@ -136,8 +136,15 @@ export interface Backend {
   // All take and return f32 tensors on this backend. Each row of the output depends only on the same row of
   // the inputs (and, for attention, on the cache): a row's result never depends on how many rows ride with it.
 
-  /** A zero-filled f32 tensor resident on this backend (KV caches). */
+  /** A zero-filled f32 tensor resident on this backend. */
   zeros(shape: readonly number[]): Tensor;
+
+  /**
+   * An f32 tensor resident on this backend whose contents are unspecified until written (KV caches: `attention`
+   * reads positions 0 … p only, each written by `kvWrite` first). Saves filling, and touching, memory that a short
+   * sequence never reaches. Optional: callers fall back to `zeros`.
+   */
+  empty?(shape: readonly number[]): Tensor;
 
   /** RMSNorm per row: `y = x / √(mean(x²) + eps) ⊙ w`;  x [m,d], w [d] → y [m,d]. (HF Llama: f32 throughout.) */
   rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor;

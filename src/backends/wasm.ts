@@ -417,9 +417,14 @@ export class WasmBackend implements Backend {
   // Shapes are checked before anything is allocated or written.
 
   zeros(shape: readonly number[]): Tensor {
-    const t = allocWasmTensor(this.runtime, shape, 'f32');
+    const t = this.empty(shape);
     t.storage.bytes().fill(0);
     return t;
+  }
+
+  /** Unfilled (a freed block's old bytes, or fresh zero pages the OS maps in only when first written). */
+  empty(shape: readonly number[]): Tensor {
+    return allocWasmTensor(this.runtime, shape, 'f32');
   }
 
   rmsNorm(x: Tensor, w: Tensor, eps: number): Tensor {

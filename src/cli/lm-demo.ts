@@ -89,19 +89,27 @@ export async function lmDemo(o: LmDemoOptions = {}): Promise<{ lines: string[]; 
   let same = a.length === b.length;
   for (let i = 0; same && i < a.length; i++) same = Object.is(a[i], b[i]);
   log(`    logits, LoRA off vs the bare base model: ${same ? 'identical (every bit of every logit)' : 'DIFFERENT'}`);
-  // Warm up, then interleave base / off / on so a busy machine affects all three alike.
+  // Warm up (a fresh process runs its first few hundred tokens slower while V8 compiles the kernels and the JS
+  // around them), then interleave base / off / on, each round in a rotated order, so that neither warm-up nor a
+  // busy machine favours one of them; each ratio is the median of the rounds' own ratios.
   const rate: Record<'base' | 'off' | 'on', number[]> = { base: [], off: [], on: [] };
-  await decodeRate(bare, prompts[0], 16);
-  await decodeRate(lm, prompts[0], 16);
-  for (let round = 0; round < 3; round++) {
-    rate.base.push(await decodeRate(bare, prompts[0], 64));
-    prose.enabled = false;
-    rate.off.push(await decodeRate(lm, prompts[0], 64));
-    prose.enabled = true;
-    rate.on.push(await decodeRate(lm, prompts[0], 64));
+  const kinds = ['base', 'off', 'on'] as const;
+  const runOne = async (k: (typeof kinds)[number]) => {
+    prose.enabled = k === 'on';
+    return decodeRate(k === 'base' ? bare : lm, prompts[0], 64);
+  };
+  for (let round = 0; round < 2; round++) for (const k of kinds) await runOne(k);
+  for (let round = 0; round < 5; round++) {
+    for (let i = 0; i < 3; i++) {
+      const k = kinds[(round + i) % 3];
+      rate[k].push(await runOne(k));
+    }
   }
+  prose.enabled = false;
   const med = (v: number[]) => [...v].sort((x, y) => x - y)[v.length >> 1];
-  log(`    decode, tokens/s (median of 3 interleaved runs): base ${med(rate.base).toFixed(0)} · LoRA off ${med(rate.off).toFixed(0)} · LoRA on ${med(rate.on).toFixed(0)} (r 16 on all 42 projections)`);
+  const ratio = (k: 'off' | 'on') => med(rate[k].map((v, i) => rate.base[i] / v)).toFixed(2);
+  log(`    decode, tokens/s (median of 5 interleaved rounds): base ${med(rate.base).toFixed(0)} · LoRA off ${med(rate.off).toFixed(0)} · LoRA on ${med(rate.on).toFixed(0)} (r 16 on all 42 projections)`);
+  log(`    time per token ÷ base: LoRA off ${ratio('off')}× · LoRA on ${ratio('on')}×`);
 
   log();
   log(`3 · Speculative decoding with the LoRA drafter: drafter = this model's first 3 layers with the draft adapter on;`);

@@ -56,6 +56,33 @@ describe('KV cache', () => {
     cache.dispose();
   });
 
+  it('a cache is not zero-filled, and unwritten positions are never read: a NaN-poisoned cache decodes the same', async () => {
+    const wb = backend as WasmBackend;
+    let empties = 0;
+    const own = wb.empty.bind(wb);
+    wb.empty = (shape) => (empties++, own(shape));
+    const cache = lm.createCache(48);
+    delete (wb as { empty?: unknown }).empty; // back to the prototype's
+    expect(empties).toBe(2 * lm.config.layers);
+    // Garbage where nothing was written yet: one unwritten key or value read would turn logits into NaN.
+    for (const t of [...cache.k, ...cache.v]) {
+      const b = t.storage.bytes();
+      new Float32Array(b.buffer, b.byteOffset, b.byteLength / 4).fill(NaN);
+    }
+    setLoRAEnabled(lm, false);
+    const seq = [454, 221, 300, 301, 302, 17, 99];
+    const full = await lm.logits(seq);
+    const V = lm.config.vocab;
+    const first = await readRows(lm.forward(seq.slice(0, 3), 0, { cache }));
+    expectLogits(first.subarray(2 * V), full.subarray(2 * V, 3 * V), 1e-5, 'prefill');
+    for (let i = 3; i < seq.length; i++) {
+      const row = await readRows(lm.forward([seq[i]], i, { cache }));
+      expect(row.every(Number.isFinite), `step ${i}`).toBe(true);
+      expectLogits(row, full.subarray(i * V, (i + 1) * V), 1e-5, `step ${i}`);
+    }
+    cache.dispose();
+  });
+
   it('a sequence past the cache is a typed context_full error, before any work', async () => {
     const small = await CausalLM.load(`${PYCODER}base`, { backend, weightDtype: 'bf16', maxLength: 8 });
     await expect(small.generate([454, 221], { maxNewTokens: 10 })).rejects.toMatchObject({ code: 'context_full' });
