@@ -44,9 +44,9 @@ export interface SpeculativeStats {
   keptShare: number;
   /** Tokens produced per verification (accepted + the target's own). */
   tokensPerRound: number;
-  /** Mean ms of one draft step ÷ mean ms of one plain target step (m = 1); from this run's measurements. */
+  /** Median ms of one draft step ÷ median ms of one plain target step (m = 1); from this run's measurements. */
   draftCostRatio: number;
-  /** Mean ms of a verification ÷ mean ms of one plain target step. */
+  /** Mean ms of a verification ÷ median ms of one plain target step. */
   verifyCostRatio: number;
   /** Speed-up over plain decoding that the measured acceptance and costs predict: tokens per round × c₁ ÷ round cost. */
   predictedSpeedup: number;
@@ -127,24 +127,31 @@ export function expectedTokens(alpha: number, gamma: number): number {
   return (1 - alpha ** (gamma + 1)) / (1 - alpha);
 }
 
-/** Running cost model: EMA of the draft step and of verification per batch size, plain step c₁. */
-class CostModel {
-  draftMs = 0;
-  draftN = 0;
+/** The median of a few timings (the upper one of an even count). */
+function median(v: readonly number[]): number {
+  const s = [...v].sort((a, b) => a - b);
+  return s[s.length >> 1];
+}
+
+/**
+ * Running cost model: the draft step d and the plain step c₁ as medians of their timings (a draft step after a
+ * stretch of plain steps can pay a thread wake-up or a cold path: one 1.7 ms step among 0.3 ms ones put a mean at
+ * 1.5 c₁), verification per batch size as means.
+ */
+export class CostModel {
+  readonly drafts: number[] = [];
   readonly verify = new Map<number, { ms: number; n: number }>();
   accepted = 0;
   rejected = 0;
 
   addDraft(ms: number): void {
-    this.draftMs += ms;
-    this.draftN++;
+    this.drafts.push(ms);
   }
   /** Plain steps' times: c₁ is their median (robust to a slow first step or a busy machine). */
   readonly plain: number[] = [];
   get c1(): number | undefined {
     if (!this.plain.length) return this.verifyCost(1);
-    const v = [...this.plain].sort((a, b) => a - b);
-    return v[v.length >> 1];
+    return median(this.plain);
   }
   addVerify(rows: number, ms: number): void {
     if (rows === 1) this.plain.push(ms);
@@ -178,7 +185,7 @@ class CostModel {
     return (this.accepted + 2) / (this.accepted + this.rejected + 4);
   }
   get draftCost(): number | undefined {
-    return this.draftN ? this.draftMs / this.draftN : undefined;
+    return this.drafts.length ? median(this.drafts) : undefined;
   }
   /** γ maximising predicted tokens per ms (0 = decode plainly); `max` caps it. */
   bestGamma(max: number): number {
