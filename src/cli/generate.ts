@@ -93,7 +93,9 @@ export async function generateCommand(o: GenerateCliOptions, term = new Terminal
     const spec = s.speculative;
     term.note(
       `${s.newTokens} tokens · prefill ${s.prefillTokensPerSecond.toFixed(0)} tok/s · decode ${s.decodeTokensPerSecond.toFixed(0)} tok/s` +
-        (spec ? ` · speculative: acceptance ${(spec.acceptanceRate * 100).toFixed(0)} %, ${spec.tokensPerRound.toFixed(2)} tokens per verification` : ''),
+        (spec ? ` · speculative: acceptance ${(spec.acceptanceRate * 100).toFixed(0)} %, ${spec.tokensPerRound.toFixed(2)} tokens per verification` : '') +
+        // A fresh process runs its first few hundred tokens on code V8 is still optimising (docs/targets.md).
+        (mode === runs[0] && backend.name === 'wasm' ? ' (a fresh process: the first generations run slower while V8 compiles; `peftjs bench-model` times warm runs)' : ''),
     );
   }
   lm.dispose();
