@@ -48,7 +48,8 @@ export interface SpeculativeStats {
   draftCostRatio: number;
   /** Mean ms of a verification ÷ median ms of one plain target step. */
   verifyCostRatio: number;
-  /** Speed-up over plain decoding that the measured acceptance and costs predict: tokens per round × c₁ ÷ round cost. */
+  /** Speed-up over plain decoding that the measured acceptance and costs predict: tokens per round × c₁ ÷ round cost
+   * (drafts, a separate drafter's catch-up, verification). */
   predictedSpeedup: number;
   /** Rounds that drafted nothing because the cost model said drafting would not pay. */
   plainSteps: number;
@@ -143,9 +144,24 @@ export class CostModel {
   readonly verify = new Map<number, { ms: number; n: number }>();
   accepted = 0;
   rejected = 0;
+  /** A separate drafter's steps over several tokens (catch-up, then a draft): their ms summed and counted. */
+  catchupMs = 0;
+  catchupSteps = 0;
+  /** Rounds that drafted (γ ≥ 1). */
+  draftRounds = 0;
 
   addDraft(ms: number): void {
     this.drafts.push(ms);
+  }
+  /** A drafter step over several tokens: the tokens it has not seen yet, then its draft. */
+  addCatchup(ms: number): void {
+    this.catchupMs += ms;
+    this.catchupSteps++;
+  }
+  /** Catch-up per drafting round: what those steps took beyond a draft step each (0 with a shared cache). */
+  get catchup(): number {
+    if (!this.draftRounds || !this.catchupSteps) return 0;
+    return Math.max(0, this.catchupMs - this.catchupSteps * (this.draftCost ?? 0)) / this.draftRounds;
   }
   /** Plain steps' times: c₁ is their median (robust to a slow first step or a busy machine). */
   readonly plain: number[] = [];
@@ -195,7 +211,7 @@ export class CostModel {
     let best = 0;
     let bestRate = 1 / c1;
     for (let g = 1; g <= max; g++) {
-      const rate = expectedTokens(this.alpha, g) / (g * cd + (this.verifyCost(g + 1) ?? c1 * (1 + 0.15 * g)));
+      const rate = expectedTokens(this.alpha, g) / (g * cd + this.catchup + (this.verifyCost(g + 1) ?? c1 * (1 + 0.15 * g)));
       if (rate > bestRate * 1.02) {
         best = g;
         bestRate = rate;
@@ -243,6 +259,10 @@ export async function* speculativeTokens(
   let plainStreak = 0;
   /** With γ 'auto', a plain round every this many rounds re-measures c₁; a probe round re-measures α after this many plain ones. */
   const PROBE = 16;
+  /** Each probe that leaves γ at 0 doubles the wait before the next, up to this (a probe costs a draft step and a
+   * 2-row verification, and with a separate cache the drafter's catch-up over every token since the last one). */
+  const PROBE_MAX = 256;
+  let probeEvery = PROBE;
   /** Plain rounds first: c₁ is measured, not extrapolated (three samples, the median used). */
   const WARM_PLAIN = 3;
   let verifyRows = 0;
@@ -265,15 +285,22 @@ export async function* speculativeTokens(
     const cap = Math.min(maxTokens === 'auto' ? 8 : maxTokens, remaining - 1);
     // The first round is plain: it measures c₁, the cost of one full step, which the cost model and the predicted
     // speed-up are relative to. With 'auto', γ is then the cost model's choice; when it says "decode plainly", a
-    // γ = 1 probe every PROBE rounds keeps α and the draft cost current (the drafter may start agreeing again).
+    // γ = 1 probe after PROBE plain rounds keeps α and the draft cost current (the drafter may start agreeing again);
+    // while probes keep saying "plain", they come at doubling intervals.
     let gamma: number;
     if (cap <= 0 || step < WARM_PLAIN) gamma = 0;
     else if (maxTokens !== 'auto') gamma = Math.min(maxTokens, cap);
     else if (spec.rounds < 2) gamma = Math.min(4, cap);
     else {
       gamma = cost.bestGamma(cap);
-      if (gamma === 0 && ++plainStreak >= PROBE) gamma = 1;
-      if (gamma > 0) plainStreak = 0;
+      if (gamma > 0) {
+        plainStreak = 0;
+        probeEvery = PROBE;
+      } else if (++plainStreak >= probeEvery) {
+        gamma = 1;
+        plainStreak = 0;
+        probeEvery = Math.min(2 * probeEvery, PROBE_MAX);
+      }
     }
     step++;
     const roundStart = now();
@@ -285,14 +312,17 @@ export async function* speculativeTokens(
       const t0 = now();
       const dl = await drafter.target.run(pending, start, true);
       const tok = argmax(dl, vocab);
-      // A catch-up step (a separate drafter processing several accepted tokens) is not a draft step's cost.
+      // A catch-up step (a separate drafter processing several accepted tokens) is not a draft step's cost; its
+      // excess over one is the round's catch-up.
       if (pending.length === 1) cost.addDraft(now() - t0);
+      else cost.addCatchup(now() - t0);
       drafts.push(tok);
       start += pending.length;
       pending = [tok];
       if (minP > 0 && topProbability(dl, vocab) < minP) break;
     }
     drafterCached = start;
+    if (gamma > 0) cost.draftRounds++;
     // Verify [last, d₁ … d_γ] at once.
     const vstart = seq.length - 1;
     const t1 = now();
@@ -334,7 +364,8 @@ export async function* speculativeTokens(
       const meanRows = rounds ? verifyRows / rounds : 1;
       spec.verifyCostRatio = rounds ? verifyMs / rounds / c1 : 1;
       const meanDrafts = meanRows - 1;
-      spec.predictedSpeedup = (spec.tokensPerRound * c1) / (meanDrafts * cd + (verifyMs / Math.max(rounds, 1)));
+      const catchup = (cost.catchup * cost.draftRounds) / Math.max(rounds, 1);
+      spec.predictedSpeedup = (spec.tokensPerRound * c1) / (meanDrafts * cd + catchup + verifyMs / Math.max(rounds, 1));
     }
   }
 }

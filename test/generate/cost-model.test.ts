@@ -1,5 +1,5 @@
-import { describe, expect, it } from 'vitest';
-import { CostModel } from '../../src/generate/decode.js';
+import { afterEach, describe, expect, it, vi } from 'vitest';
+import { CostModel, emptyStats, speculativeTokens, type DecodeTarget } from '../../src/generate/decode.js';
 
 // The speculative cost model's estimates, against figures worked by hand.
 describe('speculative cost model', () => {
@@ -25,4 +25,64 @@ describe('speculative cost model', () => {
     expect(c.bestGamma(8)).toBe(4);
     expect(c.bestGamma(3)).toBe(3);
   });
+
+  it("a separate drafter's catch-up counts in the round cost", () => {
+    const c = new CostModel();
+    for (let i = 0; i < 9; i++) c.addVerify(1, 0.335);
+    for (let i = 0; i < 7; i++) c.addDraft(0.1);
+    c.accepted = 30;
+    c.rejected = 6; // α = 0.8
+    c.draftRounds = 4;
+    for (let i = 0; i < 4; i++) c.addCatchup(0.7); // 0.6 ms each beyond the 0.1 ms draft step
+    expect(c.catchup).toBeCloseTo(0.6, 12);
+    // E(γ) / (γ·0.1 + 0.6 + 0.335·(1 + 0.15γ)): γ = 1 … 6 1.66, 1.98, 2.13, 2.19, 2.19, 2.15, all under plain's 2.985.
+    expect(c.bestGamma(8)).toBe(0);
+    c.catchupMs = 4 * 0.2; // 0.1 ms each beyond a draft step: γ = 1 3.08, γ = 2 3.32, γ = 3 3.33 (not 2 % more) → 2
+    expect(c.catchup).toBeCloseTo(0.1, 12);
+    expect(c.bestGamma(8)).toBe(2);
+  });
+});
+
+// Targets that take a fixed time per call on a virtual clock (performance.now is stubbed: the cost model's
+// decisions must not depend on how busy the test machine is) over a toy vocabulary: the verifier's next token after
+// position q is (q + 1) mod 8; the drafter always proposes (q + 2) mod 8, so it is always rejected.
+let clock = 0;
+afterEach(() => {
+  vi.restoreAllMocks();
+});
+function toyTarget(next: (q: number) => number, msPerCall: number, msPerExtraRow: number): DecodeTarget & { rounds: number } {
+  const V = 8;
+  const t = {
+    vocab: V,
+    rounds: 0,
+    async run(ids: readonly number[], start: number, lastOnly: boolean) {
+      t.rounds++;
+      clock += msPerCall + msPerExtraRow * (ids.length - 1);
+      const rows = lastOnly ? 1 : ids.length;
+      const out = new Float32Array(rows * V);
+      for (let r = 0; r < rows; r++) out[r * V + next(start + (lastOnly ? ids.length - 1 : r))] = 10;
+      return out;
+    },
+    truncate() {},
+  };
+  return t;
+}
+
+describe("speculative decoding with 'auto': probing", () => {
+  for (const sharedCache of [true, false]) {
+    it(`probes at doubling intervals while drafting does not pay (${sharedCache ? 'shared' : 'separate'} cache), and stays lossless`, async () => {
+      vi.spyOn(performance, 'now').mockImplementation(() => clock);
+      const verifier = toyTarget((q) => (q + 1) % 8, 0.2, 0.1);
+      const drafter = { target: toyTarget((q) => (q + 2) % 8, 0.15, 0.02), sharedCache };
+      const stats = emptyStats(1);
+      const out: number[] = [];
+      for await (const tok of speculativeTokens(verifier, drafter, [0], { maxNewTokens: 300 }, { tokens: 'auto' }, stats)) out.push(tok);
+      expect(out).toEqual(Array.from({ length: 300 }, (_, i) => (i + 1) % 8)); // the verifier's greedy tokens
+      const s = stats.speculative!;
+      // 3 plain rounds, 2 rounds of 4 drafts (γ starts at 4), then γ = 0 with probes after 16, 32, 64 and 128 plain
+      // rounds (the 256 wait runs past the end): 6 drafting rounds. A probe every 16 rounds drafted in 20.
+      expect(s.rounds).toBe(6);
+      expect(s.accepted).toBe(0);
+    });
+  }
 });
