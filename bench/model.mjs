@@ -467,7 +467,9 @@ function syntheticTables(r) {
 /**
  * Step costs measured on their own (interleaved, medians): one plain decode step c₁ (m = 1, all layers), one draft
  * step per drafter (first K layers + head, its adapter on), and a verification over r = 1…9 rows (all layers,
- * adapters off, logits of every row). Positions 16…: the cache holds a 16-token prompt; each call rolls back.
+ * adapters off, logits of every row), and per drafter a forward over L = 8, 32, 128 new tokens (last logits only:
+ * what a separate drafter's catch-up runs), fitted as a + b·L. Positions 16…: the cache holds a 16-token prompt; each
+ * call rolls back.
  */
 async function stepCosts(lm, drafters, { budgetMs }) {
   const prompt = pyIds(lm.tokenizer, 16);
@@ -480,7 +482,12 @@ async function stepCosts(lm, drafters, { budgetMs }) {
     t.truncate(pos);
   };
   fns.c1 = timed(full, [prompt[1]], true);
-  for (const d of drafters) fns[d.name] = timed(lm.target({ layers: d.exit, adapter: { name: d.name, on: true } }), [prompt[1]], true);
+  const more = pyIds(lm.tokenizer, pos + CATCHUP_L.at(-1)).slice(pos);
+  for (const d of drafters) {
+    const t = lm.target({ layers: d.exit, adapter: { name: d.name, on: true } });
+    fns[d.name] = timed(t, [prompt[1]], true);
+    for (const L of CATCHUP_L) fns[`${d.name} L${L}`] = timed(t, more.slice(0, L), true);
+  }
   for (let r = 2; r <= 9; r++) fns[`v${r}`] = timed(full, prompt.slice(0, r), false);
   // Adapters are switched per call by their targets: switch every drafter off for the plain and verify calls.
   const off = (f) => async () => {
@@ -493,7 +500,20 @@ async function stepCosts(lm, drafters, { budgetMs }) {
   lm.cache.truncate(0);
   const c1 = ms.c1;
   const verify = [1, ...[2, 3, 4, 5, 6, 7, 8, 9].map((r) => ms[`v${r}`] / c1)]; // verify[r − 1] = cost of r rows ÷ c₁
-  return { c1, draft: Object.fromEntries(drafters.map((d) => [d.name, ms[d.name] / c1])), verify };
+  const catchup = Object.fromEntries(drafters.map((d) => [d.name, fitLine(CATCHUP_L, CATCHUP_L.map((L) => ms[`${d.name} L${L}`] / c1))]));
+  return { c1, draft: Object.fromEntries(drafters.map((d) => [d.name, ms[d.name] / c1])), verify, catchup };
+}
+
+/** Token counts of the timed catch-up forwards (a probe in 'auto' catches up over 16 … 128 tokens here). */
+const CATCHUP_L = [8, 32, 128];
+
+/** Least-squares a + b·x through the points (x, y). */
+function fitLine(xs, ys) {
+  const n = xs.length, mx = xs.reduce((p, q) => p + q) / n, my = ys.reduce((p, q) => p + q) / n;
+  let sxy = 0, sxx = 0;
+  for (let i = 0; i < n; i++) (sxy += (xs[i] - mx) * (ys[i] - my)), (sxx += (xs[i] - mx) ** 2);
+  const b = sxy / sxx;
+  return { a: my - b * mx, b };
 }
 
 /** Cost of verifying `rows` (fractional: a mean) rows ÷ c₁, linear between the measured sizes. */
@@ -533,7 +553,7 @@ async function runSpeculative({ lib, quick, log }) {
     plainTokens[i] = (await plain(p)).tokens;
     oracleOk &&= sameTokens(plainTokens[i].slice(0, 64), oracle.prompts[i].greedy_off);
   }
-  const acc = Object.fromEntries(configs.map((c) => [c.id, { lossless: 0, runs: 0, accepted: 0, rejected: 0, drafted: 0, rounds: 0, plainSteps: 0, steps: 0, predicted: [], measured: [] }]));
+  const acc = Object.fromEntries(configs.map((c) => [c.id, { lossless: 0, runs: 0, accepted: 0, rejected: 0, drafted: 0, rounds: 0, plainSteps: 0, catchupSteps: 0, catchupTokens: 0, steps: 0, predicted: [], measured: [] }]));
   for (const c of configs) for (const [i, p] of checked.entries()) {
     const r = await spec(c, p);
     acc[c.id].lossless += sameTokens(r.tokens, plainTokens[i]) ? 1 : 0;
@@ -541,7 +561,7 @@ async function runSpeculative({ lib, quick, log }) {
   }
   log(`  lossless: ${configs.map((c) => `${c.id} ${acc[c.id].lossless}/${acc[c.id].runs}`).join(', ')}; plain greedy = oracle greedy_off: ${oracleOk}`);
   const costs = await stepCosts(lm, drafters, { budgetMs: quick ? 1000 : 5000 });
-  log(`  step costs: c₁ ${costs.c1.toFixed(3)} ms; draft ÷ c₁ ${drafters.map((d) => `${d.name} ${costs.draft[d.name].toFixed(2)}`).join(', ')}; verify r rows ÷ c₁ ${costs.verify.map((x) => x.toFixed(2)).join(' ')}`);
+  log(`  step costs: c₁ ${costs.c1.toFixed(3)} ms; draft ÷ c₁ ${drafters.map((d) => `${d.name} ${costs.draft[d.name].toFixed(2)}`).join(', ')}; verify r rows ÷ c₁ ${costs.verify.map((x) => x.toFixed(2)).join(' ')}; catch-up over L tokens ÷ c₁ ${drafters.map((d) => `${d.name} ${costs.catchup[d.name].a.toFixed(2)} + ${costs.catchup[d.name].b.toFixed(3)}·L`).join(', ')}`);
   const plainRates = [];
   for (let r = 0; r < n; r++) {
     const p = prompts[r % prompts.length];
@@ -561,6 +581,8 @@ async function runSpeculative({ lib, quick, log }) {
       a.drafted += s.drafted;
       a.rounds += s.rounds;
       a.plainSteps += s.plainSteps;
+      a.catchupSteps += s.catchupSteps;
+      a.catchupTokens += s.catchupTokens;
       a.steps += got[c.id].tokens.length - 1;
       a.predicted.push(s.predictedSpeedup);
       a.measured.push(got[c.id].stats.decodeTokensPerSecond / base.stats.decodeTokensPerSecond);
@@ -573,7 +595,10 @@ async function runSpeculative({ lib, quick, log }) {
     const verifications = a.rounds + a.plainSteps;
     const tokensPerRound = a.steps / Math.max(verifications, 1);
     const draftsPerVerification = a.drafted / Math.max(verifications, 1);
-    const roundCost = draftsPerVerification * costs.draft[c.d.name] + verifyAt(costs.verify, 1 + draftsPerVerification);
+    // A catch-up forward over L tokens also drafts: its cost beyond a draft step's, a + b·L − draft, per verification.
+    const cu = costs.catchup[c.d.name];
+    const catchup = (a.catchupSteps * (cu.a - costs.draft[c.d.name]) + a.catchupTokens * cu.b) / Math.max(verifications, 1);
+    const roundCost = draftsPerVerification * costs.draft[c.d.name] + catchup + verifyAt(costs.verify, 1 + draftsPerVerification);
     const predicted = tokensPerRound / roundCost;
     const measured = median(a.measured);
     return {
@@ -588,6 +613,7 @@ async function runSpeculative({ lib, quick, log }) {
       draftsPerVerification,
       plainShare: a.plainSteps / Math.max(verifications, 1),
       tokensPerRound,
+      catchup,
       draftCost: costs.draft[c.d.name],
       roundCost,
       measured,
@@ -612,10 +638,11 @@ function speculativeTables(r) {
       `Lossless = generations equal to plain greedy token for token (checked before timing); plain greedy = the oracle's greedy_off: ${r.oracleOk ? 'yes' : '**no**'}.`,
     '',
     `Step costs, measured on their own (interleaved, medians): one plain step c₁ = ${c.c1.toFixed(3)} ms; a draft step ÷ c₁: ` +
-      `${Object.entries(c.draft).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}; verifying r rows ÷ c₁ for r = 1…9: ${c.verify.map((x) => x.toFixed(2)).join(', ')}.`,
+      `${Object.entries(c.draft).map(([k, v]) => `${k} ${v.toFixed(2)}`).join(', ')}; verifying r rows ÷ c₁ for r = 1…9: ${c.verify.map((x) => x.toFixed(2)).join(', ')}; ` +
+      `a drafter's forward over L new tokens ÷ c₁ (L = ${CATCHUP_L.join(', ')}, least squares): ${Object.entries(c.catchup).map(([k, v]) => `${k} ${v.a.toFixed(2)} + ${v.b.toFixed(3)}·L`).join(', ')}.`,
     '',
     table(
-      ['drafter', 'cache', 'γ', 'lossless', 'acceptance (drafter top-1 agreement)', 'rounds without drafts', 'drafts / verification', 'tokens / verification', 'draft ÷ full step', 'round ÷ full step', 'measured speed-up', 'predicted', '\\|measured ÷ predicted − 1\\|', "library's predicted"],
+      ['drafter', 'cache', 'γ', 'lossless', 'acceptance (drafter top-1 agreement)', 'rounds without drafts', 'drafts / verification', 'tokens / verification', 'draft ÷ full step', 'catch-up ÷ full step', 'round ÷ full step', 'measured speed-up', 'predicted', '\\|measured ÷ predicted − 1\\|', "library's predicted"],
       r.rows.map((x) => [
         x.drafter,
         x.cache,
@@ -626,6 +653,7 @@ function speculativeTables(r) {
         x.draftsPerVerification.toFixed(2),
         x.tokensPerRound.toFixed(2),
         x.draftCost.toFixed(2),
+        x.catchup.toFixed(2),
         x.roundCost.toFixed(2),
         `**${x.measured.toFixed(2)}×**`,
         `${x.predicted.toFixed(2)}×`,
@@ -635,8 +663,10 @@ function speculativeTables(r) {
     ),
     '',
     `Acceptance = accepted ÷ (accepted + rejections), pooled over rounds. Tokens and drafts per verification pooled over rounds ` +
-      `(a verification without drafts is a plain step). Round ÷ full step = drafts × (draft ÷ c₁) + verify(1 + drafts) ÷ c₁ from the ` +
-      `step costs above; predicted = tokens per verification ÷ round cost (separate cache: the drafter's catch-up over the accepted tokens is not in it). ` +
+      `(a verification without drafts is a plain step). Catch-up (separate cache only) = per verification, the drafter's forwards over ` +
+      `more than one token (the library's \`catchupSteps\` and \`catchupTokens\`: tokens it had not seen, as after plain rounds) at a + b·L, ` +
+      `less the draft step each also is. Round ÷ full step = drafts × (draft ÷ c₁) + catch-up + verify(1 + drafts) ÷ c₁ from the ` +
+      `step costs above; predicted = tokens per verification ÷ round cost. ` +
       `Measured = speculative ÷ plain decode tokens/s of the same round, median over rounds. The library's predicted is its own ` +
       `\`stats.speculative.predictedSpeedup\` (from its in-run cost model), median over rounds.`,
     '',

@@ -53,6 +53,10 @@ export interface SpeculativeStats {
   predictedSpeedup: number;
   /** Rounds that drafted nothing because the cost model said drafting would not pay. */
   plainSteps: number;
+  /** A separate drafter (`sharedCache: false` or its own model): its forwards over more than one token, which bring its
+   * cache up to the tokens it has not seen (plain rounds, the verifier's corrections), and the tokens they covered. */
+  catchupSteps: number;
+  catchupTokens: number;
 }
 
 export interface DecodeStats {
@@ -219,6 +223,19 @@ export class CostModel {
     }
     return best;
   }
+  /**
+   * Whether a drafter whose every draft the verifier accepted (α = 1: γ + 1 tokens a round) would beat plain decoding
+   * at some γ ≤ `max` with the measured costs: (γ + 1) ÷ (γ·d + catch-up + v(γ + 1)) > 1 ÷ c₁. When not (a verifier
+   * whose batch cost grows like its rows, as on a small compute-bound model), no acceptance can make drafting pay, so
+   * probing for it is wasted.
+   */
+  couldPay(max: number): boolean {
+    const cd = this.draftCost;
+    const c1 = this.c1;
+    if (cd === undefined || c1 === undefined) return true;
+    for (let g = 1; g <= max; g++) if ((g + 1) / (g * cd + this.catchup + (this.verifyCost(g + 1) ?? c1 * (1 + 0.15 * g))) > 1 / c1) return true;
+    return false;
+  }
 }
 
 /**
@@ -245,7 +262,7 @@ export async function* speculativeTokens(
   const stop = new Set(o.stopTokens ?? []);
   const vocab = verifier.vocab;
   const cost = new CostModel();
-  const spec: SpeculativeStats = { rounds: 0, drafted: 0, accepted: 0, rejected: 0, acceptanceRate: 0, keptShare: 0, tokensPerRound: 0, draftCostRatio: 0, verifyCostRatio: 0, predictedSpeedup: 1, plainSteps: 0 };
+  const spec: SpeculativeStats = { rounds: 0, drafted: 0, accepted: 0, rejected: 0, acceptanceRate: 0, keptShare: 0, tokensPerRound: 0, draftCostRatio: 0, verifyCostRatio: 0, predictedSpeedup: 1, plainSteps: 0, catchupSteps: 0, catchupTokens: 0 };
   stats.speculative = spec;
   if (o.maxNewTokens === 0) return;
   aborted(o.signal);
@@ -286,7 +303,8 @@ export async function* speculativeTokens(
     // The first round is plain: it measures c₁, the cost of one full step, which the cost model and the predicted
     // speed-up are relative to. With 'auto', γ is then the cost model's choice; when it says "decode plainly", a
     // γ = 1 probe after PROBE plain rounds keeps α and the draft cost current (the drafter may start agreeing again);
-    // while probes keep saying "plain", they come at doubling intervals.
+    // while probes keep saying "plain", they come at doubling intervals, and not at all while even a drafter that is
+    // always right could not pay (CostModel.couldPay).
     let gamma: number;
     if (cap <= 0 || step < WARM_PLAIN) gamma = 0;
     else if (maxTokens !== 'auto') gamma = Math.min(maxTokens, cap);
@@ -296,7 +314,7 @@ export async function* speculativeTokens(
       if (gamma > 0) {
         plainStreak = 0;
         probeEvery = PROBE;
-      } else if (++plainStreak >= probeEvery) {
+      } else if (++plainStreak >= probeEvery && cost.couldPay(cap)) {
         gamma = 1;
         plainStreak = 0;
         probeEvery = Math.min(2 * probeEvery, PROBE_MAX);
@@ -315,7 +333,11 @@ export async function* speculativeTokens(
       // A catch-up step (a separate drafter processing several accepted tokens) is not a draft step's cost; its
       // excess over one is the round's catch-up.
       if (pending.length === 1) cost.addDraft(now() - t0);
-      else cost.addCatchup(now() - t0);
+      else {
+        cost.addCatchup(now() - t0);
+        spec.catchupSteps++;
+        spec.catchupTokens += pending.length;
+      }
       drafts.push(tok);
       start += pending.length;
       pending = [tok];

@@ -41,6 +41,21 @@ describe('speculative cost model', () => {
     expect(c.catchup).toBeCloseTo(0.1, 12);
     expect(c.bestGamma(8)).toBe(2);
   });
+
+  it('could a drafter that is always right pay? (γ + 1) / (γ·d + v(γ + 1)) against 1 / c₁', () => {
+    const c = new CostModel();
+    for (let i = 0; i < 5; i++) c.addVerify(1, 0.335); // plain: 1 / 0.335 = 2.985 tokens per ms
+    c.addDraft(0.2);
+    c.addVerify(2, 0.64);
+    c.addVerify(3, 0.95);
+    // γ = 1: 2 / (0.2 + 0.64) = 2.38; γ = 2: 3 / (0.4 + 0.95) = 2.22: a verifier bound by its arithmetic.
+    expect(c.couldPay(2)).toBe(false);
+    const d = new CostModel();
+    for (let i = 0; i < 5; i++) d.addVerify(1, 0.335);
+    d.addDraft(0.2);
+    d.addVerify(2, 0.4); // γ = 1: 2 / 0.6 = 3.33 > 2.985
+    expect(d.couldPay(1)).toBe(true);
+  });
 });
 
 // Targets that take a fixed time per call on a virtual clock (performance.now is stubbed: the cost model's
@@ -72,8 +87,10 @@ describe("speculative decoding with 'auto': probing", () => {
   for (const sharedCache of [true, false]) {
     it(`probes at doubling intervals while drafting does not pay (${sharedCache ? 'shared' : 'separate'} cache), and stays lossless`, async () => {
       vi.spyOn(performance, 'now').mockImplementation(() => clock);
-      const verifier = toyTarget((q) => (q + 1) % 8, 0.2, 0.1);
-      const drafter = { target: toyTarget((q) => (q + 2) % 8, 0.15, 0.02), sharedCache };
+      // A verifier bound by weight streaming (an extra row costs 10 % of a step): a drafter that is always right would
+      // pay, so probing for acceptance is worth it.
+      const verifier = toyTarget((q) => (q + 1) % 8, 0.2, 0.02);
+      const drafter = { target: toyTarget((q) => (q + 2) % 8, 0.05, 0.01), sharedCache };
       const stats = emptyStats(1);
       const out: number[] = [];
       for await (const tok of speculativeTokens(verifier, drafter, [0], { maxNewTokens: 300 }, { tokens: 'auto' }, stats)) out.push(tok);
@@ -83,6 +100,23 @@ describe("speculative decoding with 'auto': probing", () => {
       // rounds (the 256 wait runs past the end): 6 drafting rounds. A probe every 16 rounds drafted in 20.
       expect(s.rounds).toBe(6);
       expect(s.accepted).toBe(0);
+      // A separate drafter catches up before its first draft (the 5 tokens so far) and at each probe (the tokens since
+      // the last drafting round: its correction and the plain rounds', 16, 32, 64, 128); a shared cache never does.
+      expect([s.catchupSteps, s.catchupTokens]).toEqual(sharedCache ? [0, 0] : [5, 5 + 16 + 32 + 64 + 128]);
+    });
+
+    it(`does not probe where even a drafter that is always right could not pay (${sharedCache ? 'shared' : 'separate'} cache)`, async () => {
+      vi.spyOn(performance, 'now').mockImplementation(() => clock);
+      // Every extra row costs a whole step (a small model whose step is bound by arithmetic): verifying γ + 1 rows costs
+      // γ + 1 steps, more than the γ + 1 tokens they could give.
+      const verifier = toyTarget((q) => (q + 1) % 8, 0.2, 0.2);
+      const drafter = { target: toyTarget((q) => (q + 2) % 8, 0.05, 0.01), sharedCache };
+      const stats = emptyStats(1);
+      const out: number[] = [];
+      for await (const tok of speculativeTokens(verifier, drafter, [0], { maxNewTokens: 300 }, { tokens: 'auto' }, stats)) out.push(tok);
+      expect(out).toEqual(Array.from({ length: 300 }, (_, i) => (i + 1) % 8));
+      // The two opening rounds of 4 drafts, then plain to the end (the doubling schedule would have probed 4 times).
+      expect(stats.speculative!.rounds).toBe(2);
     });
   }
 });
