@@ -5,7 +5,7 @@
 // to results.md; the lists pick a subset for a focused run)
 import { args, fmt, machine, pairedRatio, randomF32, table, timeInterleaved, timeInterleavedSamples } from './lib/common.mjs';
 import { ortPeer, plainJsPeer, tfjsPeer, threadedPeer } from './lib/peers.mjs';
-import { loadLib, oursPeer } from './lib/ours.mjs';
+import { loadLib, oursPeer, settleTuning } from './lib/ours.mjs';
 import { peakProbe } from './lib/peak.mjs';
 
 const LORA_SCALE = 2; // lora_alpha / r for the common alpha = 2r
@@ -78,6 +78,9 @@ export async function runGemm({ quick = false, log = console.error, pick = {} } 
         // Every library hands back all of y as a JS-readable Float32Array it owns (copy = true): no one is timed
         // without the read-out a caller pays.
         const fns = Object.fromEntries(here.map((p) => [p.id, () => preps[p.id].run(x, m, true)]));
+        // peftjs's tuners (the m = 1 tile, the m = 3 … 16 panel sweep) settle on a shape's first calls: let them
+        // before timing, as any run of more than a few dozen calls does.
+        for (const p of here) if (p.backend) await settleTuning(p.backend, fns[p.id]);
         // Call by call, the libraries in turn: each call finds W out of cache, as a layer in a real model does,
         // and a burst of other work on the machine hits every library alike.
         const t = await timeInterleaved(fns, big ? { warmup: 1, warmupMs: 0, minIters: 3, budgetMs: 0 } : { budgetMs: quick ? 300 : 2500, minIters: 7 });
@@ -126,6 +129,15 @@ export async function runGemm({ quick = false, log = console.error, pick = {} } 
       await withLora.dispose();
     }
     cost.ideal = (2 * k * r + 2 * r * n) / (2 * k * n) * 100;
+  }
+  // Which f32 sweep of a W in panels the backend's tuner settled on (m = 3 … 16: the m = 8 rows ran it).
+  for (const p of peers.filter((q) => q.backend?.panelSweepTuning && !q.id.includes('bf16'))) {
+    const reps = p.backend.panelSweepTuning();
+    if (!reps.length) continue;
+    const say = (r) =>
+      `${r.m === undefined ? 'one thread' : `m = ${r.m} split across threads`}: ${r.sweep ?? 'still timing'}` +
+      (r.relative ? ` (median time ÷ the fastest: ${Object.entries(r.relative).map(([n, v]) => `${n} ${v.toFixed(2)}`).join(', ')})` : '');
+    notes.push(`${p.label}: the f32 GEMM's panel sweep at m = 3 … 16 (timed on the first calls, cpp/linear_panel.h): ${reps.map(say).join('; ')}`);
   }
   for (const p of peers) await p.terminate?.();
   peak.gflops = Math.max(peak.gflops, probe.measure());

@@ -29,7 +29,7 @@ PEFT_EXPORT size_t peft_heap_bytes_in_use(void) { return mallinfo().uordblks; }
 // TUNE_PANEL_SWEEP also 2 = x packed in row pairs); returns 0, or -1 for an unknown knob or value. Speed only: every
 // choice gives the same bits.
 PEFT_EXPORT int32_t peft_set_tuning(int32_t knob, int32_t value) {
-  if (knob == TUNE_PANEL_SWEEP && value == 2) {
+  if (knob == TUNE_PANEL_SWEEP && (value == 2 || value == 3)) {
     g_tuning.panel_sweep = value;
     return 0;
   }

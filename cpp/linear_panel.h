@@ -244,7 +244,7 @@ __attribute__((noinline)) static void f32_gemv1_panels__simd128(size_t n, size_t
 template <int M, int S>
 static inline void f32_gemvm_panel_streams__simd128(size_t k, const float* __restrict x, const float* const* ws,
                                                     float* __restrict y, size_t ldy, const Epilogue* ep,
-                                                    const size_t* js) {
+                                                    const size_t* js, size_t i0 = 0) {
   constexpr int NR = PANEL_ROWS;
   v128_t acc[S][M][NR];
   for (int s = 0; s < S; s++)
@@ -273,8 +273,42 @@ static inline void f32_gemvm_panel_streams__simd128(size_t k, const float* __res
     for (size_t q = k4; q < k; q++)
       for (int i = 0; i < M; i++)
         for (int r = 0; r < NR; r++) out[i][r] += x[i * k + q] * PanelW::elem(ws[s], 0, r, q);
-    f32_store_tile__simd128<M, NR>(out, y + js[s], ldy, false, ep, 0, js[s]);
+    f32_store_tile__simd128<M, NR>(out, y + js[s], ldy, false, ep, i0, js[s]);
   }
+}
+
+// m ≥ 3, whole panels from j (a multiple of 4) to j1, in groups of S = PEFT_PAIR_STREAMS consecutive panels (64·k
+// bytes, in L2 at k ≤ 4096): rows 0 and 1 through the m = 2 streams tile above (the one pass that brings W in from
+// memory, over S streams in step), then every other row pair through the 2 × 4 tile panel by panel, W from L2. Each
+// output exactly as the M × 4 tile computes it (the dot form's one order), so the same bits as every sweep. Returns
+// where it stopped. Why: in the other sweeps the first row pair meets each line of W cold, through a tile that keeps
+// one or eight streams of 2 KiB blocks in flight; the streams tile keeps more of W in flight per core (as at m = 2,
+// where it beat the one-panel 2 × 4 tile by 1.22–1.58×). Measured (AMD Zen 5, Node 20, one thread, W cold, bits equal,
+// the sweeps interleaved in one process; a phase where the host's memory was busy, read loops 20–28 GB/s): k = n =
+// 4096, ÷ the fastest of the other three: m = 4 1.12×, 5 1.05×, 6 1.07×, 8 1.05–1.09×, 10 0.99×, 12 1.02×, 16 1.00×;
+// m = 8 at k = n = 2048 1.03×, k 4864 n 896 1.10×, but k 896 n 4864 0.95× (short rows: below
+// PEFT_PANEL_GEMV1_STREAMS_MIN_K this sweep is the packed one). S = 2 and 8 lost (0.91× and 0.82× of S = 4 at m = 8);
+// the first three rows through the m = 3 streams tile 0.96×; every pair through the streams tile (W from L2) 0.74×.
+#ifndef PEFT_PAIR_STREAMS
+#define PEFT_PAIR_STREAMS 4
+#endif
+__attribute__((noinline)) static size_t f32_gemm_pair_streams_panels__simd128(size_t m, size_t n, size_t k, size_t j,
+                                                                             size_t j1, const float* __restrict x,
+                                                                             const float* __restrict w,
+                                                                             float* __restrict y, const Epilogue* ep) {
+  constexpr int S = PEFT_PAIR_STREAMS;
+  for (; j + PANEL_ROWS * S <= j1; j += PANEL_ROWS * S) {
+    const float* ws[S];
+    size_t js[S];
+    for (int s = 0; s < S; s++) js[s] = j + PANEL_ROWS * s, ws[s] = panel_row(w, k, js[s]);
+    f32_gemvm_panel_streams__simd128<2, S>(k, x, ws, y, n, ep, js, 0);
+    size_t i = 2;
+    for (; i + 2 <= m; i += 2)
+      for (int s = 0; s < S; s++) f32_gemm__simd128<2, 4, PanelW>(k, x + i * k, ws[s], y + i * n + js[s], k, 0, n, ep, i, js[s]);
+    if (i < m)
+      for (int s = 0; s < S; s++) f32_gemm__simd128<1, 4, PanelW>(k, x + i * k, ws[s], y + i * n + js[s], k, 0, n, ep, i, js[s]);
+  }
+  return j;
 }
 
 // m = M, columns [j0, j1): as f32_gemv1_panels__simd128 with M-row tiles (from k = PEFT_PANEL_GEMV1_STREAMS_MIN_K
@@ -384,7 +418,8 @@ __attribute__((noinline)) static size_t f32_gemm_packed_panels__simd128(size_t m
 // constant offsets from one pointer), the packed form above from PEFT_F32_PACKED_MIN_M on; the columns before the
 // first panel as single strips. Below PEFT_F32_PACKED_MIN_M the sweep is a tuning knob (tuning.h TUNE_PANEL_SWEEP,
 // same bits either way): 0, PEFT_PANEL_GROUP = 8 panels per k-block of PEFT_GEMM_KC_SMALL columns; 1, one panel at a
-// time over PEFT_PANEL_KC_WHOLE columns; 2, the packed form. Measured (Zen 5, k = n = 4096, m = 8, GFLOP/s, the
+// time over PEFT_PANEL_KC_WHOLE columns; 2, the packed form; 3, the first row pair over streams of panels, the rest
+// from L2 (f32_gemm_pair_streams_panels__simd128). Measured (Zen 5, k = n = 4096, m = 8, GFLOP/s, the
 // row-major W in the same run): Node 20 one thread 43.0 / 34.9 (row-major 37.9; one panel per 128-column block ran
 // 0.74× the row-major W, 2 panels 0.73×, 4 1.17×); Deno 2.9, a newer V8, one thread 22.2 / 32.2 (33.9); two threads
 // in Node: 8 panels ran slower than one thread (7.4 against 6.6 ms), one panel scales 1.9×. The packed form (a later
@@ -401,8 +436,13 @@ __attribute__((noinline)) static void f32_gemm_dot_panels(size_t m, size_t n, si
   size_t j = (j0 + PANEL_ROWS - 1) / PANEL_ROWS * PANEL_ROWS;
   if (j > j1) j = j1;
   if (j0 < j) f32_gemm_dot<PanelW>(m, n, k, j0, j, x, y, ep, scratch, strip, tail);
-  if (m < PEFT_F32_PACKED_MIN_M && g_tuning.panel_sweep != 2) {
-    if (g_tuning.panel_sweep == 0) j = f32_gemm_dot_panel_groups<PEFT_PANEL_GROUP>(m, n, k, PEFT_GEMM_KC_SMALL, j, j1, x, w, y, ep, scratch);
+  const int sweep = g_tuning.panel_sweep == 3 && k < PEFT_PANEL_GEMV1_STREAMS_MIN_K ? 2 : g_tuning.panel_sweep;
+  if (m < PEFT_F32_PACKED_MIN_M && sweep == 3) {
+    // Two call sites, so wasm-opt keeps it out of line (as below).
+    if (ep) j = f32_gemm_pair_streams_panels__simd128(m, n, k, j, j1, x, w, y, ep);
+    else j = f32_gemm_pair_streams_panels__simd128(m, n, k, j, j1, x, w, y, nullptr);
+  } else if (m < PEFT_F32_PACKED_MIN_M && sweep != 2) {
+    if (sweep == 0) j = f32_gemm_dot_panel_groups<PEFT_PANEL_GROUP>(m, n, k, PEFT_GEMM_KC_SMALL, j, j1, x, w, y, ep, scratch);
     else j = f32_gemm_dot_panel_groups<1>(m, n, k, PEFT_PANEL_KC_WHOLE, j, j1, x, w, y, ep, scratch);
   } else {
     // Two call sites on purpose: wasm-opt inlines a function called once whatever its attributes.

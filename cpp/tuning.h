@@ -22,7 +22,9 @@ struct Tuning {
   int32_t gemv1_f32;
   int32_t gemv1_bf16;
   int32_t panel_sweep;  // linear_panel.h f32_gemm_dot_panels below PEFT_F32_PACKED_MIN_M: 0 = 8 panels per k-block,
-                        // 1 = one panel, 2 = x packed in row pairs (the form from PEFT_F32_PACKED_MIN_M on)
+                        // 1 = one panel, 2 = x packed in row pairs (the form from PEFT_F32_PACKED_MIN_M on), 3 = the
+                        // first row pair through the m = 2 streams tile, the other pairs from L2 (long rows; short
+                        // rows take 2)
 };
 inline Tuning g_tuning = {0, 0, 0};
 
@@ -31,7 +33,7 @@ constexpr int GEMV1_ALT_NR = 8, GEMV1_ALT_U = 2;
 
 // Which knob `peft_set_tuning(knob, value)` sets.
 // TUNE_PANEL_SWEEP: how the f32 GEMM sweeps a W in panels at 3 ≤ m < PEFT_F32_PACKED_MIN_M; the backend times the
-// three (the fastest depends on the engine, and across threads on m): on one thread for every m, split across threads
+// four (the fastest depends on the engine, and across threads on m): on one thread for every m, split across threads
 // per m (linear_panel.h has the measurements).
 enum TuningKnob : int32_t { TUNE_GEMV1_F32 = 0, TUNE_GEMV1_BF16 = 1, TUNE_PANEL_SWEEP = 2 };
 

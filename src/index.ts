@@ -12,6 +12,7 @@ export { createBackend, defaultBackend, init, setDefaultBackend, type CreatableB
 export { JsBackend, refLinear, refMatmul, type RefDelta } from './backends/js.js';
 export { WasmBackend, type WasmBackendOptions } from './backends/wasm.js';
 export type { GemvTileChoice, GemvTuningReport } from './backends/wasm/gemv-tuner.js';
+export type { PanelSweepName, PanelSweepReport } from './backends/wasm/panel-sweep.js';
 export { f16ToF32, bf16ToF32, f32ToF16, f32ToBf16 } from './backends/wasm/convert.js';
 export { checkWasmSupport, initWasm } from './runtime/wasm.js';
 

@@ -96,3 +96,17 @@ export async function oursPeer(lib, backendName = 'wasm', { bf16W = false, threa
     },
   };
 }
+
+/**
+ * Calls `call` (one layer call of the shape about to be timed) until every tuner the wasm backend `be` started has
+ * settled, at most `max` times: the m = 1 GEMV tile (`gemvTuning()`) and the f32 GEMM's panel sweep at m = 3 … 16
+ * (`panelSweepTuning()`) are timed on a shape's first calls, trying each choice in turn, so calls timed before they
+ * settle measure the trials, not the kernel every later call runs. Returns the calls made.
+ */
+export async function settleTuning(be, call, max = 64) {
+  const timing = () =>
+    (be.gemvTuning?.() ?? []).some((t) => t.state === 'timing') || (be.panelSweepTuning?.() ?? []).some((t) => t.state === 'timing');
+  let calls = 0;
+  while (calls < max && timing()) await call(), calls++;
+  return calls;
+}

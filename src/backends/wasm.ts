@@ -22,7 +22,7 @@ import {
 } from './wasm/linear.js';
 import { f32LoraExpand, f32LoraShrink } from './wasm/lora.js';
 import { type GemvTileChoice, type GemvTuningReport, GemvTuner } from './wasm/gemv-tuner.js';
-import { PANEL_SWEEP_MAX_M, PanelSweepTuner } from './wasm/panel-sweep.js';
+import { PANEL_SWEEP_MAX_M, type PanelSweepReport, PanelSweepTuner } from './wasm/panel-sweep.js';
 import { f32QLinear, quantScratchBytes } from './wasm/quant.js';
 
 import {
@@ -104,6 +104,14 @@ export class WasmBackend implements Backend {
   /** The m = 1 GEMV tile each large weight shape runs (or is still timing), this runtime's decode calls so far. */
   gemvTuning(): GemvTuningReport[] {
     return this.tuner.report();
+  }
+
+  /**
+   * How the f32 GEMM sweeps a W in panels at 3 ≤ m ≤ 16 (cpp/linear_panel.h: the sweep is timed on the first large
+   * calls, per runtime; every sweep gives the same bits): one-thread calls, then calls split across threads by m.
+   */
+  panelSweepTuning(): PanelSweepReport[] {
+    return this.panelSweep.report();
   }
 
   /**

@@ -34,8 +34,10 @@ describe('m = 1 GEMV tiles', () => {
     expect(ex.peft_gemv1_tile(2, 0)).toBe(-1);
     expect(ex.peft_set_tuning(0, 2)).toBe(-1);
     expect(ex.peft_set_tuning(5, 0)).toBe(-1);
-    // The panel sweep (knob 2) has a third value, x packed in row pairs; nothing past it.
-    expect(ex.peft_set_tuning(2, 3)).toBe(-1);
+    // The panel sweep (knob 2) has a third and a fourth value (x packed in row pairs; the first pair over streams);
+    // nothing past them.
+    expect(ex.peft_set_tuning(2, 4)).toBe(-1);
+    expect(ex.peft_set_tuning(2, 3)).toBe(0);
     expect(ex.peft_set_tuning(2, 2)).toBe(0);
     expect(ex.peft_set_tuning(2, 0)).toBe(0);
     await expect(WasmBackend.create({ gemvTile: 'fast' as never })).rejects.toMatchObject({ code: 'bad_option' });

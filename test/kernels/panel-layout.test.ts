@@ -56,8 +56,9 @@ describe('f32 W in panels (cpp/linear_panel.h)', () => {
     { k: 1029, ms: [1, 2, 3, 4, 9, 16, 17, 33, 40] },
     { k: 6, ms: [1, 2, 5] },
     // m ≤ 3 from k = 2048: four parts of the panels in step (PEFT_PANEL_GEMV1_STREAMS_MIN_K, the streams tiles), panels
-    // left over; m = 4 the GEMM again
-    { k: 2053, ms: [1, 2, 3, 4] },
+    // left over; m = 4 the GEMM again; sweep 3 at m = 4, 5, 8 (groups of four panels: 2 whole of 11, 3 left, rows
+    // 2 … m − 1 in pairs and one alone)
+    { k: 2053, ms: [1, 2, 3, 4, 5, 8] },
     { k: 8197, ms: [67] }, // rows in blocks of 30 (f32_gemm_row_block): a staged x is read at each block's row pairs
   ];
   for (const { k, ms } of cases)
@@ -87,8 +88,9 @@ describe('f32 W in panels (cpp/linear_panel.h)', () => {
         };
         for (const [j0, j1] of [[0, n], [3, 42], [5, 6], [8, 40], [1, 3], [44, 45]])
           for (const withBias of [false, true])
-            for (const sweep of [0, 1, 2]) {
-              // cpp/tuning.h TUNE_PANEL_SWEEP (the GEMM at m ≤ 16: 8 panels per k-block, one, or x packed): speed only
+            for (const sweep of [0, 1, 2, 3]) {
+              // cpp/tuning.h TUNE_PANEL_SWEEP (the GEMM at m ≤ 16: 8 panels per k-block, one, x packed, or the first
+              // pair over streams from k = 2048): speed only
               expect(rt.exports.peft_set_tuning(2, sweep)).toBe(0);
               const rowMajor = bits(run(wp, k, j0, j1, withBias));
               expect(bits(run(pan, 0, j0, j1, withBias)), `cols [${j0}, ${j1})${withBias ? ' + bias' : ''}, sweep ${sweep}`).toEqual(rowMajor);

@@ -10,7 +10,7 @@ import { setLoRAEnabled } from '../../src/lora/set-enabled.js';
 import { Embedding } from '../../src/nn/embedding.js';
 import { Linear } from '../../src/nn/linear.js';
 import { PanelWasmStorage, WasmStorage } from '../../src/runtime/storage.js';
-import { PANEL_SWEEP_MIN_WORK, PANEL_SWEEP_SAMPLES, PanelSweepTuner } from '../../src/backends/wasm/panel-sweep.js';
+import { PANEL_SWEEP_MIN_WORK, PANEL_SWEEP_NAMES, PANEL_SWEEP_SAMPLES, PanelSweepTuner } from '../../src/backends/wasm/panel-sweep.js';
 import { Tensor } from '../../src/tensor.js';
 import { EPS32, expectClose, linearReference, randomF32, rng } from '../kernels/helpers.js';
 
@@ -223,7 +223,7 @@ describe('the stored layout of a linear W (wasm)', () => {
     l2.dispose();
   });
 
-  test('the panel sweep (8 panels per k-block, one, or x packed) is timed on the first large one-thread calls and settles; every call gives the same bits', () => {
+  test('the panel sweep (8 panels per k-block, one, x packed, or the first pair over streams) is timed on the first large one-thread calls and settles; every call gives the same bits', () => {
     const tuner = PanelSweepTuner.of(be.runtime);
     const [nn, kk, m] = [256, 2048, 8]; // m·n·k = 2²²: large enough to time
     expect(m * nn * kk).toBeGreaterThanOrEqual(PANEL_SWEEP_MIN_WORK);
@@ -235,7 +235,12 @@ describe('the stored layout of a linear W (wasm)', () => {
       expect(bits(y)).toEqual(bits(first));
       y.dispose();
     }
-    expect([0, 1, 2]).toContain(tuner.settled);
+    expect([0, 1, 2, 3]).toContain(tuner.settled);
+    const [rep] = be.panelSweepTuning();
+    expect(rep).toMatchObject({ state: 'settled', sweep: PANEL_SWEEP_NAMES[tuner.settled!] });
+    expect(rep.m).toBeUndefined();
+    expect(Math.min(...Object.values(rep.relative!))).toBe(1);
+    expect(Object.keys(rep.relative!).sort()).toEqual([...PANEL_SWEEP_NAMES].sort());
     const y = l.forward(xm);
     expect(bits(y)).toEqual(bits(first));
     for (const t of [y, first, xm]) t.dispose();
@@ -258,12 +263,14 @@ describe('the stored layout of a linear W (wasm)', () => {
         expect(bits(y), `m=${m}, call ${i}`).toEqual(bits(want));
         y.dispose();
       }
-      expect([0, 1, 2], `m=${m}`).toContain(tuner.settledThreaded(m));
+      expect([0, 1, 2, 3], `m=${m}`).toContain(tuner.settledThreaded(m));
       const y = l2.forward(xm);
       expect(bits(y)).toEqual(bits(want));
       for (const t of [y, want, xm]) t.dispose();
     }
     expect(tuner.settledThreaded(5), 'an m never called stays unsettled').toBeUndefined();
+    // (the runtime is shared: other tests' calls may have started other stopwatches)
+    expect(two.panelSweepTuning().filter((r) => r.m === 4 || r.m === 6).map((r) => [r.m, r.state, r.sweep])).toEqual([4, 6].map((m) => [m, 'settled', PANEL_SWEEP_NAMES[tuner.settledThreaded(m)!]]));
     l1.dispose();
     l2.dispose();
   });
