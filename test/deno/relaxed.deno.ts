@@ -106,6 +106,45 @@ for (const [label, kernel, scratchOf, widen] of [
   });
 }
 
+Deno.test('relaxed build, f32 and bf16 W in panels (as a Linear stores them): every path equals the row-major W bit for bit, every sweep of the GEMM (tuning knob 2) alike; rows batch-invariant', () => {
+  // k = 2053: the streams tiles (from k = 2048) and the first-pair sweep run, with a k tail; n = 45: 11 whole panels
+  // (two groups of four and three left over) and a cut one. m = 1 … 4: the GEMV tiles; 5, 8, 13: the GEMM.
+  const n = 45, k = 2053, M = 13;
+  const xs = rand(M * k), wf = rand(n * k), bias = rand(n);
+  const wb = Uint16Array.from(wf, (v) => new Uint32Array(new Float32Array([v]).buffer)[0] >>> 16);
+  const bp = put(ex, bias);
+  for (const bf16 of [false, true]) {
+    const [kernel, scratchOf, pack, eb] = bf16
+      ? ['peft_f32xbf16_linear', 'peft_f32xbf16_linear_scratch_bytes', 'peft_bf16_pack_panels', 2]
+      : ['peft_f32_linear', 'peft_f32_linear_scratch_bytes', 'peft_f32_pack_panels', 4];
+    const wp = put(ex, bf16 ? wb : wf);
+    const pan = ex.malloc(ex.peft_weight_panel_bytes(n, k, eb) >>> 0) >>> 0;
+    ex[pack](n, k, wp, k, pan);
+    const run = (m: number, x: Float32Array, w: number, ldw: number) => {
+      const xp = put(ex, x), yp = ex.malloc(m * n * 4) >>> 0, sp = ex.malloc(ex[scratchOf](m, k) >>> 0) >>> 0;
+      const ep = epilogue(ex, bp);
+      ex[kernel](m, n, k, xp, w, ldw, yp, ep, sp);
+      const y = get(ex, yp, m * n);
+      for (const p of [xp, yp, sp, ep]) ex.free(p);
+      return y;
+    };
+    const alone = Array.from({ length: M }, (_, i) => run(1, xs.slice(i * k, (i + 1) * k), pan, 0));
+    for (const m of [1, 2, 3, 4, 5, 8, M]) {
+      const x = xs.subarray(0, m * k);
+      const rowMajor = run(m, x, wp, k);
+      for (const sweep of [0, 1, 2, 3]) {
+        if (ex.peft_set_tuning(2, sweep) !== 0) throw new Error(`panel sweep ${sweep} refused`);
+        const y = run(m, x, pan, 0);
+        sameBits(`bf16=${bf16} m=${m} sweep ${sweep}: panels vs row-major`, y, rowMajor);
+        for (let i = 0; i < m; i++) sameBits(`bf16=${bf16} m=${m} sweep ${sweep} row ${i} vs alone`, y.subarray(i * n, (i + 1) * n), alone[i]);
+      }
+      ex.peft_set_tuning(2, 0);
+    }
+    ex.free(wp);
+    ex.free(pan);
+  }
+});
+
 Deno.test('relaxed build, 4-bit W: every row within the bound of float64 (W dequantized by the base-op scalar twin); rows batch-invariant', () => {
   const n = 20, k = 256, group = 64, bits = 4, M = 9, groups = k / group;
   const wq = Uint32Array.from({ length: (n * k * bits) / 32 }, () => (rnd() * 2 ** 31) >>> 0);
