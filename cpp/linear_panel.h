@@ -139,8 +139,8 @@ static inline void f32_gemv1_panel__simd128(size_t k, const float* __restrict x,
 //   where the host's memory was busy (every tile near 20 GB/s) S = 4 read 0.93–1.02×. Short rows lose more with 4
 //   (k 512 … 1536: 0.83–0.90×). 4·S accumulators + U x vectors: S = 4 takes 17 of V8's registers (U = 1) and still
 //   wins over the 10 of S = 2.
-//   U = 2 k-steps a turn ÷ U = 1 (a later session, S = 4, bits equal; on SIMD128 one schedule pin per accumulator a
-//   turn, so half as many volatile stores per line): Node 20 k = n = 4096 1.14–1.25× (with a bias 1.15×), k = n = 2048
+//   U = 2 k-steps a turn ÷ U = 1 (a later session, S = 4, bits equal; at U = 2 the schedule pin no longer matters,
+//   0.96–1.06× without it): Node 20 k = n = 4096 1.14–1.25× (with a bias 1.15×), k = n = 2048
 //   1.21–1.26×, k 4864 n 896 1.13–1.18×, k 8192 n 2048 1.28×, k 2048 n 8192 1.08×, k = n = 3072 1.18×; Deno 2.9
 //   (relaxed build) 1.14–1.19× at k = n = 4096, 1.08–1.19× at 2048, 1.07× at k 8192 n 2048, 0.88–1.06× at k 4864 n 896.
 //   U = 4 swung 0.80–1.08× of U = 2 from minute to minute, U = 8 0.53×.
