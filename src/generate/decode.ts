@@ -215,7 +215,7 @@ export class CostModel {
     let best = 0;
     let bestRate = 1 / c1;
     for (let g = 1; g <= max; g++) {
-      const rate = expectedTokens(this.alpha, g) / (g * cd + this.catchup + (this.verifyCost(g + 1) ?? c1 * (1 + 0.15 * g)));
+      const rate = expectedTokens(this.alpha, g) / this.roundCost(g, cd, c1);
       if (rate > bestRate * 1.02) {
         best = g;
         bestRate = rate;
@@ -233,8 +233,12 @@ export class CostModel {
     const cd = this.draftCost;
     const c1 = this.c1;
     if (cd === undefined || c1 === undefined) return true;
-    for (let g = 1; g <= max; g++) if ((g + 1) / (g * cd + this.catchup + (this.verifyCost(g + 1) ?? c1 * (1 + 0.15 * g))) > 1 / c1) return true;
+    for (let g = 1; g <= max; g++) if ((g + 1) / this.roundCost(g, cd, c1) > 1 / c1) return true;
     return false;
+  }
+  /** One round's cost at γ = g: γ draft steps d, the catch-up, and verifying g + 1 rows (v(1) = c₁ until measured). */
+  private roundCost(g: number, cd: number, c1: number): number {
+    return g * cd + this.catchup + (this.verifyCost(g + 1) ?? c1 * (1 + 0.15 * g));
   }
 }
 
