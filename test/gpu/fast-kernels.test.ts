@@ -107,6 +107,25 @@ describe('kernel reporting and dispatch counts', () => {
     expect(bes.tree.kernelFor('linear', 1, 64, 64).kernels[0]).toContain('tree');
   });
 
+  // The cases worked by hand from the H200 sweep behind gemmTileFor (S/M/L at full occupancy ≈ 15 / 26.5 / 33
+  // TFLOP/s; a 64-column group per workgroup; 132 groups fill the GPU).
+  it.each([
+    // LM head, m = 16: L would pad 112 of its 128 rows; S pads 16 of 32 and still has 2374 groups.
+    [16, 896, 151936, 'S'],
+    // k = n = 4096, m = 64: 128 groups of S (15 × 0.97) beat 64 of M (26.5 × 64/132 = 12.8).
+    [64, 4096, 4096, 'S'],
+    // m = 128: M has 128 groups (26.5 × 128/132 = 25.7) > S 15 > L with 64 (33 × 64/132 = 16).
+    [128, 4096, 4096, 'M'],
+    // m = 256: L has 128 groups (33 × 128/132 = 32) > M 26.5.
+    [256, 4096, 4096, 'L'],
+    // n = 896 (14 column groups), m = 512: M has 112 groups (26.5 × 112/132 = 22.5) > L with 56 (14) > S 15.
+    [512, 4864, 896, 'M'],
+  ])('the GEMM tile for m=%i k=%i n=%i is %s', (m, k, n, tile) => {
+    const want = bes.default.kernelFor('linear', m, k, n);
+    expect(want.route).toBe('gemm');
+    expect(want.kernels.join()).toContain(`tile=${tile},`);
+  });
+
   it('gpuTime reports GPU time of the recorded passes when timestamp-query exists', async () => {
     const be = bes.default;
     const W = be.upload(rand([64, 64], 2));
@@ -119,6 +138,23 @@ describe('kernel reporting and dispatch counts', () => {
       expect(r.passes).toBeGreaterThanOrEqual(1);
       expect(r.ms).toBeGreaterThanOrEqual(0);
     } else expect(r.ms).toBeUndefined();
+  });
+
+  it('gpuTime stamps at most maxPasses passes and counts the rest as untimed', async () => {
+    const be = bes.default;
+    const W = be.upload(rand([64, 64], 2));
+    const r = await be.gpuTime(
+      async () => {
+        for (let i = 0; i < 3; i++) {
+          const y = be.linear(rand([3, 64], 3 + i), W, undefined, []);
+          await y.read();
+          y.dispose();
+        }
+      },
+      { maxPasses: 2 },
+    );
+    if (be.ctx.timestamps) expect([r.passes, r.untimed]).toEqual([2, 1]);
+    else expect(r.ms).toBeUndefined();
   });
 });
 

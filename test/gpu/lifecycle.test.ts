@@ -176,17 +176,22 @@ function cpuStandIn(): Backend {
 }
 
 describe('auto', () => {
-  it('says why it did not take WebGPU (software adapter, small work), warning once', async () => {
+  // On a software adapter (SwiftShader, CI) 'auto' declines it; on a hardware GPU (the H200 runs) it takes it.
+  it('says why it did not take WebGPU (software adapter, small work, none), warning once each; takes a hardware adapter', async () => {
     const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
     const gpu = await nodeGpu();
+    const ctx = await requestGpu({ gpu });
+    const software = ctx.software;
+    if (ctx.ownsDevice) ctx.device.destroy();
     const sw = await createAutoBackend({ gpu }, async () => cpuStandIn());
-    expect(sw.name).toBe('js');
-    expect(sw.fallbackReason).toMatch(/software WebGPU adapter/);
+    expect(sw.name).toBe(software ? 'js' : 'webgpu');
+    if (software) expect(sw.fallbackReason).toMatch(/software WebGPU adapter/);
+    else expect(sw.fallbackReason).toBeUndefined();
     const small = await createAutoBackend({ gpu, allowSoftware: true, work: 1000 }, async () => cpuStandIn());
     expect(small.fallbackReason).toMatch(/below GPU_MIN_WORK/);
     const none = await createAutoBackend({}, async () => cpuStandIn());
     expect(none.fallbackReason).toMatch(/WebGPU is not available/);
-    expect(warn).toHaveBeenCalledTimes(3);
+    expect(warn).toHaveBeenCalledTimes(software ? 3 : 2);
     warn.mockRestore();
   });
 
@@ -212,17 +217,24 @@ describe('auto', () => {
 });
 
 describe('createBackend (src/backends/index.ts)', () => {
-  it("'webgpu' gives the WebGPU backend; 'auto' on a software adapter says it took wasm, and why", async () => {
+  it("'webgpu' gives the WebGPU backend; 'auto' on a software adapter says it took wasm, and why (a hardware one it takes)", async () => {
     const { createBackend } = await import('../../src/backends/index.js');
     const gpu = await nodeGpu();
     const web = await createBackend('webgpu', { gpu });
     expect(web.name).toBe('webgpu');
+    const software = (web as WebGPUBackend).software;
     web.dispose?.();
     const warn = vi.spyOn(console, 'warn').mockImplementation(() => undefined);
     const auto = (await createBackend('auto', { gpu })) as Backend & { fallbackReason?: string };
-    expect(auto.name).toBe('wasm');
-    expect(auto.fallbackReason).toMatch(/software WebGPU adapter/);
-    expect(warn).toHaveBeenCalledOnce();
+    if (software) {
+      expect(auto.name).toBe('wasm');
+      expect(auto.fallbackReason).toMatch(/software WebGPU adapter/);
+      expect(warn).toHaveBeenCalledOnce();
+    } else {
+      expect(auto.name).toBe('webgpu');
+      expect(auto.fallbackReason).toBeUndefined();
+      expect(warn).not.toHaveBeenCalled();
+    }
     const forced = await createBackend('auto', { gpu, allowSoftware: true });
     expect(forced.name).toBe('webgpu');
     warn.mockRestore();

@@ -438,16 +438,18 @@ export class WebGPUBackend implements Backend, GpuOwner {
   /**
    * GPU time of the compute passes `fn` records (timestamp queries at the start and end of each pass, summed;
    * copies and clears between passes are not counted), in ms; `undefined` without `timestamp-query`. Flushes
-   * before and after. At most 256 passes are stamped (`untimed` counts the rest).
+   * before and after. At most `maxPasses` passes are stamped (256 unless asked, ≤ 2048: a query set holds at most
+   * 4096 timestamps); `untimed` counts the rest. A pass is one submitted batch of dispatches, so its time includes
+   * the gaps between them.
    */
-  async gpuTime(fn: () => unknown): Promise<{ ms: number | undefined; passes: number; untimed: number }> {
+  async gpuTime(fn: () => unknown, opts: { maxPasses?: number } = {}): Promise<{ ms: number | undefined; passes: number; untimed: number }> {
     this.check();
     if (!this.ctx.timestamps) {
       await fn();
       return { ms: undefined, passes: 0, untimed: 0 };
     }
     this.flush();
-    const cap = 256;
+    const cap = Math.max(1, Math.min(2048, Math.floor(opts.maxPasses ?? 256)));
     const set = this.device.createQuerySet({ type: 'timestamp', count: 2 * cap, label: 'peftjs gpuTime' });
     const tm = { set, used: 0, cap, skipped: 0 };
     this.timing = tm;
