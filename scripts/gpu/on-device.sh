@@ -8,6 +8,7 @@
 #   webgpu  webgpu.md   bench/webgpu.mjs: layers with kernels and GPU time, routes (16 adapters vs one)
 #   decode  decode.log  a decode step's anatomy: wall, CPU recording, GPU time, dispatches (sweep.mjs decode)
 #   tiles   tiles.log   every GEMM tile on 54 shapes, GPU time (sweep.mjs tiles)
+#   readback readback.log  what reading y back costs, and its share of a large-m chain (sweep.mjs readback)
 # env.log: the GPU, driver, features and limits.
 set +e
 T0=$(date +%s)
@@ -42,6 +43,7 @@ for part in "$@"; do
     webgpu) step 120 webgpu.md node bench/webgpu.mjs ;;
     decode) step 90 decode.log node $G/sweep.mjs . decode ;;
     tiles) step 150 tiles.log node $G/sweep.mjs . tiles ;;
+    readback) step 60 readback.log node $G/sweep.mjs . readback ;;
     *) echo "unknown part $part" >> $OUT/env.log ;;
   esac
 done

@@ -153,4 +153,53 @@ if (!only || only === 'decode') {
     lm.dispose();
   }
 }
+if (only === 'readback') {
+  // What a read costs (y back into JS), and how much of a large-m chain's wall time it is.
+  const be = await lib.createBackend('webgpu', { gpu });
+  for (const floats of [1024, 151936, 1 << 20, 1 << 22, 1 << 23]) {
+    const t = be.upload(Tensor.from(randomF32(floats, 5, 1), [floats], 'f32'));
+    const y = be.sliceRows(t, 0, 1); // an op output: its read goes through the GPU (an upload keeps its host bytes)
+    await y.read();
+    const ts = [];
+    for (let i = 0; i < (SMOKE ? 2 : 15); i++) {
+      const t0 = performance.now();
+      await y.read();
+      ts.push(performance.now() - t0);
+    }
+    log({ readback: floats * 4, ms: median(ts), gbps: (floats * 4) / median(ts) / 1e6 });
+    y.dispose();
+    t.dispose();
+  }
+  const [k, n, m] = SMOKE ? [64, 64, 32] : [4096, 4096, 1024];
+  const W = be.upload(Tensor.from(randomF32(n * k, 1, 1 / Math.sqrt(k)), [n, k], 'f32'));
+  const xg = be.upload(Tensor.from(randomF32(m * k, 2, 1), [m, k], 'f32'));
+  const N = 5;
+  const chain = async (readAll) => {
+    let last;
+    for (let i = 0; i < N; i++) {
+      last?.dispose();
+      last = be.linear(xg, W, undefined, []);
+    }
+    if (readAll) await last.read();
+    else {
+      const one = be.sliceRows(last, 0, 1);
+      await one.read();
+      one.dispose();
+    }
+    last.dispose();
+  };
+  const res = {};
+  for (const [name, fn] of [['full read', () => chain(true)], ['one-row read', () => chain(false)]]) {
+    await fn();
+    const ts = [];
+    for (let i = 0; i < 7; i++) {
+      const t0 = performance.now();
+      await fn();
+      ts.push(performance.now() - t0);
+    }
+    res[name] = Math.min(...ts) / N;
+  }
+  const g = await be.gpuTime(() => chain(false), { maxPasses: 64 });
+  log({ chain: `k=n=${k} m=${m}, ${N} forwards`, msPerForward: res, gpuMsPerForward: g.ms / N, passes: g.passes });
+}
 process.exit(0);
