@@ -162,6 +162,23 @@ export interface Backend {
   /** `a += b` elementwise, in place (the residual stream); same element count. */
   addInPlace(a: Tensor, b: Tensor): void;
 
+  // Fused decoder steps: one op for what a decoder layer otherwise issues as several (on a GPU each op is a
+  // dispatch recorded on the CPU, the cost that sets a decode step's pace). Optional: models/architecture.ts
+  // composes the ops above where a backend has none; the result is the same up to f32 rounding.
+
+  /**
+   * The residual step and the RMSNorm after it: `x += o` in place, then `y = x / √(mean(x²) + eps) ⊙ w`
+   * (as `addInPlace(x, o)` then `rmsNorm(x, w, eps)`);  x, o [m,d], w [d] → y [m,d].
+   */
+  addRmsNorm?(x: Tensor, o: Tensor, w: Tensor, eps: number): Tensor;
+
+  /**
+   * A layer's rotary embedding and cache write (as `rope(q)`, `rope(k)`, `kvWrite(kCache, k)`, `kvWrite(vCache, v)`):
+   * q [m, heads·hd] is rotated in place; k [m, kvHeads·hd] rotated and v as it is go into the caches at positions
+   * `start … start+m−1`. k's contents afterwards are unspecified (the composed form rotates it in place).
+   */
+  ropeKvWrite?(q: Tensor, k: Tensor, v: Tensor, cos: Tensor, sin: Tensor, kCache: Tensor, vCache: Tensor, start: number, shape: AttentionShape): void;
+
   /** SwiGLU: `y = silu(g) ⊙ u`, silu(g) = g / (1 + e^−g);  g, u [m,f] → y [m,f]. */
   swiglu(g: Tensor, u: Tensor): Tensor;
 

@@ -2,6 +2,7 @@ import type { AttentionShape, Backend } from '../backends/backend.js';
 import type { Tensor } from '../tensor.js';
 import type { LayerOptions } from '../nn/linear.js';
 import type { Module } from '../nn/module.js';
+import { RMSNorm } from '../nn/norm.js';
 import type { ConfigReader, DecoderConfig } from './config.js';
 import type { KVCache } from './kv-cache.js';
 import type { ExpectedTensor, WeightBag } from './weights.js';
@@ -56,11 +57,12 @@ export function supportedModelTypes(): string[] {
 
 /**
  * The common end of every decoder: logits = head(norm(x)) for every row, or for the last row only (generation),
- * disposing x and the intermediates. x [m, d] → [m or 1, vocab].
+ * disposing x and the intermediates. x [m, d] → [m or 1, vocab]. With `residual`, x += residual first (the last
+ * layer's residual step, fused with the norm where the backend can: `addAndNorm`).
  */
-export function finalLogits(backend: Backend, norm: Module, head: Module, x: Tensor, lastOnly: boolean | undefined): Tensor {
+export function finalLogits(backend: Backend, norm: Module, head: Module, x: Tensor, lastOnly: boolean | undefined, residual?: Tensor): Tensor {
   const m = x.shape[0];
-  let h = (norm as Forwardable).forward(x);
+  let h = residual ? addAndNorm(backend, x, residual, norm) : (norm as Forwardable).forward(x);
   x.dispose();
   if (lastOnly && m > 1) {
     const last = backend.sliceRows(h, m - 1, 1);
@@ -86,6 +88,39 @@ export function cachedAttention(b: Backend, cache: KVCache, layer: number, q: Te
   const a = b.attention(q, cache.k[layer], cache.v[layer], start, shape, scale);
   q.dispose();
   return a;
+}
+
+/**
+ * The residual step and the norm that follows it: `x += o` in place, then `norm(x)`; o is consumed (disposed).
+ * One op where the backend fuses an RMSNorm (`addRmsNorm`), the two ops otherwise.
+ */
+export function addAndNorm(b: Backend, x: Tensor, o: Tensor, norm: Module): Tensor {
+  if (b.addRmsNorm && norm instanceof RMSNorm) {
+    const y = b.addRmsNorm(x, o, norm.weight, norm.eps);
+    o.dispose();
+    return y;
+  }
+  b.addInPlace(x, o);
+  o.dispose();
+  return (norm as Forwardable).forward(x);
+}
+
+/**
+ * A rotary layer's attention: rope(q), rope(k), k and v into the cache at `start …` (one op where the backend fuses
+ * them, `ropeKvWrite`), then causal GQA of q over the cache. q, k and v are consumed (disposed). → [m, heads·hd].
+ */
+export function ropedAttention(b: Backend, cache: KVCache, layer: number, q: Tensor, k: Tensor, v: Tensor, rope: { cos: Tensor; sin: Tensor }, start: number, shape: AttentionShape, scale: number): Tensor {
+  if (b.ropeKvWrite) {
+    b.ropeKvWrite(q, k, v, rope.cos, rope.sin, cache.k[layer], cache.v[layer], start, shape);
+    k.dispose();
+    v.dispose();
+    const a = b.attention(q, cache.k[layer], cache.v[layer], start, shape, scale);
+    q.dispose();
+    return a;
+  }
+  b.rope(q, rope.cos, rope.sin, shape.heads, shape.headDim, start);
+  b.rope(k, rope.cos, rope.sin, shape.kvHeads, shape.headDim, start);
+  return cachedAttention(b, cache, layer, q, k, v, start, shape, scale);
 }
 
 /** The residual stream: `x += proj(h)`, in place; h is consumed (disposed). */

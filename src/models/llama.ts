@@ -5,7 +5,7 @@ import { Linear, type LayerOptions } from '../nn/linear.js';
 import { Module } from '../nn/module.js';
 import { RMSNorm } from '../nn/norm.js';
 import type { Tensor } from '../tensor.js';
-import { type Architecture, type Decoder, type DecoderForwardOptions, addProjection, cachedAttention, child, finalLogits } from './architecture.js';
+import { type Architecture, type Decoder, type DecoderForwardOptions, addAndNorm, child, finalLogits, ropedAttention } from './architecture.js';
 import { checkHeads, type ConfigReader, type DecoderConfig } from './config.js';
 import type { KVCache } from './kv-cache.js';
 import { RopeTable } from './rope-table.js';
@@ -150,27 +150,35 @@ export class LlamaDecoder implements Decoder {
     const shape = { heads: c.heads, kvHeads: c.kvHeads, headDim: c.headDim };
     const scale = 1 / Math.sqrt(c.headDim);
     const x = child<Forwardable>(this.model, 'embed_tokens').forward(ids);
+    // Each residual step is fused with the norm after it (the next layer's input norm, the final norm): one op
+    // where the backend has addRmsNorm. n₁ of layer 0 is the only norm on its own.
+    let h = layers > 0 ? child<Forwardable>(this.blocks[0].block, 'input_layernorm').forward(x) : undefined;
+    let down: Tensor | undefined;
     for (let l = 0; l < layers; l++) {
       const { attn, mlp, block } = this.blocks[l];
-      const h = child<Forwardable>(block, 'input_layernorm').forward(x);
-      const q = child<Forwardable>(attn, 'q_proj').forward(h);
-      const k = child<Forwardable>(attn, 'k_proj').forward(h);
-      const v = child<Forwardable>(attn, 'v_proj').forward(h);
-      h.dispose();
-      b.rope(q, cos, sin, c.heads, c.headDim, start);
-      b.rope(k, cos, sin, c.kvHeads, c.headDim, start);
-      addProjection(b, x, child(attn, 'o_proj'), cachedAttention(b, cache, l, q, k, v, start, shape, scale));
-      const h2 = child<Forwardable>(block, 'post_attention_layernorm').forward(x);
+      const q = child<Forwardable>(attn, 'q_proj').forward(h!);
+      const k = child<Forwardable>(attn, 'k_proj').forward(h!);
+      const v = child<Forwardable>(attn, 'v_proj').forward(h!);
+      h!.dispose();
+      const a = ropedAttention(b, cache, l, q, k, v, { cos, sin }, start, shape, scale);
+      const o = child<Forwardable>(attn, 'o_proj').forward(a);
+      a.dispose();
+      const h2 = addAndNorm(b, x, o, child(block, 'post_attention_layernorm'));
       const g = child<Forwardable>(mlp, 'gate_proj').forward(h2);
       const u = child<Forwardable>(mlp, 'up_proj').forward(h2);
       h2.dispose();
       const s = b.swiglu(g, u);
       g.dispose();
       u.dispose();
-      addProjection(b, x, child(mlp, 'down_proj'), s);
+      down = child<Forwardable>(mlp, 'down_proj').forward(s);
+      s.dispose();
+      if (l + 1 < layers) {
+        h = addAndNorm(b, x, down, child(this.blocks[l + 1].block, 'input_layernorm'));
+        down = undefined;
+      }
     }
     cache.commit(start + m);
-    return finalLogits(b, child(this.model, 'norm'), child(this.root, 'lm_head'), x, opts.lastOnly);
+    return finalLogits(b, child(this.model, 'norm'), child(this.root, 'lm_head'), x, opts.lastOnly, down);
   }
 }
 

@@ -42,6 +42,29 @@ describe('CausalLM on WebGPU vs the transformers + PEFT oracle', () => {
     }, 600_000);
   }
 
+  it('a Llama-family decode step: 12 dispatches a layer + 3, the residual steps fused with the norms and rope with the cache write', async () => {
+    const lm = await CausalLM.load(basePath('tiny-llama'), { backend: gpu, weightDtype: 'bf16' });
+    const cache = lm.createCache();
+    const o = oracle('tiny-llama');
+    const ids = o.prompts[1].ids;
+    await lm.forward(ids, 0, { cache, lastOnly: true }).read();
+    const [d0, k0] = [gpu.stats.dispatches, { ...gpu.stats.kernels }];
+    const y = lm.forward([ids[0]], ids.length, { cache, lastOnly: true });
+    // Per layer: q, k, v, rope + cache write, attention, o, add + norm, gate, up, swiglu, down, add + norm; then the
+    // embedding, layer 0's input norm and the head.
+    const L = lm.config.layers;
+    expect(gpu.stats.dispatches - d0).toBe(12 * L + 3);
+    const ran = (id: string) => Object.entries(gpu.stats.kernels).filter(([k]) => k.startsWith(id)).reduce((n, [k, c]) => n + c - (k0[k] ?? 0), 0);
+    expect([ran('add_rms_norm'), ran('rope_kv'), ran('rope['), ran('add_inplace'), ran('strided_copy')]).toEqual([2 * L, L, 0, 0, 0]);
+    // The step's logits equal a fresh prefill of the same tokens (the fused cache write put k and v where they belong).
+    const fresh = await lm.forward([...ids, ids[0]], 0, { cache: lm.createCache(), lastOnly: true }).read();
+    const got = await y.read();
+    let worst = 0;
+    for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - fresh[i]));
+    expect(worst).toBeLessThan(1e-4);
+    lm.dispose();
+  }, 600_000);
+
   it('speculative decoding on WebGPU is lossless; a decode step reads back once', async () => {
     // tiny-llama's own LoRA as a 1-layer early-exit drafter: a poor drafter, which exercises rejections and rollback.
     const lm = await CausalLM.load(basePath('tiny-llama'), { backend: gpu, weightDtype: 'bf16' });

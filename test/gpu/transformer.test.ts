@@ -1,5 +1,5 @@
 // The transformer ops of the WebGPU backend (zeros, rmsNorm, layerNorm, rope, addInPlace, swiglu, geluTanh,
-// sliceColumns, sliceRows, kvWrite, attention) against float64 references written here, on odd sizes: d not a
+// sliceColumns, sliceRows, kvWrite, attention, and the fused addRmsNorm and ropeKvWrite) against float64 references written here, on odd sizes: d not a
 // multiple of 4, head_dim 16/32/64, GQA 8/2, m = 1/3/17, start > 0, more keys than one 64-key chunk.
 // Tolerance: |got − ref| ≤ tol·max(1, |ref|) per element, tol = 2e-6 for one-rounding ops (rope, add), 1e-5 for
 // exp-based activations and the norms (an f32 sum over d), 2e-5 for attention (f32 dot products over hd and an
@@ -152,6 +152,75 @@ describe('attention', () => {
       const one = await be.attention(row, K, V, start + i, { heads, kvHeads, headDim: hd }, 0.2).read();
       expect(bits(one), `row ${i}`).toEqual(bits(all.subarray(i * width, (i + 1) * width)));
     }
+  });
+});
+
+describe('fused decoder steps', () => {
+  const cases = [1, 3, 17].flatMap((m) => [1, 7, 67, 300].map((d) => ({ m, d })));
+  it.each(cases)('addRmsNorm m=$m d=$d: x += o in place, then RMSNorm of the sum', async ({ m, d }) => {
+    const x = rand([m, d], 20 * m + d, 2, 0.5), o = rand([m, d], 20 * m + d + 1, 1), w = rand([d], d + 3, 1, 1);
+    const t = onGpu(x);
+    const y = await be.addRmsNorm(t, o, be.upload(w), 1e-6).read();
+    const sum = f64(x).map((v, i) => v + o.data[i]);
+    expect(close(await t.read(), sum, 2e-7)).toBeUndefined();
+    expect(close(y, refNorm(sum, f64(w), undefined, 1e-6), 1e-5)).toBeUndefined();
+  });
+
+  it('addRmsNorm: x += x, and a row alone has the same bits as inside a batch of 17', async () => {
+    const d = 67, x = rand([17, d], 8, 3), w = rand([d], 9);
+    const t = onGpu(x);
+    const y = await be.addRmsNorm(t, t, w, 1e-6).read();
+    const twice = f64(x).map((v) => 2 * v);
+    expect(close(await t.read(), twice, 2e-7)).toBeUndefined();
+    expect(close(y, refNorm(twice, f64(w), undefined, 1e-6), 1e-5)).toBeUndefined();
+    const o = rand([17, d], 10);
+    const all = await be.addRmsNorm(onGpu(x), o, w, 1e-6).read();
+    for (const i of [0, 8, 16]) {
+      const one = await be.addRmsNorm(onGpu(Tensor.f32(x.data.slice(i * d, (i + 1) * d), [1, d])), Tensor.f32(o.data.slice(i * d, (i + 1) * d), [1, d]), w, 1e-6).read();
+      expect(bits(one)).toEqual(bits(all.subarray(i * d, (i + 1) * d)));
+    }
+  });
+
+  const ropeCases = [{ heads: 3, kvHeads: 1, hd: 16 }, { heads: 4, kvHeads: 2, hd: 32 }].flatMap((s) => [1, 3].flatMap((m) => [0, 5].map((start) => ({ ...s, m, start }))));
+  it.each(ropeCases)('ropeKvWrite heads=$heads kvHeads=$kvHeads hd=$hd m=$m start=$start: q in place, rope(k) and v into the caches, nothing else', async ({ heads, kvHeads, hd, m, start }) => {
+    const maxLen = 10;
+    const { cos, sin } = ropeTables(maxLen, hd);
+    const q = rand([m, heads * hd], hd + m, 2), k = rand([m, kvHeads * hd], hd + m + 1, 2), v = rand([m, kvHeads * hd], hd + m + 2, 2);
+    // Caches full of other values: the positions outside start … start+m−1 must keep them.
+    const kc0 = rand([kvHeads, maxLen, hd], 3), vc0 = rand([kvHeads, maxLen, hd], 4);
+    const [qt, kc, vc] = [onGpu(q), onGpu(kc0), onGpu(vc0)];
+    be.ropeKvWrite(qt, onGpu(k), onGpu(v), be.upload(cos), be.upload(sin), kc, vc, start, { heads, kvHeads, headDim: hd });
+    const [c, s] = [f64(cos), f64(sin)];
+    expect(close(await qt.read(), refRope(f64(q), c, s, heads, hd, start), 2e-6)).toBeUndefined();
+    const kr = refRope(f64(k), c, s, kvHeads, hd, start);
+    const [kRef, vRef] = [f64(kc0), f64(vc0)];
+    for (let i = 0; i < m; i++) {
+      for (let g = 0; g < kvHeads; g++) {
+        for (let t = 0; t < hd; t++) {
+          kRef[(g * maxLen + start + i) * hd + t] = kr[i * kvHeads * hd + g * hd + t];
+          vRef[(g * maxLen + start + i) * hd + t] = v.data[i * kvHeads * hd + g * hd + t];
+        }
+      }
+    }
+    expect(close(await kc.read(), kRef, 2e-6)).toBeUndefined();
+    expect(bits(await vc.read())).toEqual(bits(Float32Array.from(vRef)));
+  });
+
+  it('typed errors, raised before anything is written', async () => {
+    const { cos, sin } = ropeTables(4, 8);
+    const shape = { heads: 1, kvHeads: 1, headDim: 8 };
+    const q = rand([1, 8], 1);
+    const [qt, kc] = [onGpu(q), be.zeros([1, 4, 8])];
+    expect(thrown(() => be.ropeKvWrite(qt, rand([1, 8], 2), rand([1, 8], 3), cos, sin, kc, kc, 0, shape)).code).toBe('shape_mismatch');
+    expect(thrown(() => be.ropeKvWrite(qt, rand([1, 8], 2), rand([1, 8], 3), cos, sin, kc, be.zeros([1, 4, 8]), 4, shape)).code).toBe('shape_mismatch');
+    expect(thrown(() => be.ropeKvWrite(qt, rand([2, 8], 2), rand([1, 8], 3), cos, sin, kc, be.zeros([1, 4, 8]), 0, shape)).code).toBe('shape_mismatch');
+    expect(thrown(() => be.ropeKvWrite(q, rand([1, 8], 2), rand([1, 8], 3), cos, sin, kc, be.zeros([1, 4, 8]), 0, shape)).code).toBe('wrong_device');
+    expect(bits(await qt.read())).toEqual(bits(q.data));
+    expect(bits(await kc.read())).toEqual(bits(new Float32Array(32)));
+    const x = onGpu(rand([2, 8], 5));
+    expect(thrown(() => be.addRmsNorm(x, rand([3, 8], 6), rand([8], 7), 1e-6)).code).toBe('shape_mismatch');
+    expect(thrown(() => be.addRmsNorm(x, rand([2, 8], 6), rand([7], 7), 1e-6)).code).toBe('shape_mismatch');
+    expect(thrown(() => be.addRmsNorm(be.upload(rand([2, 8], 5)), rand([2, 8], 6), rand([8], 7), 1e-6)).code).toBe('wrong_device');
   });
 });
 

@@ -118,6 +118,8 @@ function shapeError(what: string, expected: unknown, got: unknown, where: string
 interface Batch {
   readonly encoder: GPUCommandEncoder;
   pass: GPUComputePassEncoder | undefined;
+  /** The pipeline the open pass last set (a pass keeps it: q, k, v and gate, up run back to back on one). */
+  pipeline: GPUComputePipeline | undefined;
   /** Bytes of the uniform ring used. */
   ringUsed: number;
   dispatches: number;
@@ -373,13 +375,14 @@ export class WebGPUBackend implements Backend, GpuOwner {
   // ── the shared encoder ──────────────────────────────────────────────────────────────────────────
 
   private open(): Batch {
-    this.batch ??= { encoder: this.device.createCommandEncoder({ label: 'peftjs batch' }), pass: undefined, ringUsed: 0, dispatches: 0 };
+    this.batch ??= { encoder: this.device.createCommandEncoder({ label: 'peftjs batch' }), pass: undefined, pipeline: undefined, ringUsed: 0, dispatches: 0 };
     return this.batch;
   }
 
   private endPass(batch: Batch): void {
     batch.pass?.end();
     batch.pass = undefined;
+    batch.pipeline = undefined;
   }
 
   /**
@@ -426,7 +429,10 @@ export class WebGPUBackend implements Backend, GpuOwner {
       else if (tm) tm.skipped++;
       batch.pass = batch.encoder.beginComputePass(stamp ? { label: 'peftjs ops (timed)', timestampWrites: stamp } : { label: 'peftjs ops' });
     }
-    batch.pass.setPipeline(compiled.pipeline);
+    if (batch.pipeline !== compiled.pipeline) {
+      batch.pass.setPipeline(compiled.pipeline);
+      batch.pipeline = compiled.pipeline;
+    }
     batch.pass.setBindGroup(0, this.bindGroup(compiled, uniforms.byteLength, buffers), [offset]);
     const [x, y, z] = shader.dispatch(shape);
     batch.pass.dispatchWorkgroups(x, y, z);
@@ -927,6 +933,60 @@ export class WebGPUBackend implements Backend, GpuOwner {
         bb = copy;
       }
       call.dispatch(K.addInPlace(), uniforms([a.size, 0, 0, 0]), [ab, bb], { count: a.size });
+    });
+  }
+
+  addRmsNorm(x: Tensor, o: Tensor, w: Tensor, eps: number): Tensor {
+    this.check();
+    const d = w.size;
+    const m = this.rowsOf(x, d, 'addRmsNorm');
+    if (o.size !== x.size) throw shapeError('o', `${x.size} elements`, o.shape, 'addRmsNorm');
+    return this.op('addRmsNorm', (call) => {
+      const xb = call.target(x, 'x');
+      let ob = call.input(o, false, 'o').buffer;
+      if (ob === xb) {
+        // x += x: a buffer cannot be bound read-write and read-only in one dispatch.
+        const copy = call.scratch(x.size, 'o copy');
+        this.copy(call, ob, copy, { na: 1, nb: 1, nt: x.size, srcOff: 0, srcA: 0, srcB: 0, dstOff: 0, dstA: 0, dstB: 0 });
+        ob = copy;
+      }
+      const wb = call.input(w, false, 'w');
+      const y = call.output(x.size * 4, `y ${m}x${d}`);
+      if (m > 0 && d > 0) call.dispatch(K.addRmsNorm(), uniforms([m, d, 0, 0], { 3: eps }), [xb, ob, wb.buffer, y], { m });
+      return this.gpuTensor(x.shape, 'f32', y, x.size * 4);
+    });
+  }
+
+  ropeKvWrite(q: Tensor, k: Tensor, v: Tensor, cos: Tensor, sin: Tensor, kCache: Tensor, vCache: Tensor, start: number, shape: AttentionShape): void {
+    this.check();
+    const { heads, kvHeads, headDim: hd } = shape;
+    const m = this.rowsOf(q, heads * hd, 'ropeKvWrite');
+    if (this.rowsOf(k, kvHeads * hd, 'ropeKvWrite') !== m || this.rowsOf(v, kvHeads * hd, 'ropeKvWrite') !== m) {
+      throw shapeError('k, v', `[${m}, ${kvHeads * hd}]`, { k: k.shape, v: v.shape }, 'ropeKvWrite');
+    }
+    const half = hd / 2;
+    if (!Number.isInteger(half) || half < 1) throw shapeError('headDim', 'an even number ≥ 2', hd, 'ropeKvWrite');
+    for (const [t, what] of [[cos, 'cos'], [sin, 'sin']] as const) {
+      if (t.ndim !== 2 || t.shape[1] !== half || !Number.isInteger(start) || start < 0 || start + m > t.shape[0]) {
+        throw new BackendError('shape_mismatch', 'ropeKvWrite: the cos/sin tables do not cover these positions', { expected: `[≥ ${start + m}, ${half}]`, got: t.shape, where: `ropeKvWrite › ${what}` });
+      }
+    }
+    const maxLen = kCache.size / (kvHeads * hd);
+    if (!Number.isInteger(maxLen) || vCache.size !== kCache.size || start + m > maxLen) {
+      throw new BackendError('shape_mismatch', 'ropeKvWrite past the end of the cache', { expected: `caches [${kvHeads}, maxLen, ${hd}], start + m ≤ maxLen`, got: { k: kCache.shape, v: vCache.shape, start, m }, where: 'ropeKvWrite' });
+    }
+    this.op('ropeKvWrite', (call) => {
+      const qb = call.target(q, 'q');
+      const kc = call.target(kCache, 'kCache');
+      const vc = call.target(vCache, 'vCache');
+      const kb = call.input(k, false, 'k').buffer;
+      const vb = call.input(v, false, 'v').buffer;
+      const bufs = [qb, kc, vc, kb, vb];
+      if (new Set(bufs).size !== bufs.length) throw new BackendError('shape_mismatch', 'ropeKvWrite: q, k, v and the two caches must be five distinct tensors', { where: 'ropeKvWrite' });
+      const cb = call.input(cos, false, 'cos');
+      const sb = call.input(sin, false, 'sin');
+      const count = m * (heads + kvHeads) * half + m * kvHeads * hd;
+      if (count > 0) call.dispatch(K.ropeKv(), uniforms([m, heads, kvHeads, hd, start, maxLen, 0, 0]), [qb, kb, vb, cb.buffer, sb.buffer, kc, vc], { count });
     });
   }
 

@@ -11,9 +11,9 @@ import { gemvWorkgroup, linearGemvWgsl } from './shaders/linear_gemv.wgsl.js';
 import { SGMV_EXPAND_WGSL, SGMV_SHRINK_WGSL } from './shaders/sgmv.wgsl.js';
 import { LORA_PACK_WGSL } from './shaders/lora_pack.wgsl.js';
 import { LORA_SHRINK_WGSL } from './shaders/lora_shrink.wgsl.js';
-import { NORM_WGSL } from './shaders/norm.wgsl.js';
+import { ADD_RMS_NORM_WGSL, NORM_WGSL } from './shaders/norm.wgsl.js';
 import { QUANTIZED_LINEAR_WGSL } from './shaders/quantized_linear.wgsl.js';
-import { ROPE_WGSL } from './shaders/rope.wgsl.js';
+import { ROPE_KV_WGSL, ROPE_WGSL } from './shaders/rope.wgsl.js';
 import { STRIDED_COPY_WGSL } from './shaders/strided_copy.wgsl.js';
 import { type Shader, type StorageType, specialize, spread, typesKey } from './pipelines.js';
 
@@ -276,8 +276,22 @@ export function norm(): Shader<{ m: number }> {
   }));
 }
 
+/** `x += o`, then RMSNorm, a workgroup per row; shape {m}. */
+export function addRmsNorm(): Shader<{ m: number }> {
+  return memo('add_rms_norm', {}, (key) => ({
+    name: 'add_rms_norm',
+    key,
+    wgsl: ADD_RMS_NORM_WGSL,
+    constants: { WORKGROUP: NORM_WORKGROUP },
+    dispatch: ({ m }) => spread(m),
+  }));
+}
+
 /** Rotary embedding in place; shape {count} = m·heads·hd/2 pairs. */
 export const rope = (): Shader<{ count: number }> => flat('rope', ROPE_WGSL);
+
+/** rope(q) in place, rope(k) and v into the KV cache; shape {count} = m·(heads + kvHeads)·hd/2 + m·kvHeads·hd. */
+export const ropeKv = (): Shader<{ count: number }> => flat('rope_kv', ROPE_KV_WGSL);
 
 /** `a += b`; shape {count}. */
 export const addInPlace = (): Shader<{ count: number }> => flat('add_inplace', ADD_INPLACE_WGSL);

@@ -64,3 +64,60 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
   }
 }
 `;
+
+/**
+ * The residual step and the RMSNorm after it, one workgroup per row (x, o [m,d] → x updated in place, y [m,d]):
+ *
+ *   x ← x + o;   y = x / √(Σx²/d + eps) ⊙ w
+ *
+ * Each invocation writes back the elements of x it summed, so the norm reads only what it wrote itself. The
+ * reduction is the norm kernel's (same strides, same tree), so a row's output never depends on m.
+ */
+export const ADD_RMS_NORM_WGSL = /* wgsl */ `
+struct Uniforms {
+  m: u32,
+  d: u32,
+  _pad: u32,
+  eps: f32,
+}
+
+override WORKGROUP: u32 = 256u;
+
+@group(0) @binding(0) var<uniform> u: Uniforms;
+@group(0) @binding(1) var<storage, read_write> x: array<f32>;
+@group(0) @binding(2) var<storage, read> o: array<f32>;
+@group(0) @binding(3) var<storage, read> w: array<f32>;
+@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+
+var<workgroup> red: array<f32, WORKGROUP>;
+
+fn reduce_sum(lid: u32, v: f32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = WORKGROUP / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) { red[lid] += red[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}
+
+@compute @workgroup_size(WORKGROUP, 1, 1)
+fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
+        @builtin(local_invocation_index) lid: u32) {
+  let row = wg.y * nwg.x + wg.x;
+  if (row >= u.m) { return; }
+  let base = row * u.d;
+  var ss = 0.0;
+  for (var j = lid; j < u.d; j += WORKGROUP) {
+    let v = x[base + j] + o[base + j];
+    x[base + j] = v;
+    ss += v * v;
+  }
+  let inv = 1.0 / sqrt(reduce_sum(lid, ss) / f32(u.d) + u.eps);
+  for (var j = lid; j < u.d; j += WORKGROUP) {
+    y[base + j] = x[base + j] * inv * w[j];
+  }
+}
+`;
