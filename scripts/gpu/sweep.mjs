@@ -15,7 +15,7 @@ const gpu = create([]);
 const lib = await import(pathToFileURL(join(ROOT, 'dist/index.js')).href);
 const { Tensor } = lib;
 const { randomF32 } = await import(pathToFileURL(join(ROOT, 'bench/lib/random.mjs')).href);
-const median = (a) => a.slice().sort((x, y) => x - y)[a.length >> 1];
+const { median } = await import(pathToFileURL(join(ROOT, 'bench/lib/common.mjs')).href);
 const log = (o) => console.log(JSON.stringify(o));
 const SMOKE = !!process.env.SMOKE; // a software adapter: tiny shapes, to check the script runs
 
