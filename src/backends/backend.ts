@@ -172,6 +172,9 @@ export interface Backend {
    */
   addRmsNorm?(x: Tensor, o: Tensor, w: Tensor, eps: number): Tensor;
 
+  /** The same with a LayerNorm: `x += o` in place, then `y = (x − μ) / √(σ² + eps) ⊙ w + b` (as `layerNorm`). */
+  addLayerNorm?(x: Tensor, o: Tensor, w: Tensor, b: Tensor, eps: number): Tensor;
+
   /**
    * A layer's rotary embedding and cache write (as `rope(q)`, `rope(k)`, `kvWrite(kCache, k)`, `kvWrite(vCache, v)`):
    * q [m, heads·hd] is rotated in place; k [m, kvHeads·hd] rotated and v as it is go into the caches at positions

@@ -2,7 +2,7 @@ import type { AttentionShape, Backend } from '../backends/backend.js';
 import type { Tensor } from '../tensor.js';
 import type { LayerOptions } from '../nn/linear.js';
 import type { Module } from '../nn/module.js';
-import { RMSNorm } from '../nn/norm.js';
+import { LayerNorm, RMSNorm } from '../nn/norm.js';
 import type { ConfigReader, DecoderConfig } from './config.js';
 import type { KVCache } from './kv-cache.js';
 import type { ExpectedTensor, WeightBag } from './weights.js';
@@ -92,13 +92,16 @@ export function cachedAttention(b: Backend, cache: KVCache, layer: number, q: Te
 
 /**
  * The residual step and the norm that follows it: `x += o` in place, then `norm(x)`; o is consumed (disposed).
- * One op where the backend fuses an RMSNorm (`addRmsNorm`), the two ops otherwise.
+ * One op where the backend fuses the norm (`addRmsNorm`, `addLayerNorm`), the two ops otherwise.
  */
 export function addAndNorm(b: Backend, x: Tensor, o: Tensor, norm: Module): Tensor {
-  if (b.addRmsNorm && norm instanceof RMSNorm) {
-    const y = b.addRmsNorm(x, o, norm.weight, norm.eps);
+  const fused =
+    b.addRmsNorm && norm instanceof RMSNorm ? b.addRmsNorm(x, o, norm.weight, norm.eps)
+    : b.addLayerNorm && norm instanceof LayerNorm ? b.addLayerNorm(x, o, norm.weight, norm.bias, norm.eps)
+    : undefined;
+  if (fused) {
     o.dispose();
-    return y;
+    return fused;
   }
   b.addInPlace(x, o);
   o.dispose();
@@ -121,14 +124,6 @@ export function ropedAttention(b: Backend, cache: KVCache, layer: number, q: Ten
   b.rope(q, rope.cos, rope.sin, shape.heads, shape.headDim, start);
   b.rope(k, rope.cos, rope.sin, shape.kvHeads, shape.headDim, start);
   return cachedAttention(b, cache, layer, q, k, v, start, shape, scale);
-}
-
-/** The residual stream: `x += proj(h)`, in place; h is consumed (disposed). */
-export function addProjection(b: Backend, x: Tensor, proj: Module, h: Tensor): void {
-  const o = (proj as Forwardable).forward(h);
-  h.dispose();
-  b.addInPlace(x, o);
-  o.dispose();
 }
 
 /** The child `name` of `parent` as it is now (a LoRA wrapper after apply). */

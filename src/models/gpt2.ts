@@ -6,7 +6,7 @@ import { Linear, type LayerOptions } from '../nn/linear.js';
 import { Module } from '../nn/module.js';
 import { LayerNorm } from '../nn/norm.js';
 import { Tensor } from '../tensor.js';
-import { type Architecture, type Decoder, type DecoderForwardOptions, addProjection, cachedAttention, child, finalLogits } from './architecture.js';
+import { type Architecture, type Decoder, type DecoderForwardOptions, addAndNorm, cachedAttention, child, finalLogits } from './architecture.js';
 import { type ConfigReader, type DecoderConfig } from './config.js';
 import type { KVCache } from './kv-cache.js';
 import type { ExpectedTensor, WeightBag } from './weights.js';
@@ -117,26 +117,36 @@ class Gpt2Decoder implements Decoder {
     const pe = child<Forwardable>(this.tf, 'wpe').forward(Tensor.from(positions, [m], 'i32'));
     b.addInPlace(x, pe);
     pe.dispose();
+    // Each residual step is fused with the LayerNorm after it (ln_2, the next layer's ln_1, ln_f): one op where the
+    // backend has addLayerNorm. Layer 0's ln_1 is the only norm on its own.
+    let h = layers > 0 ? child<Forwardable>(this.blocks[0].block, 'ln_1').forward(x) : undefined;
+    let out: Tensor | undefined;
     for (let l = 0; l < layers; l++) {
       const { attn, mlp, block } = this.blocks[l];
       const scale = (c.scaleByHeadDim ? 1 / Math.sqrt(c.headDim) : 1) / (c.scaleByLayer ? l + 1 : 1);
-      const h = child<Forwardable>(block, 'ln_1').forward(x);
-      const qkv = child<Forwardable>(attn, 'c_attn').forward(h);
-      h.dispose();
+      const qkv = child<Forwardable>(attn, 'c_attn').forward(h!);
+      h!.dispose();
       const q = b.sliceColumns(qkv, 0, d);
       const k = b.sliceColumns(qkv, d, d);
       const v = b.sliceColumns(qkv, 2 * d, d);
       qkv.dispose();
-      addProjection(b, x, child(attn, 'c_proj'), cachedAttention(b, cache, l, q, k, v, start, shape, scale));
-      const h2 = child<Forwardable>(block, 'ln_2').forward(x);
+      const a = cachedAttention(b, cache, l, q, k, v, start, shape, scale);
+      const o = child<Forwardable>(attn, 'c_proj').forward(a);
+      a.dispose();
+      const h2 = addAndNorm(b, x, o, child(block, 'ln_2'));
       const f = child<Forwardable>(mlp, 'c_fc').forward(h2);
       h2.dispose();
       const g = b.geluTanh(f);
       f.dispose();
-      addProjection(b, x, child(mlp, 'c_proj'), g);
+      out = child<Forwardable>(mlp, 'c_proj').forward(g);
+      g.dispose();
+      if (l + 1 < layers) {
+        h = addAndNorm(b, x, out, child(this.blocks[l + 1].block, 'ln_1'));
+        out = undefined;
+      }
     }
     cache.commit(start + m);
-    return finalLogits(b, child(this.tf, 'ln_f'), child(this.root, 'lm_head'), x, opts.lastOnly);
+    return finalLogits(b, child(this.tf, 'ln_f'), child(this.root, 'lm_head'), x, opts.lastOnly, out);
   }
 }
 

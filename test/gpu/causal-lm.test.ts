@@ -55,8 +55,29 @@ describe('CausalLM on WebGPU vs the transformers + PEFT oracle', () => {
     const L = lm.config.layers;
     expect(gpu.stats.dispatches - d0).toBe(12 * L + 3);
     const ran = (id: string) => Object.entries(gpu.stats.kernels).filter(([k]) => k.startsWith(id)).reduce((n, [k, c]) => n + c - (k0[k] ?? 0), 0);
-    expect([ran('add_rms_norm'), ran('rope_kv'), ran('rope['), ran('add_inplace'), ran('strided_copy')]).toEqual([2 * L, L, 0, 0, 0]);
+    expect([ran('add_norm'), ran('rope_kv'), ran('rope['), ran('add_inplace'), ran('strided_copy'), ran('norm[')]).toEqual([2 * L, L, 0, 0, 0, 1]);
     // The step's logits equal a fresh prefill of the same tokens (the fused cache write put k and v where they belong).
+    const fresh = await lm.forward([...ids, ids[0]], 0, { cache: lm.createCache(), lastOnly: true }).read();
+    const got = await y.read();
+    let worst = 0;
+    for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - fresh[i]));
+    expect(worst).toBeLessThan(1e-4);
+    lm.dispose();
+  }, 600_000);
+
+  it('a GPT-2 decode step: 13 dispatches a layer + 5, each residual step fused with the LayerNorm after it', async () => {
+    const lm = await CausalLM.load(basePath('tiny-gpt2'), { backend: gpu, weightDtype: 'bf16' });
+    const cache = lm.createCache();
+    const ids = oracle('tiny-gpt2').prompts[1].ids;
+    await lm.forward(ids, 0, { cache, lastOnly: true }).read();
+    const [d0, k0] = [gpu.stats.dispatches, { ...gpu.stats.kernels }];
+    const y = lm.forward([ids[0]], ids.length, { cache, lastOnly: true });
+    // Per layer: c_attn, q/k/v slices, two cache writes, attention, c_proj, add + ln_2, c_fc, gelu, c_proj, add + norm;
+    // then wte, wpe, their add, layer 0's ln_1 and the head.
+    const L = lm.config.layers;
+    expect(gpu.stats.dispatches - d0).toBe(13 * L + 5);
+    const ran = (id: string) => Object.entries(gpu.stats.kernels).filter(([k]) => k.startsWith(id)).reduce((n, [k, c]) => n + c - (k0[k] ?? 0), 0);
+    expect([ran('add_norm'), ran('norm['), ran('add_inplace')]).toEqual([2 * L, 1, 1]);
     const fresh = await lm.forward([...ids, ids[0]], 0, { cache: lm.createCache(), lastOnly: true }).read();
     const got = await y.read();
     let worst = 0;

@@ -1,5 +1,5 @@
 // The transformer ops of the WebGPU backend (zeros, rmsNorm, layerNorm, rope, addInPlace, swiglu, geluTanh,
-// sliceColumns, sliceRows, kvWrite, attention, and the fused addRmsNorm and ropeKvWrite) against float64 references written here, on odd sizes: d not a
+// sliceColumns, sliceRows, kvWrite, attention, and the fused addRmsNorm, addLayerNorm and ropeKvWrite) against float64 references written here, on odd sizes: d not a
 // multiple of 4, head_dim 16/32/64, GQA 8/2, m = 1/3/17, start > 0, more keys than one 64-key chunk.
 // Tolerance: |got − ref| ≤ tol·max(1, |ref|) per element, tol = 2e-6 for one-rounding ops (rope, add), 1e-5 for
 // exp-based activations and the norms (an f32 sum over d), 2e-5 for attention (f32 dot products over hd and an
@@ -166,6 +166,15 @@ describe('fused decoder steps', () => {
     expect(close(y, refNorm(sum, f64(w), undefined, 1e-6), 1e-5)).toBeUndefined();
   });
 
+  it.each([1, 3, 17].map((m) => ({ m })))('addLayerNorm m=$m d=67: x += o in place, then LayerNorm of the sum (offset mean)', async ({ m }) => {
+    const d = 67, x = rand([m, d], 30 + m, 2, 3), o = rand([m, d], 31 + m, 1), w = rand([d], 32, 1, 1), b = rand([d], 33);
+    const t = onGpu(x);
+    const y = await be.addLayerNorm(t, o, be.upload(w), be.upload(b), 1e-5).read();
+    const sum = f64(x).map((v, i) => v + o.data[i]);
+    expect(close(await t.read(), sum, 2e-7)).toBeUndefined();
+    expect(close(y, refNorm(sum, f64(w), f64(b), 1e-5), 1e-5)).toBeUndefined();
+  });
+
   it('addRmsNorm: x += x, and a row alone has the same bits as inside a batch of 17', async () => {
     const d = 67, x = rand([17, d], 8, 3), w = rand([d], 9);
     const t = onGpu(x);
@@ -221,6 +230,7 @@ describe('fused decoder steps', () => {
     expect(thrown(() => be.addRmsNorm(x, rand([3, 8], 6), rand([8], 7), 1e-6)).code).toBe('shape_mismatch');
     expect(thrown(() => be.addRmsNorm(x, rand([2, 8], 6), rand([7], 7), 1e-6)).code).toBe('shape_mismatch');
     expect(thrown(() => be.addRmsNorm(be.upload(rand([2, 8], 5)), rand([2, 8], 6), rand([8], 7), 1e-6)).code).toBe('wrong_device');
+    expect(thrown(() => be.addLayerNorm(x, rand([2, 8], 6), rand([8], 7), rand([7], 8), 1e-5)).code).toBe('shape_mismatch');
   });
 });
 

@@ -937,24 +937,12 @@ export class WebGPUBackend implements Backend, GpuOwner {
   }
 
   addRmsNorm(x: Tensor, o: Tensor, w: Tensor, eps: number): Tensor {
-    this.check();
-    const d = w.size;
-    const m = this.rowsOf(x, d, 'addRmsNorm');
-    if (o.size !== x.size) throw shapeError('o', `${x.size} elements`, o.shape, 'addRmsNorm');
-    return this.op('addRmsNorm', (call) => {
-      const xb = call.target(x, 'x');
-      let ob = call.input(o, false, 'o').buffer;
-      if (ob === xb) {
-        // x += x: a buffer cannot be bound read-write and read-only in one dispatch.
-        const copy = call.scratch(x.size, 'o copy');
-        this.copy(call, ob, copy, { na: 1, nb: 1, nt: x.size, srcOff: 0, srcA: 0, srcB: 0, dstOff: 0, dstA: 0, dstB: 0 });
-        ob = copy;
-      }
-      const wb = call.input(w, false, 'w');
-      const y = call.output(x.size * 4, `y ${m}x${d}`);
-      if (m > 0 && d > 0) call.dispatch(K.addRmsNorm(), uniforms([m, d, 0, 0], { 3: eps }), [xb, ob, wb.buffer, y], { m });
-      return this.gpuTensor(x.shape, 'f32', y, x.size * 4);
-    });
+    return this.addNorm('addRmsNorm', x, o, w, undefined, eps);
+  }
+
+  addLayerNorm(x: Tensor, o: Tensor, w: Tensor, b: Tensor, eps: number): Tensor {
+    if (b.size !== w.size) throw shapeError('b', `[${w.size}]`, b.shape, 'addLayerNorm › b');
+    return this.addNorm('addLayerNorm', x, o, w, b, eps);
   }
 
   ropeKvWrite(q: Tensor, k: Tensor, v: Tensor, cos: Tensor, sin: Tensor, kCache: Tensor, vCache: Tensor, start: number, shape: AttentionShape): void {
@@ -1117,6 +1105,29 @@ export class WebGPUBackend implements Backend, GpuOwner {
       const bb = b ? call.input(b, false, 'b').buffer : this.dummy;
       const y = call.output(x.size * 4, `y ${m}x${d}`);
       if (m > 0 && d > 0) call.dispatch(K.norm(), uniforms([m, d, b ? 1 : 0, 0], { 3: eps }), [xb.buffer, wb.buffer, bb, y], { m });
+      return this.gpuTensor(x.shape, 'f32', y, x.size * 4);
+    });
+  }
+
+  /** `x += o` in place, then RMSNorm (no b) or LayerNorm of the sum: one add_norm dispatch. */
+  private addNorm(op: string, x: Tensor, o: Tensor, w: Tensor, b: Tensor | undefined, eps: number): Tensor {
+    this.check();
+    const d = w.size;
+    const m = this.rowsOf(x, d, op);
+    if (o.size !== x.size) throw shapeError('o', `${x.size} elements`, o.shape, op);
+    return this.op(op, (call) => {
+      const xb = call.target(x, 'x');
+      let ob = call.input(o, false, 'o').buffer;
+      if (ob === xb) {
+        // x += x: a buffer cannot be bound read-write and read-only in one dispatch.
+        const copy = call.scratch(x.size, 'o copy');
+        this.copy(call, ob, copy, { na: 1, nb: 1, nt: x.size, srcOff: 0, srcA: 0, srcB: 0, dstOff: 0, dstA: 0, dstB: 0 });
+        ob = copy;
+      }
+      const wb = call.input(w, false, 'w');
+      const bb = b ? call.input(b, false, 'b').buffer : this.dummy;
+      const y = call.output(x.size * 4, `y ${m}x${d}`);
+      if (m > 0 && d > 0) call.dispatch(K.addNorm(), uniforms([m, d, b ? 1 : 0, 0], { 3: eps }), [xb, ob, wb.buffer, bb, y], { m });
       return this.gpuTensor(x.shape, 'f32', y, x.size * 4);
     });
   }

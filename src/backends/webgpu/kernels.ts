@@ -11,7 +11,7 @@ import { gemvWorkgroup, linearGemvWgsl } from './shaders/linear_gemv.wgsl.js';
 import { SGMV_EXPAND_WGSL, SGMV_SHRINK_WGSL } from './shaders/sgmv.wgsl.js';
 import { LORA_PACK_WGSL } from './shaders/lora_pack.wgsl.js';
 import { LORA_SHRINK_WGSL } from './shaders/lora_shrink.wgsl.js';
-import { ADD_RMS_NORM_WGSL, NORM_WGSL } from './shaders/norm.wgsl.js';
+import { ADD_NORM_WGSL, NORM_WGSL } from './shaders/norm.wgsl.js';
 import { QUANTIZED_LINEAR_WGSL } from './shaders/quantized_linear.wgsl.js';
 import { ROPE_KV_WGSL, ROPE_WGSL } from './shaders/rope.wgsl.js';
 import { STRIDED_COPY_WGSL } from './shaders/strided_copy.wgsl.js';
@@ -276,12 +276,12 @@ export function norm(): Shader<{ m: number }> {
   }));
 }
 
-/** `x += o`, then RMSNorm, a workgroup per row; shape {m}. */
-export function addRmsNorm(): Shader<{ m: number }> {
-  return memo('add_rms_norm', {}, (key) => ({
-    name: 'add_rms_norm',
+/** `x += o`, then RMSNorm (mode 0) or LayerNorm (mode 1), a workgroup per row; shape {m}. */
+export function addNorm(): Shader<{ m: number }> {
+  return memo('add_norm', {}, (key) => ({
+    name: 'add_norm',
     key,
-    wgsl: ADD_RMS_NORM_WGSL,
+    wgsl: ADD_NORM_WGSL,
     constants: { WORKGROUP: NORM_WORKGROUP },
     dispatch: ({ m }) => spread(m),
   }));

@@ -66,18 +66,18 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
 `;
 
 /**
- * The residual step and the RMSNorm after it, one workgroup per row (x, o [m,d] → x updated in place, y [m,d]):
+ * The residual step and the norm after it, one workgroup per row (x, o [m,d] → x updated in place, y [m,d]):
  *
- *   x ← x + o;   y = x / √(Σx²/d + eps) ⊙ w
+ *   x ← x + o;   mode 0: y = x / √(Σx²/d + eps) ⊙ w;   mode 1: y = (x − μ) / √(Σ(x − μ)²/d + eps) ⊙ w + b
  *
  * Each invocation writes back the elements of x it summed, so the norm reads only what it wrote itself. The
- * reduction is the norm kernel's (same strides, same tree), so a row's output never depends on m.
+ * reductions are the norm kernel's (same strides, same tree), so a row's output never depends on m.
  */
-export const ADD_RMS_NORM_WGSL = /* wgsl */ `
+export const ADD_NORM_WGSL = /* wgsl */ `
 struct Uniforms {
   m: u32,
   d: u32,
-  _pad: u32,
+  mode: u32,
   eps: f32,
 }
 
@@ -87,7 +87,8 @@ override WORKGROUP: u32 = 256u;
 @group(0) @binding(1) var<storage, read_write> x: array<f32>;
 @group(0) @binding(2) var<storage, read> o: array<f32>;
 @group(0) @binding(3) var<storage, read> w: array<f32>;
-@group(0) @binding(4) var<storage, read_write> y: array<f32>;
+@group(0) @binding(4) var<storage, read> b: array<f32>;
+@group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
 var<workgroup> red: array<f32, WORKGROUP>;
 
@@ -109,15 +110,24 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
   let row = wg.y * nwg.x + wg.x;
   if (row >= u.m) { return; }
   let base = row * u.d;
-  var ss = 0.0;
+  var s = 0.0;
   for (var j = lid; j < u.d; j += WORKGROUP) {
     let v = x[base + j] + o[base + j];
     x[base + j] = v;
-    ss += v * v;
+    s += v;
+  }
+  var mean = 0.0;
+  if (u.mode == 1u) { mean = reduce_sum(lid, s) / f32(u.d); }
+  var ss = 0.0;
+  for (var j = lid; j < u.d; j += WORKGROUP) {
+    let c = x[base + j] - mean;
+    ss += c * c;
   }
   let inv = 1.0 / sqrt(reduce_sum(lid, ss) / f32(u.d) + u.eps);
   for (var j = lid; j < u.d; j += WORKGROUP) {
-    y[base + j] = x[base + j] * inv * w[j];
+    var v = (x[base + j] - mean) * inv * w[j];
+    if (u.mode == 1u) { v += b[j]; }
+    y[base + j] = v;
   }
 }
 `;
