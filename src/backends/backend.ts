@@ -182,6 +182,12 @@ export interface Backend {
    */
   ropeKvWrite?(q: Tensor, k: Tensor, v: Tensor, cos: Tensor, sin: Tensor, kCache: Tensor, vCache: Tensor, start: number, shape: AttentionShape): void;
 
+  /**
+   * A fused q|k|v projection's split and cache write (as three `sliceColumns` and two `kvWrite`s): qkv
+   * [m, (heads + 2·kvHeads)·hd] → q [m, heads·hd]; its k and v columns go into the caches at positions `start … start+m−1`.
+   */
+  splitQkvKvWrite?(qkv: Tensor, kCache: Tensor, vCache: Tensor, start: number, shape: AttentionShape): Tensor;
+
   /** SwiGLU: `y = silu(g) ⊙ u`, silu(g) = g / (1 + e^−g);  g, u [m,f] → y [m,f]. */
   swiglu(g: Tensor, u: Tensor): Tensor;
 

@@ -109,6 +109,27 @@ export function addAndNorm(b: Backend, x: Tensor, o: Tensor, norm: Module): Tens
 }
 
 /**
+ * Attention from a fused q|k|v projection (GPT-2's c_attn): qkv [m, (heads + 2·kvHeads)·hd] split into q, k, v, k and
+ * v written into the cache at `start …` (one op where the backend fuses them, `splitQkvKvWrite`), then causal GQA of q
+ * over the cache. qkv is consumed (disposed). → [m, heads·hd].
+ */
+export function fusedQkvAttention(b: Backend, cache: KVCache, layer: number, qkv: Tensor, start: number, shape: AttentionShape, scale: number): Tensor {
+  const [qw, kw] = [shape.heads * shape.headDim, shape.kvHeads * shape.headDim];
+  if (b.splitQkvKvWrite) {
+    const q = b.splitQkvKvWrite(qkv, cache.k[layer], cache.v[layer], start, shape);
+    qkv.dispose();
+    const a = b.attention(q, cache.k[layer], cache.v[layer], start, shape, scale);
+    q.dispose();
+    return a;
+  }
+  const q = b.sliceColumns(qkv, 0, qw);
+  const k = b.sliceColumns(qkv, qw, kw);
+  const v = b.sliceColumns(qkv, qw + kw, kw);
+  qkv.dispose();
+  return cachedAttention(b, cache, layer, q, k, v, start, shape, scale);
+}
+
+/**
  * A rotary layer's attention: rope(q), rope(k), k and v into the cache at `start …` (one op where the backend fuses
  * them, `ropeKvWrite`), then causal GQA of q over the cache. q, k and v are consumed (disposed). → [m, heads·hd].
  */

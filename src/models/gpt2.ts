@@ -6,7 +6,7 @@ import { Linear, type LayerOptions } from '../nn/linear.js';
 import { Module } from '../nn/module.js';
 import { LayerNorm } from '../nn/norm.js';
 import { Tensor } from '../tensor.js';
-import { type Architecture, type Decoder, type DecoderForwardOptions, addAndNorm, cachedAttention, child, finalLogits } from './architecture.js';
+import { type Architecture, type Decoder, type DecoderForwardOptions, addAndNorm, child, finalLogits, fusedQkvAttention } from './architecture.js';
 import { type ConfigReader, type DecoderConfig } from './config.js';
 import type { KVCache } from './kv-cache.js';
 import type { ExpectedTensor, WeightBag } from './weights.js';
@@ -107,7 +107,6 @@ class Gpt2Decoder implements Decoder {
   forward(ids: Tensor, start: number, cache: KVCache, opts: DecoderForwardOptions = {}): Tensor {
     const { backend: b, config: c } = this;
     const m = ids.size;
-    const d = c.hidden;
     const layers = Math.min(opts.layers ?? c.layers, c.layers);
     cache.reserve(start, m);
     const shape = { heads: c.heads, kvHeads: c.heads, headDim: c.headDim };
@@ -126,11 +125,7 @@ class Gpt2Decoder implements Decoder {
       const scale = (c.scaleByHeadDim ? 1 / Math.sqrt(c.headDim) : 1) / (c.scaleByLayer ? l + 1 : 1);
       const qkv = child<Forwardable>(attn, 'c_attn').forward(h!);
       h!.dispose();
-      const q = b.sliceColumns(qkv, 0, d);
-      const k = b.sliceColumns(qkv, d, d);
-      const v = b.sliceColumns(qkv, 2 * d, d);
-      qkv.dispose();
-      const a = cachedAttention(b, cache, l, q, k, v, start, shape, scale);
+      const a = fusedQkvAttention(b, cache, l, qkv, start, shape, scale);
       const o = child<Forwardable>(attn, 'c_proj').forward(a);
       a.dispose();
       const h2 = addAndNorm(b, x, o, child(block, 'ln_2'));

@@ -65,19 +65,19 @@ describe('CausalLM on WebGPU vs the transformers + PEFT oracle', () => {
     lm.dispose();
   }, 600_000);
 
-  it('a GPT-2 decode step: 13 dispatches a layer + 5, each residual step fused with the LayerNorm after it', async () => {
+  it('a GPT-2 decode step: 9 dispatches a layer + 5, residual steps fused with the LayerNorms, q|k|v split with the cache write', async () => {
     const lm = await CausalLM.load(basePath('tiny-gpt2'), { backend: gpu, weightDtype: 'bf16' });
     const cache = lm.createCache();
     const ids = oracle('tiny-gpt2').prompts[1].ids;
     await lm.forward(ids, 0, { cache, lastOnly: true }).read();
     const [d0, k0] = [gpu.stats.dispatches, { ...gpu.stats.kernels }];
     const y = lm.forward([ids[0]], ids.length, { cache, lastOnly: true });
-    // Per layer: c_attn, q/k/v slices, two cache writes, attention, c_proj, add + ln_2, c_fc, gelu, c_proj, add + norm;
-    // then wte, wpe, their add, layer 0's ln_1 and the head.
+    // Per layer: c_attn, split + cache write, attention, c_proj, add + ln_2, c_fc, gelu, c_proj, add + norm; then wte,
+    // wpe, their add, layer 0's ln_1 and the head.
     const L = lm.config.layers;
-    expect(gpu.stats.dispatches - d0).toBe(13 * L + 5);
+    expect(gpu.stats.dispatches - d0).toBe(9 * L + 5);
     const ran = (id: string) => Object.entries(gpu.stats.kernels).filter(([k]) => k.startsWith(id)).reduce((n, [k, c]) => n + c - (k0[k] ?? 0), 0);
-    expect([ran('add_norm'), ran('norm['), ran('add_inplace')]).toEqual([2 * L, 1, 1]);
+    expect([ran('add_norm'), ran('norm['), ran('add_inplace'), ran('split_qkv'), ran('strided_copy')]).toEqual([2 * L, 1, 1, L, 0]);
     const fresh = await lm.forward([...ids, ids[0]], 0, { cache: lm.createCache(), lastOnly: true }).read();
     const got = await y.read();
     let worst = 0;

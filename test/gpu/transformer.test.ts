@@ -1,5 +1,5 @@
 // The transformer ops of the WebGPU backend (zeros, rmsNorm, layerNorm, rope, addInPlace, swiglu, geluTanh,
-// sliceColumns, sliceRows, kvWrite, attention, and the fused addRmsNorm, addLayerNorm and ropeKvWrite) against float64 references written here, on odd sizes: d not a
+// sliceColumns, sliceRows, kvWrite, attention, and the fused addRmsNorm, addLayerNorm, ropeKvWrite and splitQkvKvWrite) against float64 references written here, on odd sizes: d not a
 // multiple of 4, head_dim 16/32/64, GQA 8/2, m = 1/3/17, start > 0, more keys than one 64-key chunk.
 // Tolerance: |got − ref| ≤ tol·max(1, |ref|) per element, tol = 2e-6 for one-rounding ops (rope, add), 1e-5 for
 // exp-based activations and the norms (an f32 sum over d), 2e-5 for attention (f32 dot products over hd and an
@@ -215,6 +215,27 @@ describe('fused decoder steps', () => {
     expect(bits(await vc.read())).toEqual(bits(Float32Array.from(vRef)));
   });
 
+  it.each([1, 3].map((m) => ({ m })))('splitQkvKvWrite m=$m: q out, k and v into the caches at start … , nothing else, exactly', async ({ m }) => {
+    const heads = 3, kvHeads = 1, hd = 8, maxLen = 7, start = 2, qw = heads * hd, kw = kvHeads * hd, width = qw + 2 * kw;
+    const qkv = rand([m, width], 40 + m, 2);
+    const kc0 = rand([kvHeads, maxLen, hd], 41), vc0 = rand([kvHeads, maxLen, hd], 42);
+    const [kc, vc] = [onGpu(kc0), onGpu(vc0)];
+    const q = await be.splitQkvKvWrite(onGpu(qkv), kc, vc, start, { heads, kvHeads, headDim: hd }).read();
+    const qRef = new Float32Array(m * qw), kRef = Float32Array.from(kc0.data), vRef = Float32Array.from(vc0.data);
+    for (let i = 0; i < m; i++) {
+      for (let c = 0; c < qw; c++) qRef[i * qw + c] = qkv.data[i * width + c];
+      for (let g = 0; g < kvHeads; g++) {
+        for (let t = 0; t < hd; t++) {
+          kRef[(g * maxLen + start + i) * hd + t] = qkv.data[i * width + qw + g * hd + t];
+          vRef[(g * maxLen + start + i) * hd + t] = qkv.data[i * width + qw + kw + g * hd + t];
+        }
+      }
+    }
+    expect(bits(q)).toEqual(bits(qRef));
+    expect(bits(await kc.read())).toEqual(bits(kRef));
+    expect(bits(await vc.read())).toEqual(bits(vRef));
+  });
+
   it('typed errors, raised before anything is written', async () => {
     const { cos, sin } = ropeTables(4, 8);
     const shape = { heads: 1, kvHeads: 1, headDim: 8 };
@@ -224,6 +245,9 @@ describe('fused decoder steps', () => {
     expect(thrown(() => be.ropeKvWrite(qt, rand([1, 8], 2), rand([1, 8], 3), cos, sin, kc, be.zeros([1, 4, 8]), 4, shape)).code).toBe('shape_mismatch');
     expect(thrown(() => be.ropeKvWrite(qt, rand([2, 8], 2), rand([1, 8], 3), cos, sin, kc, be.zeros([1, 4, 8]), 0, shape)).code).toBe('shape_mismatch');
     expect(thrown(() => be.ropeKvWrite(q, rand([1, 8], 2), rand([1, 8], 3), cos, sin, kc, be.zeros([1, 4, 8]), 0, shape)).code).toBe('wrong_device');
+    expect(thrown(() => be.splitQkvKvWrite(rand([1, 24], 4), kc, kc, 0, shape)).code).toBe('shape_mismatch');
+    expect(thrown(() => be.splitQkvKvWrite(rand([1, 24], 4), kc, be.zeros([1, 4, 8]), 4, shape)).code).toBe('shape_mismatch');
+    expect(thrown(() => be.splitQkvKvWrite(rand([1, 23], 4), kc, be.zeros([1, 4, 8]), 0, shape)).code).toBe('shape_mismatch');
     expect(bits(await qt.read())).toEqual(bits(q.data));
     expect(bits(await kc.read())).toEqual(bits(new Float32Array(32)));
     const x = onGpu(rand([2, 8], 5));

@@ -1035,6 +1035,26 @@ export class WebGPUBackend implements Backend, GpuOwner {
     });
   }
 
+  splitQkvKvWrite(qkv: Tensor, kCache: Tensor, vCache: Tensor, start: number, shape: AttentionShape): Tensor {
+    this.check();
+    const { heads, kvHeads, headDim: hd } = shape;
+    const [qw, kw] = [heads * hd, kvHeads * hd];
+    const m = this.rowsOf(qkv, qw + 2 * kw, 'splitQkvKvWrite');
+    const maxLen = kCache.size / kw;
+    if (!(kw > 0) || !Number.isInteger(maxLen) || vCache.size !== kCache.size || !Number.isInteger(start) || start < 0 || start + m > maxLen) {
+      throw new BackendError('shape_mismatch', 'splitQkvKvWrite past the end of the cache', { expected: `caches [${kvHeads}, maxLen, ${hd}], start + m ≤ maxLen`, got: { k: kCache.shape, v: vCache.shape, start, m }, where: 'splitQkvKvWrite' });
+    }
+    return this.op('splitQkvKvWrite', (call) => {
+      const kc = call.target(kCache, 'kCache');
+      const vc = call.target(vCache, 'vCache');
+      const xb = call.input(qkv, false, 'qkv').buffer;
+      if (new Set([kc, vc, xb]).size !== 3) throw new BackendError('shape_mismatch', 'splitQkvKvWrite: qkv and the two caches must be three distinct tensors', { where: 'splitQkvKvWrite' });
+      const q = call.output(m * qw * 4, `q ${m}x${qw}`);
+      if (m > 0) call.dispatch(K.splitQkv(), uniforms([m, qw, kw, hd, start, maxLen, 0, 0]), [xb, q, kc, vc], { count: m * (qw + 2 * kw) });
+      return this.gpuTensor([m, qw], 'f32', q, m * qw * 4);
+    });
+  }
+
   attention(q: Tensor, kCache: Tensor, vCache: Tensor, start: number, shape: AttentionShape, scale: number): Tensor {
     this.check();
     const { heads, kvHeads, headDim: hd } = shape;

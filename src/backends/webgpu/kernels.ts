@@ -14,7 +14,7 @@ import { LORA_SHRINK_WGSL } from './shaders/lora_shrink.wgsl.js';
 import { ADD_NORM_WGSL, NORM_WGSL } from './shaders/norm.wgsl.js';
 import { QUANTIZED_LINEAR_WGSL } from './shaders/quantized_linear.wgsl.js';
 import { ROPE_KV_WGSL, ROPE_WGSL } from './shaders/rope.wgsl.js';
-import { STRIDED_COPY_WGSL } from './shaders/strided_copy.wgsl.js';
+import { SPLIT_QKV_WGSL, STRIDED_COPY_WGSL } from './shaders/strided_copy.wgsl.js';
 import { type Shader, type StorageType, specialize, spread, typesKey } from './pipelines.js';
 
 /**
@@ -301,6 +301,9 @@ export const activation = (): Shader<{ count: number }> => flat('activation', AC
 
 /** Strided copy (slices, kvWrite); shape {count} = na·nb·nt. */
 export const stridedCopy = (): Shader<{ count: number }> => flat('strided_copy', STRIDED_COPY_WGSL);
+
+/** q|k|v split: q out, k and v into the caches; shape {count} = m·(heads + 2·kvHeads)·hd. */
+export const splitQkv = (): Shader<{ count: number }> => flat('split_qkv', SPLIT_QKV_WGSL);
 
 /** Causal GQA attention, a workgroup per (row, head); shape {pairs} = m·heads. */
 export function attention(): Shader<{ pairs: number }> {
