@@ -42,48 +42,46 @@ describe('CausalLM on WebGPU vs the transformers + PEFT oracle', () => {
     }, 600_000);
   }
 
-  it('a Llama-family decode step: 12 dispatches a layer + 3, the residual steps fused with the norms and rope with the cache write', async () => {
-    const lm = await CausalLM.load(basePath('tiny-llama'), { backend: gpu, weightDtype: 'bf16' });
+  /**
+   * One decode step of `name` after a prefill of its prompt 1: the dispatches it recorded, how many of them ran each
+   * kernel whose id starts with a given prefix, and the largest gap between its logits and those of a fresh prefill
+   * of the same tokens (the fused cache writes put k and v where they belong).
+   */
+  async function decodeStep(name: ModelName) {
+    const lm = await CausalLM.load(basePath(name), { backend: gpu, weightDtype: 'bf16' });
     const cache = lm.createCache();
-    const o = oracle('tiny-llama');
-    const ids = o.prompts[1].ids;
+    const ids = oracle(name).prompts[1].ids;
     await lm.forward(ids, 0, { cache, lastOnly: true }).read();
     const [d0, k0] = [gpu.stats.dispatches, { ...gpu.stats.kernels }];
     const y = lm.forward([ids[0]], ids.length, { cache, lastOnly: true });
-    // Per layer: q, k, v, rope + cache write, attention, o, add + norm, gate, up, swiglu, down, add + norm; then the
-    // embedding, layer 0's input norm and the head.
-    const L = lm.config.layers;
-    expect(gpu.stats.dispatches - d0).toBe(12 * L + 3);
-    const ran = (id: string) => Object.entries(gpu.stats.kernels).filter(([k]) => k.startsWith(id)).reduce((n, [k, c]) => n + c - (k0[k] ?? 0), 0);
-    expect([ran('add_norm'), ran('rope_kv'), ran('rope['), ran('add_inplace'), ran('strided_copy'), ran('norm[')]).toEqual([2 * L, L, 0, 0, 0, 1]);
-    // The step's logits equal a fresh prefill of the same tokens (the fused cache write put k and v where they belong).
+    const dispatches = gpu.stats.dispatches - d0;
+    const kernels = { ...gpu.stats.kernels };
+    const ran = (id: string) => Object.entries(kernels).filter(([k]) => k.startsWith(id)).reduce((n, [k, c]) => n + c - (k0[k] ?? 0), 0);
     const fresh = await lm.forward([...ids, ids[0]], 0, { cache: lm.createCache(), lastOnly: true }).read();
     const got = await y.read();
     let worst = 0;
     for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - fresh[i]));
-    expect(worst).toBeLessThan(1e-4);
+    const layers = lm.config.layers;
     lm.dispose();
+    return { layers, dispatches, ran, worst };
+  }
+
+  it('a Llama-family decode step: 12 dispatches a layer + 3, the residual steps fused with the norms and rope with the cache write', async () => {
+    const { layers: L, dispatches, ran, worst } = await decodeStep('tiny-llama');
+    // Per layer: q, k, v, rope + cache write, attention, o, add + norm, gate, up, swiglu, down, add + norm; then the
+    // embedding, layer 0's input norm and the head.
+    expect(dispatches).toBe(12 * L + 3);
+    expect([ran('add_norm'), ran('rope_kv'), ran('rope['), ran('add_inplace'), ran('strided_copy'), ran('norm[')]).toEqual([2 * L, L, 0, 0, 0, 1]);
+    expect(worst).toBeLessThan(1e-4);
   }, 600_000);
 
   it('a GPT-2 decode step: 9 dispatches a layer + 5, residual steps fused with the LayerNorms, q|k|v split with the cache write', async () => {
-    const lm = await CausalLM.load(basePath('tiny-gpt2'), { backend: gpu, weightDtype: 'bf16' });
-    const cache = lm.createCache();
-    const ids = oracle('tiny-gpt2').prompts[1].ids;
-    await lm.forward(ids, 0, { cache, lastOnly: true }).read();
-    const [d0, k0] = [gpu.stats.dispatches, { ...gpu.stats.kernels }];
-    const y = lm.forward([ids[0]], ids.length, { cache, lastOnly: true });
+    const { layers: L, dispatches, ran, worst } = await decodeStep('tiny-gpt2');
     // Per layer: c_attn, split + cache write, attention, c_proj, add + ln_2, c_fc, gelu, c_proj, add + norm; then wte,
     // wpe, their add, layer 0's ln_1 and the head.
-    const L = lm.config.layers;
-    expect(gpu.stats.dispatches - d0).toBe(9 * L + 5);
-    const ran = (id: string) => Object.entries(gpu.stats.kernels).filter(([k]) => k.startsWith(id)).reduce((n, [k, c]) => n + c - (k0[k] ?? 0), 0);
+    expect(dispatches).toBe(9 * L + 5);
     expect([ran('add_norm'), ran('norm['), ran('add_inplace'), ran('split_qkv'), ran('strided_copy')]).toEqual([2 * L, 1, 1, L, 0]);
-    const fresh = await lm.forward([...ids, ids[0]], 0, { cache: lm.createCache(), lastOnly: true }).read();
-    const got = await y.read();
-    let worst = 0;
-    for (let i = 0; i < got.length; i++) worst = Math.max(worst, Math.abs(got[i] - fresh[i]));
     expect(worst).toBeLessThan(1e-4);
-    lm.dispose();
   }, 600_000);
 
   it('speculative decoding on WebGPU is lossless; a decode step reads back once', async () => {

@@ -905,13 +905,7 @@ export class WebGPUBackend implements Backend, GpuOwner {
     this.check();
     const width = heads * headDim;
     const m = this.rowsOf(x, width, 'rope');
-    const half = headDim / 2;
-    if (!Number.isInteger(half) || half < 1) throw shapeError('headDim', 'an even number ≥ 2', headDim, 'rope');
-    for (const [t, what] of [[cos, 'cos'], [sin, 'sin']] as const) {
-      if (t.ndim !== 2 || t.shape[1] !== half || start < 0 || start + m > t.shape[0]) {
-        throw new BackendError('shape_mismatch', 'rope: the cos/sin tables do not cover these positions', { expected: `[≥ ${start + m}, ${half}]`, got: t.shape, where: `rope › ${what}` });
-      }
-    }
+    const half = this.ropeTables('rope', cos, sin, headDim, start, m);
     this.op('rope', (call) => {
       const xb = call.target(x, 'x');
       const cb = call.input(cos, false, 'cos');
@@ -925,13 +919,7 @@ export class WebGPUBackend implements Backend, GpuOwner {
     if (a.size !== b.size) throw shapeError('b', `${a.size} elements`, b.shape, 'addInPlace');
     this.op('addInPlace', (call) => {
       const ab = call.target(a, 'a');
-      let bb = call.input(b, false, 'b').buffer;
-      if (bb === ab) {
-        // a += a: a buffer cannot be bound read-write and read-only in one dispatch.
-        const copy = call.scratch(a.size, 'b copy');
-        this.copy(call, bb, copy, { na: 1, nb: 1, nt: a.size, srcOff: 0, srcA: 0, srcB: 0, dstOff: 0, dstA: 0, dstB: 0 });
-        bb = copy;
-      }
+      const bb = this.apartFrom(call, call.input(b, false, 'b').buffer, ab, a.size, 'b');
       call.dispatch(K.addInPlace(), uniforms([a.size, 0, 0, 0]), [ab, bb], { count: a.size });
     });
   }
@@ -952,17 +940,8 @@ export class WebGPUBackend implements Backend, GpuOwner {
     if (this.rowsOf(k, kvHeads * hd, 'ropeKvWrite') !== m || this.rowsOf(v, kvHeads * hd, 'ropeKvWrite') !== m) {
       throw shapeError('k, v', `[${m}, ${kvHeads * hd}]`, { k: k.shape, v: v.shape }, 'ropeKvWrite');
     }
-    const half = hd / 2;
-    if (!Number.isInteger(half) || half < 1) throw shapeError('headDim', 'an even number ≥ 2', hd, 'ropeKvWrite');
-    for (const [t, what] of [[cos, 'cos'], [sin, 'sin']] as const) {
-      if (t.ndim !== 2 || t.shape[1] !== half || !Number.isInteger(start) || start < 0 || start + m > t.shape[0]) {
-        throw new BackendError('shape_mismatch', 'ropeKvWrite: the cos/sin tables do not cover these positions', { expected: `[≥ ${start + m}, ${half}]`, got: t.shape, where: `ropeKvWrite › ${what}` });
-      }
-    }
-    const maxLen = kCache.size / (kvHeads * hd);
-    if (!Number.isInteger(maxLen) || vCache.size !== kCache.size || start + m > maxLen) {
-      throw new BackendError('shape_mismatch', 'ropeKvWrite past the end of the cache', { expected: `caches [${kvHeads}, maxLen, ${hd}], start + m ≤ maxLen`, got: { k: kCache.shape, v: vCache.shape, start, m }, where: 'ropeKvWrite' });
-    }
+    const half = this.ropeTables('ropeKvWrite', cos, sin, hd, start, m);
+    const maxLen = this.cacheLength('ropeKvWrite', kCache, vCache, kvHeads, hd, start, m);
     this.op('ropeKvWrite', (call) => {
       const qb = call.target(q, 'q');
       const kc = call.target(kCache, 'kCache');
@@ -1040,10 +1019,7 @@ export class WebGPUBackend implements Backend, GpuOwner {
     const { heads, kvHeads, headDim: hd } = shape;
     const [qw, kw] = [heads * hd, kvHeads * hd];
     const m = this.rowsOf(qkv, qw + 2 * kw, 'splitQkvKvWrite');
-    const maxLen = kCache.size / kw;
-    if (!(kw > 0) || !Number.isInteger(maxLen) || vCache.size !== kCache.size || !Number.isInteger(start) || start < 0 || start + m > maxLen) {
-      throw new BackendError('shape_mismatch', 'splitQkvKvWrite past the end of the cache', { expected: `caches [${kvHeads}, maxLen, ${hd}], start + m ≤ maxLen`, got: { k: kCache.shape, v: vCache.shape, start, m }, where: 'splitQkvKvWrite' });
-    }
+    const maxLen = this.cacheLength('splitQkvKvWrite', kCache, vCache, kvHeads, hd, start, m);
     return this.op('splitQkvKvWrite', (call) => {
       const kc = call.target(kCache, 'kCache');
       const vc = call.target(vCache, 'vCache');
@@ -1137,13 +1113,7 @@ export class WebGPUBackend implements Backend, GpuOwner {
     if (o.size !== x.size) throw shapeError('o', `${x.size} elements`, o.shape, op);
     return this.op(op, (call) => {
       const xb = call.target(x, 'x');
-      let ob = call.input(o, false, 'o').buffer;
-      if (ob === xb) {
-        // x += x: a buffer cannot be bound read-write and read-only in one dispatch.
-        const copy = call.scratch(x.size, 'o copy');
-        this.copy(call, ob, copy, { na: 1, nb: 1, nt: x.size, srcOff: 0, srcA: 0, srcB: 0, dstOff: 0, dstA: 0, dstB: 0 });
-        ob = copy;
-      }
+      const ob = this.apartFrom(call, call.input(o, false, 'o').buffer, xb, x.size, 'o');
       const wb = call.input(w, false, 'w');
       const bb = b ? call.input(b, false, 'b').buffer : this.dummy;
       const y = call.output(x.size * 4, `y ${m}x${d}`);
@@ -1160,6 +1130,38 @@ export class WebGPUBackend implements Backend, GpuOwner {
       if (g.size > 0) call.dispatch(K.activation(), uniforms([g.size, mode, 0, 0]), [gb.buffer, ub, y], { count: g.size });
       return this.gpuTensor(g.shape, 'f32', y, g.size * 4);
     });
+  }
+
+  /**
+   * `src`, or a scratch copy of its first `floats` when it is the written buffer itself (a += a): a buffer cannot be
+   * bound read-write and read-only in one dispatch.
+   */
+  private apartFrom(call: Call, src: GPUBuffer, written: GPUBuffer, floats: number, what: string): GPUBuffer {
+    if (src !== written) return src;
+    const copy = call.scratch(floats, `${what} copy`);
+    this.copy(call, src, copy, { na: 1, nb: 1, nt: floats, srcOff: 0, srcA: 0, srcB: 0, dstOff: 0, dstA: 0, dstB: 0 });
+    return copy;
+  }
+
+  /** maxLen of head-major caches [kvHeads, maxLen, hd] that positions start … start+m−1 fit in (a typed error otherwise). */
+  private cacheLength(op: string, kCache: Tensor, vCache: Tensor, kvHeads: number, hd: number, start: number, m: number): number {
+    const maxLen = kCache.size / (kvHeads * hd);
+    if (!(kvHeads * hd > 0) || !Number.isInteger(maxLen) || vCache.size !== kCache.size || !Number.isInteger(start) || start < 0 || start + m > maxLen) {
+      throw new BackendError('shape_mismatch', `${op} past the end of the cache`, { expected: `caches [${kvHeads}, maxLen, ${hd}], start + m ≤ maxLen`, got: { k: kCache.shape, v: vCache.shape, start, m }, where: op });
+    }
+    return maxLen;
+  }
+
+  /** cos/sin [maxPos, hd/2] cover positions start … start+m−1, hd even (typed errors otherwise); returns hd/2. */
+  private ropeTables(op: string, cos: Tensor, sin: Tensor, hd: number, start: number, m: number): number {
+    const half = hd / 2;
+    if (!Number.isInteger(half) || half < 1) throw shapeError('headDim', 'an even number ≥ 2', hd, op);
+    for (const [t, what] of [[cos, 'cos'], [sin, 'sin']] as const) {
+      if (t.ndim !== 2 || t.shape[1] !== half || !Number.isInteger(start) || start < 0 || start + m > t.shape[0]) {
+        throw new BackendError('shape_mismatch', `${op}: the cos/sin tables do not cover these positions`, { expected: `[≥ ${start + m}, ${half}]`, got: t.shape, where: `${op} › ${what}` });
+      }
+    }
+    return half;
   }
 
   /** One strided_copy dispatch (see its WGSL for the index map); nothing when the copy is empty. */

@@ -1,3 +1,20 @@
+/** The tree sum over a workgroup both norm kernels use (same order, so the same bits for the same row). */
+const REDUCE_SUM = /* wgsl */ `
+var<workgroup> red: array<f32, WORKGROUP>;
+
+// Sum of v over the workgroup; every invocation gets it.
+fn reduce_sum(lid: u32, v: f32) -> f32 {
+  red[lid] = v;
+  workgroupBarrier();
+  for (var s = WORKGROUP / 2u; s > 0u; s >>= 1u) {
+    if (lid < s) { red[lid] += red[lid + s]; }
+    workgroupBarrier();
+  }
+  let r = red[0];
+  workgroupBarrier();
+  return r;
+}`;
+
 /**
  * WGSL twin of cpu-ops.ts `rmsNorm` / `layerNorm`, one workgroup per row (x [m,d] → y [m,d]):
  *
@@ -24,21 +41,7 @@ override WORKGROUP: u32 = 256u;
 @group(0) @binding(3) var<storage, read> b: array<f32>;
 @group(0) @binding(4) var<storage, read_write> y: array<f32>;
 
-var<workgroup> red: array<f32, WORKGROUP>;
-
-// Sum of v over the workgroup; every invocation gets it.
-fn reduce_sum(lid: u32, v: f32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WORKGROUP / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-
+${REDUCE_SUM}
 @compute @workgroup_size(WORKGROUP, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
@@ -90,20 +93,7 @@ override WORKGROUP: u32 = 256u;
 @group(0) @binding(4) var<storage, read> b: array<f32>;
 @group(0) @binding(5) var<storage, read_write> y: array<f32>;
 
-var<workgroup> red: array<f32, WORKGROUP>;
-
-fn reduce_sum(lid: u32, v: f32) -> f32 {
-  red[lid] = v;
-  workgroupBarrier();
-  for (var s = WORKGROUP / 2u; s > 0u; s >>= 1u) {
-    if (lid < s) { red[lid] += red[lid + s]; }
-    workgroupBarrier();
-  }
-  let r = red[0];
-  workgroupBarrier();
-  return r;
-}
-
+${REDUCE_SUM}
 @compute @workgroup_size(WORKGROUP, 1, 1)
 fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
         @builtin(local_invocation_index) lid: u32) {
@@ -114,7 +104,7 @@ fn main(@builtin(workgroup_id) wg: vec3u, @builtin(num_workgroups) nwg: vec3u,
   for (var j = lid; j < u.d; j += WORKGROUP) {
     let v = x[base + j] + o[base + j];
     x[base + j] = v;
-    s += v;
+    if (u.mode == 1u) { s += v; }
   }
   var mean = 0.0;
   if (u.mode == 1u) { mean = reduce_sum(lid, s) / f32(u.d); }
